@@ -1,0 +1,670 @@
+"""One codec for every layout of :mod:`schemas.layouts`: delimited and fixed-width files.
+
+Reading streams a file in chunks of lines (memory stays flat however large the file),
+checks the framing of ICD §4 (raising :class:`FileLevelError` with its F-code) and
+validates every field of every detail line with vectorised Arrow kernels. Each chunk
+carries, per line, the first failing field in layout order and its reason code
+(ICD §4.2); services add their own cross-field and database rules to the same chunk
+with :meth:`Chunk.reject`, which keeps the earliest field.
+
+Writing checks what the receiver's parser relies on: no ``|``, CR or LF inside a value,
+byte widths in GB18030, CRLF line ends, header and trailer agreeing with the lines.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from schemas.codes import FileCode
+from schemas.files import FileLevelError
+from schemas.layouts import Field, Layout
+
+ENCODINGS = {"GB18030": "gb18030", "UTF-8": "utf-8"}
+#: fail_index of a line whose number of fields is wrong: it precedes every field
+WHOLE_LINE = -1
+#: fail_index of a line with no failure
+NO_FAIL = np.iinfo(np.int16).max
+WHOLE_LINE_FIELD = "*"
+
+_BATCH_NO = re.compile(r"[0-9A-Za-z]{1,20}")
+_AMOUNT = re.compile(r"[0-9]{1,10}\.[0-9]{2}")
+_COUNT = re.compile(r"[0-9]{1,10}")
+_DATE = re.compile(r"[0-9]{8}")
+_BLOCK = 4 << 20
+
+
+class WriterError(ValueError):
+    """A value or a record cannot be written as the layout requires (refused before writing)."""
+
+
+def fen_to_amount(fen: int) -> str:
+    """Integer fen to the ICD's ``1234.50`` (ICD §4.1)."""
+    sign = "-" if fen < 0 else ""
+    fen = abs(fen)
+    return f"{sign}{fen // 100}.{fen % 100:02d}"
+
+
+def amount_to_fen(text: str) -> int:
+    """``1234.50`` to integer fen, never through a float."""
+    if not re.fullmatch(r"-?[0-9]{1,10}\.[0-9]{2}", text):
+        raise ValueError("not an amount")
+    negative = text.startswith("-")
+    yuan, cents = text.lstrip("-").split(".")
+    fen = int(yuan) * 100 + int(cents)
+    return -fen if negative else fen
+
+
+def gb18030_length(text: str) -> int:
+    return len(text.encode("gb18030"))
+
+
+def _valid_date(text: str) -> bool:
+    if not _DATE.fullmatch(text):
+        return False
+    y, m, d = int(text[:4]), int(text[4:6]), int(text[6:])
+    if not 1 <= m <= 12 or d < 1 or y < 1:
+        return False
+    days = [31, 29 if (y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)) else 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
+    return d <= days[m - 1]
+
+
+@dataclass(frozen=True)
+class Header:
+    """Line 1 of a file (ICD §4.1, §4.3)."""
+
+    type: str
+    sender: str
+    receiver: str
+    batch_no: str
+    business_date: str
+    record_count: int
+    total_fen: int = 0
+    version: str = "1.0"
+
+
+@dataclass(frozen=True)
+class Trailer:
+    record_count: int
+    total_fen: int = 0
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """One rejected line: physical line number (header = 1), SEQ, field, value, code."""
+
+    line: int
+    seq: int | None
+    field: str
+    value: str
+    code: str
+
+
+@dataclass
+class Chunk:
+    """A run of detail lines, their fields as strings, and each line's first failure."""
+
+    layout: Layout
+    table: pa.Table
+    fail_index: npt.NDArray[np.int16]
+    fail_code: npt.NDArray[np.object_]
+
+    @property
+    def lines(self) -> npt.NDArray[np.int64]:
+        return self.table.column("_line").to_numpy()
+
+    @property
+    def seqs(self) -> npt.NDArray[np.int64]:
+        return self.table.column("_seq").to_numpy()
+
+    def column(self, name: str) -> pa.ChunkedArray:
+        return self.table.column(name)
+
+    def strings(self, name: str) -> npt.NDArray[np.object_]:
+        return np.asarray(self.table.column(name).to_numpy(zero_copy_only=False), dtype=object)
+
+    def reject(self, mask: npt.NDArray[np.bool_], field_name: str, code: str) -> None:
+        """Reject lines in ``mask`` at ``field_name`` unless an earlier field already failed."""
+        index = WHOLE_LINE if field_name == WHOLE_LINE_FIELD else self.layout.index(field_name)
+        better = np.asarray(mask, dtype=bool) & (self.fail_index > index)
+        self.fail_index[better] = index
+        self.fail_code[better] = code
+
+    @property
+    def ok(self) -> npt.NDArray[np.bool_]:
+        return self.fail_index == NO_FAIL
+
+    def field_names(self) -> list[str]:
+        names = self.layout.names
+        return [
+            "" if i == NO_FAIL else WHOLE_LINE_FIELD if i == WHOLE_LINE else names[i]
+            for i in self.fail_index.tolist()
+        ]
+
+    def rejections(self) -> Iterator[Rejection]:
+        names = self.layout.names
+        lines = self.lines
+        seqs = self.seqs
+        for pos in np.flatnonzero(~self.ok).tolist():
+            i = int(self.fail_index[pos])
+            name = WHOLE_LINE_FIELD if i == WHOLE_LINE else names[i]
+            value = "" if i == WHOLE_LINE else str(self.table.column(name)[pos].as_py())
+            seq = int(seqs[pos])
+            yield Rejection(int(lines[pos]), seq if seq > 0 else None, name, value, str(self.fail_code[pos]))
+
+    def __len__(self) -> int:
+        return self.table.num_rows
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _np(arr: pa.Array | pa.ChunkedArray) -> npt.NDArray[np.bool_]:
+    return np.asarray(arr.to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _byte_lengths(col: pa.Array) -> npt.NDArray[np.int64]:
+    """GB18030 byte length of every value, computed in C for ASCII and in Python otherwise."""
+    lengths = pc.binary_length(col).to_numpy(zero_copy_only=False).astype(np.int64)
+    chars = pc.utf8_length(col).to_numpy(zero_copy_only=False).astype(np.int64)
+    wide = np.flatnonzero(lengths != chars)
+    if len(wide):
+        values = col.take(pa.array(wide)).to_pylist()
+        lengths[wide] = [gb18030_length(v) for v in values]
+    return lengths
+
+
+def _valid_dates(col: pa.Array, fmt: str, pattern: str) -> npt.NDArray[np.bool_]:
+    shaped = pc.match_substring_regex(col, f"^{pattern}$")
+    parsed = pc.strptime(col, format=fmt, unit="s", error_is_null=True)
+    # Arrow rolls 20230230 over to 20230302: a date is valid only if it prints back unchanged.
+    back = pc.strftime(parsed, format=fmt)
+    same = pc.fill_null(pc.equal(back, col), False)
+    return _np(shaped) & _np(same)
+
+
+def field_failures(f: Field, col: pa.Array, columns: dict[str, pa.Array]) -> npt.NDArray[np.bool_]:
+    """Lines whose value of ``f`` breaks its presence, type, length or code list (ICD §4.2)."""
+    empty = _np(pc.equal(pc.utf8_length(col), 0))
+    if f.presence == "M":
+        fail = empty.copy()
+    elif f.presence == "O" or f.cond is None:
+        fail = np.zeros(len(col), dtype=bool)
+    else:
+        ref = columns[f.cond.field]
+        required = _np(pc.is_in(ref, value_set=pa.array(f.cond.values)))
+        if f.cond.negate:
+            required = ~required
+        fail = required & empty
+        if f.cond.otherwise == "forbidden":
+            fail |= ~required & ~empty
+    check = ~empty & ~fail
+    if not check.any():
+        return fail
+    bad = np.zeros(len(col), dtype=bool)
+    if f.values:
+        bad |= ~_np(pc.is_in(col, value_set=pa.array(f.values)))
+    if f.pattern:
+        bad |= ~_np(pc.match_substring_regex(col, f"^(?:{f.pattern})$"))
+    if f.kind == "date":
+        bad |= ~_valid_dates(col, "%Y%m%d", "[0-9]{8}")
+    elif f.kind == "time":
+        bad |= ~_valid_dates(col, "%Y%m%d%H%M%S", "[0-9]{14}")
+    elif f.kind == "month":
+        bad |= ~_np(pc.match_substring_regex(col, "^[0-9]{4}(0[1-9]|1[0-2])$"))
+    elif f.kind == "count":
+        bad |= ~_np(pc.match_substring_regex(col, "^[0-9]{1,10}$"))
+    elif f.kind in ("amount", "signed_amount"):
+        sign = "-?" if f.kind == "signed_amount" else ""
+        shaped = _np(pc.match_substring_regex(col, f"^{sign}[0-9]{{1,10}}\\.[0-9]{{2}}$"))
+        bad |= ~shaped
+        if f.min_fen:
+            fen = np.zeros(len(col), dtype=np.int64)
+            fen[shaped] = fen_column(col.filter(pa.array(shaped)))
+            bad |= shaped & (fen < f.min_fen)
+    limit = f.byte_limit
+    if limit is not None:
+        bad |= _byte_lengths(col) > limit
+    return fail | (check & bad)
+
+
+def fen_column(col: pa.Array) -> npt.NDArray[np.int64]:
+    """Amount strings (already checked) to integer fen, vectorised, no floats."""
+    digits = pc.replace_substring(col, ".", "")
+    return np.asarray(pc.cast(digits, pa.int64()).to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+def validate_columns(
+    layout: Layout, columns: dict[str, pa.Array], n: int
+) -> tuple[npt.NDArray[np.int16], npt.NDArray[np.object_]]:
+    """First failing field (layout order) and its code, for every line."""
+    fail_index = np.full(n, NO_FAIL, dtype=np.int16)
+    fail_code = np.full(n, None, dtype=object)
+    for i in range(len(layout.fields) - 1, -1, -1):
+        f = layout.fields[i]
+        bad = field_failures(f, columns[f.name], columns)
+        fail_index[bad] = i
+        fail_code[bad] = f.code
+    return fail_index, fail_code
+
+
+# --------------------------------------------------------------------------- delimited
+
+
+def _parse_header(line: str) -> Header:
+    parts = line.split("|")
+    if len(parts) != 9 or parts[0] != "H":
+        raise FileLevelError(FileCode.F04, "header must have 9 fields and start with H")
+    _, type_, sender, receiver, batch_no, date, count, total, version = parts
+    if not (
+        re.fullmatch(r"[A-Z]{3,12}", type_)
+        and re.fullmatch(r"[A-Z][0-9]{2,6}", sender)
+        and re.fullmatch(r"[A-Z][0-9]{2,6}", receiver)
+        and _BATCH_NO.fullmatch(batch_no)
+        and _valid_date(date)
+        and _COUNT.fullmatch(count)
+        and _AMOUNT.fullmatch(total)
+        and version == "1.0"
+    ):
+        raise FileLevelError(FileCode.F04, "header field malformed")
+    return Header(type_, sender, receiver, batch_no, date, int(count), amount_to_fen(total), version)
+
+
+def _parse_trailer(line: str) -> Trailer:
+    parts = line.split("|")
+    if len(parts) != 3 or not _COUNT.fullmatch(parts[1]) or not _AMOUNT.fullmatch(parts[2]):
+        raise FileLevelError(FileCode.F08, "trailer malformed")
+    return Trailer(int(parts[1]), amount_to_fen(parts[2]))
+
+
+def _decoded_lines(stream: BinaryIO, encoding: str) -> Iterator[list[str]]:
+    """Blocks of decoded lines; a block is cut only after LF, which no GB18030 or UTF-8
+    multi-byte sequence contains. Undecodable bytes are F03."""
+    codec = ENCODINGS[encoding]
+    rest = b""
+    first = True
+    while True:
+        block = stream.read(_BLOCK)
+        data = rest + block
+        if not block:
+            cut = len(data)
+        else:
+            cut = data.rfind(b"\n") + 1
+            if cut == 0:
+                rest = data
+                continue
+        head, rest = data[:cut], data[cut:]
+        if first and codec == "utf-8" and head.startswith(b"\xef\xbb\xbf"):
+            head = head[3:]
+        first = False
+        try:
+            text = head.decode(codec)
+        except UnicodeDecodeError as exc:
+            raise FileLevelError(FileCode.F03, f"bytes not valid {encoding}") from exc
+        lines = text.split("\n")
+        if lines and lines[-1] == "":
+            lines.pop()
+        yield [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
+        if not block:
+            return
+
+
+class DelimitedReader:
+    """Streams a delimited file (ICD §4.1): header, chunks of validated lines, trailer.
+
+    Framing failures raise :class:`FileLevelError`: F03 (decoding), F04 (header), F06
+    (SEQ), F08 (trailer), and after the last chunk F02 (counts) and F09 (totals).
+    """
+
+    def __init__(
+        self,
+        stream: BinaryIO | bytes,
+        layout: Layout,
+        encoding: str = "GB18030",
+        chunk_lines: int = 50_000,
+        control_count: int | None = None,
+    ) -> None:
+        self.stream: BinaryIO = io.BytesIO(stream) if isinstance(stream, bytes) else stream
+        self.layout = layout
+        self.encoding = encoding
+        self.chunk_lines = chunk_lines
+        self.control_count = control_count
+        self.trailer: Trailer | None = None
+        self.detail_count = 0
+        self.line_total_fen = 0
+        self._blocks = _decoded_lines(self.stream, encoding)
+        self._pending: list[str] = []
+        self._exhausted = False
+        self.header = self._read_header()
+
+    def _fill(self, want: int) -> None:
+        while len(self._pending) < want and not self._exhausted:
+            block = next(self._blocks, None)
+            if block is None:
+                self._exhausted = True
+            else:
+                self._pending.extend(block)
+
+    def _read_header(self) -> Header:
+        self._fill(1)
+        if not self._pending:
+            raise FileLevelError(FileCode.F04, "file is empty")
+        header = _parse_header(self._pending.pop(0))
+        if header.type != self.layout.type:
+            raise FileLevelError(FileCode.F04, f"header TYPE is not {self.layout.type}")
+        return header
+
+    def chunks(self) -> Iterator[Chunk]:
+        line_no = 2
+        while True:
+            # keep one line back: the last line of the file is the trailer
+            self._fill(self.chunk_lines + 1)
+            if self._exhausted and len(self._pending) <= 1:
+                break
+            take = min(self.chunk_lines, len(self._pending) - 1)
+            lines, self._pending = self._pending[:take], self._pending[take:]
+            chunk = self._chunk(lines, line_no)
+            line_no += take
+            yield chunk
+        if not self._pending or not self._pending[0].startswith("T|"):
+            raise FileLevelError(FileCode.F08, "last line is not a trailer")
+        self.trailer = _parse_trailer(self._pending[0])
+        self._check_totals()
+
+    def _check_totals(self) -> None:
+        assert self.trailer is not None
+        counts = {self.header.record_count, self.trailer.record_count, self.detail_count}
+        if self.control_count is not None:
+            counts.add(self.control_count)
+        if len(counts) != 1:
+            raise FileLevelError(FileCode.F02, "record counts differ")
+        if self.header.total_fen != self.trailer.total_fen:
+            raise FileLevelError(FileCode.F09, "header and trailer totals differ")
+        if self.header.total_fen != self.line_total_fen:
+            raise FileLevelError(FileCode.F09, "total amount differs from the sum of the lines")
+
+    def _chunk(self, lines: list[str], first_line: int) -> Chunk:
+        layout = self.layout
+        n_fields = len(layout.fields) + 2
+        n = len(lines)
+        arr = pa.array(lines, pa.string())
+        parts = pc.split_pattern(arr, "|")
+        lengths = pc.list_value_length(parts).to_numpy()
+        fixed = pc.list_slice(parts, 0, n_fields, return_fixed_size_list=True)
+        record_type = pc.list_element(fixed, 0)
+        seq_text = pc.fill_null(pc.list_element(fixed, 1), "")
+        if not pc.all(pc.equal(record_type, "D")).as_py():
+            raise FileLevelError(FileCode.F06, "a line between header and trailer is not a detail line")
+        if not pc.all(pc.match_substring_regex(seq_text, "^[1-9][0-9]{0,9}$")).as_py():
+            raise FileLevelError(FileCode.F06, "detail SEQ missing or malformed")
+        seqs = pc.cast(seq_text, pa.int64()).to_numpy()
+        expected = np.arange(self.detail_count + 1, self.detail_count + 1 + n, dtype=np.int64)
+        if not np.array_equal(seqs, expected):
+            raise FileLevelError(FileCode.F06, "detail SEQ not contiguous from 1")
+        self.detail_count += n
+
+        good = lengths == n_fields
+        columns: dict[str, pa.Array] = {}
+        for i, f in enumerate(layout.fields):
+            col = pc.list_element(fixed, i + 2)
+            if not good.all():
+                col = pc.if_else(pa.array(good), col, "")
+            columns[f.name] = pc.fill_null(col, "")
+        fail_index, fail_code = validate_columns(layout, columns, n)
+        fail_index[~good] = WHOLE_LINE
+        fail_code[~good] = "E116"
+
+        if layout.amount_field:
+            amounts = columns[layout.amount_field]
+            shaped = _np(pc.match_substring_regex(amounts, r"^[0-9]{1,10}\.[0-9]{2}$"))
+            if shaped.any():
+                self.line_total_fen += int(fen_column(amounts.filter(pa.array(shaped))).sum())
+
+        table = pa.table(
+            {
+                "_line": pa.array(np.arange(first_line, first_line + n, dtype=np.int64)),
+                "_seq": pa.array(seqs),
+                **columns,
+            }
+        )
+        return Chunk(layout, table, fail_index, fail_code)
+
+
+def _check_value(f: Field, value: str) -> bytes:
+    if "|" in value or "\r" in value or "\n" in value:
+        raise WriterError(f"{f.name}: a value with |, CR or LF cannot be written")
+    encoded = value.encode("gb18030")
+    if f.max_bytes is not None and len(encoded) > f.max_bytes:
+        raise WriterError(f"{f.name}: value longer than {f.max_bytes} bytes")
+    return encoded
+
+
+def write_delimited(
+    out: BinaryIO,
+    layout: Layout,
+    header: Header,
+    rows: Iterable[Sequence[str]],
+    encoding: str = "GB18030",
+) -> int:
+    """Write header, detail lines and trailer with CRLF (ICD §4.1). Returns the line count.
+
+    ``header.record_count`` and ``header.total_fen`` must describe ``rows``; a mismatch
+    raises :class:`WriterError` after writing, so callers write to a buffer or a
+    temporary file and publish only on success.
+    """
+    codec = ENCODINGS[encoding]
+    n_fields = len(layout.fields)
+    limits = [f for f in layout.fields if f.max_bytes is not None]
+    limit_index = [layout.index(f.name) for f in limits]
+    amount_index = layout.index(layout.amount_field) if layout.amount_field else None
+    out.write(
+        (
+            f"H|{layout.type}|{header.sender}|{header.receiver}|{header.batch_no}|{header.business_date}"
+            f"|{header.record_count}|{fen_to_amount(header.total_fen)}|1.0\r\n"
+        ).encode(codec)
+    )
+    count = 0
+    total = 0
+    buffer: list[str] = []
+    for row in rows:
+        if len(row) != n_fields:
+            raise WriterError(f"{layout.type}: a row has {len(row)} fields, not {n_fields}")
+        count += 1
+        line = f"D|{count}|" + "|".join(row)
+        if line.count("|") != n_fields + 1 or "\r" in line or "\n" in line:
+            for f, value in zip(layout.fields, row, strict=True):
+                _check_value(f, value)
+        for f, i in zip(limits, limit_index, strict=True):
+            value = row[i]
+            if len(value) * 4 > (f.max_bytes or 0):
+                _check_value(f, value)
+        if amount_index is not None:
+            total += amount_to_fen(row[amount_index])
+        buffer.append(line)
+        if len(buffer) >= 10_000:
+            out.write(("\r\n".join(buffer) + "\r\n").encode(codec))
+            buffer.clear()
+    if buffer:
+        out.write(("\r\n".join(buffer) + "\r\n").encode(codec))
+    out.write(f"T|{count}|{fen_to_amount(total)}\r\n".encode(codec))
+    if count != header.record_count or total != header.total_fen:
+        raise WriterError(f"{layout.type}: header says {header.record_count} lines, {count} written")
+    return count
+
+
+# --------------------------------------------------------------------------- fixed width
+
+
+def _fixed_text(value: str, width: int, numeric: bool, name: str) -> bytes:
+    if numeric:
+        if not value.isdigit() or not value.isascii():
+            raise WriterError(f"{name}: numeric field must be digits")
+        encoded = value.zfill(width).encode("ascii")
+    else:
+        if "\r" in value or "\n" in value:
+            raise WriterError(f"{name}: a value with CR or LF cannot be written")
+        encoded = value.encode("gb18030")
+        encoded += b" " * (width - len(encoded))
+    if len(encoded) > width:
+        raise WriterError(f"{name}: value does not fit in {width} bytes")
+    return encoded
+
+
+def write_fixed(out: BinaryIO, layout: Layout, header: Header, rows: Iterable[Sequence[str]]) -> int:
+    """Write a fixed-width GB18030 file (ICD §4.3); every record exactly the layout's length."""
+    length = layout.record_length or 0
+    head = (
+        b"H"
+        + _fixed_text(layout.type, 10, False, "TYPE")
+        + _fixed_text(header.sender, 7, False, "SENDER")
+        + _fixed_text(header.receiver, 7, False, "RECEIVER")
+        + _fixed_text(header.batch_no, 20, False, "BATCH_NO")
+        + _fixed_text(header.business_date, 8, True, "BUSINESS_DATE")
+        + _fixed_text(str(header.record_count), 8, True, "RECORD_COUNT")
+        + _fixed_text("1.0", 3, False, "VERSION")
+    )
+    out.write(head.ljust(length, b" ") + b"\r\n")
+    count = 0
+    for row in rows:
+        count += 1
+        record = b"D" + _fixed_text(str(count), 8, True, "seq")
+        for f, value in zip(layout.fields, row, strict=True):
+            record += _fixed_text(value, f.width or 0, f.numeric, f.name)
+        out.write(record + b"\r\n")
+    out.write((b"T" + _fixed_text(str(count), 8, True, "RECORD_COUNT")).ljust(length, b" ") + b"\r\n")
+    if count != header.record_count:
+        raise WriterError(f"{layout.type}: header says {header.record_count} records, {count} written")
+    return count
+
+
+@dataclass
+class FixedReader:
+    """Reads a fixed-width file (ICD §4.3): framing failures raise, fields are validated."""
+
+    data: bytes
+    layout: Layout
+    chunk_lines: int = 50_000
+    control_count: int | None = None
+    header: Header = field(init=False)
+    trailer: Trailer | None = field(init=False, default=None)
+    detail_count: int = field(init=False, default=0)
+
+    def __post_init__(self) -> None:
+        try:
+            self.data.decode("gb18030")
+        except UnicodeDecodeError as exc:
+            raise FileLevelError(FileCode.F03, "bytes not valid GB18030") from exc
+        self._records = self.data.replace(b"\r\n", b"\n").split(b"\n")
+        if self._records and self._records[-1] == b"":
+            self._records.pop()
+        if not self._records:
+            raise FileLevelError(FileCode.F04, "file is empty")
+        self.header = self._parse_header(self._records[0])
+
+    def _parse_header(self, rec: bytes) -> Header:
+        layout = self.layout
+        if len(rec) != layout.record_length or rec[:1] != b"H":
+            raise FileLevelError(FileCode.F04, "header record malformed")
+        text = rec.decode("gb18030")
+        type_, sender, receiver = text[1:11].rstrip(), text[11:18].rstrip(), text[18:25].rstrip()
+        batch_no, date, count, version = text[25:45].rstrip(), text[45:53], text[53:61], text[61:64]
+        if not (
+            type_ == layout.type
+            and re.fullmatch(r"[A-Z][0-9]{2,6}", sender)
+            and re.fullmatch(r"[A-Z][0-9]{2,6}", receiver)
+            and _BATCH_NO.fullmatch(batch_no)
+            and _valid_date(date)
+            and count.isdigit()
+            and version == "1.0"
+            and text[64:].strip() == ""
+        ):
+            raise FileLevelError(FileCode.F04, "header field malformed")
+        return Header(type_, sender, receiver, batch_no, date, int(count))
+
+    def chunks(self) -> Iterator[Chunk]:
+        layout = self.layout
+        length = layout.record_length or 0
+        body = self._records[1:]
+        if not body or body[-1][:1] != b"T":
+            raise FileLevelError(FileCode.F08, "last record is not a trailer")
+        trailer_rec = body.pop()
+        for start in range(0, len(body), self.chunk_lines):
+            records = body[start : start + self.chunk_lines]
+            n = len(records)
+            values: dict[str, list[str]] = {f.name: [] for f in layout.fields}
+            good = np.ones(n, dtype=bool)
+            undecodable = np.full(n, NO_FAIL, dtype=np.int16)
+            seqs = np.zeros(n, dtype=np.int64)
+            for row, rec in enumerate(records):
+                if rec[:1] != b"D":
+                    raise FileLevelError(FileCode.F06, "a record between header and trailer is not a detail")
+                seq = rec[1:9]
+                if not seq.isdigit():
+                    raise FileLevelError(FileCode.F06, "detail seq malformed")
+                seqs[row] = int(seq)
+                if len(rec) != length:
+                    good[row] = False
+                pos = 9
+                for i, f in enumerate(layout.fields):
+                    width = f.width or 0
+                    raw = rec[pos : pos + width] if good[row] else b""
+                    pos += width
+                    try:
+                        text = raw.decode("gb18030")
+                    except UnicodeDecodeError:
+                        text = ""
+                        undecodable[row] = min(undecodable[row], i)
+                    values[f.name].append(text.rstrip(" "))
+            expected = np.arange(self.detail_count + 1, self.detail_count + 1 + n, dtype=np.int64)
+            if not np.array_equal(seqs, expected):
+                raise FileLevelError(FileCode.F06, "detail seq not contiguous from 1")
+            self.detail_count += n
+            columns = {name: pa.array(vals, pa.string()) for name, vals in values.items()}
+            fail_index, fail_code = validate_columns(layout, columns, n)
+            for row in np.flatnonzero(undecodable != NO_FAIL):
+                i = int(undecodable[row])
+                if fail_index[row] > i:
+                    fail_index[row] = i
+                    fail_code[row] = "E116"
+            fail_index[~good] = WHOLE_LINE
+            fail_code[~good] = "E116"
+            first_line = start + 2
+            table = pa.table(
+                {
+                    "_line": pa.array(np.arange(first_line, first_line + n, dtype=np.int64)),
+                    "_seq": pa.array(seqs),
+                    **columns,
+                }
+            )
+            yield Chunk(layout, table, fail_index, fail_code)
+        if len(trailer_rec) != length or not trailer_rec[1:9].isdigit() or trailer_rec[9:].strip(b" "):
+            raise FileLevelError(FileCode.F08, "trailer record malformed")
+        self.trailer = Trailer(int(trailer_rec[1:9]))
+        counts = {self.header.record_count, self.trailer.record_count, self.detail_count}
+        if self.control_count is not None:
+            counts.add(self.control_count)
+        if len(counts) != 1:
+            raise FileLevelError(FileCode.F02, "record counts differ")
+
+
+def read_all(reader: DelimitedReader | FixedReader) -> tuple[pa.Table, list[Rejection]]:
+    """Small files: every accepted row as one table and every rejection (raises on F-codes)."""
+    accepted: list[pa.Table] = []
+    rejected: list[Rejection] = []
+    for chunk in reader.chunks():
+        accepted.append(chunk.table.filter(pa.array(chunk.ok)))
+        rejected.extend(chunk.rejections())
+    if accepted:
+        return pa.concat_tables(accepted), rejected
+    schema = pa.schema(
+        [("_line", pa.int64()), ("_seq", pa.int64())] + [(n, pa.string()) for n in reader.layout.names]
+    )
+    return schema.empty_table(), rejected
