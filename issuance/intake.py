@@ -1,0 +1,480 @@
+"""APPLY intake (ICD §2–§6, §5.1–§5.2): take complete application batches from a bureau's
+pickup directory, answer every line in an APPLYRSP, store the accepted applications.
+
+One file is one transaction: its lines, its answers, its registry row and its response
+(in the outbox) are committed together or not at all, so a crash half-way leaves no
+trace and the next run redoes the file. Files are archived on the server only after
+their outcome is committed; a file seen before (same NAME and SHA-256) is archived again
+and changes nothing else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from sqlalchemy import Connection, Engine
+
+from issuance.apply_rules import ApplyRules, business_window, check_apply_chunk
+from issuance.photos import PhotoZip, check_photo_zip
+from persistence import apply_store, registry
+from schemas.codec import Chunk, DelimitedReader, Header, write_delimited
+from schemas.codes import FileCode, message, reason_text
+from schemas.files import SAFE_NAME, Control, FileLevelError, FileName, sha256_of
+from schemas.layouts import APPLY, APPLYRSP
+from transport.remote import Remote, safe_join
+
+log = logging.getLogger("sscard.intake")
+
+
+@dataclass(frozen=True)
+class IntakeContext:
+    """Everything one intake run needs to know: who, which day, which rules."""
+
+    conn_id: str
+    hub: str
+    bureau: str
+    encoding: str
+    pickup: str
+    drop: str
+    business_date: str
+    now: datetime
+    rules: ApplyRules
+    max_forward_days: int = 5
+    zip_wait: timedelta = timedelta(hours=2)
+    var_dir: Path = Path("var")
+    chunk_lines: int = 50_000
+
+
+@dataclass
+class FileOutcome:
+    """What happened to one file: shown in task logs and returned to the DAG."""
+
+    name: str
+    outcome: str
+    file_code: str | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+    response: str | None = None
+
+    @property
+    def accepted(self) -> int:
+        return self.counts.get("00", 0)
+
+    @property
+    def rejected(self) -> int:
+        return sum(n for k, n in self.counts.items() if k != "00")
+
+    def summary(self) -> str:
+        if self.outcome == "accepted":
+            by_code = ", ".join(f"{k}={n}" for k, n in sorted(self.counts.items()) if k != "00") or "none"
+            return (
+                f"{self.name}: accepted; lines={self.accepted + self.rejected} "
+                f"accepted={self.accepted} rejected={self.rejected} ({by_code}); response {self.response}"
+            )
+        if self.outcome == "rejected":
+            return f"{self.name}: file rejected {self.file_code} ({message(self.file_code or 'F01')})"
+        return f"{self.name}: {self.outcome}"
+
+
+# --------------------------------------------------------------------------- checks without a database
+
+
+def check_name(name: str, hub: str, bureau: str | None) -> FileName:
+    """ICD §3: the name must parse (F07), name an APPLY text file sent to the hub (F04)."""
+    fname = FileName.parse(name)
+    if fname.type != "APPLY" or fname.ext != "txt":
+        raise FileLevelError(FileCode.F04, "not an APPLY data file")
+    if fname.receiver != hub:
+        raise FileLevelError(FileCode.F04, "file is not addressed to this hub")
+    if bureau is not None and fname.sender != bureau:
+        raise FileLevelError(FileCode.F04, "sender is not the bureau of this connection")
+    return fname
+
+
+def check_header(header: Header, fname: FileName, business_date: str, max_forward_days: int) -> None:
+    """ICD §3, §4.1: header agrees with the name; a request is dated today up to
+    ``max_forward_days`` ahead, never earlier (F04)."""
+    if (header.sender, header.receiver) != (fname.sender, fname.receiver):
+        raise FileLevelError(FileCode.F04, "header SENDER/RECEIVER differ from the file name")
+    if header.business_date != fname.business_date:
+        raise FileLevelError(FileCode.F04, "header BUSINESS_DATE differs from the file name")
+    first, last = business_window(business_date, max_forward_days)
+    if not first <= header.business_date <= last:
+        raise FileLevelError(FileCode.F04, "business date not allowed")
+    if header.total_fen != 0:
+        raise FileLevelError(FileCode.F09, "APPLY total amount must be 0.00")
+
+
+def validated_chunks(
+    reader: DelimitedReader, rules: ApplyRules, photos: PhotoZip | None
+) -> Iterator[Chunk]:
+    """Every line rule that needs no database, chunk by chunk."""
+    valid = photos.valid if photos is not None else None
+    for chunk in reader.chunks():
+        check_apply_chunk(chunk, rules, valid)
+        yield chunk
+
+
+def names_photos(chunk: Chunk) -> bool:
+    return bool(pc.any(pc.not_equal(chunk.column("photo"), "")).as_py())
+
+
+def _content_sha(chunk: Chunk) -> pa.Array:
+    """A digest of each line's content after the key, to tell a repeat from a reuse."""
+    cols = [chunk.column(n) for n in APPLY.names[1:]]
+    joined = pc.binary_join_element_wise(*cols, "|").to_pylist()
+    return pa.array([hashlib.sha1(s.encode("utf-8"), usedforsecurity=False).hexdigest() for s in joined])
+
+
+def stage_table(chunk: Chunk) -> pa.Table:
+    fail_idx = chunk.fail_index.astype(np.int64)
+    return pa.table(
+        {
+            "seq": chunk.table.column("_seq"),
+            "line_no": chunk.table.column("_line"),
+            "content_sha": _content_sha(chunk),
+            "fail_idx": pa.array(fail_idx),
+            "fail_code": pa.array(chunk.fail_code.tolist(), pa.string()),
+            "fail_field": pa.array(chunk.field_names(), pa.string()),
+            **{n: chunk.column(n) for n in APPLY.names},
+        }
+    )
+
+
+# --------------------------------------------------------------------------- writing answers
+
+
+def render_response(header: Header, hub: str, encoding: str, rows: Iterator[tuple[str, str, str]], count: int) -> bytes:
+    """APPLYRSP (ICD §5.2): the request's BATCH_NO and date, one line per APPLY line."""
+    out = io.BytesIO()
+    rsp_header = Header("APPLYRSP", hub, header.sender, header.batch_no, header.business_date, count)
+    write_delimited(
+        out,
+        APPLYRSP,
+        rsp_header,
+        ((app_no, result, code, reason_text(code) if code else "") for app_no, result, code in rows),
+        encoding,
+    )
+    return out.getvalue()
+
+
+def render_rej(name: str, code: str) -> bytes:
+    """``NAME.rej``: one UTF-8 line ``NAME|CODE|message`` (ICD §6)."""
+    return f"{name}|{code}|{message(code, 'zh')} / {message(code, 'en')}\r\n".encode()
+
+
+# --------------------------------------------------------------------------- the run
+
+
+@dataclass(frozen=True)
+class Landed:
+    """A data file (and its companions) copied from the pickup directory to local disk."""
+
+    name: str
+    path: Path
+    control: bytes
+    size: int
+    sha256: str
+    zip_path: Path | None = None
+    zip_control: bytes | None = None
+
+
+def complete_files(remote: Remote, pickup: str) -> tuple[list[str], list[str]]:
+    """Data files whose ``.ok`` has arrived, and those still waiting for it (ICD §2).
+
+    Photo zips are companions of their APPLY, never files of their own; ``.part`` files
+    are never read.
+    """
+    names = {e.name for e in remote.list_dir(pickup)}
+    data = sorted(
+        n for n in names if not n.endswith((".ok", ".part", ".rej")) and not (n.endswith(".zip") and n[:-4] + ".txt" in names)
+    )
+    ready = [n for n in data if f"{n}.ok" in names]
+    return ready, [n for n in data if n not in ready]
+
+
+def land(remote: Remote, ctx: IntakeContext, name: str) -> Landed:
+    """Copy a data file, its control file and a photo zip with its control file (when
+    both arrived) to ``var/received/<conn>/<date>/``. The remote name is validated
+    before any local path is built."""
+    local_dir = ctx.var_dir / "received" / ctx.conn_id / ctx.business_date
+    local_dir.mkdir(parents=True, exist_ok=True)
+    path = safe_join(local_dir, name)
+    data = remote.read_bytes(f"{ctx.pickup}/{name}")
+    path.write_bytes(data)
+    control = remote.read_bytes(f"{ctx.pickup}/{name}.ok")
+    safe_join(local_dir, f"{name}.ok").write_bytes(control)
+    with path.open("rb") as fh:
+        size, sha = sha256_of(fh)
+    zip_path: Path | None = None
+    zip_control: bytes | None = None
+    if name.endswith(".txt"):
+        zip_name = name[:-4] + ".zip"
+        if remote.exists(f"{ctx.pickup}/{zip_name}") and remote.exists(f"{ctx.pickup}/{zip_name}.ok"):
+            zip_path = safe_join(local_dir, zip_name)
+            zip_path.write_bytes(remote.read_bytes(f"{ctx.pickup}/{zip_name}"))
+            zip_control = remote.read_bytes(f"{ctx.pickup}/{zip_name}.ok")
+            safe_join(local_dir, f"{zip_name}.ok").write_bytes(zip_control)
+    return Landed(name, path, control, size, sha, zip_path, zip_control)
+
+
+def _companions(remote: Remote, pickup: str, name: str) -> list[str]:
+    names = [name, f"{name}.ok"]
+    if name.endswith(".txt"):
+        zip_name = name[:-4] + ".zip"
+        names += [zip_name, f"{zip_name}.ok"]
+    return [n for n in names if remote.exists(f"{pickup}/{n}")]
+
+
+def archive(remote: Remote, ctx: IntakeContext, name: str, rejected: bool) -> None:
+    """Move the file and its companions to ``pickup/archive|rejected/YYYYMMDD/`` (ICD §2)."""
+    dest = f"{ctx.pickup}/{'rejected' if rejected else 'archive'}/{ctx.business_date}"
+    for n in _companions(remote, ctx.pickup, name):
+        remote.move(f"{ctx.pickup}/{n}", dest)
+
+
+def process_file(remote: Remote, engine: Engine, ctx: IntakeContext, name: str) -> FileOutcome:
+    """Take one complete file from the pickup directory to its committed outcome."""
+    if not SAFE_NAME.fullmatch(name):
+        return _reject_unsafe(remote, engine, ctx, name)
+    landed = land(remote, ctx, name)
+    with engine.connect() as conn:
+        prior = registry.find_same(conn, ctx.conn_id, name, landed.sha256)
+    if prior is not None and prior.outcome in ("accepted", "rejected"):
+        archive(remote, ctx, name, rejected=prior.outcome == "rejected")
+        log.info("%s: delivered again with the same content; archived, nothing else done", name)
+        return FileOutcome(name, "redelivered", prior.file_code)
+    waiting_id = prior.id if prior is not None else None
+    first_seen = prior.first_seen_at if prior is not None else ctx.now
+    try:
+        outcome = _accept(engine, ctx, landed, waiting_id, first_seen)
+    except FileLevelError as exc:
+        outcome = _reject(engine, ctx, landed, exc, waiting_id, first_seen)
+    if outcome.outcome in ("accepted", "rejected"):
+        archive(remote, ctx, name, rejected=outcome.outcome == "rejected")
+    log.info("%s", outcome.summary())
+    return outcome
+
+
+def _reject_unsafe(remote: Remote, engine: Engine, ctx: IntakeContext, name: str) -> FileOutcome:
+    """A name unsafe to write (ICD §2): F07, no local copy under that name and no ``.rej``."""
+    data = remote.read_bytes(f"{ctx.pickup}/{name}")
+    sha = hashlib.sha256(data).hexdigest()
+    with engine.begin() as conn:
+        if registry.find_same(conn, ctx.conn_id, name[:100], sha) is None:
+            registry.record_file(
+                conn,
+                conn_id=ctx.conn_id,
+                name=name[:100],
+                sha256=sha,
+                size=len(data),
+                outcome="rejected",
+                file_code=str(FileCode.F07),
+                detail="file name unsafe; no .rej written",
+                accepted_count=0,
+                rejected_count=0,
+                first_seen_at=ctx.now,
+                processed_at=ctx.now,
+            )
+    archive(remote, ctx, name, rejected=True)
+    log.warning("a file with an unsafe name was rejected F07 and moved to rejected/")
+    return FileOutcome(name, "rejected", str(FileCode.F07))
+
+
+class _WaitForZip(Exception):
+    pass
+
+
+def _accept(
+    engine: Engine, ctx: IntakeContext, landed: Landed, waiting_id: int | None, first_seen: datetime
+) -> FileOutcome:
+    fname = check_name(landed.name, ctx.hub, ctx.bureau)
+    control = Control.parse(landed.control, landed.name)
+    control.verify(landed.size, landed.sha256)
+    with landed.path.open("rb") as fh:
+        reader = DelimitedReader(fh, APPLY, ctx.encoding, ctx.chunk_lines, control.record_count)
+        header = reader.header
+        check_header(header, fname, ctx.business_date, ctx.max_forward_days)
+        with engine.connect() as conn:
+            if registry.conflicting(conn, header.sender, "APPLY", landed.name, header.batch_no, landed.sha256):
+                raise FileLevelError(FileCode.F05, "NAME or BATCH_NO already processed with other content")
+        photos = (
+            check_photo_zip(landed.zip_path, landed.zip_control, landed.zip_path.name)
+            if landed.zip_path is not None
+            else None
+        )
+        try:
+            with engine.begin() as conn:
+                return _load(conn, ctx, landed, reader, header, photos, waiting_id, first_seen)
+        except _WaitForZip:
+            pass
+    if ctx.now - first_seen >= ctx.zip_wait:
+        raise FileLevelError(FileCode.F10, "photo zip missing past zip_wait")
+    with engine.begin() as conn:
+        if waiting_id is None:
+            registry.record_file(conn, **_file_values(ctx, landed, fname, "waiting", first_seen))
+    log.info(
+        "%s: waiting for its photo zip (first seen %s, F10 at %s)",
+        landed.name,
+        first_seen.isoformat(),
+        (first_seen + ctx.zip_wait).isoformat(),
+    )
+    return FileOutcome(landed.name, "waiting")
+
+
+def _file_values(ctx: IntakeContext, landed: Landed, fname: FileName | None, outcome: str, first_seen: datetime) -> dict[str, object]:
+    return {
+        "conn_id": ctx.conn_id,
+        "name": landed.name[:100],
+        "type": fname.type if fname else None,
+        "sender": fname.sender if fname else None,
+        "receiver": fname.receiver if fname else None,
+        "business_date": fname.business_date if fname else None,
+        "sha256": landed.sha256,
+        "size": landed.size,
+        "outcome": outcome,
+        "accepted_count": 0,
+        "rejected_count": 0,
+        "local_path": str(landed.path),
+        "first_seen_at": first_seen,
+    }
+
+
+def _load(
+    conn: Connection,
+    ctx: IntakeContext,
+    landed: Landed,
+    reader: DelimitedReader,
+    header: Header,
+    photos: PhotoZip | None,
+    waiting_id: int | None,
+    first_seen: datetime,
+) -> FileOutcome:
+    apply_store.create_stage(conn)
+    named = False
+    staged = 0
+    for chunk in validated_chunks(reader, ctx.rules, photos):
+        named = named or names_photos(chunk)
+        if named and photos is None:
+            raise _WaitForZip
+        apply_store.stage(conn, stage_table(chunk))
+        staged += len(chunk)
+        log.info("%s: %d lines checked", landed.name, staged)
+    apply_store.run_checks(conn, header.sender, renewal_limit=_renewal_limit(ctx.business_date))
+    fname = FileName.parse(landed.name)
+    values = _file_values(ctx, landed, fname, "accepted", first_seen)
+    values.update(batch_no=header.batch_no, record_count=reader.detail_count, processed_at=ctx.now)
+    if waiting_id is None:
+        file_id = registry.record_file(conn, **values)
+    else:
+        file_id = waiting_id
+        registry.update_file(conn, file_id, **values)
+    apply_store.commit_lines(conn, file_id, header.sender, ctx.business_date)
+    counts = apply_store.answer_counts(conn, file_id)
+    response_name = str(fname.response())
+    data = render_response(header, ctx.hub, ctx.encoding, apply_store.answers(conn, file_id), reader.detail_count)
+    registry.queue_outbound(
+        conn,
+        conn_id=ctx.conn_id,
+        directory=ctx.drop,
+        name=response_name,
+        type_="APPLYRSP",
+        data=data,
+        record_count=reader.detail_count,
+        created_at=ctx.now,
+        source_file_id=file_id,
+    )
+    accepted = counts.get("00", 0)
+    registry.update_file(conn, file_id, accepted_count=accepted, rejected_count=reader.detail_count - accepted)
+    apply_store.drop_stage(conn)
+    return FileOutcome(landed.name, "accepted", None, counts, response_name)
+
+
+def _renewal_limit(business_date: str) -> str:
+    """The latest expiry date a renewal may have today (renewal opens 60 days before expiry)."""
+    d = date(int(business_date[:4]), int(business_date[4:6]), int(business_date[6:])) + timedelta(days=60)
+    return d.strftime("%Y%m%d")
+
+
+def _reject(
+    engine: Engine,
+    ctx: IntakeContext,
+    landed: Landed,
+    exc: FileLevelError,
+    waiting_id: int | None,
+    first_seen: datetime,
+) -> FileOutcome:
+    """Record a file-level rejection and queue ``NAME.rej`` (only for a name safe to write)."""
+    try:
+        fname: FileName | None = FileName.parse(landed.name)
+    except FileLevelError:
+        fname = None
+    values = _file_values(ctx, landed, fname, "rejected", first_seen)
+    values.update(file_code=str(exc.code), detail=exc.detail[:200], processed_at=ctx.now)
+    with engine.begin() as conn:
+        if waiting_id is None:
+            file_id = registry.record_file(conn, **values)
+        else:
+            file_id = waiting_id
+            registry.update_file(conn, file_id, **values)
+        if SAFE_NAME.fullmatch(landed.name):
+            registry.queue_outbound(
+                conn,
+                conn_id=ctx.conn_id,
+                directory=ctx.drop,
+                name=f"{landed.name}.rej",
+                type_="REJ",
+                data=render_rej(landed.name, exc.code),
+                record_count=1,
+                created_at=ctx.now,
+                source_file_id=file_id,
+            )
+    log.warning("%s: rejected as a whole, %s: %s", landed.name, exc.code, exc.detail)
+    return FileOutcome(landed.name, "rejected", str(exc.code))
+
+
+def deliver(remote: Remote, engine: Engine, conn_id: str, now: datetime) -> int:
+    """Publish every file in the outbox for ``conn_id`` (``.part`` → rename → ``.ok``)."""
+    with engine.connect() as conn:
+        pending = registry.pending_outbound(conn, conn_id)
+    for item in pending:
+        remote.publish(item.directory, item.name, item.data, item.record_count)
+        with engine.begin() as conn:
+            registry.mark_delivered(conn, item.id, now)
+        log.info("delivered %s to %s (%d records)", item.name, item.directory, item.record_count)
+    return len(pending)
+
+
+def run_intake(remote: Remote, engine: Engine, ctx: IntakeContext) -> list[FileOutcome]:
+    """Every complete file in the bureau's pickup directory, one transaction each."""
+    ready, incomplete = complete_files(remote, ctx.pickup)
+    if incomplete:
+        log.info("%d file(s) without their .ok yet: %s", len(incomplete), ", ".join(incomplete[:20]))
+    outcomes: list[FileOutcome] = []
+    for name in ready:
+        try:
+            fname: FileName | None = FileName.parse(name)
+        except FileLevelError:
+            fname = None
+        if fname is not None and fname.type != "APPLY":
+            continue
+        outcomes.append(process_file(remote, engine, ctx, name))
+    tally = Counter(o.outcome for o in outcomes)
+    log.info(
+        "intake %s: %d file(s): %s; lines accepted=%d rejected=%d",
+        ctx.bureau,
+        len(outcomes),
+        dict(tally),
+        sum(o.accepted for o in outcomes),
+        sum(o.rejected for o in outcomes),
+    )
+    return outcomes

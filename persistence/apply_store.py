@@ -1,0 +1,233 @@
+"""Set-based APPLY checks against what the database holds (ICD §4.2, §5.1; DOMAIN §5).
+
+Lines already checked line by line are staged in a temporary table; the rules that
+need other lines of the file or the database (E106, E107, E108, E109, E110, E118 and
+the repeat of an earlier answer) run as a few SQL statements over the whole file, so
+memory stays flat whatever the file's size. Every statement keeps the earliest failing
+field in layout order: it touches a line only when its field comes before the line's
+current failure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pyarrow as pa
+from sqlalchemy import Connection, text
+
+from persistence.db import bulk_load, is_postgres
+from schemas.codec import NO_FAIL
+from schemas.layouts import APPLY
+
+FIELDS = APPLY.names
+STAGE = "apply_stage"
+STAGE_COLUMNS = ("seq", "line_no", "content_sha", "fail_idx", "fail_code", "fail_field", *FIELDS)
+_IDX = {name: i for i, name in enumerate(FIELDS)}
+
+
+def create_stage(conn: Connection) -> None:
+    cols = ", ".join(f"{name} TEXT NOT NULL" for name in FIELDS)
+    ddl = (
+        f"seq INTEGER PRIMARY KEY, line_no INTEGER NOT NULL, content_sha TEXT NOT NULL, "
+        f"fail_idx INTEGER NOT NULL, fail_code TEXT, fail_field TEXT, "
+        f"repeat_result TEXT, repeat_code TEXT, repeat_field TEXT, {cols}"
+    )
+    if is_postgres(conn):
+        conn.execute(text(f"CREATE TEMP TABLE {STAGE} ({ddl}) ON COMMIT DROP"))
+    else:
+        conn.execute(text(f"DROP TABLE IF EXISTS temp.{STAGE}"))
+        conn.execute(text(f"CREATE TEMP TABLE {STAGE} ({ddl})"))
+
+
+def drop_stage(conn: Connection) -> None:
+    if not is_postgres(conn):
+        conn.execute(text(f"DROP TABLE IF EXISTS temp.{STAGE}"))
+
+
+def stage(conn: Connection, table: pa.Table) -> None:
+    bulk_load(conn, STAGE, table, STAGE_COLUMNS)
+
+
+def _fail(field: str, code: str) -> str:
+    return f"fail_idx = {_IDX[field]}, fail_code = '{code}', fail_field = '{field}'"
+
+
+def _open(field: str) -> str:
+    """The line has not failed at an earlier field, and is not a repeat."""
+    return f"{STAGE}.fail_idx > {_IDX[field]} AND {STAGE}.repeat_result IS NULL"
+
+
+def run_checks(conn: Connection, sender: str, renewal_limit: str) -> None:
+    """All database and whole-file rules, in one pass each (ICD §4.2, §5.1, DOMAIN §5)."""
+    s = STAGE
+    pg = is_postgres(conn)
+    if pg:
+        conn.execute(text(f"CREATE INDEX ON {s} (app_no)"))
+        conn.execute(text(f"CREATE INDEX ON {s} (card_no)"))
+        conn.execute(text(f"ANALYZE {s}"))
+
+    # A key already answered with the same content is answered again, unchanged (ICD §4.2).
+    conn.execute(
+        text(
+            f"""UPDATE {s} SET repeat_result = p.result, repeat_code = p.reason_code,
+                   repeat_field = p.reason_field
+                FROM apply_line p
+                WHERE p.sender = :sender AND p.app_no = {s}.app_no AND p.content_sha = {s}.content_sha
+                  AND {s}.fail_idx >= 0"""
+        ),
+        {"sender": sender},
+    )
+
+    # Repeats inside the file: every occurrence after the first (ICD §4.2).
+    i_app, i_id, i_card, i_old = _IDX["app_no"], _IDX["id_no"], _IDX["card_no"], _IDX["old_card_no"]
+    conn.execute(
+        text(
+            f"""UPDATE {s} SET
+                  fail_code = CASE
+                    WHEN d.rn_app > 1 AND {s}.fail_idx > {i_app} THEN 'E107'
+                    WHEN d.rn_person > 1 AND {s}.fail_idx > {i_id} THEN 'E108'
+                    WHEN d.rn_card > 1 AND {s}.fail_idx > {i_card} THEN 'E106'
+                    WHEN d.rn_old > 1 AND {s}.fail_idx > {i_old} THEN 'E109'
+                    ELSE {s}.fail_code END,
+                  fail_field = CASE
+                    WHEN d.rn_app > 1 AND {s}.fail_idx > {i_app} THEN 'app_no'
+                    WHEN d.rn_person > 1 AND {s}.fail_idx > {i_id} THEN 'id_no'
+                    WHEN d.rn_card > 1 AND {s}.fail_idx > {i_card} THEN 'card_no'
+                    WHEN d.rn_old > 1 AND {s}.fail_idx > {i_old} THEN 'old_card_no'
+                    ELSE {s}.fail_field END,
+                  fail_idx = CASE
+                    WHEN d.rn_app > 1 AND {s}.fail_idx > {i_app} THEN {i_app}
+                    WHEN d.rn_person > 1 AND {s}.fail_idx > {i_id} THEN {i_id}
+                    WHEN d.rn_card > 1 AND {s}.fail_idx > {i_card} THEN {i_card}
+                    WHEN d.rn_old > 1 AND {s}.fail_idx > {i_old} THEN {i_old}
+                    ELSE {s}.fail_idx END
+                FROM (
+                  SELECT seq,
+                    ROW_NUMBER() OVER (PARTITION BY app_no ORDER BY seq) AS rn_app,
+                    CASE WHEN app_type = '01'
+                      THEN ROW_NUMBER() OVER (PARTITION BY id_no, app_type ORDER BY seq) ELSE 1 END AS rn_person,
+                    ROW_NUMBER() OVER (PARTITION BY card_no ORDER BY seq) AS rn_card,
+                    CASE WHEN old_card_no <> ''
+                      THEN ROW_NUMBER() OVER (PARTITION BY old_card_no ORDER BY seq) ELSE 1 END AS rn_old
+                  FROM {s} WHERE fail_idx >= 0
+                ) AS d
+                WHERE d.seq = {s}.seq AND {s}.repeat_result IS NULL
+                  AND (d.rn_app > 1 OR d.rn_person > 1 OR d.rn_card > 1 OR d.rn_old > 1)"""
+        )
+    )
+
+    # E107: the key was answered before, for other content.
+    conn.execute(
+        text(
+            f"""UPDATE {s} SET {_fail("app_no", "E107")}
+                WHERE {_open("app_no")} AND EXISTS (
+                  SELECT 1 FROM apply_line p WHERE p.sender = :sender AND p.app_no = {s}.app_no)"""
+        ),
+        {"sender": sender},
+    )
+    # E108 one person one card: a card not cancelled, or an application still in progress.
+    conn.execute(
+        text(
+            f"""UPDATE {s} SET {_fail("id_no", "E108")}
+                WHERE {s}.app_type = '01' AND {_open("id_no")} AND (
+                  EXISTS (SELECT 1 FROM card c WHERE c.id_no = {s}.id_no AND c.status <> '9')
+                  OR EXISTS (SELECT 1 FROM application a WHERE a.id_no = {s}.id_no
+                             AND a.fail_stage IS NULL
+                             AND NOT EXISTS (SELECT 1 FROM card c2 WHERE c2.card_no = a.card_no)))"""
+        )
+    )
+    # E106: the card number was issued (or applied for) before.
+    conn.execute(
+        text(
+            f"""UPDATE {s} SET {_fail("card_no", "E106")}
+                WHERE {_open("card_no")} AND (
+                  EXISTS (SELECT 1 FROM application a WHERE a.card_no = {s}.card_no)
+                  OR EXISTS (SELECT 1 FROM card c WHERE c.card_no = {s}.card_no))"""
+        )
+    )
+    # E109: the old card must be the applicant's, in a status the app_type allows, and not
+    # already being replaced (DOMAIN §5).
+    conn.execute(
+        text(
+            f"""UPDATE {s} SET {_fail("old_card_no", "E109")}
+                WHERE {s}.app_type IN ('05', '06', '07') AND {_open("old_card_no")} AND (
+                  NOT EXISTS (
+                    SELECT 1 FROM card c WHERE c.card_no = {s}.old_card_no AND c.id_no = {s}.id_no
+                      AND ((({s}.app_type = '05') AND c.status = '2')
+                        OR ({s}.app_type IN ('06', '07') AND c.status IN ('0', '1', '2', '4'))))
+                  OR EXISTS (SELECT 1 FROM application a WHERE a.old_card_no = {s}.old_card_no
+                             AND a.fail_stage IS NULL
+                             AND NOT EXISTS (SELECT 1 FROM card c2 WHERE c2.card_no = a.card_no)))"""
+        )
+    )
+    # E110: keeping the bank card number needs the same bank and an open account.
+    conn.execute(
+        text(
+            f"""UPDATE {s} SET {_fail("keep_account", "E110")}
+                WHERE {s}.keep_account = '1' AND {_open("keep_account")} AND NOT EXISTS (
+                  SELECT 1 FROM card c JOIN account ac ON ac.pan = c.pan
+                  WHERE c.card_no = {s}.old_card_no AND c.bank_code = {s}.bank_code
+                    AND ac.status IN ('preopened', 'active'))"""
+        )
+    )
+    # E118: renewal for expiry only from 60 days before the old card's expiry date.
+    conn.execute(
+        text(
+            f"""UPDATE {s} SET {_fail("replace_reason", "E118")}
+                WHERE {s}.app_type = '06' AND {s}.replace_reason = '1' AND {_open("replace_reason")}
+                  AND EXISTS (SELECT 1 FROM card c WHERE c.card_no = {s}.old_card_no
+                              AND (c.expiry_date IS NULL OR c.expiry_date > :limit))"""
+        ),
+        {"limit": renewal_limit},
+    )
+
+
+def commit_lines(conn: Connection, file_id: int, sender: str, business_date: str) -> None:
+    """Store every line's answer and every accepted application."""
+    s = STAGE
+    cols = ", ".join(FIELDS)
+    conn.execute(
+        text(
+            f"""INSERT INTO application (bureau, file_id, seq, business_date, status, {cols})
+                SELECT :sender, :file_id, seq, :bd, 'accepted', {cols} FROM {s}
+                WHERE fail_idx = {NO_FAIL} AND repeat_result IS NULL ORDER BY seq"""
+        ),
+        {"sender": sender, "file_id": file_id, "bd": business_date},
+    )
+    conn.execute(
+        text(
+            f"""INSERT INTO apply_line (file_id, seq, line_no, sender, app_no, content_sha,
+                                        result, reason_code, reason_field)
+                SELECT :file_id, seq, line_no, :sender, app_no, content_sha,
+                  CASE WHEN repeat_result IS NOT NULL THEN repeat_result
+                       WHEN fail_idx = {NO_FAIL} THEN '00' ELSE '01' END,
+                  CASE WHEN repeat_result IS NOT NULL THEN repeat_code
+                       WHEN fail_idx = {NO_FAIL} THEN '' ELSE fail_code END,
+                  CASE WHEN repeat_result IS NOT NULL THEN repeat_field
+                       WHEN fail_idx = {NO_FAIL} THEN '' ELSE fail_field END
+                FROM {s}"""
+        ),
+        {"sender": sender, "file_id": file_id},
+    )
+
+
+def answer_counts(conn: Connection, file_id: int) -> dict[str, int]:
+    """Lines per outcome: ``00`` for accepted, the reason code for rejected."""
+    rows = conn.execute(
+        text(
+            "SELECT CASE WHEN result = '00' THEN '00' ELSE reason_code END AS k, COUNT(*) AS n "
+            "FROM apply_line WHERE file_id = :f GROUP BY 1 ORDER BY 1"
+        ),
+        {"f": file_id},
+    ).all()
+    return {r.k: int(r.n) for r in rows}
+
+
+def answers(conn: Connection, file_id: int, batch: int = 20_000) -> Iterator[tuple[str, str, str]]:
+    """(app_no, result, reason_code) per line, in SEQ order, streamed."""
+    result = conn.execution_options(yield_per=batch).execute(
+        text("SELECT app_no, result, reason_code FROM apply_line WHERE file_id = :f ORDER BY seq"),
+        {"f": file_id},
+    )
+    for row in result:
+        yield row[0], row[1], row[2]

@@ -1,0 +1,212 @@
+"""The hub's tables (SQLAlchemy 2 typed models). Alembic migrations in
+``persistence/migrations`` create them; ``tests/integration/test_migrations.py`` keeps the
+two in step."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class ReceivedFile(Base):
+    """Every file the hub has seen (ICD §2): name, SHA-256 and outcome.
+
+    ``outcome`` is ``accepted`` (processed; lines answered), ``rejected`` (file-level
+    code in ``file_code``) or ``waiting`` (complete, waiting for its photo zip). A NAME
+    or BATCH_NO is consumed only by an accepted file (partial unique indexes).
+    """
+
+    __tablename__ = "received_file"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    conn_id: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(100))
+    type: Mapped[str | None] = mapped_column(String(12))
+    sender: Mapped[str | None] = mapped_column(String(8))
+    receiver: Mapped[str | None] = mapped_column(String(8))
+    batch_no: Mapped[str | None] = mapped_column(String(20))
+    business_date: Mapped[str | None] = mapped_column(String(8))
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    record_count: Mapped[int | None] = mapped_column(Integer)
+    outcome: Mapped[str] = mapped_column(String(16))
+    file_code: Mapped[str | None] = mapped_column(String(3))
+    detail: Mapped[str | None] = mapped_column(String(200))
+    accepted_count: Mapped[int] = mapped_column(Integer, default=0)
+    rejected_count: Mapped[int] = mapped_column(Integer, default=0)
+    local_path: Mapped[str | None] = mapped_column(String(500))
+    first_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    processed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        Index("ix_received_file_lookup", "conn_id", "name", "sha256"),
+        Index(
+            "uq_received_file_accepted_name",
+            "sender",
+            "name",
+            unique=True,
+            sqlite_where=text("outcome = 'accepted'"),
+            postgresql_where=text("outcome = 'accepted'"),
+        ),
+        Index(
+            "uq_received_file_accepted_batch",
+            "sender",
+            "type",
+            "batch_no",
+            unique=True,
+            sqlite_where=text("outcome = 'accepted'"),
+            postgresql_where=text("outcome = 'accepted'"),
+        ),
+    )
+
+
+class OutboundFile(Base):
+    """A file the hub writes (responses, ``.rej``), stored with its bytes in the same
+    transaction as the outcome it reports, then published by the delivery step (outbox)."""
+
+    __tablename__ = "outbound_file"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    conn_id: Mapped[str] = mapped_column(String(64))
+    directory: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(String(120))
+    type: Mapped[str] = mapped_column(String(12))
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    sha256: Mapped[str] = mapped_column(String(64))
+    record_count: Mapped[int] = mapped_column(Integer)
+    with_control: Mapped[bool] = mapped_column(default=True)
+    source_file_id: Mapped[int | None] = mapped_column(ForeignKey("received_file.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        Index("uq_outbound_file_conn_dir_name", "conn_id", "directory", "name", unique=True),
+        Index("ix_outbound_file_pending", "delivered_at"),
+    )
+
+
+class ApplyLine(Base):
+    """The answer given to every APPLY line (ICD §5.2), kept so a key already answered
+    is answered again unchanged (ICD §4.2) and a reused key with other content is E107."""
+
+    __tablename__ = "apply_line"
+
+    file_id: Mapped[int] = mapped_column(ForeignKey("received_file.id"), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    line_no: Mapped[int] = mapped_column(Integer)
+    sender: Mapped[str] = mapped_column(String(8))
+    app_no: Mapped[str] = mapped_column(String(64))
+    content_sha: Mapped[str] = mapped_column(String(40))
+    result: Mapped[str] = mapped_column(String(2))
+    reason_code: Mapped[str] = mapped_column(String(4), default="")
+    reason_field: Mapped[str] = mapped_column(String(20), default="")
+
+    __table_args__ = (Index("ix_apply_line_sender_app_no", "sender", "app_no"),)
+
+
+class Application(Base):
+    """An accepted card application (ICD §5.1) and where it stands.
+
+    ``status``: ``accepted`` at intake; later steps move it on (account, personalisation,
+    production) until a final outcome is reported in CARDRSP.
+    """
+
+    __tablename__ = "application"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    bureau: Mapped[str] = mapped_column(String(8))
+    app_no: Mapped[str] = mapped_column(String(30))
+    file_id: Mapped[int] = mapped_column(ForeignKey("received_file.id"))
+    seq: Mapped[int] = mapped_column(Integer)
+    app_type: Mapped[str] = mapped_column(String(2))
+    id_type: Mapped[str] = mapped_column(String(2))
+    id_no: Mapped[str] = mapped_column(String(18))
+    id_valid_to: Mapped[str] = mapped_column(String(8))
+    name: Mapped[str] = mapped_column(String(30))
+    gender: Mapped[str] = mapped_column(String(1))
+    ethnicity: Mapped[str] = mapped_column(String(2))
+    birth_date: Mapped[str] = mapped_column(String(8))
+    nationality: Mapped[str] = mapped_column(String(3))
+    occupation: Mapped[str] = mapped_column(String(1), default="")
+    mobile: Mapped[str] = mapped_column(String(11))
+    region_code: Mapped[str] = mapped_column(String(6))
+    bank_code: Mapped[str] = mapped_column(String(4))
+    card_no: Mapped[str] = mapped_column(String(9))
+    old_card_no: Mapped[str] = mapped_column(String(9), default="")
+    keep_account: Mapped[str] = mapped_column(String(1), default="")
+    replace_reason: Mapped[str] = mapped_column(String(1), default="")
+    photo: Mapped[str] = mapped_column(String(40), default="")
+    address: Mapped[str] = mapped_column(String(100), default="")
+    status: Mapped[str] = mapped_column(String(16))
+    fail_stage: Mapped[str | None] = mapped_column(String(1))
+    reason_code: Mapped[str | None] = mapped_column(String(4))
+    business_date: Mapped[str] = mapped_column(String(8))
+
+    __table_args__ = (
+        Index("uq_application_bureau_app_no", "bureau", "app_no", unique=True),
+        Index("uq_application_card_no", "card_no", unique=True),
+        Index("ix_application_id_no", "id_no"),
+        Index("ix_application_status", "status"),
+    )
+
+
+class Card(Base):
+    """A made card and its status (DOMAIN §2, AAZ502: 0 sealed, 1 normal, 2 formal loss,
+    3 locked, 4 temporary loss, 9 cancelled)."""
+
+    __tablename__ = "card"
+
+    card_no: Mapped[str] = mapped_column(String(9), primary_key=True)
+    application_id: Mapped[int | None] = mapped_column(ForeignKey("application.id"))
+    bureau: Mapped[str] = mapped_column(String(8))
+    id_type: Mapped[str] = mapped_column(String(2))
+    id_no: Mapped[str] = mapped_column(String(18))
+    name: Mapped[str] = mapped_column(String(30))
+    bank_code: Mapped[str] = mapped_column(String(4))
+    pan: Mapped[str | None] = mapped_column(String(19))
+    pan_seq: Mapped[str | None] = mapped_column(String(2))
+    status: Mapped[str] = mapped_column(String(1))
+    issue_date: Mapped[str | None] = mapped_column(String(8))
+    expiry_date: Mapped[str | None] = mapped_column(String(8))
+
+    __table_args__ = (Index("ix_card_id_no", "id_no"), Index("ix_card_pan", "pan"))
+
+
+class Account(Base):
+    """A customer account, one per PAN (DOMAIN §3): preopened → active → closed."""
+
+    __tablename__ = "account"
+
+    pan: Mapped[str] = mapped_column(String(19), primary_key=True)
+    bank_code: Mapped[str] = mapped_column(String(4))
+    id_no: Mapped[str] = mapped_column(String(18))
+    status: Mapped[str] = mapped_column(String(10))
+    loss: Mapped[str] = mapped_column(String(10), default="none")
+    pin_locked: Mapped[bool] = mapped_column(default=False)
+    debit_blocked: Mapped[bool] = mapped_column(default=False)
+    credit_blocked: Mapped[bool] = mapped_column(default=False)
+    balance_fen: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -1,0 +1,116 @@
+"""The registry of received files and the outbox of files to send (ICD §2).
+
+Both live in the hub's database so that a file's outcome, its answers and the
+response to send are committed in one transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection, and_, insert, or_, select, update
+
+from persistence.models import OutboundFile, ReceivedFile
+
+RECEIVED = ReceivedFile.__table__
+OUTBOUND = OutboundFile.__table__
+
+
+@dataclass(frozen=True)
+class PriorFile:
+    id: int
+    outcome: str
+    file_code: str | None
+    first_seen_at: datetime
+
+
+def find_same(conn: Connection, conn_id: str, name: str, sha256: str) -> PriorFile | None:
+    """The latest record of this exact file (name and content) from this connection."""
+    row = conn.execute(
+        select(RECEIVED.c.id, RECEIVED.c.outcome, RECEIVED.c.file_code, RECEIVED.c.first_seen_at)
+        .where(RECEIVED.c.conn_id == conn_id, RECEIVED.c.name == name, RECEIVED.c.sha256 == sha256)
+        .order_by(RECEIVED.c.id.desc())
+        .limit(1)
+    ).first()
+    return PriorFile(row.id, row.outcome, row.file_code, row.first_seen_at) if row else None
+
+
+def conflicting(conn: Connection, sender: str, type_: str, name: str, batch_no: str, sha256: str) -> bool:
+    """An accepted file of this sender with the same NAME or BATCH_NO but other content (F05)."""
+    row = conn.execute(
+        select(RECEIVED.c.id)
+        .where(
+            RECEIVED.c.outcome == "accepted",
+            RECEIVED.c.sender == sender,
+            RECEIVED.c.sha256 != sha256,
+            or_(RECEIVED.c.name == name, and_(RECEIVED.c.type == type_, RECEIVED.c.batch_no == batch_no)),
+        )
+        .limit(1)
+    ).first()
+    return row is not None
+
+
+def record_file(conn: Connection, **values: object) -> int:
+    """Insert a registry row and return its id."""
+    result = conn.execute(insert(RECEIVED).values(**values).returning(RECEIVED.c.id))
+    return int(result.scalar_one())
+
+
+def update_file(conn: Connection, file_id: int, **values: object) -> None:
+    conn.execute(update(RECEIVED).where(RECEIVED.c.id == file_id).values(**values))
+
+
+def queue_outbound(
+    conn: Connection,
+    *,
+    conn_id: str,
+    directory: str,
+    name: str,
+    type_: str,
+    data: bytes,
+    record_count: int,
+    created_at: datetime,
+    source_file_id: int | None = None,
+) -> int:
+    """Put a file in the outbox; the delivery step publishes it (``.part`` → rename → ``.ok``)."""
+    result = conn.execute(
+        insert(OUTBOUND)
+        .values(
+            conn_id=conn_id,
+            directory=directory,
+            name=name,
+            type=type_,
+            data=data,
+            sha256=hashlib.sha256(data).hexdigest(),
+            record_count=record_count,
+            with_control=True,
+            source_file_id=source_file_id,
+            created_at=created_at,
+        )
+        .returning(OUTBOUND.c.id)
+    )
+    return int(result.scalar_one())
+
+
+@dataclass(frozen=True)
+class PendingOutbound:
+    id: int
+    directory: str
+    name: str
+    data: bytes
+    record_count: int
+
+
+def pending_outbound(conn: Connection, conn_id: str) -> list[PendingOutbound]:
+    rows = conn.execute(
+        select(OUTBOUND.c.id, OUTBOUND.c.directory, OUTBOUND.c.name, OUTBOUND.c.data, OUTBOUND.c.record_count)
+        .where(OUTBOUND.c.conn_id == conn_id, OUTBOUND.c.delivered_at.is_(None))
+        .order_by(OUTBOUND.c.id)
+    ).all()
+    return [PendingOutbound(r.id, r.directory, r.name, bytes(r.data), r.record_count) for r in rows]
+
+
+def mark_delivered(conn: Connection, outbound_id: int, when: datetime) -> None:
+    conn.execute(update(OUTBOUND).where(OUTBOUND.c.id == outbound_id).values(delivered_at=when))
