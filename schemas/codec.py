@@ -414,10 +414,9 @@ class DelimitedReader:
         good = lengths == n_fields
         columns: dict[str, pa.Array] = {}
         for i, f in enumerate(layout.fields):
-            col = pc.list_element(fixed, i + 2)
-            if not good.all():
-                col = pc.if_else(pa.array(good), col, "")
-            columns[f.name] = pc.fill_null(col, "")
+            # a line with the wrong number of fields keeps what it has (its app_no is
+            # echoed in the response); it is rejected E116 as a whole below
+            columns[f.name] = pc.fill_null(pc.list_element(fixed, i + 2), "")
         fail_index, fail_code = validate_columns(layout, columns, n)
         fail_index[~good] = WHOLE_LINE
         fail_code[~good] = "E116"

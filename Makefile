@@ -1,0 +1,32 @@
+# The two commands of the README: `make demo` and `make test`. Both set themselves up.
+SHELL := /bin/bash
+UV := $(shell scripts/ensure-uv.sh)
+export AIRFLOW_HOME := $(CURDIR)
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+export UV_PYTHON_PREFERENCE := system
+
+.PHONY: setup demo test lint bench bench-full clean
+
+setup:
+	@$(UV) sync --frozen --quiet
+
+demo: setup
+	@$(UV) run sscard db upgrade
+	@$(UV) run sscard demo
+
+test: setup
+	@$(UV) run pytest
+
+lint: setup
+	@$(UV) run ruff check .
+	@$(UV) run ruff format --check .
+	@$(UV) run mypy
+
+bench: setup
+	@$(UV) run python -m bench.intake --lines 200000
+
+bench-full: setup
+	@$(UV) run python -m bench.intake --lines 200000 1000000
+
+clean:
+	rm -rf var airflow.db logs .pytest_cache

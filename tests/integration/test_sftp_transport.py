@@ -1,0 +1,269 @@
+"""SftpRemote against a real OpenSSH sshd on loopback (ICD §2)."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import uuid
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import paramiko
+import pytest
+
+from schemas.files import Control
+from tests.support import sshd as sshd_support
+from tests.support.sshd import OpenSshServer, free_port, generate_key
+from transport.errors import (
+    AuthenticationError,
+    HostKeyError,
+    PublishConflictError,
+    RemoteNameError,
+    TransientTransportError,
+)
+from transport.remote import safe_join
+from transport.sftp import SftpRemote, SftpSettings
+
+pytestmark = pytest.mark.sftp
+
+NAME = "DISB_B01_H01_20261122_001.txt"
+DATA = "1|张三|100.00\r\n2|李四|200.00\r\n".encode("gb18030")
+
+
+def airflow_connection(conn: dict[str, Any]) -> SimpleNamespace:
+    """What Airflow's ``Connection`` offers ``from_airflow``, from the JSON form."""
+    return SimpleNamespace(
+        host=conn["host"], port=conn["port"], login=conn["login"], extra_dejson=conn["extra"]
+    )
+
+
+@pytest.fixture
+def base(sshd: OpenSshServer) -> Path:
+    path = sshd.served_root / uuid.uuid4().hex
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def settings(sshd: OpenSshServer, base: Path) -> SftpSettings:
+    return SftpSettings.from_airflow(airflow_connection(sshd.connection(base)))
+
+
+@pytest.fixture
+def remote(settings: SftpSettings):
+    with SftpRemote(settings) as r:
+        yield r
+
+
+def test_publish_writes_the_data_and_a_matching_control_file_and_leaves_no_part_file(
+    remote: SftpRemote, base: Path
+) -> None:
+    assert remote.publish("drop", NAME, DATA, 2) is True
+
+    drop = base / "drop"
+    assert (drop / NAME).read_bytes() == DATA
+    control = Control.parse((drop / f"{NAME}.ok").read_bytes(), NAME)
+    assert control == Control.for_bytes(NAME, DATA, 2)
+    assert (drop / f"{NAME}.ok").read_bytes().endswith(b"\r\n")
+    assert sorted(p.name for p in drop.iterdir()) == [NAME, f"{NAME}.ok"]
+
+
+def test_publishing_the_same_file_twice_uploads_it_once(remote: SftpRemote, base: Path) -> None:
+    assert remote.publish("drop", NAME, DATA, 2) is True
+    before = (base / "drop" / f"{NAME}.ok").stat().st_mtime_ns
+    time.sleep(0.01)
+
+    assert remote.publish("drop", NAME, DATA, 2) is False
+    assert (base / "drop" / f"{NAME}.ok").stat().st_mtime_ns == before
+
+
+def test_a_half_published_file_is_completed(remote: SftpRemote, base: Path) -> None:
+    (base / "drop").mkdir()
+    (base / "drop" / NAME).write_bytes(DATA[:5])
+    (base / "drop" / f"{NAME}.part").write_bytes(DATA[:3])
+
+    assert remote.publish("drop", NAME, DATA, 2) is True
+
+    assert (base / "drop" / NAME).read_bytes() == DATA
+    assert (base / "drop" / f"{NAME}.ok").read_bytes() == Control.for_bytes(NAME, DATA, 2).render()
+    assert sorted(p.name for p in (base / "drop").iterdir()) == [NAME, f"{NAME}.ok"]
+
+
+def test_a_different_complete_file_of_the_same_name_is_never_overwritten(
+    remote: SftpRemote, base: Path
+) -> None:
+    remote.publish("drop", NAME, DATA, 2)
+
+    with pytest.raises(PublishConflictError):
+        remote.publish("drop", NAME, b"other content\r\n", 1)
+
+    assert (base / "drop" / NAME).read_bytes() == DATA
+    assert Control.parse((base / "drop" / f"{NAME}.ok").read_bytes(), NAME).size == len(DATA)
+
+
+def test_list_dir_shows_regular_files_sorted_by_name_part_files_included(
+    remote: SftpRemote, base: Path
+) -> None:
+    pickup = base / "pickup"
+    (pickup / "archive").mkdir(parents=True)
+    (pickup / "b.txt").write_bytes(b"12345")
+    (pickup / "a.txt").write_bytes(b"1")
+    (pickup / "a.txt.ok.part").write_bytes(b"")
+
+    names = [(e.name, e.size) for e in remote.list_dir("pickup")]
+
+    assert names == [("a.txt", 1), ("a.txt.ok.part", 0), ("b.txt", 5)]
+
+
+def test_listing_a_missing_directory_finds_nothing(remote: SftpRemote) -> None:
+    assert remote.list_dir("pickup") == []
+
+
+def test_reading_a_missing_file_raises_file_not_found(remote: SftpRemote) -> None:
+    with pytest.raises(FileNotFoundError):
+        remote.read_bytes("pickup/nothing.txt")
+
+
+def test_move_into_a_dated_archive_creates_it_and_never_overwrites(
+    remote: SftpRemote, base: Path
+) -> None:
+    (base / "pickup").mkdir()
+    (base / "pickup" / NAME).write_bytes(b"first")
+
+    assert remote.move(f"pickup/{NAME}", "pickup/archive/20261122") == (
+        f"pickup/archive/20261122/{NAME}"
+    )
+    (base / "pickup" / NAME).write_bytes(b"second")
+    assert remote.move(f"pickup/{NAME}", "pickup/archive/20261122") == (
+        f"pickup/archive/20261122/{NAME}.1"
+    )
+
+    archive = base / "pickup" / "archive" / "20261122"
+    assert (archive / NAME).read_bytes() == b"first"
+    assert (archive / f"{NAME}.1").read_bytes() == b"second"
+    assert remote.list_dir("pickup") == []
+
+
+def test_remote_paths_cannot_leave_the_base_directory(remote: SftpRemote) -> None:
+    for path in ("../x", "/etc/passwd", "pickup/../../x", "pickup//x", ""):
+        with pytest.raises(RemoteNameError):
+            remote.read_bytes(path)
+    with pytest.raises(RemoteNameError):
+        remote.publish("drop", "a/b", DATA, 1)
+
+
+def test_a_wrong_pinned_host_key_fails_at_once_and_is_not_retried(
+    settings: SftpSettings, tmp_path: Path
+) -> None:
+    wrong = dataclasses.replace(settings, host_key=generate_key(tmp_path / "other"))
+    remote = SftpRemote(wrong)
+
+    with pytest.raises(HostKeyError) as raised:
+        remote.connect()
+
+    assert remote.attempts == 1
+    assert isinstance(raised.value.__cause__, paramiko.BadHostKeyException)
+
+
+def test_a_host_missing_from_known_hosts_fails_at_once_and_is_not_retried(
+    settings: SftpSettings, sshd: OpenSshServer, tmp_path: Path
+) -> None:
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text(f"[127.0.0.1]:{sshd.port + 1} {sshd.host_key_line}\n")
+    remote = SftpRemote(dataclasses.replace(settings, host_key=None, known_hosts=known_hosts))
+
+    with pytest.raises(HostKeyError):
+        remote.connect()
+
+    assert remote.attempts == 1
+
+
+def test_a_known_hosts_file_with_the_servers_key_is_accepted(
+    settings: SftpSettings, sshd: OpenSshServer, tmp_path: Path
+) -> None:
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text(f"[127.0.0.1]:{sshd.port} {sshd.host_key_line}\n")
+
+    with SftpRemote(dataclasses.replace(settings, host_key=None, known_hosts=known_hosts)) as r:
+        assert r.list_dir("") == []
+
+
+def test_a_connection_without_host_key_or_known_hosts_is_refused_before_connecting(
+    sshd: OpenSshServer, base: Path
+) -> None:
+    conn = sshd.connection(base)
+    del conn["extra"]["host_key"]
+
+    with pytest.raises(HostKeyError):
+        SftpSettings.from_airflow(airflow_connection(conn))
+
+
+def test_an_unreachable_server_is_retried_then_raises_a_transient_error(
+    settings: SftpSettings,
+) -> None:
+    remote = SftpRemote(dataclasses.replace(settings, port=free_port(), retry_wait=0.01))
+
+    with pytest.raises(TransientTransportError):
+        remote.connect()
+
+    assert remote.attempts == 3
+
+
+def test_a_key_the_server_does_not_know_is_refused_and_not_retried(
+    settings: SftpSettings, tmp_path: Path
+) -> None:
+    generate_key(tmp_path / "stranger")
+    remote = SftpRemote(dataclasses.replace(settings, key_file=tmp_path / "stranger"))
+
+    with pytest.raises(AuthenticationError):
+        remote.connect()
+
+    assert remote.attempts == 1
+
+
+def test_the_private_key_may_be_given_as_text_instead_of_a_file(
+    sshd: OpenSshServer, base: Path
+) -> None:
+    conn = sshd.connection(base)
+    conn["extra"]["private_key"] = Path(conn["extra"].pop("key_file")).read_text()
+
+    with SftpRemote(SftpSettings.from_airflow(airflow_connection(conn))) as r:
+        assert r.publish("drop", NAME, DATA, 2) is True
+    assert "PRIVATE KEY" not in repr(SftpSettings.from_airflow(airflow_connection(conn)))
+
+
+def test_a_dropped_connection_is_a_transient_error_and_the_next_call_reconnects(
+    remote: SftpRemote,
+) -> None:
+    remote.list_dir("")
+    transport = remote._client.get_transport()  # type: ignore[union-attr]
+    transport.close()  # type: ignore[union-attr]
+
+    with pytest.raises(TransientTransportError):
+        remote.list_dir("")
+
+    assert remote.list_dir("") == []
+    assert remote.attempts == 2
+
+
+@pytest.mark.parametrize(
+    "name", ["../x", "a/b", "", ".", "..", "x" * 101, "名单.txt", "a b.txt", "a\x00b"]
+)
+def test_safe_join_refuses_names_that_could_escape_or_surprise(name: str, tmp_path: Path) -> None:
+    with pytest.raises(RemoteNameError):
+        safe_join(tmp_path, name)
+
+
+def test_safe_join_accepts_icd_names(tmp_path: Path) -> None:
+    assert safe_join(tmp_path, NAME) == tmp_path / NAME
+    assert safe_join(tmp_path, f"{NAME}.ok") == tmp_path / f"{NAME}.ok"
+
+
+def test_the_test_server_says_how_to_install_openssh_when_it_is_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sshd_support, "SSHD", tmp_path / "no-sshd")
+
+    with pytest.raises(RuntimeError, match="apt-get install -y openssh-server"):
+        OpenSshServer(tmp_path / "work").start()

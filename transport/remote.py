@@ -1,0 +1,204 @@
+"""The remote side of a counterparty connection, and the ICD write protocol on top of it.
+
+ICD §2: every connection has a ``pickup`` and a ``drop`` directory. A writer uploads
+``NAME.part`` and renames it to ``NAME``, then uploads ``NAME.ok.part`` and renames it to
+``NAME.ok``; a reader takes ``NAME`` only once ``NAME.ok`` is there. Taken files move into
+``pickup/archive/YYYYMMDD/`` (or ``pickup/rejected/YYYYMMDD/``) and archives are never
+overwritten.
+
+Paths are POSIX strings relative to the remote's base directory (``"pickup"``,
+``"pickup/archive/20261122"``); ``""`` is the base directory itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import posixpath
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import ClassVar, Protocol, Self
+
+from schemas.files import SAFE_NAME, Control
+from transport.errors import PublishConflictError, RemoteNameError, TransportError
+
+#: how many ``NAME.1``, ``NAME.2``… are tried before a move gives up
+MAX_ARCHIVE_SUFFIX = 999
+
+
+@dataclass(frozen=True)
+class RemoteEntry:
+    """A regular file in a remote directory; ``name`` is untrusted input (ICD §2)."""
+
+    name: str
+    size: int
+
+
+class Remote(Protocol):
+    """A counterparty's SFTP tree (or a local stand-in for it)."""
+
+    def list_dir(self, path: str) -> list[RemoteEntry]:
+        """Regular files in ``path`` sorted by name, ``.part`` files included;
+        a missing directory is empty."""
+        ...
+
+    def read_bytes(self, path: str) -> bytes:
+        """The file's content; ``FileNotFoundError`` when it is missing."""
+        ...
+
+    def exists(self, path: str) -> bool: ...
+
+    def makedirs(self, path: str) -> None: ...
+
+    def move(self, path: str, dest_dir: str) -> str:
+        """Move a file into ``dest_dir`` (created if missing) keeping its name, or
+        ``NAME.1``, ``NAME.2``… when the name is taken. Returns the new path."""
+        ...
+
+    def publish(self, dir: str, name: str, data: bytes, record_count: int) -> bool:
+        """Write ``name`` and its ``name.ok`` by the ICD §2 protocol. True when it uploaded,
+        False when the same file is already published; ``PublishConflictError`` when a
+        different ``name.ok`` is there."""
+        ...
+
+    def remove(self, path: str) -> None: ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+
+def safe_join(base: Path, name: str) -> Path:
+    """``base / name`` for a remote file name, refusing any name a local path must not be
+    built from: only ``[A-Za-z0-9_.-]{1,100}``, never ``.`` or ``..`` (ICD §2)."""
+    if not isinstance(name, str) or not SAFE_NAME.fullmatch(name) or name in (".", ".."):
+        raise RemoteNameError(f"unsafe remote name {name!r}")
+    return base / name
+
+
+def split_path(path: str, *, allow_base: bool = False) -> tuple[str, ...]:
+    """The components of a relative remote path. Refuses absolute paths and empty, ``.``,
+    ``..`` or NUL-bearing components, so no path leaves the base directory. ``""`` is the
+    base directory itself, allowed only where a directory is meant."""
+    if path == "":
+        if allow_base:
+            return ()
+        raise RemoteNameError("empty remote path")
+    parts = tuple(path.split("/"))
+    for part in parts:
+        if part in ("", ".", "..") or "\x00" in part:
+            raise RemoteNameError(f"unsafe remote path {path!r}")
+    return parts
+
+
+def join(dir: str, name: str) -> str:
+    return posixpath.join(dir, name) if dir else name
+
+
+def archive_names(name: str) -> list[str]:
+    """``name``, then ``name.1`` … ``name.999``: the names a move may use, in order."""
+    return [name] + [f"{name}.{n}" for n in range(1, MAX_ARCHIVE_SUFFIX + 1)]
+
+
+class BaseRemote(ABC):
+    """``publish``, ``move`` and the context manager, written once over a few primitives."""
+
+    _log: ClassVar[logging.Logger] = logging.getLogger(__name__)
+
+    @abstractmethod
+    def list_dir(self, path: str) -> list[RemoteEntry]: ...
+
+    @abstractmethod
+    def read_bytes(self, path: str) -> bytes: ...
+
+    @abstractmethod
+    def exists(self, path: str) -> bool: ...
+
+    @abstractmethod
+    def makedirs(self, path: str) -> None: ...
+
+    @abstractmethod
+    def remove(self, path: str) -> None: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    @abstractmethod
+    def _names(self, dir: str) -> set[str]:
+        """Every entry name in ``dir`` (files and directories); empty when it is missing."""
+
+    @abstractmethod
+    def _upload(self, path: str, data: bytes) -> None:
+        """Write ``path.part``, then atomically rename it over ``path``."""
+
+    @abstractmethod
+    def _rename_no_replace(self, src: str, dst: str) -> bool:
+        """Rename ``src`` to ``dst``; False, with nothing changed, when ``dst`` exists."""
+
+    def publish(self, dir: str, name: str, data: bytes, record_count: int) -> bool:
+        """ICD §2 write protocol, idempotent for a re-run of the same task.
+
+        - ``name.ok`` present with exactly our control line: already published, no-op.
+        - ``name.ok`` present with anything else: ``PublishConflictError``; a complete file
+          the counterparty may already be reading is never overwritten.
+        - ``name`` present without ``name.ok``: an earlier attempt stopped between the
+          renames; ``name`` is uploaded again through ``.part`` and replaced.
+        """
+        split_path(dir, allow_base=True)
+        safe_join(Path(), name)
+        control = Control.for_bytes(name, data, record_count).render()
+        ok_path = join(dir, name + ".ok")
+        try:
+            existing = self.read_bytes(ok_path)
+        except FileNotFoundError:
+            existing = None
+        if existing == control:
+            self._log.info("already published %s", join(dir, name))
+            return False
+        if existing is not None:
+            raise PublishConflictError(
+                f"{ok_path} exists with a different control line; refusing to overwrite"
+            )
+        self.makedirs(dir)
+        self._upload(join(dir, name), data)
+        self._upload(ok_path, control)
+        self._log.info(
+            "published %s (%d bytes, %d records)", join(dir, name), len(data), record_count
+        )
+        return True
+
+    def move(self, path: str, dest_dir: str) -> str:
+        """Move ``path`` into ``dest_dir`` keeping its name; an archived file is never
+        overwritten, a later arrival of the same name becomes ``NAME.1``, ``NAME.2``…"""
+        name = split_path(path)[-1]
+        split_path(dest_dir, allow_base=True)
+        self.makedirs(dest_dir)
+        taken = self._names(dest_dir)
+        for candidate in archive_names(name):
+            if candidate in taken:
+                continue
+            target = join(dest_dir, candidate)
+            if self._rename_no_replace(path, target):
+                self._log.info("moved %s to %s", path, target)
+                return target
+            taken.add(candidate)
+        raise TransportError(f"no free name for {name} in {dest_dir}")
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

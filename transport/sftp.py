@@ -1,0 +1,377 @@
+"""``Remote`` over SSH-2 SFTP with paramiko (ICD §2).
+
+Public-key authentication only; the server's host key is pinned (an explicit key or a
+known_hosts file) and an unknown or changed key is a ``HostKeyError``: never
+auto-accepted, never retried. Connecting is retried only on ``TransientTransportError``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import logging
+import posixpath
+import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, NoReturn, Protocol, Self
+
+import paramiko
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+)
+
+from transport.errors import (
+    AuthenticationError,
+    HostKeyError,
+    TransientTransportError,
+    TransportError,
+)
+from transport.remote import BaseRemote, RemoteEntry, split_path
+
+log = logging.getLogger(__name__)
+
+
+class AirflowConnection(Protocol):
+    """The attributes of ``airflow.models.Connection`` that ``from_airflow`` reads."""
+
+    host: str | None
+    port: int | None
+    login: str | None
+
+    @property
+    def extra_dejson(self) -> dict[str, Any]: ...
+
+
+def parse_host_key(line: str) -> paramiko.PKey:
+    """A pinned host key written ``TYPE BASE64 [comment]`` (``ssh-ed25519 AAAA…``)."""
+    fields = line.split()
+    if len(fields) < 2:
+        raise HostKeyError("host_key must be written 'TYPE BASE64', e.g. 'ssh-ed25519 AAAA…'")
+    try:
+        return paramiko.PKey.from_type_string(fields[0], base64.b64decode(fields[1]))
+    except (binascii.Error, ValueError, paramiko.SSHException) as exc:
+        raise HostKeyError(f"host_key of type {fields[0]!r} cannot be read") from exc
+
+
+@dataclass(frozen=True)
+class SftpSettings:
+    """One counterparty connection. ``base_dir`` is the remote directory every path is
+    relative to (``""``: the login directory). Waits between connection attempts grow
+    ``retry_wait``, ×2, ×4 (0.5 s, 1 s, 2 s by default)."""
+
+    host: str
+    username: str
+    port: int = 22
+    key_file: Path | None = None
+    private_key: str | None = field(default=None, repr=False)
+    passphrase: str | None = field(default=None, repr=False)
+    host_key: str | None = None
+    known_hosts: Path | None = None
+    base_dir: str = ""
+    timeout: float = 10.0
+    connect_attempts: int = 3
+    retry_wait: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not self.host_key and not self.known_hosts:
+            raise HostKeyError(
+                f"no host_key or known_hosts configured for {self.host}:{self.port}; "
+                "host keys are always verified"
+            )
+        if self.host_key:
+            parse_host_key(self.host_key)
+        if not self.key_file and not self.private_key:
+            raise AuthenticationError(
+                f"no key_file or private_key configured for {self.username}@{self.host}"
+            )
+        if self.connect_attempts < 1:
+            raise ValueError("connect_attempts must be at least 1")
+
+    @classmethod
+    def from_airflow(cls, conn: AirflowConnection) -> SftpSettings:
+        """Settings from an Airflow SFTP connection: extras ``key_file`` or ``private_key``
+        (with ``private_key_passphrase``), ``host_key`` and/or ``known_hosts``,
+        ``base_dir``, ``conn_timeout``. ``no_host_key_check`` is never honoured."""
+        extra = dict(conn.extra_dejson or {})
+        if not conn.host:
+            raise TransportError("the SFTP connection has no host")
+        if not conn.login:
+            raise AuthenticationError(f"the SFTP connection to {conn.host} has no login")
+        key_file = extra.get("key_file")
+        known_hosts = extra.get("known_hosts")
+        timeout = extra.get("conn_timeout", extra.get("timeout"))
+        return cls(
+            host=conn.host,
+            port=int(conn.port or 22),
+            username=conn.login,
+            key_file=Path(key_file) if key_file else None,
+            private_key=extra.get("private_key") or None,
+            passphrase=extra.get("private_key_passphrase") or None,
+            host_key=extra.get("host_key") or None,
+            known_hosts=Path(known_hosts) if known_hosts else None,
+            base_dir=extra.get("base_dir") or "",
+            timeout=float(timeout) if timeout is not None else 10.0,
+        )
+
+    @property
+    def host_key_name(self) -> str:
+        """The host's name in known_hosts: ``host``, or ``[host]:port`` off port 22."""
+        return self.host if self.port == 22 else f"[{self.host}]:{self.port}"
+
+
+def load_private_key(settings: SftpSettings) -> paramiko.PKey:
+    """The client key, from ``key_file`` or from the PEM/OpenSSH text in ``private_key``."""
+    try:
+        if settings.key_file:
+            return paramiko.PKey.from_path(settings.key_file, password=settings.passphrase)
+        assert settings.private_key is not None
+        for key_class in (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey):
+            try:
+                return key_class.from_private_key(
+                    io.StringIO(settings.private_key), password=settings.passphrase
+                )
+            except paramiko.SSHException:
+                continue
+    except (OSError, ValueError, paramiko.SSHException) as exc:
+        raise AuthenticationError(f"the private key for {settings.host} cannot be read") from exc
+    raise AuthenticationError(f"the private_key for {settings.host} is of no supported type")
+
+
+class _RejectUnknownHost(paramiko.RejectPolicy):
+    """paramiko's RejectPolicy, raising our typed error for a host with no known key."""
+
+    def missing_host_key(
+        self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey
+    ) -> NoReturn:
+        raise HostKeyError(
+            f"host key for {hostname} is not known ({key.get_name()} "
+            f"{key.fingerprint}); refusing to connect"
+        )
+
+
+class SftpRemote(BaseRemote):
+    """A counterparty's SFTP tree. Connects on first use (or on ``with``); after a
+    connection failure during an operation the next call connects again.
+
+    ``attempts`` counts connection attempts, so a caller can see what was retried.
+    """
+
+    _log: ClassVar[logging.Logger] = log
+
+    def __init__(self, settings: SftpSettings) -> None:
+        self.settings = settings
+        self.attempts = 0
+        self._pkey: paramiko.PKey | None = None
+        self._client: paramiko.SSHClient | None = None
+        self._sftp: paramiko.SFTPClient | None = None
+
+    def __enter__(self) -> Self:
+        self.connect()
+        return self
+
+    def connect(self) -> None:
+        """Open the SFTP session, retrying only transient failures."""
+        if self._sftp is not None:
+            return
+        s = self.settings
+        retrying = Retrying(
+            retry=retry_if_exception_type(TransientTransportError),
+            stop=stop_after_attempt(s.connect_attempts),
+            wait=wait_exponential(multiplier=s.retry_wait, min=s.retry_wait, max=s.retry_wait * 4),
+            before_sleep=self._before_retry,
+            reraise=True,
+        )
+        retrying(self._connect_once)
+
+    def _before_retry(self, state: RetryCallState) -> None:
+        s = self.settings
+        exc = state.outcome.exception() if state.outcome else None
+        wait = state.next_action.sleep if state.next_action else 0.0
+        log.warning(
+            "connecting to %s@%s:%d failed (attempt %d: %s); retrying in %.2f s",
+            s.username,
+            s.host,
+            s.port,
+            state.attempt_number,
+            exc.__cause__ if exc and exc.__cause__ else exc,
+            wait,
+        )
+
+    def _connect_once(self) -> None:
+        s = self.settings
+        self.attempts += 1
+        if self._pkey is None:
+            self._pkey = load_private_key(s)
+        client = paramiko.SSHClient()
+        client.set_missing_host_key_policy(_RejectUnknownHost())
+        try:
+            if s.known_hosts:
+                try:
+                    client.load_system_host_keys(str(s.known_hosts))
+                except OSError as exc:
+                    raise HostKeyError(f"known_hosts {s.known_hosts} cannot be read") from exc
+            if s.host_key:
+                key = parse_host_key(s.host_key)
+                client.get_host_keys().add(s.host_key_name, key.get_name(), key)
+            client.connect(
+                s.host,
+                port=s.port,
+                username=s.username,
+                pkey=self._pkey,
+                timeout=s.timeout,
+                banner_timeout=s.timeout,
+                auth_timeout=s.timeout,
+                channel_timeout=s.timeout,
+                look_for_keys=False,
+                allow_agent=False,
+            )
+            sftp = client.open_sftp()
+            sftp.get_channel().settimeout(s.timeout)  # type: ignore[union-attr]
+        except TransportError:
+            client.close()
+            raise
+        except paramiko.BadHostKeyException as exc:
+            client.close()
+            raise HostKeyError(
+                f"host key for {s.host_key_name} has changed: got {exc.key.get_name()} "
+                f"{exc.key.fingerprint}; refusing to connect"
+            ) from exc
+        except paramiko.AuthenticationException as exc:
+            client.close()
+            raise AuthenticationError(
+                f"{s.username}@{s.host_key_name} refused our public key"
+            ) from exc
+        except paramiko.ssh_exception.IncompatiblePeer as exc:
+            client.close()
+            raise TransportError(f"no common SSH algorithms with {s.host_key_name}") from exc
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            client.close()
+            raise TransientTransportError(
+                f"cannot connect to {s.username}@{s.host_key_name}: {exc}"
+            ) from exc
+        self._client, self._sftp = client, sftp
+        log.info("connected to %s@%s (base_dir %r)", s.username, s.host_key_name, s.base_dir)
+
+    def close(self) -> None:
+        sftp, client = self._sftp, self._client
+        self._sftp = self._client = None
+        if sftp is not None:
+            sftp.close()
+        if client is not None:
+            client.close()
+
+    @contextmanager
+    def _session(self) -> Iterator[paramiko.SFTPClient]:
+        """The open SFTP session; a connection lost mid-operation becomes a
+        ``TransientTransportError`` and the next call reconnects."""
+        self.connect()
+        assert self._sftp is not None
+        try:
+            yield self._sftp
+        except (EOFError, paramiko.SSHException) as exc:
+            self._lost(exc)
+        except OSError as exc:
+            if isinstance(exc, TimeoutError | ConnectionError) or not self._alive():
+                self._lost(exc)
+            raise
+
+    def _alive(self) -> bool:
+        transport = self._client.get_transport() if self._client else None
+        return transport is not None and transport.is_active()
+
+    def _lost(self, exc: BaseException) -> NoReturn:
+        self.close()
+        s = self.settings
+        raise TransientTransportError(f"SFTP session to {s.host_key_name} failed: {exc}") from exc
+
+    def _remote(self, path: str, *, allow_base: bool = False) -> str:
+        parts = split_path(path, allow_base=allow_base)
+        base = self.settings.base_dir
+        if base:
+            return posixpath.join(base, *parts)
+        return posixpath.join(*parts) if parts else "."
+
+    def list_dir(self, path: str) -> list[RemoteEntry]:
+        remote = self._remote(path, allow_base=True)
+        with self._session() as sftp:
+            try:
+                attrs = sftp.listdir_attr(remote)
+            except FileNotFoundError:
+                return []
+        found = [
+            RemoteEntry(a.filename, a.st_size or 0)
+            for a in attrs
+            if a.st_mode is not None and stat.S_ISREG(a.st_mode)
+        ]
+        return sorted(found, key=lambda e: e.name)
+
+    def read_bytes(self, path: str) -> bytes:
+        remote = self._remote(path)
+        buf = io.BytesIO()
+        with self._session() as sftp:
+            sftp.getfo(remote, buf)
+        return buf.getvalue()
+
+    def exists(self, path: str) -> bool:
+        remote = self._remote(path, allow_base=True)
+        with self._session() as sftp:
+            try:
+                sftp.stat(remote)
+            except FileNotFoundError:
+                return False
+        return True
+
+    def makedirs(self, path: str) -> None:
+        parts = split_path(path, allow_base=True)
+        for depth in range(1, len(parts) + 1):
+            prefix = "/".join(parts[:depth])
+            if self.exists(prefix):
+                continue
+            remote = self._remote(prefix)
+            with self._session() as sftp:
+                try:
+                    sftp.mkdir(remote)
+                except OSError:
+                    if not self.exists(prefix):
+                        raise
+
+    def remove(self, path: str) -> None:
+        remote = self._remote(path)
+        with self._session() as sftp:
+            sftp.remove(remote)
+
+    def _names(self, dir: str) -> set[str]:
+        remote = self._remote(dir, allow_base=True)
+        with self._session() as sftp:
+            try:
+                return set(sftp.listdir(remote))
+            except FileNotFoundError:
+                return set()
+
+    def _upload(self, path: str, data: bytes) -> None:
+        remote = self._remote(path)
+        with self._session() as sftp:
+            sftp.putfo(io.BytesIO(data), remote + ".part", file_size=len(data), confirm=True)
+            sftp.posix_rename(remote + ".part", remote)
+
+    def _rename_no_replace(self, src: str, dst: str) -> bool:
+        """SFTP's plain rename never replaces an existing file (OpenSSH: link + unlink)."""
+        remote_src, remote_dst = self._remote(src), self._remote(dst)
+        with self._session() as sftp:
+            try:
+                sftp.rename(remote_src, remote_dst)
+            except FileNotFoundError:
+                raise
+            except OSError:
+                if self.exists(dst):
+                    return False
+                raise
+        return True
