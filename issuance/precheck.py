@@ -70,9 +70,10 @@ class _InFileRepeats:
                 marks["c"][i] = True
             self.card_no.add(card_no[i])
             if old[i]:
-                if old[i] in self.old_card_no:
+                replacement = f"{old[i]}|{id_no[i]}"
+                if replacement in self.old_card_no:
                     marks["o"][i] = True
-                self.old_card_no.add(old[i])
+                self.old_card_no.add(replacement)
         chunk.reject(marks["a"], "app_no", "E107")
         chunk.reject(marks["p"], "id_no", "E108")
         chunk.reject(marks["c"], "card_no", "E106")

@@ -108,7 +108,7 @@ def run_checks(conn: Connection, sender: str, renewal_limit: str) -> None:
                       THEN ROW_NUMBER() OVER (PARTITION BY id_no, app_type ORDER BY seq) ELSE 1 END AS rn_person,
                     ROW_NUMBER() OVER (PARTITION BY card_no ORDER BY seq) AS rn_card,
                     CASE WHEN old_card_no <> ''
-                      THEN ROW_NUMBER() OVER (PARTITION BY old_card_no ORDER BY seq) ELSE 1 END AS rn_old
+                      THEN ROW_NUMBER() OVER (PARTITION BY old_card_no, id_no ORDER BY seq) ELSE 1 END AS rn_old
                   FROM {s} WHERE fail_idx >= 0
                 ) AS d
                 WHERE d.seq = {s}.seq AND {s}.repeat_result IS NULL

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import Connection, and_, insert, or_, select, update
 
@@ -34,7 +34,11 @@ def find_same(conn: Connection, conn_id: str, name: str, sha256: str) -> PriorFi
         .order_by(RECEIVED.c.id.desc())
         .limit(1)
     ).first()
-    return PriorFile(row.id, row.outcome, row.file_code, row.first_seen_at) if row else None
+    if row is None:
+        return None
+    seen = row.first_seen_at
+    # SQLite keeps no zone: the hub writes UTC everywhere
+    return PriorFile(row.id, row.outcome, row.file_code, seen if seen.tzinfo else seen.replace(tzinfo=UTC))
 
 
 def conflicting(conn: Connection, sender: str, type_: str, name: str, batch_no: str, sha256: str) -> bool:

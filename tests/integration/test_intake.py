@@ -1,0 +1,321 @@
+"""APPLY intake against the hub's database (SQLite, or PostgreSQL when configured): the
+rules that need what the database holds, file-level rejections, re-delivery, crashes and
+the photo zip deadline."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, func, insert, select
+
+from issuance import intake as intake_module
+from issuance.apply_rules import rules_for
+from issuance.intake import IntakeContext, deliver, run_intake
+from persistence.models import Account, Application, ApplyLine, Card, OutboundFile, ReceivedFile
+from sandbox.bureau import (
+    ApplyBatch,
+    make_apply_batch,
+    make_bad_file,
+    make_changed_redelivery,
+    read_applyrsp,
+    render,
+    write_batch,
+)
+from schemas.files import Control
+from schemas.layouts import APPLY
+from transport.local import LocalRemote
+
+NOW = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
+I = {name: i for i, name in enumerate(APPLY.names)}
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Path:
+    (tmp_path / "sftp" / "pickup").mkdir(parents=True)
+    (tmp_path / "sftp" / "drop").mkdir()
+    return tmp_path / "sftp"
+
+
+def context(tmp_path: Path, now: datetime = NOW, **overrides: object) -> IntakeContext:
+    values: dict[str, object] = {
+        "conn_id": "sftp_r440100",
+        "hub": "B001",
+        "bureau": "R440100",
+        "encoding": "GB18030",
+        "pickup": "pickup",
+        "drop": "drop",
+        "business_date": "20261122",
+        "now": now,
+        "rules": rules_for("20261122", frozenset({"B001", "B002", "B003"}), "R440100"),
+        "var_dir": tmp_path / "var",
+        "chunk_lines": 300,
+    }
+    values.update(overrides)
+    return IntakeContext(**values)  # type: ignore[arg-type]
+
+
+def rebuilt(batch: ApplyBatch, rows: list[list[str]]) -> ApplyBatch:
+    """The batch with other lines (its photo zip unchanged)."""
+    header = dataclasses.replace(batch.header, record_count=len(rows))
+    data = render(header, rows)
+    control = Control.for_bytes(batch.name, data, len(rows)).render()
+    return dataclasses.replace(batch, data=data, control=control, rows=rows, header=header)
+
+
+def run(server: Path, engine: Engine, tmp_path: Path, **kw: object) -> list[intake_module.FileOutcome]:
+    remote = LocalRemote(server)
+    ctx = context(tmp_path, **kw)
+    outcomes = run_intake(remote, engine, ctx)
+    deliver(remote, engine, ctx.conn_id, ctx.now)
+    return outcomes
+
+
+def response_codes(server: Path, name: str) -> list[str]:
+    return [code for _, _, code in read_applyrsp((server / "drop" / name).read_bytes())]
+
+
+def count(engine: Engine, model: type) -> int:
+    with engine.connect() as conn:
+        return int(conn.scalar(select(func.count()).select_from(model)) or 0)
+
+
+RSP = "APPLYRSP_B001_R440100_20261122_001.txt"
+
+
+def test_lines_are_answered_against_what_the_database_holds(server: Path, engine: Engine, tmp_path: Path) -> None:
+    batch = make_apply_batch(size=8, seed=3)
+    rows = [list(r) for r in batch.rows]
+    holder = rows[0]
+    with engine.begin() as conn:
+        conn.execute(
+            insert(Card).values(
+                card_no="OLD000001", bureau="R440100", id_type="01", id_no=holder[I["id_no"]],
+                name=holder[I["name"]], bank_code="B001", pan="6217000000000000017", pan_seq="01",
+                status="1", issue_date="20180101", expiry_date="20280101",
+            )
+        )
+        conn.execute(insert(Account).values(pan="6217000000000000017", bank_code="B001", id_no=holder[I["id_no"]], status="active"))
+        conn.execute(
+            insert(Card).values(
+                card_no="OLD000003", bureau="R440100", id_type="01", id_no=rows[5][I["id_no"]],
+                name=rows[5][I["name"]], bank_code=rows[5][I["bank_code"]], pan="6217000000000000033",
+                pan_seq="01", status="1", issue_date="20200101", expiry_date="20300101",
+            )
+        )
+        conn.execute(insert(Account).values(pan="6217000000000000033", bank_code=rows[5][I["bank_code"]], id_no=rows[5][I["id_no"]], status="preopened"))
+        conn.execute(
+            insert(Card).values(
+                card_no="OLD000002", bureau="R440100", id_type="01", id_no=rows[1][I["id_no"]],
+                name=rows[1][I["name"]], bank_code="B001", pan="6217000000000000025", pan_seq="01",
+                status="2", issue_date="20200101", expiry_date="20300101",
+            )
+        )
+    # line 1: a new card for someone who holds one → E108
+    # line 2: renewal of a card in formal loss, far from expiry, keeping the account at its bank
+    #         → the account of that card is not open → E110
+    rows[1][I["app_type"]] = "06"
+    rows[1][I["old_card_no"]] = "OLD000002"
+    rows[1][I["keep_account"]] = "1"
+    rows[1][I["replace_reason"]] = "1"
+    # line 3: a replacement naming a card that is not the applicant's → E109
+    rows[2][I["app_type"]] = "07"
+    rows[2][I["old_card_no"]] = "OLD000001"
+    rows[2][I["keep_account"]] = "0"
+    # line 4: renewal of the holder's card 13 months before expiry → E118 (line 1's person)
+    rows[3] = list(holder)
+    rows[3][I["app_no"]] = rows[3][I["app_no"]] + "R"
+    rows[3][I["card_no"]] = "NEW000004"
+    rows[3][I["app_type"]] = "06"
+    rows[3][I["old_card_no"]] = "OLD000001"
+    rows[3][I["keep_account"]] = "1"
+    rows[3][I["replace_reason"]] = "1"
+    # line 5: a card number issued before → E106
+    rows[4][I["card_no"]] = "OLD000002"
+    # line 6: damage replacement of the applicant's own card, keeping the account → accepted
+    rows[5][I["app_type"]] = "06"
+    rows[5][I["old_card_no"]] = "OLD000003"
+    rows[5][I["keep_account"]] = "1"
+    rows[5][I["replace_reason"]] = "2"
+    write_batch(rebuilt(batch, rows), server / "pickup")
+
+    run(server, engine, tmp_path)
+
+    assert response_codes(server, RSP) == ["E108", "E110", "E109", "E118", "E106", "", "", ""]
+    with engine.connect() as conn:
+        accepted = conn.execute(select(Application.app_no, Application.status).order_by(Application.seq)).all()
+    assert [a for a, _ in accepted] == [rows[5][0], rows[6][0], rows[7][0]]
+    assert {s for _, s in accepted} == {"accepted"}
+
+
+def test_a_key_answered_before_is_answered_again_unchanged_and_reused_for_other_content_is_e107(
+    server: Path, engine: Engine, tmp_path: Path
+) -> None:
+    first = make_apply_batch(size=5, seed=4, bad_share={"E105": 0.2})
+    write_batch(first, server / "pickup")
+    run(server, engine, tmp_path)
+    first_answers = read_applyrsp((server / "drop" / RSP).read_bytes())
+
+    again = make_apply_batch(size=3, seed=5, seq=2)
+    rows = [list(r) for r in again.rows]
+    rows[0] = list(first.rows[0])  # same key, same content
+    rows[1] = list(first.rows[1])
+    rows[1][I["mobile"]] = "13900000000"  # same key, other content
+    write_batch(rebuilt(again, rows), server / "pickup")
+    run(server, engine, tmp_path)
+
+    second = read_applyrsp((server / "drop" / "APPLYRSP_B001_R440100_20261122_002.txt").read_bytes())
+    assert second[0] == first_answers[0]
+    assert second[1] == (first.rows[1][0], "01", "E107")
+    assert second[2][1:] == ("00", "")
+    assert count(engine, Application) == sum(1 for _, r, _ in first_answers if r == "00") + 1
+
+
+@pytest.mark.parametrize(
+    "kind", ["F01", "F02", "F03", "F04", "F04_receiver", "F06", "F07", "F08", "F09", "F10"]
+)
+def test_a_file_rejected_as_a_whole_gets_a_rej_and_goes_to_rejected(
+    kind: str, server: Path, engine: Engine, tmp_path: Path
+) -> None:
+    batch = make_bad_file(kind, size=6)
+    write_batch(batch, server / "pickup")
+
+    outcomes = run(server, engine, tmp_path)
+
+    assert [(o.outcome, o.file_code) for o in outcomes] == [("rejected", batch.expected_file_code)]
+    rej = (server / "drop" / f"{batch.name}.rej").read_bytes().decode("utf-8")
+    assert rej.startswith(f"{batch.name}|{batch.expected_file_code}|")
+    assert rej.endswith("\r\n") and rej.count("\n") == 1
+    assert (server / "pickup" / "rejected" / "20261122" / batch.name).exists()
+    assert count(engine, Application) == 0 and count(engine, ApplyLine) == 0
+    assert not list((server / "drop").glob("APPLYRSP*"))
+
+
+def test_a_name_and_batch_reused_with_other_content_is_f05_and_the_first_file_stands(
+    server: Path, engine: Engine, tmp_path: Path
+) -> None:
+    batch = make_apply_batch(size=5, seed=6)
+    write_batch(batch, server / "pickup")
+    run(server, engine, tmp_path)
+    changed = make_changed_redelivery(batch)
+    write_batch(changed, server / "pickup")
+
+    outcomes = run(server, engine, tmp_path)
+
+    assert [(o.outcome, o.file_code) for o in outcomes] == [("rejected", "F05")]
+    assert count(engine, Application) == 5
+
+
+def test_a_rejected_file_name_is_not_consumed_so_a_corrected_file_is_accepted(
+    server: Path, engine: Engine, tmp_path: Path
+) -> None:
+    bad = make_bad_file("F08", size=4)
+    write_batch(bad, server / "pickup")
+    run(server, engine, tmp_path)
+    good = make_apply_batch(size=4, seed=0)
+    assert good.name == bad.name
+    write_batch(good, server / "pickup")
+
+    outcomes = run(server, engine, tmp_path)
+
+    assert [o.outcome for o in outcomes] == ["accepted"]
+
+
+def test_a_crash_half_way_leaves_no_trace_and_the_next_run_redoes_the_file(
+    server: Path, engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    batch = make_apply_batch(size=900, seed=8)
+    write_batch(batch, server / "pickup")
+
+    def crash(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("power cut")
+
+    with monkeypatch.context() as m:
+        m.setattr(intake_module.apply_store, "commit_lines", crash)
+        with pytest.raises(RuntimeError, match="power cut"):
+            run(server, engine, tmp_path)
+    assert (count(engine, ReceivedFile), count(engine, Application), count(engine, OutboundFile)) == (0, 0, 0)
+    assert (server / "pickup" / batch.name).exists()
+
+    outcomes = run(server, engine, tmp_path)
+
+    assert [o.accepted for o in outcomes] == [900]
+    assert response_codes(server, RSP) == [""] * 900
+
+
+def test_an_undelivered_response_is_sent_by_the_next_run_and_only_once(
+    server: Path, engine: Engine, tmp_path: Path
+) -> None:
+    batch = make_apply_batch(size=3, seed=9)
+    write_batch(batch, server / "pickup")
+    remote = LocalRemote(server)
+    ctx = context(tmp_path)
+    run_intake(remote, engine, ctx)
+    assert not (server / "drop" / RSP).exists()
+
+    assert deliver(remote, engine, ctx.conn_id, ctx.now) == 1
+    assert deliver(remote, engine, ctx.conn_id, ctx.now) == 0
+    assert (server / "drop" / f"{RSP}.ok").exists()
+
+
+def test_a_file_naming_photos_waits_for_its_zip_then_is_f10_after_zip_wait(
+    server: Path, engine: Engine, tmp_path: Path
+) -> None:
+    batch = make_apply_batch(size=3, seed=10)
+    waiting = dataclasses.replace(batch, zip_data=None, zip_control=None)
+    write_batch(waiting, server / "pickup")
+
+    first = run(server, engine, tmp_path, now=NOW)
+    later = run(server, engine, tmp_path, now=NOW + timedelta(minutes=119))
+    assert [o.outcome for o in first + later] == ["waiting", "waiting"]
+    assert (server / "pickup" / batch.name).exists()
+
+    final = run(server, engine, tmp_path, now=NOW + timedelta(minutes=120))
+
+    assert [(o.outcome, o.file_code) for o in final] == [("rejected", "F10")]
+    with engine.connect() as conn:
+        assert conn.execute(select(ReceivedFile.outcome, ReceivedFile.file_code)).all() == [("rejected", "F10")]
+
+
+def test_a_zip_without_its_ok_is_not_complete_so_the_file_waits(
+    server: Path, engine: Engine, tmp_path: Path
+) -> None:
+    batch = make_bad_file("F10_zip_control_missing", size=3)
+    write_batch(batch, server / "pickup")
+
+    assert [o.outcome for o in run(server, engine, tmp_path)] == ["waiting"]
+    assert [o.file_code for o in run(server, engine, tmp_path, now=NOW + timedelta(hours=2))] == ["F10"]
+
+
+def test_a_zip_arriving_within_zip_wait_completes_the_file(server: Path, engine: Engine, tmp_path: Path) -> None:
+    batch = make_apply_batch(size=3, seed=11)
+    write_batch(dataclasses.replace(batch, zip_data=None, zip_control=None), server / "pickup")
+    assert [o.outcome for o in run(server, engine, tmp_path)] == ["waiting"]
+    write_batch(batch, server / "pickup")
+
+    outcomes = run(server, engine, tmp_path, now=NOW + timedelta(minutes=30))
+
+    assert [o.outcome for o in outcomes] == ["accepted"]
+    assert response_codes(server, RSP) == ["", "", ""]
+    assert count(engine, ReceivedFile) == 1
+
+
+def test_a_file_without_its_ok_is_left_alone(server: Path, engine: Engine, tmp_path: Path) -> None:
+    batch = make_apply_batch(size=2, seed=12)
+    (server / "pickup" / batch.name).write_bytes(batch.data)
+
+    assert run(server, engine, tmp_path) == []
+    assert (server / "pickup" / batch.name).exists()
+
+
+def test_a_utf8_bureau_is_read_and_answered_in_utf8(server: Path, engine: Engine, tmp_path: Path) -> None:
+    batch = make_apply_batch(size=4, seed=13, encoding="UTF-8")
+    write_batch(batch, server / "pickup")
+
+    run(server, engine, tmp_path, encoding="UTF-8")
+
+    text = (server / "drop" / RSP).read_bytes().decode("utf-8")
+    assert text.startswith("H|APPLYRSP|B001|R440100|")
+    assert [c for _, _, c in read_applyrsp(text.encode("utf-8"), "UTF-8")] == ["", "", "", ""]
