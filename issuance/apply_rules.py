@@ -61,7 +61,9 @@ def country_codes() -> frozenset[str]:
 def rules_for(business_date: str, bank_codes: frozenset[str], bureau: str) -> ApplyRules:
     """Rules for a bureau ``R`` + 6-digit division code: its province is the first two digits."""
     province = bureau[1:3]
-    regions = frozenset(c for c in division_codes() if c.startswith(province) and not c.endswith("0000"))
+    regions = frozenset(
+        c for c in division_codes() if c.startswith(province) and not c.endswith("0000")
+    )
     return ApplyRules(business_date, bank_codes, province, regions)
 
 
@@ -75,7 +77,9 @@ def resident_id_valid(ids: npt.NDArray[np.object_]) -> npt.NDArray[np.bool_]:
     Equivalent to ``stdnum.cn.ric.is_valid`` for 18-character numbers (property-tested)."""
     n = len(ids)
     ok = np.zeros(n, dtype=bool)
-    shaped = np.array([isinstance(s, str) and len(s) == 18 and s.isascii() for s in ids], dtype=bool)
+    shaped = np.array(
+        [isinstance(s, str) and len(s) == 18 and s.isascii() for s in ids], dtype=bool
+    )
     if not shaped.any():
         return ok
     raw = np.frombuffer("".join(ids[shaped]).encode("ascii"), dtype=np.uint8).reshape(-1, 18)
@@ -127,20 +131,34 @@ def check_apply_chunk(chunk: Chunk, rules: ApplyRules, photos_ok: frozenset[str]
         expected = np.where(odd, "1", "2")
         chunk.reject(checkable & (gender != expected), "gender", LineCode.E103)
         births = np.array([s[6:14] if len(s) == 18 else "" for s in id_no], dtype=object)
-        chunk.reject(checkable & (chunk.strings("birth_date") != births), "birth_date", LineCode.E102)
+        chunk.reject(
+            checkable & (chunk.strings("birth_date") != births), "birth_date", LineCode.E102
+        )
 
     birth = chunk.strings("birth_date")
     chunk.reject(birth > today, "birth_date", LineCode.E102)
 
     nationality = chunk.column("nationality")
     known_country = _mask(pc.is_in(nationality, value_set=pa.array(sorted(country_codes()))))
-    chunk.reject(~known_country | (resident & (chunk.strings("nationality") != "CHN")), "nationality", LineCode.E115)
+    chunk.reject(
+        ~known_country | (resident & (chunk.strings("nationality") != "CHN")),
+        "nationality",
+        LineCode.E115,
+    )
 
     regions = chunk.column("region_code")
-    chunk.reject(~_mask(pc.is_in(regions, value_set=pa.array(sorted(rules.region_codes)))), "region_code", LineCode.E112)
+    chunk.reject(
+        ~_mask(pc.is_in(regions, value_set=pa.array(sorted(rules.region_codes)))),
+        "region_code",
+        LineCode.E112,
+    )
 
     banks = chunk.column("bank_code")
-    chunk.reject(~_mask(pc.is_in(banks, value_set=pa.array(sorted(rules.bank_codes)))), "bank_code", LineCode.E111)
+    chunk.reject(
+        ~_mask(pc.is_in(banks, value_set=pa.array(sorted(rules.bank_codes)))),
+        "bank_code",
+        LineCode.E111,
+    )
 
     photos = chunk.column("photo")
     named = ~_mask(pc.equal(photos, ""))

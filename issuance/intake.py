@@ -75,13 +75,17 @@ class FileOutcome:
 
     def summary(self) -> str:
         if self.outcome == "accepted":
-            by_code = ", ".join(f"{k}={n}" for k, n in sorted(self.counts.items()) if k != "00") or "none"
+            by_code = (
+                ", ".join(f"{k}={n}" for k, n in sorted(self.counts.items()) if k != "00") or "none"
+            )
             return (
                 f"{self.name}: accepted; lines={self.accepted + self.rejected} "
                 f"accepted={self.accepted} rejected={self.rejected} ({by_code}); response {self.response}"
             )
         if self.outcome == "rejected":
-            return f"{self.name}: file rejected {self.file_code} ({message(self.file_code or 'F01')})"
+            return (
+                f"{self.name}: file rejected {self.file_code} ({message(self.file_code or 'F01')})"
+            )
         return f"{self.name}: {self.outcome}"
 
 
@@ -100,7 +104,9 @@ def check_name(name: str, hub: str, bureau: str | None) -> FileName:
     return fname
 
 
-def check_header(header: Header, fname: FileName, business_date: str, max_forward_days: int) -> None:
+def check_header(
+    header: Header, fname: FileName, business_date: str, max_forward_days: int
+) -> None:
     """ICD §3, §4.1: header agrees with the name; a request is dated today up to
     ``max_forward_days`` ahead, never earlier (F04)."""
     if (header.sender, header.receiver) != (fname.sender, fname.receiver):
@@ -132,7 +138,9 @@ def _content_sha(chunk: Chunk) -> pa.Array:
     """A digest of each line's content after the key, to tell a repeat from a reuse."""
     cols = [chunk.column(n) for n in APPLY.names[1:]]
     joined = pc.binary_join_element_wise(*cols, "|").to_pylist()
-    return pa.array([hashlib.sha1(s.encode("utf-8"), usedforsecurity=False).hexdigest() for s in joined])
+    return pa.array(
+        [hashlib.sha1(s.encode("utf-8"), usedforsecurity=False).hexdigest() for s in joined]
+    )
 
 
 def stage_table(chunk: Chunk) -> pa.Table:
@@ -153,15 +161,22 @@ def stage_table(chunk: Chunk) -> pa.Table:
 # --------------------------------------------------------------------------- writing answers
 
 
-def render_response(header: Header, hub: str, encoding: str, rows: Iterator[tuple[str, str, str]], count: int) -> bytes:
+def render_response(
+    header: Header, hub: str, encoding: str, rows: Iterator[tuple[str, str, str]], count: int
+) -> bytes:
     """APPLYRSP (ICD §5.2): the request's BATCH_NO and date, one line per APPLY line."""
     out = io.BytesIO()
-    rsp_header = Header("APPLYRSP", hub, header.sender, header.batch_no, header.business_date, count)
+    rsp_header = Header(
+        "APPLYRSP", hub, header.sender, header.batch_no, header.business_date, count
+    )
     write_delimited(
         out,
         APPLYRSP,
         rsp_header,
-        ((app_no, result, code, reason_text(code) if code else "") for app_no, result, code in rows),
+        (
+            (app_no, result, code, reason_text(code) if code else "")
+            for app_no, result, code in rows
+        ),
         encoding,
     )
     return out.getvalue()
@@ -196,7 +211,10 @@ def complete_files(remote: Remote, pickup: str) -> tuple[list[str], list[str]]:
     """
     names = {e.name for e in remote.list_dir(pickup)}
     data = sorted(
-        n for n in names if not n.endswith((".ok", ".part", ".rej")) and not (n.endswith(".zip") and n[:-4] + ".txt" in names)
+        n
+        for n in names
+        if not n.endswith((".ok", ".part", ".rej"))
+        and not (n.endswith(".zip") and n[:-4] + ".txt" in names)
     )
     ready = [n for n in data if f"{n}.ok" in names]
     return ready, [n for n in data if n not in ready]
@@ -219,7 +237,9 @@ def land(remote: Remote, ctx: IntakeContext, name: str) -> Landed:
     zip_control: bytes | None = None
     if name.endswith(".txt"):
         zip_name = name[:-4] + ".zip"
-        if remote.exists(f"{ctx.pickup}/{zip_name}") and remote.exists(f"{ctx.pickup}/{zip_name}.ok"):
+        if remote.exists(f"{ctx.pickup}/{zip_name}") and remote.exists(
+            f"{ctx.pickup}/{zip_name}.ok"
+        ):
             zip_path = safe_join(local_dir, zip_name)
             zip_path.write_bytes(remote.read_bytes(f"{ctx.pickup}/{zip_name}"))
             zip_control = remote.read_bytes(f"{ctx.pickup}/{zip_name}.ok")
@@ -305,8 +325,12 @@ def _accept(
         header = reader.header
         check_header(header, fname, ctx.business_date, ctx.max_forward_days)
         with engine.connect() as conn:
-            if registry.conflicting(conn, header.sender, "APPLY", landed.name, header.batch_no, landed.sha256):
-                raise FileLevelError(FileCode.F05, "NAME or BATCH_NO already processed with other content")
+            if registry.conflicting(
+                conn, header.sender, "APPLY", landed.name, header.batch_no, landed.sha256
+            ):
+                raise FileLevelError(
+                    FileCode.F05, "NAME or BATCH_NO already processed with other content"
+                )
         photos = (
             check_photo_zip(landed.zip_path, landed.zip_control, landed.zip_path.name)
             if landed.zip_path is not None
@@ -331,7 +355,9 @@ def _accept(
     return FileOutcome(landed.name, "waiting")
 
 
-def _file_values(ctx: IntakeContext, landed: Landed, fname: FileName | None, outcome: str, first_seen: datetime) -> dict[str, object]:
+def _file_values(
+    ctx: IntakeContext, landed: Landed, fname: FileName | None, outcome: str, first_seen: datetime
+) -> dict[str, object]:
     return {
         "conn_id": ctx.conn_id,
         "name": landed.name[:100],
@@ -381,7 +407,9 @@ def _load(
     apply_store.commit_lines(conn, file_id, header.sender, ctx.business_date)
     counts = apply_store.answer_counts(conn, file_id)
     response_name = str(fname.response())
-    data = render_response(header, ctx.hub, ctx.encoding, apply_store.answers(conn, file_id), reader.detail_count)
+    data = render_response(
+        header, ctx.hub, ctx.encoding, apply_store.answers(conn, file_id), reader.detail_count
+    )
     registry.queue_outbound(
         conn,
         conn_id=ctx.conn_id,
@@ -394,14 +422,18 @@ def _load(
         source_file_id=file_id,
     )
     accepted = counts.get("00", 0)
-    registry.update_file(conn, file_id, accepted_count=accepted, rejected_count=reader.detail_count - accepted)
+    registry.update_file(
+        conn, file_id, accepted_count=accepted, rejected_count=reader.detail_count - accepted
+    )
     apply_store.drop_stage(conn)
     return FileOutcome(landed.name, "accepted", None, counts, response_name)
 
 
 def _renewal_limit(business_date: str) -> str:
     """The latest expiry date a renewal may have today (renewal opens 60 days before expiry)."""
-    d = date(int(business_date[:4]), int(business_date[4:6]), int(business_date[6:])) + timedelta(days=60)
+    d = date(int(business_date[:4]), int(business_date[4:6]), int(business_date[6:])) + timedelta(
+        days=60
+    )
     return d.strftime("%Y%m%d")
 
 
@@ -458,7 +490,9 @@ def run_intake(remote: Remote, engine: Engine, ctx: IntakeContext) -> list[FileO
     """Every complete file in the bureau's pickup directory, one transaction each."""
     ready, incomplete = complete_files(remote, ctx.pickup)
     if incomplete:
-        log.info("%d file(s) without their .ok yet: %s", len(incomplete), ", ".join(incomplete[:20]))
+        log.info(
+            "%d file(s) without their .ok yet: %s", len(incomplete), ", ".join(incomplete[:20])
+        )
     outcomes: list[FileOutcome] = []
     for name in ready:
         try:

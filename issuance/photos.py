@@ -55,14 +55,22 @@ def check_photo_zip(path: Path, control: bytes | None, expected_name: str) -> Ph
     with path.open("rb") as fh:
         size, sha = sha256_of(fh)
     if (size, sha) != (ok.size, ok.sha256):
-        raise FileLevelError(FileCode.F10, "photo zip size or SHA-256 differs from its control file")
+        raise FileLevelError(
+            FileCode.F10, "photo zip size or SHA-256 differs from its control file"
+        )
     try:
         with zipfile.ZipFile(path) as zf:
             infos = zf.infolist()
             if len(infos) != ok.record_count:
-                raise FileLevelError(FileCode.F10, "photo zip entry count differs from its control file")
+                raise FileLevelError(
+                    FileCode.F10, "photo zip entry count differs from its control file"
+                )
             for info in infos:
-                if info.is_dir() or not _SAFE_ENTRY.fullmatch(info.filename) or ".." in info.filename:
+                if (
+                    info.is_dir()
+                    or not _SAFE_ENTRY.fullmatch(info.filename)
+                    or ".." in info.filename
+                ):
                     raise FileLevelError(FileCode.F10, "photo zip has an unsafe entry name")
             names = [i.filename for i in infos]
             if len(set(names)) != len(names):

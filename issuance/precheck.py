@@ -37,7 +37,8 @@ class PrecheckResult:
             "file_code": self.file_code,
             "accepted": self.accepted if self.file_code is None else 0,
             "rejected": [
-                {"line": r.line, "seq": r.seq, "field": r.field, "code": r.code} for r in self.rejected
+                {"line": r.line, "seq": r.seq, "field": r.field, "code": r.code}
+                for r in self.rejected
             ]
             if self.file_code is None
             else [],
@@ -55,9 +56,15 @@ class _InFileRepeats:
 
     def apply(self, chunk: Chunk) -> None:
         app_no, app_type = chunk.strings("app_no"), chunk.strings("app_type")
-        id_no, card_no, old = chunk.strings("id_no"), chunk.strings("card_no"), chunk.strings("old_card_no")
+        id_no, card_no, old = (
+            chunk.strings("id_no"),
+            chunk.strings("card_no"),
+            chunk.strings("old_card_no"),
+        )
         whole = chunk.fail_index >= 0
-        marks: dict[str, np.ndarray] = {k: np.zeros(len(chunk), dtype=bool) for k in ("a", "p", "c", "o")}
+        marks: dict[str, np.ndarray] = {
+            k: np.zeros(len(chunk), dtype=bool) for k in ("a", "p", "c", "o")
+        }
         for i in np.flatnonzero(whole).tolist():
             if app_no[i] in self.app_no:
                 marks["a"][i] = True
@@ -115,7 +122,9 @@ def _run(path: Path, parties: Counterparties, business_date: str, result: Preche
         reader = DelimitedReader(fh, APPLY, encoding, control_count=count)
         check_header(reader.header, fname, business_date, forward)
         if zip_path.exists():
-            photos = check_photo_zip(zip_path, zip_ok.read_bytes() if zip_ok.exists() else None, zip_path.name)
+            photos = check_photo_zip(
+                zip_path, zip_ok.read_bytes() if zip_ok.exists() else None, zip_path.name
+            )
         repeats = _InFileRepeats()
         for chunk in validated_chunks(reader, rules, photos):
             if photos is None and names_photos(chunk):

@@ -225,7 +225,9 @@ def answer_counts(conn: Connection, file_id: int) -> dict[str, int]:
 
 def answers(conn: Connection, file_id: int, batch: int = 20_000) -> Iterator[tuple[str, str, str]]:
     """(app_no, result, reason_code) per line, in SEQ order, streamed."""
-    stmt = text("SELECT app_no, result, reason_code FROM apply_line WHERE file_id = :f ORDER BY seq")
+    stmt = text(
+        "SELECT app_no, result, reason_code FROM apply_line WHERE file_id = :f ORDER BY seq"
+    )
     result = conn.execute(stmt.execution_options(yield_per=batch), {"f": file_id})
     for row in result:
         yield row[0], row[1], row[2]

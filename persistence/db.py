@@ -80,11 +80,16 @@ def bulk_load(conn: Connection, table: str, table_data: pa.Table, columns: Seque
     data = table_data.select(list(columns))
     if is_postgres(conn):
         buf = io.BytesIO()
-        pacsv.write_csv(data, buf, pacsv.WriteOptions(include_header=False, quoting_style="all_valid"))
+        pacsv.write_csv(
+            data, buf, pacsv.WriteOptions(include_header=False, quoting_style="all_valid")
+        )
         raw = conn.connection.driver_connection
         assert raw is not None
         cols = ", ".join(columns)
-        with raw.cursor() as cur, cur.copy(f"COPY {table} ({cols}) FROM STDIN WITH (FORMAT csv)") as copy:
+        with (
+            raw.cursor() as cur,
+            cur.copy(f"COPY {table} ({cols}) FROM STDIN WITH (FORMAT csv)") as copy,
+        ):
             copy.write(buf.getvalue())
     else:
         placeholders = ", ".join("?" for _ in columns)

@@ -38,10 +38,14 @@ def find_same(conn: Connection, conn_id: str, name: str, sha256: str) -> PriorFi
         return None
     seen = row.first_seen_at
     # SQLite keeps no zone: the hub writes UTC everywhere
-    return PriorFile(row.id, row.outcome, row.file_code, seen if seen.tzinfo else seen.replace(tzinfo=UTC))
+    return PriorFile(
+        row.id, row.outcome, row.file_code, seen if seen.tzinfo else seen.replace(tzinfo=UTC)
+    )
 
 
-def conflicting(conn: Connection, sender: str, type_: str, name: str, batch_no: str, sha256: str) -> bool:
+def conflicting(
+    conn: Connection, sender: str, type_: str, name: str, batch_no: str, sha256: str
+) -> bool:
     """An accepted file of this sender with the same NAME or BATCH_NO but other content (F05)."""
     row = conn.execute(
         select(RECEIVED.c.id)
@@ -49,7 +53,10 @@ def conflicting(conn: Connection, sender: str, type_: str, name: str, batch_no: 
             RECEIVED.c.outcome == "accepted",
             RECEIVED.c.sender == sender,
             RECEIVED.c.sha256 != sha256,
-            or_(RECEIVED.c.name == name, and_(RECEIVED.c.type == type_, RECEIVED.c.batch_no == batch_no)),
+            or_(
+                RECEIVED.c.name == name,
+                and_(RECEIVED.c.type == type_, RECEIVED.c.batch_no == batch_no),
+            ),
         )
         .limit(1)
     ).first()
@@ -109,7 +116,13 @@ class PendingOutbound:
 
 def pending_outbound(conn: Connection, conn_id: str) -> list[PendingOutbound]:
     rows = conn.execute(
-        select(OUTBOUND.c.id, OUTBOUND.c.directory, OUTBOUND.c.name, OUTBOUND.c.data, OUTBOUND.c.record_count)
+        select(
+            OUTBOUND.c.id,
+            OUTBOUND.c.directory,
+            OUTBOUND.c.name,
+            OUTBOUND.c.data,
+            OUTBOUND.c.record_count,
+        )
         .where(OUTBOUND.c.conn_id == conn_id, OUTBOUND.c.delivered_at.is_(None))
         .order_by(OUTBOUND.c.id)
     ).all()

@@ -73,7 +73,20 @@ def _valid_date(text: str) -> bool:
     y, m, d = int(text[:4]), int(text[4:6]), int(text[6:])
     if not 1 <= m <= 12 or d < 1 or y < 1:
         return False
-    days = [31, 29 if (y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)) else 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
+    days = [
+        31,
+        29 if (y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)) else 28,
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ]
     return d <= days[m - 1]
 
 
@@ -158,7 +171,9 @@ class Chunk:
             name = WHOLE_LINE_FIELD if i == WHOLE_LINE else names[i]
             value = "" if i == WHOLE_LINE else str(self.table.column(name)[pos].as_py())
             seq = int(seqs[pos])
-            yield Rejection(int(lines[pos]), seq if seq > 0 else None, name, value, str(self.fail_code[pos]))
+            yield Rejection(
+                int(lines[pos]), seq if seq > 0 else None, name, value, str(self.fail_code[pos])
+            )
 
     def __len__(self) -> int:
         return self.table.num_rows
@@ -275,7 +290,9 @@ def _parse_header(line: str) -> Header:
         and version == "1.0"
     ):
         raise FileLevelError(FileCode.F04, "header field malformed")
-    return Header(type_, sender, receiver, batch_no, date, int(count), amount_to_fen(total), version)
+    return Header(
+        type_, sender, receiver, batch_no, date, int(count), amount_to_fen(total), version
+    )
 
 
 def _parse_trailer(line: str) -> Trailer:
@@ -402,7 +419,9 @@ class DelimitedReader:
         record_type = pc.list_element(fixed, 0)
         seq_text = pc.fill_null(pc.list_element(fixed, 1), "")
         if not pc.all(pc.equal(record_type, "D")).as_py():
-            raise FileLevelError(FileCode.F06, "a line between header and trailer is not a detail line")
+            raise FileLevelError(
+                FileCode.F06, "a line between header and trailer is not a detail line"
+            )
         if not pc.all(pc.match_substring_regex(seq_text, "^[1-9][0-9]{0,9}$")).as_py():
             raise FileLevelError(FileCode.F06, "detail SEQ missing or malformed")
         seqs = pc.cast(seq_text, pa.int64()).to_numpy()
@@ -495,7 +514,9 @@ def write_delimited(
         out.write(("\r\n".join(buffer) + "\r\n").encode(codec))
     out.write(f"T|{count}|{fen_to_amount(total)}\r\n".encode(codec))
     if count != header.record_count or total != header.total_fen:
-        raise WriterError(f"{layout.type}: header says {header.record_count} lines, {count} written")
+        raise WriterError(
+            f"{layout.type}: header says {header.record_count} lines, {count} written"
+        )
     return count
 
 
@@ -517,7 +538,9 @@ def _fixed_text(value: str, width: int, numeric: bool, name: str) -> bytes:
     return encoded
 
 
-def write_fixed(out: BinaryIO, layout: Layout, header: Header, rows: Iterable[Sequence[str]]) -> int:
+def write_fixed(
+    out: BinaryIO, layout: Layout, header: Header, rows: Iterable[Sequence[str]]
+) -> int:
     """Write a fixed-width GB18030 file (ICD §4.3); every record exactly the layout's length."""
     length = layout.record_length or 0
     head = (
@@ -538,9 +561,13 @@ def write_fixed(out: BinaryIO, layout: Layout, header: Header, rows: Iterable[Se
         for f, value in zip(layout.fields, row, strict=True):
             record += _fixed_text(value, f.width or 0, f.numeric, f.name)
         out.write(record + b"\r\n")
-    out.write((b"T" + _fixed_text(str(count), 8, True, "RECORD_COUNT")).ljust(length, b" ") + b"\r\n")
+    out.write(
+        (b"T" + _fixed_text(str(count), 8, True, "RECORD_COUNT")).ljust(length, b" ") + b"\r\n"
+    )
     if count != header.record_count:
-        raise WriterError(f"{layout.type}: header says {header.record_count} records, {count} written")
+        raise WriterError(
+            f"{layout.type}: header says {header.record_count} records, {count} written"
+        )
     return count
 
 
@@ -604,7 +631,9 @@ class FixedReader:
             seqs = np.zeros(n, dtype=np.int64)
             for row, rec in enumerate(records):
                 if rec[:1] != b"D":
-                    raise FileLevelError(FileCode.F06, "a record between header and trailer is not a detail")
+                    raise FileLevelError(
+                        FileCode.F06, "a record between header and trailer is not a detail"
+                    )
                 seq = rec[1:9]
                 if not seq.isdigit():
                     raise FileLevelError(FileCode.F06, "detail seq malformed")
@@ -644,7 +673,11 @@ class FixedReader:
                 }
             )
             yield Chunk(layout, table, fail_index, fail_code)
-        if len(trailer_rec) != length or not trailer_rec[1:9].isdigit() or trailer_rec[9:].strip(b" "):
+        if (
+            len(trailer_rec) != length
+            or not trailer_rec[1:9].isdigit()
+            or trailer_rec[9:].strip(b" ")
+        ):
             raise FileLevelError(FileCode.F08, "trailer record malformed")
         self.trailer = Trailer(int(trailer_rec[1:9]))
         counts = {self.header.record_count, self.trailer.record_count, self.detail_count}
@@ -664,6 +697,7 @@ def read_all(reader: DelimitedReader | FixedReader) -> tuple[pa.Table, list[Reje
     if accepted:
         return pa.concat_tables(accepted), rejected
     schema = pa.schema(
-        [("_line", pa.int64()), ("_seq", pa.int64())] + [(n, pa.string()) for n in reader.layout.names]
+        [("_line", pa.int64()), ("_seq", pa.int64())]
+        + [(n, pa.string()) for n in reader.layout.names]
     )
     return schema.empty_table(), rejected

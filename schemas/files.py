@@ -42,15 +42,21 @@ class FileName:
         """Parse a remote name; anything that does not match §3 is F07."""
         m = NAME_PATTERN.fullmatch(name)
         if m is None or m.group("seq") == "000":
-            raise FileLevelError(FileCode.F07, "file name does not match TYPE_SENDER_RECEIVER_YYYYMMDD_SEQ.EXT")
+            raise FileLevelError(
+                FileCode.F07, "file name does not match TYPE_SENDER_RECEIVER_YYYYMMDD_SEQ.EXT"
+            )
         return cls(m["type"], m["sender"], m["receiver"], m["date"], m["seq"], m["ext"])
 
     def __str__(self) -> str:
-        return f"{self.type}_{self.sender}_{self.receiver}_{self.business_date}_{self.seq}.{self.ext}"
+        return (
+            f"{self.type}_{self.sender}_{self.receiver}_{self.business_date}_{self.seq}.{self.ext}"
+        )
 
     def response(self) -> FileName:
         """The response's name: ``<TYPE>RSP``, parties swapped, same date and SEQ (ICD §3)."""
-        return FileName(self.type + "RSP", self.receiver, self.sender, self.business_date, self.seq, "txt")
+        return FileName(
+            self.type + "RSP", self.receiver, self.sender, self.business_date, self.seq, "txt"
+        )
 
     def companion(self, ext: str) -> FileName:
         return FileName(self.type, self.sender, self.receiver, self.business_date, self.seq, ext)

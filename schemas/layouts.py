@@ -31,7 +31,7 @@ LINE_CODES = (
 MONEY_CODES = "103 104 105 106 140 208 209 301".split()
 #: a response may answer a DISB line with any line or money code (ICD §5.10)
 DISB_RESULT_CODES = (*MONEY_CODES, *LINE_CODES)
-ETHNICITY_CODES = tuple(f"{n:02d}" for n in range(1, 57)) + ("97", "98")
+ETHNICITY_CODES = (*tuple(f"{n:02d}" for n in range(1, 57)), "97", "98")
 
 
 @dataclass(frozen=True)
@@ -106,7 +106,9 @@ def _result(values: tuple[str, ...]) -> Field:
     return Field("result", "M", values=values)
 
 
-def _reason(on: tuple[str, ...], negate: bool = False, codes: tuple[str, ...] = ()) -> tuple[Field, Field]:
+def _reason(
+    on: tuple[str, ...], negate: bool = False, codes: tuple[str, ...] = ()
+) -> tuple[Field, Field]:
     cond = Cond("result", on, negate=negate)
     return (
         Field("reason_code", "C", values=codes or tuple(LINE_CODES), cond=cond),
@@ -128,14 +130,37 @@ APPLY = Layout(
         Field("ethnicity", "M", values=ETHNICITY_CODES, code="E115"),
         Field("birth_date", "M", kind="date", code="E102"),
         Field("nationality", "M", pattern=r"[A-Z]{3}", code="E115"),
-        Field("occupation", "O", values=("1", "2", "3", "4", "5", "6", "7", "8", "X", "Y"), code="E115"),
+        Field(
+            "occupation",
+            "O",
+            values=("1", "2", "3", "4", "5", "6", "7", "8", "X", "Y"),
+            code="E115",
+        ),
         Field("mobile", "M", pattern=r"1[0-9]{10}", code="E114"),
         Field("region_code", "M", pattern=r"[0-9]{6}", code="E112"),
         Field("bank_code", "M", pattern=BANK_CODE, code="E111"),
         Field("card_no", "M", pattern=CARD_NO, code="E105"),
-        Field("old_card_no", "C", pattern=CARD_NO, code="E109", cond=Cond("app_type", ("05", "06", "07"))),
-        Field("keep_account", "C", values=("0", "1"), code="E110", cond=Cond("app_type", ("05", "06", "07"))),
-        Field("replace_reason", "C", values=("1", "2", "3"), code="E118", cond=Cond("app_type", ("06",))),
+        Field(
+            "old_card_no",
+            "C",
+            pattern=CARD_NO,
+            code="E109",
+            cond=Cond("app_type", ("05", "06", "07")),
+        ),
+        Field(
+            "keep_account",
+            "C",
+            values=("0", "1"),
+            code="E110",
+            cond=Cond("app_type", ("05", "06", "07")),
+        ),
+        Field(
+            "replace_reason",
+            "C",
+            values=("1", "2", "3"),
+            code="E118",
+            cond=Cond("app_type", ("06",)),
+        ),
         Field(
             "photo",
             "C",
@@ -178,7 +203,9 @@ CARDRSP = Layout(
         Field("pan_seq", "C", pattern=r"[0-9]{2}", cond=_HAS_PAN),
         Field("box_no", "C", max_bytes=20, cond=_MADE),
         Field("fail_stage", "M", values=("0", "1", "2")),
-        Field("reason_code", "C", pattern=r"E[0-9]{3}|M[0-9]{3}|[0-9]{3}", max_bytes=4, cond=_FAILED),
+        Field(
+            "reason_code", "C", pattern=r"E[0-9]{3}|M[0-9]{3}|[0-9]{3}", max_bytes=4, cond=_FAILED
+        ),
         Field("reason_text", "C", max_bytes=200, cond=_FAILED),
     ),
     key="app_no",
@@ -198,7 +225,12 @@ ACCTOPEN = Layout(
         Field("gender", "M", values=("1", "2"), code="E103"),
         Field("birth_date", "M", kind="date", code="E102"),
         Field("nationality", "M", pattern=r"[A-Z]{3}", code="E115"),
-        Field("occupation", "O", values=("1", "2", "3", "4", "5", "6", "7", "8", "X", "Y"), code="E115"),
+        Field(
+            "occupation",
+            "O",
+            values=("1", "2", "3", "4", "5", "6", "7", "8", "X", "Y"),
+            code="E115",
+        ),
         Field("mobile", "M", pattern=r"1[0-9]{10}", code="E114"),
         Field("address", "O", max_bytes=100),
         Field("card_no", "M", pattern=CARD_NO, code="E105"),

@@ -91,10 +91,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     v = sub.add_parser("validate", help="pre-check an APPLY file (no database needed)")
-    v.add_argument("file", help="the APPLY file; FILE.ok, FILE's .zip and .zip.ok beside it are checked too")
+    v.add_argument(
+        "file", help="the APPLY file; FILE.ok, FILE's .zip and .zip.ok beside it are checked too"
+    )
     v.add_argument("--json", action="store_true", help="print exactly one JSON object")
-    v.add_argument("--business-date", type=_business_date, help="YYYYMMDD (default: today in Asia/Shanghai)")
-    v.add_argument("--config", help="counterparty file (default: SSCARD_COUNTERPARTIES or the shipped one)")
+    v.add_argument(
+        "--business-date", type=_business_date, help="YYYYMMDD (default: today in Asia/Shanghai)"
+    )
+    v.add_argument(
+        "--config", help="counterparty file (default: SSCARD_COUNTERPARTIES or the shipped one)"
+    )
     v.set_defaults(func=_validate)
 
     d = sub.add_parser("db", help="database maintenance")

@@ -62,7 +62,13 @@ class Counterparties:
         raise ConfigError(f"bureau {code} is not configured")
 
     def all(self) -> tuple[Counterparty, ...]:
-        return self.bureaus + self.partner_banks + self.factories + self.channels + self.payment_systems
+        return (
+            self.bureaus
+            + self.partner_banks
+            + self.factories
+            + self.channels
+            + self.payment_systems
+        )
 
 
 _PATTERNS = {

@@ -57,7 +57,13 @@ def apply_intake(bureau_code: str, when: datetime, connection: Any) -> dict[str,
         "bureau": bureau_code,
         "business_date": ctx.business_date,
         "files": [
-            {"name": o.name, "outcome": o.outcome, "file_code": o.file_code, "counts": o.counts, "response": o.response}
+            {
+                "name": o.name,
+                "outcome": o.outcome,
+                "file_code": o.file_code,
+                "counts": o.counts,
+                "response": o.response,
+            }
             for o in outcomes
         ],
     }

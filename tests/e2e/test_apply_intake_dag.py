@@ -69,7 +69,9 @@ def test_a_batch_of_1000_is_answered_line_by_line_and_a_second_delivery_changes_
     lines = read_applyrsp(response.read_bytes())
     assert [app_no for app_no, _, _ in lines] == [row[0] for row in batch.rows]
     assert [(code or None) for _, _, code in lines] == batch.expected
-    assert [result for _, result, _ in lines] == ["00" if c is None else "01" for c in batch.expected]
+    assert [result for _, result, _ in lines] == [
+        "00" if c is None else "01" for c in batch.expected
+    ]
     assert (bureau_server / "drop" / (response.name + ".ok")).exists()
     archived = bureau_server / "pickup" / "archive" / "20261122"
     assert sorted(p.name for p in archived.iterdir()) == sorted(
@@ -104,7 +106,9 @@ def test_a_batch_of_1000_is_answered_line_by_line_and_a_second_delivery_changes_
     assert (archived / (batch.name + ".1")).exists()
 
 
-def test_a_rerun_with_nothing_new_is_a_no_op(intake_dag, bureau_server: Path, engine: Engine) -> None:
+def test_a_rerun_with_nothing_new_is_a_no_op(
+    intake_dag, bureau_server: Path, engine: Engine
+) -> None:
     _run(intake_dag)
     with engine.connect() as conn:
         assert conn.scalar(select(func.count()).select_from(ReceivedFile)) == 0

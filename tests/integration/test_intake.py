@@ -29,7 +29,7 @@ from schemas.layouts import APPLY
 from transport.local import LocalRemote
 
 NOW = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
-I = {name: i for i, name in enumerate(APPLY.names)}
+FIELD = {name: i for i, name in enumerate(APPLY.names)}
 
 
 @pytest.fixture
@@ -65,7 +65,9 @@ def rebuilt(batch: ApplyBatch, rows: list[list[str]]) -> ApplyBatch:
     return dataclasses.replace(batch, data=data, control=control, rows=rows, header=header)
 
 
-def run(server: Path, engine: Engine, tmp_path: Path, **kw: object) -> list[intake_module.FileOutcome]:
+def run(
+    server: Path, engine: Engine, tmp_path: Path, **kw: object
+) -> list[intake_module.FileOutcome]:
     remote = LocalRemote(server)
     ctx = context(tmp_path, **kw)
     outcomes = run_intake(remote, engine, ctx)
@@ -85,67 +87,109 @@ def count(engine: Engine, model: type) -> int:
 RSP = "APPLYRSP_B001_R440100_20261122_001.txt"
 
 
-def test_lines_are_answered_against_what_the_database_holds(server: Path, engine: Engine, tmp_path: Path) -> None:
+def test_lines_are_answered_against_what_the_database_holds(
+    server: Path, engine: Engine, tmp_path: Path
+) -> None:
     batch = make_apply_batch(size=8, seed=3)
     rows = [list(r) for r in batch.rows]
     holder = rows[0]
     with engine.begin() as conn:
         conn.execute(
             insert(Card).values(
-                card_no="OLD000001", bureau="R440100", id_type="01", id_no=holder[I["id_no"]],
-                name=holder[I["name"]], bank_code="B001", pan="6217000000000000017", pan_seq="01",
-                status="1", issue_date="20180101", expiry_date="20280101",
+                card_no="OLD000001",
+                bureau="R440100",
+                id_type="01",
+                id_no=holder[FIELD["id_no"]],
+                name=holder[FIELD["name"]],
+                bank_code="B001",
+                pan="6217000000000000017",
+                pan_seq="01",
+                status="1",
+                issue_date="20180101",
+                expiry_date="20280101",
             )
         )
-        conn.execute(insert(Account).values(pan="6217000000000000017", bank_code="B001", id_no=holder[I["id_no"]], status="active"))
         conn.execute(
-            insert(Card).values(
-                card_no="OLD000003", bureau="R440100", id_type="01", id_no=rows[5][I["id_no"]],
-                name=rows[5][I["name"]], bank_code=rows[5][I["bank_code"]], pan="6217000000000000033",
-                pan_seq="01", status="1", issue_date="20200101", expiry_date="20300101",
+            insert(Account).values(
+                pan="6217000000000000017",
+                bank_code="B001",
+                id_no=holder[FIELD["id_no"]],
+                status="active",
             )
         )
-        conn.execute(insert(Account).values(pan="6217000000000000033", bank_code=rows[5][I["bank_code"]], id_no=rows[5][I["id_no"]], status="preopened"))
         conn.execute(
             insert(Card).values(
-                card_no="OLD000002", bureau="R440100", id_type="01", id_no=rows[1][I["id_no"]],
-                name=rows[1][I["name"]], bank_code="B001", pan="6217000000000000025", pan_seq="01",
-                status="2", issue_date="20200101", expiry_date="20300101",
+                card_no="OLD000003",
+                bureau="R440100",
+                id_type="01",
+                id_no=rows[5][FIELD["id_no"]],
+                name=rows[5][FIELD["name"]],
+                bank_code=rows[5][FIELD["bank_code"]],
+                pan="6217000000000000033",
+                pan_seq="01",
+                status="1",
+                issue_date="20200101",
+                expiry_date="20300101",
+            )
+        )
+        conn.execute(
+            insert(Account).values(
+                pan="6217000000000000033",
+                bank_code=rows[5][FIELD["bank_code"]],
+                id_no=rows[5][FIELD["id_no"]],
+                status="preopened",
+            )
+        )
+        conn.execute(
+            insert(Card).values(
+                card_no="OLD000002",
+                bureau="R440100",
+                id_type="01",
+                id_no=rows[1][FIELD["id_no"]],
+                name=rows[1][FIELD["name"]],
+                bank_code="B001",
+                pan="6217000000000000025",
+                pan_seq="01",
+                status="2",
+                issue_date="20200101",
+                expiry_date="20300101",
             )
         )
     # line 1: a new card for someone who holds one → E108
     # line 2: renewal of a card in formal loss, far from expiry, keeping the account at its bank
     #         → the account of that card is not open → E110
-    rows[1][I["app_type"]] = "06"
-    rows[1][I["old_card_no"]] = "OLD000002"
-    rows[1][I["keep_account"]] = "1"
-    rows[1][I["replace_reason"]] = "1"
+    rows[1][FIELD["app_type"]] = "06"
+    rows[1][FIELD["old_card_no"]] = "OLD000002"
+    rows[1][FIELD["keep_account"]] = "1"
+    rows[1][FIELD["replace_reason"]] = "1"
     # line 3: a replacement naming a card that is not the applicant's → E109
-    rows[2][I["app_type"]] = "07"
-    rows[2][I["old_card_no"]] = "OLD000001"
-    rows[2][I["keep_account"]] = "0"
+    rows[2][FIELD["app_type"]] = "07"
+    rows[2][FIELD["old_card_no"]] = "OLD000001"
+    rows[2][FIELD["keep_account"]] = "0"
     # line 4: renewal of the holder's card 13 months before expiry → E118 (line 1's person)
     rows[3] = list(holder)
-    rows[3][I["app_no"]] = rows[3][I["app_no"]] + "R"
-    rows[3][I["card_no"]] = "NEW000004"
-    rows[3][I["app_type"]] = "06"
-    rows[3][I["old_card_no"]] = "OLD000001"
-    rows[3][I["keep_account"]] = "1"
-    rows[3][I["replace_reason"]] = "1"
+    rows[3][FIELD["app_no"]] = rows[3][FIELD["app_no"]] + "R"
+    rows[3][FIELD["card_no"]] = "NEW000004"
+    rows[3][FIELD["app_type"]] = "06"
+    rows[3][FIELD["old_card_no"]] = "OLD000001"
+    rows[3][FIELD["keep_account"]] = "1"
+    rows[3][FIELD["replace_reason"]] = "1"
     # line 5: a card number issued before → E106
-    rows[4][I["card_no"]] = "OLD000002"
+    rows[4][FIELD["card_no"]] = "OLD000002"
     # line 6: damage replacement of the applicant's own card, keeping the account → accepted
-    rows[5][I["app_type"]] = "06"
-    rows[5][I["old_card_no"]] = "OLD000003"
-    rows[5][I["keep_account"]] = "1"
-    rows[5][I["replace_reason"]] = "2"
+    rows[5][FIELD["app_type"]] = "06"
+    rows[5][FIELD["old_card_no"]] = "OLD000003"
+    rows[5][FIELD["keep_account"]] = "1"
+    rows[5][FIELD["replace_reason"]] = "2"
     write_batch(rebuilt(batch, rows), server / "pickup")
 
     run(server, engine, tmp_path)
 
     assert response_codes(server, RSP) == ["E108", "E110", "E109", "E118", "E106", "", "", ""]
     with engine.connect() as conn:
-        accepted = conn.execute(select(Application.app_no, Application.status).order_by(Application.seq)).all()
+        accepted = conn.execute(
+            select(Application.app_no, Application.status).order_by(Application.seq)
+        ).all()
     assert [a for a, _ in accepted] == [rows[5][0], rows[6][0], rows[7][0]]
     assert {s for _, s in accepted} == {"accepted"}
 
@@ -162,11 +206,13 @@ def test_a_key_answered_before_is_answered_again_unchanged_and_reused_for_other_
     rows = [list(r) for r in again.rows]
     rows[0] = list(first.rows[0])  # same key, same content
     rows[1] = list(first.rows[1])
-    rows[1][I["mobile"]] = "13900000000"  # same key, other content
+    rows[1][FIELD["mobile"]] = "13900000000"  # same key, other content
     write_batch(rebuilt(again, rows), server / "pickup")
     run(server, engine, tmp_path)
 
-    second = read_applyrsp((server / "drop" / "APPLYRSP_B001_R440100_20261122_002.txt").read_bytes())
+    second = read_applyrsp(
+        (server / "drop" / "APPLYRSP_B001_R440100_20261122_002.txt").read_bytes()
+    )
     assert second[0] == first_answers[0]
     assert second[1] == (first.rows[1][0], "01", "E107")
     assert second[2][1:] == ("00", "")
@@ -236,7 +282,11 @@ def test_a_crash_half_way_leaves_no_trace_and_the_next_run_redoes_the_file(
         m.setattr(intake_module.apply_store, "commit_lines", crash)
         with pytest.raises(RuntimeError, match="power cut"):
             run(server, engine, tmp_path)
-    assert (count(engine, ReceivedFile), count(engine, Application), count(engine, OutboundFile)) == (0, 0, 0)
+    assert (
+        count(engine, ReceivedFile),
+        count(engine, Application),
+        count(engine, OutboundFile),
+    ) == (0, 0, 0)
     assert (server / "pickup" / batch.name).exists()
 
     outcomes = run(server, engine, tmp_path)
@@ -276,7 +326,9 @@ def test_a_file_naming_photos_waits_for_its_zip_then_is_f10_after_zip_wait(
 
     assert [(o.outcome, o.file_code) for o in final] == [("rejected", "F10")]
     with engine.connect() as conn:
-        assert conn.execute(select(ReceivedFile.outcome, ReceivedFile.file_code)).all() == [("rejected", "F10")]
+        assert conn.execute(select(ReceivedFile.outcome, ReceivedFile.file_code)).all() == [
+            ("rejected", "F10")
+        ]
 
 
 def test_a_zip_without_its_ok_is_not_complete_so_the_file_waits(
@@ -286,10 +338,14 @@ def test_a_zip_without_its_ok_is_not_complete_so_the_file_waits(
     write_batch(batch, server / "pickup")
 
     assert [o.outcome for o in run(server, engine, tmp_path)] == ["waiting"]
-    assert [o.file_code for o in run(server, engine, tmp_path, now=NOW + timedelta(hours=2))] == ["F10"]
+    assert [o.file_code for o in run(server, engine, tmp_path, now=NOW + timedelta(hours=2))] == [
+        "F10"
+    ]
 
 
-def test_a_zip_arriving_within_zip_wait_completes_the_file(server: Path, engine: Engine, tmp_path: Path) -> None:
+def test_a_zip_arriving_within_zip_wait_completes_the_file(
+    server: Path, engine: Engine, tmp_path: Path
+) -> None:
     batch = make_apply_batch(size=3, seed=11)
     write_batch(dataclasses.replace(batch, zip_data=None, zip_control=None), server / "pickup")
     assert [o.outcome for o in run(server, engine, tmp_path)] == ["waiting"]
@@ -310,7 +366,9 @@ def test_a_file_without_its_ok_is_left_alone(server: Path, engine: Engine, tmp_p
     assert (server / "pickup" / batch.name).exists()
 
 
-def test_a_utf8_bureau_is_read_and_answered_in_utf8(server: Path, engine: Engine, tmp_path: Path) -> None:
+def test_a_utf8_bureau_is_read_and_answered_in_utf8(
+    server: Path, engine: Engine, tmp_path: Path
+) -> None:
     batch = make_apply_batch(size=4, seed=13, encoding="UTF-8")
     write_batch(batch, server / "pickup")
 

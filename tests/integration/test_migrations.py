@@ -44,7 +44,11 @@ def test_downgrade_to_empty_and_upgrade_again_keeps_working(engine: Engine, db_u
         assert set(inspect(conn).get_table_names()) <= {"alembic_version"}
     upgrade(db_url)
     with engine.connect() as conn:
-        assert {"received_file", "application", "apply_line", "outbound_file", "card", "account"} <= set(
-            inspect(conn).get_table_names()
-        )
-
+        assert {
+            "received_file",
+            "application",
+            "apply_line",
+            "outbound_file",
+            "card",
+            "account",
+        } <= set(inspect(conn).get_table_names())
