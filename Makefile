@@ -12,6 +12,7 @@ setup:
 
 demo: setup
 	@$(UV) run sscard db upgrade
+	@$(UV) run airflow db migrate >/dev/null
 	@$(UV) run sscard demo
 
 test: setup
