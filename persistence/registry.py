@@ -9,13 +9,14 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import cast
 
-from sqlalchemy import Connection, and_, insert, or_, select, update
+from sqlalchemy import Connection, Table, and_, insert, or_, select, update
 
 from persistence.models import OutboundFile, ReceivedFile
 
-RECEIVED = ReceivedFile.__table__
-OUTBOUND = OutboundFile.__table__
+RECEIVED = cast(Table, ReceivedFile.__table__)
+OUTBOUND = cast(Table, OutboundFile.__table__)
 
 
 @dataclass(frozen=True)

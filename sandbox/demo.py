@@ -14,6 +14,7 @@ import os
 import sys
 from collections import Counter
 from datetime import UTC, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sandbox.bureau import BureauSimulator, read_applyrsp
@@ -154,11 +155,11 @@ def _zip_names(batch: object) -> list[str]:
 class _Conn:
     """The attributes of an Airflow connection, from its JSON form."""
 
-    def __init__(self, raw: dict[str, object]) -> None:
-        self.host = raw["host"]
-        self.port = raw["port"]
-        self.login = raw["login"]
-        self.extra_dejson = raw["extra"]
+    def __init__(self, raw: dict[str, Any]) -> None:
+        self.host: str | None = raw["host"]
+        self.port: int | None = raw["port"]
+        self.login: str | None = raw["login"]
+        self.extra_dejson: dict[str, Any] = raw["extra"]
 
 
 if __name__ == "__main__":

@@ -132,11 +132,11 @@ class Chunk:
 
     @property
     def lines(self) -> npt.NDArray[np.int64]:
-        return self.table.column("_line").to_numpy()
+        return np.asarray(self.table.column("_line").to_numpy(), dtype=np.int64)
 
     @property
     def seqs(self) -> npt.NDArray[np.int64]:
-        return self.table.column("_seq").to_numpy()
+        return np.asarray(self.table.column("_seq").to_numpy(), dtype=np.int64)
 
     def column(self, name: str) -> pa.ChunkedArray:
         return self.table.column(name)
@@ -153,7 +153,7 @@ class Chunk:
 
     @property
     def ok(self) -> npt.NDArray[np.bool_]:
-        return self.fail_index == NO_FAIL
+        return np.asarray(self.fail_index == NO_FAIL, dtype=bool)
 
     def field_names(self) -> list[str]:
         names = self.layout.names
@@ -176,7 +176,7 @@ class Chunk:
             )
 
     def __len__(self) -> int:
-        return self.table.num_rows
+        return int(self.table.num_rows)
 
 
 # --------------------------------------------------------------------------- validation
@@ -194,7 +194,7 @@ def _byte_lengths(col: pa.Array) -> npt.NDArray[np.int64]:
     if len(wide):
         values = col.take(pa.array(wide)).to_pylist()
         lengths[wide] = [gb18030_length(v) for v in values]
-    return lengths
+    return np.asarray(lengths, dtype=np.int64)
 
 
 def _valid_dates(col: pa.Array, fmt: str, pattern: str) -> npt.NDArray[np.bool_]:
@@ -657,7 +657,7 @@ class FixedReader:
             self.detail_count += n
             columns = {name: pa.array(vals, pa.string()) for name, vals in values.items()}
             fail_index, fail_code = validate_columns(layout, columns, n)
-            for row in np.flatnonzero(undecodable != NO_FAIL):
+            for row in np.flatnonzero(undecodable != NO_FAIL).tolist():
                 i = int(undecodable[row])
                 if fail_index[row] > i:
                     fail_index[row] = i
