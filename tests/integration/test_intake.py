@@ -377,3 +377,19 @@ def test_a_utf8_bureau_is_read_and_answered_in_utf8(
     text = (server / "drop" / RSP).read_bytes().decode("utf-8")
     assert text.startswith("H|APPLYRSP|B001|R440100|")
     assert [c for _, _, c in read_applyrsp(text.encode("utf-8"), "UTF-8")] == ["", "", "", ""]
+
+
+def test_task_logs_show_counts_by_code_and_never_an_id_number_or_a_name(
+    server: Path, engine: Engine, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    batch = make_apply_batch(size=60, seed=14, bad_share={"E101": 0.05, "E104": 0.05, "E113": 0.05})
+    write_batch(batch, server / "pickup")
+
+    with caplog.at_level("DEBUG"):
+        run(server, engine, tmp_path)
+
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "accepted=51 rejected=9 (E101=3, E104=3, E113=3)" in text
+    for row in batch.rows:
+        assert row[FIELD["id_no"]] not in text
+        assert row[FIELD["name"]] not in text
