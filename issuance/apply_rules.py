@@ -28,8 +28,8 @@ _CHECK = np.frombuffer(b"10X98765432", dtype=np.uint8)
 #: ideographs, the 〇 numeral) and the middle dot of transliterated names.
 _HAN = r"\x{3007}\x{3400}-\x{4DBF}\x{4E00}-\x{9FFF}\x{F900}-\x{FAFF}\x{20000}-\x{3134F}"
 _DOT = r"\x{00B7}"
-NAME_CN = rf"^[{_HAN}{_DOT}]+$"
-NAME_ANY = rf"^[{_HAN}{_DOT}A-Za-z]+( [{_HAN}{_DOT}A-Za-z]+)*$"
+NAME_CN = rf"^[{_HAN}]+({_DOT}[{_HAN}]+)*$"
+NAME_ANY = rf"^[{_HAN}A-Za-z]+([ {_DOT}][{_HAN}A-Za-z]+)*$"
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,7 @@ def resident_id_valid(ids: npt.NDArray[np.object_]) -> npt.NDArray[np.bool_]:
     if births is not None:
         parsed = pc.strptime(births, format="%Y%m%d", unit="s", error_is_null=True)
         same = _mask(pc.equal(pc.strftime(parsed, format="%Y%m%d"), births))
-        good &= same
+        good &= same & ~_mask(pc.starts_with(births, "0000"))
     ok[np.flatnonzero(shaped)] = good
     return ok
 

@@ -203,7 +203,8 @@ def _valid_dates(col: pa.Array, fmt: str, pattern: str) -> npt.NDArray[np.bool_]
     # Arrow rolls 20230230 over to 20230302: a date is valid only if it prints back unchanged.
     back = pc.strftime(parsed, format=fmt)
     same = pc.fill_null(pc.equal(back, col), False)
-    return _np(shaped) & _np(same)
+    year_zero = pc.starts_with(col, "0000")
+    return _np(shaped) & _np(same) & ~_np(year_zero)
 
 
 def field_failures(f: Field, col: pa.Array, columns: dict[str, pa.Array]) -> npt.NDArray[np.bool_]:
@@ -456,6 +457,24 @@ class DelimitedReader:
         return Chunk(layout, table, fail_index, fail_code)
 
 
+_MAX_TOTAL_FEN = 9_999_999_999_99
+
+
+def _check_header(header: Header) -> None:
+    """Header values must be what a reader accepts (ICD §4.1); refused before writing."""
+    if not (
+        re.fullmatch(r"[A-Z][0-9]{2,6}", header.sender)
+        and re.fullmatch(r"[A-Z][0-9]{2,6}", header.receiver)
+        and _BATCH_NO.fullmatch(header.batch_no)
+        and _valid_date(header.business_date)
+        and 0 <= header.record_count
+        and 0 <= header.total_fen <= _MAX_TOTAL_FEN
+    ):
+        raise WriterError(
+            "header value not writable (SENDER, RECEIVER, BATCH_NO, date, count or total)"
+        )
+
+
 def _check_value(f: Field, value: str) -> bytes:
     if "|" in value or "\r" in value or "\n" in value:
         raise WriterError(f"{f.name}: a value with |, CR or LF cannot be written")
@@ -479,6 +498,7 @@ def write_delimited(
     temporary file and publish only on success.
     """
     codec = ENCODINGS[encoding]
+    _check_header(header)
     n_fields = len(layout.fields)
     limits = [f for f in layout.fields if f.max_bytes is not None]
     limit_index = [layout.index(f.name) for f in limits]
@@ -512,6 +532,8 @@ def write_delimited(
             buffer.clear()
     if buffer:
         out.write(("\r\n".join(buffer) + "\r\n").encode(codec))
+    if not 0 <= total <= _MAX_TOTAL_FEN:
+        raise WriterError(f"{layout.type}: total amount does not fit 10 digits of yuan")
     out.write(f"T|{count}|{fen_to_amount(total)}\r\n".encode(codec))
     if count != header.record_count or total != header.total_fen:
         raise WriterError(
@@ -542,6 +564,7 @@ def write_fixed(
     out: BinaryIO, layout: Layout, header: Header, rows: Iterable[Sequence[str]]
 ) -> int:
     """Write a fixed-width GB18030 file (ICD §4.3); every record exactly the layout's length."""
+    _check_header(header)
     length = layout.record_length or 0
     head = (
         b"H"
@@ -556,6 +579,10 @@ def write_fixed(
     out.write(head.ljust(length, b" ") + b"\r\n")
     count = 0
     for row in rows:
+        if len(row) != len(layout.fields):
+            raise WriterError(
+                f"{layout.type}: a row has {len(row)} fields, not {len(layout.fields)}"
+            )
         count += 1
         record = b"D" + _fixed_text(str(count), 8, True, "seq")
         for f, value in zip(layout.fields, row, strict=True):

@@ -1,0 +1,164 @@
+"""``sscard validate`` tells bureau staff what intake will answer, line by line, without
+showing personal data, and exits 0 (file accepted), 1 (file rejected) or 2 (wrong use)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from schemas.codes import message
+from sscard.cli import main
+from tests.unit.test_fixtures import BAD_LINES, FIXTURES
+
+ROOT = Path(__file__).resolve().parents[2]
+BAD_LINES_FILE = FIXTURES / "valid" / "APPLY_R440100_B001_20261122_002.txt"
+GOOD_FILE = FIXTURES / "valid" / "APPLY_R440100_B001_20261122_001.txt"
+TRUNCATED_FILE = FIXTURES / "F08" / "APPLY_R440100_B001_20261122_001.txt"
+DATE = ["--business-date", "20261122"]
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(["validate", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def id_numbers(path: Path) -> set[str]:
+    """Every ID number of the file's detail lines (id_no is the fifth field of ``D|SEQ|…``)."""
+    lines = path.read_bytes().decode("gb18030").splitlines()
+    return {
+        parts[5]
+        for parts in (line.split("|") for line in lines)
+        if parts[0] == "D" and re.fullmatch(r"[0-9]{17}[0-9X]", parts[5])
+    }
+
+
+def test_json_output_is_one_object_listing_each_rejected_line_by_physical_line_and_seq(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, _ = run(capsys, str(BAD_LINES_FILE), "--json", *DATE)
+
+    assert code == 0
+    assert len(out.splitlines()) == 1
+    report = json.loads(out)
+    assert set(report) == {"file", "file_code", "accepted", "rejected"}
+    assert report["file"] == BAD_LINES_FILE.name
+    assert report["file_code"] is None
+    assert report["accepted"] == 24 - len(BAD_LINES)
+    assert all(set(entry) == {"line", "seq", "field", "code"} for entry in report["rejected"])
+    assert all(entry["line"] == entry["seq"] + 1 for entry in report["rejected"])
+    assert [tuple(e.values()) for e in report["rejected"]] == [tuple(b) for b in BAD_LINES]
+
+
+def test_a_file_accepted_with_no_bad_line_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, str(GOOD_FILE), "--json", *DATE)
+
+    assert code == 0
+    assert json.loads(out) == {
+        "file": GOOD_FILE.name,
+        "file_code": None,
+        "accepted": 5,
+        "rejected": [],
+    }
+
+
+def test_a_rejected_file_exits_1_with_its_f_code_and_nothing_accepted(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, _ = run(capsys, str(TRUNCATED_FILE), "--json", *DATE)
+
+    assert code == 1
+    assert json.loads(out) == {
+        "file": TRUNCATED_FILE.name,
+        "file_code": "F08",
+        "accepted": 0,
+        "rejected": [],
+    }
+
+
+def test_a_rejected_file_is_explained_in_chinese_and_english(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, _ = run(capsys, str(TRUNCATED_FILE), *DATE)
+
+    assert code == 1
+    assert "F08" in out
+    assert message("F08", "zh") in out
+    assert message("F08", "en") in out
+
+
+def test_a_missing_file_exits_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    missing = tmp_path / "APPLY_R440100_B001_20261122_001.txt"
+
+    code, out, err = run(capsys, str(missing), *DATE)
+
+    assert code == 2
+    assert out == ""
+    assert str(missing) in err
+
+
+@pytest.mark.parametrize("bad", ["2026-11-22", "20261131", "2026112", "tomorrow"])
+def test_a_bad_business_date_exits_2(capsys: pytest.CaptureFixture[str], bad: str) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["validate", str(GOOD_FILE), "--business-date", bad])
+
+    assert caught.value.code == 2
+    assert "business date" in capsys.readouterr().err
+
+
+def test_the_human_output_names_line_seq_field_code_and_both_messages_of_every_rejected_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, _ = run(capsys, str(BAD_LINES_FILE), *DATE)
+
+    assert code == 0
+    shown = [line for line in out.splitlines() if line.startswith("line ")]
+    assert len(shown) == len(BAD_LINES)
+    for text, (line, seq, field, reason) in zip(shown, BAD_LINES, strict=True):
+        assert re.match(rf"line\s+{line}\s+SEQ\s+{seq}\s+{re.escape(field)}\s+{reason}\s", text), (
+            text
+        )
+        assert message(reason, "zh") in text
+        assert message(reason, "en") in text
+    assert f"{24 - len(BAD_LINES)} line(s) accepted" in out
+
+
+def test_no_id_number_of_the_file_appears_in_the_output(capsys: pytest.CaptureFixture[str]) -> None:
+    ids = id_numbers(BAD_LINES_FILE)
+    assert len(ids) >= 20
+
+    _, human, _ = run(capsys, str(BAD_LINES_FILE), *DATE)
+    _, as_json, _ = run(capsys, str(BAD_LINES_FILE), "--json", *DATE)
+
+    for id_no in ids:
+        assert id_no not in human
+        assert id_no not in as_json
+
+
+def test_the_module_runs_as_a_program_and_exits_with_the_precheck_result() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "sscard.cli", "validate", str(BAD_LINES_FILE), "--json", *DATE],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert [tuple(e.values()) for e in report["rejected"]] == [tuple(b) for b in BAD_LINES]
+
+    truncated = subprocess.run(
+        [sys.executable, "-m", "sscard.cli", "validate", str(TRUNCATED_FILE), *DATE],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert truncated.returncode == 1
+    assert "F08" in truncated.stdout
