@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 from sqlalchemy import Connection, Engine
 
 from issuance.apply_rules import ApplyRules, business_window, check_apply_chunk
+from issuance.inbox import Inbox
 from issuance.photos import PhotoZip, check_photo_zip
 from persistence import apply_store, registry
 from schemas.codec import Chunk, DelimitedReader, Header, write_delimited
@@ -220,7 +221,7 @@ def complete_files(remote: Remote, pickup: str) -> tuple[list[str], list[str]]:
     return ready, [n for n in data if n not in ready]
 
 
-def land(remote: Remote, ctx: IntakeContext, name: str) -> Landed:
+def land(remote: Remote, ctx: Inbox, name: str) -> Landed:
     """Copy a data file, its control file and a photo zip with its control file (when
     both arrived) to ``var/received/<conn>/<date>/``. The remote name is validated
     before any local path is built."""
@@ -255,7 +256,7 @@ def _companions(remote: Remote, pickup: str, name: str) -> list[str]:
     return [n for n in names if remote.exists(f"{pickup}/{n}")]
 
 
-def archive(remote: Remote, ctx: IntakeContext, name: str, rejected: bool) -> None:
+def archive(remote: Remote, ctx: Inbox, name: str, rejected: bool) -> None:
     """Move the file and its companions to ``pickup/archive|rejected/YYYYMMDD/`` (ICD §2)."""
     dest = f"{ctx.pickup}/{'rejected' if rejected else 'archive'}/{ctx.business_date}"
     for n in _companions(remote, ctx.pickup, name):
@@ -278,14 +279,14 @@ def process_file(remote: Remote, engine: Engine, ctx: IntakeContext, name: str) 
     try:
         outcome = _accept(engine, ctx, landed, waiting_id, first_seen)
     except FileLevelError as exc:
-        outcome = _reject(engine, ctx, landed, exc, waiting_id, first_seen)
+        outcome = reject_file(engine, ctx, landed, exc, waiting_id, first_seen)
     if outcome.outcome in ("accepted", "rejected"):
         archive(remote, ctx, name, rejected=outcome.outcome == "rejected")
     log.info("%s", outcome.summary())
     return outcome
 
 
-def _reject_unsafe(remote: Remote, engine: Engine, ctx: IntakeContext, name: str) -> FileOutcome:
+def _reject_unsafe(remote: Remote, engine: Engine, ctx: Inbox, name: str) -> FileOutcome:
     """A name unsafe to write (ICD §2): F07, no local copy under that name and no ``.rej``."""
     data = remote.read_bytes(f"{ctx.pickup}/{name}")
     sha = hashlib.sha256(data).hexdigest()
@@ -356,7 +357,7 @@ def _accept(
 
 
 def _file_values(
-    ctx: IntakeContext, landed: Landed, fname: FileName | None, outcome: str, first_seen: datetime
+    ctx: Inbox, landed: Landed, fname: FileName | None, outcome: str, first_seen: datetime
 ) -> dict[str, object]:
     return {
         "conn_id": ctx.conn_id,
@@ -437,9 +438,9 @@ def _renewal_limit(business_date: str) -> str:
     return d.strftime("%Y%m%d")
 
 
-def _reject(
+def reject_file(
     engine: Engine,
-    ctx: IntakeContext,
+    ctx: Inbox,
     landed: Landed,
     exc: FileLevelError,
     waiting_id: int | None,

@@ -165,9 +165,14 @@ class Application(Base):
     fail_stage: Mapped[str | None] = mapped_column(String(1))
     reason_code: Mapped[str | None] = mapped_column(String(4))
     business_date: Mapped[str] = mapped_column(String(8))
+    pan: Mapped[str | None] = mapped_column(String(19))
+    pan_seq: Mapped[str | None] = mapped_column(String(2))
+    final_date: Mapped[str | None] = mapped_column(String(8))
+    cardrsp_name: Mapped[str | None] = mapped_column(String(100))
 
     __table_args__ = (
         Index("uq_application_bureau_app_no", "bureau", "app_no", unique=True),
+        Index("ix_application_unreported", "bureau", "final_date", "cardrsp_name"),
         Index("uq_application_card_no", "card_no", unique=True),
         Index("ix_application_id_no", "id_no"),
         Index("ix_application_status", "status"),
@@ -192,6 +197,10 @@ class Card(Base):
     status: Mapped[str] = mapped_column(String(1))
     issue_date: Mapped[str | None] = mapped_column(String(8))
     expiry_date: Mapped[str | None] = mapped_column(String(8))
+    card_id_code: Mapped[str | None] = mapped_column(String(32))
+    atr: Mapped[str | None] = mapped_column(String(40))
+    box_no: Mapped[str | None] = mapped_column(String(20))
+    made_date: Mapped[str | None] = mapped_column(String(8))
 
     __table_args__ = (Index("ix_card_id_no", "id_no"), Index("ix_card_pan", "pan"))
 
@@ -210,3 +219,66 @@ class Account(Base):
     debit_blocked: Mapped[bool] = mapped_column(default=False)
     credit_blocked: Mapped[bool] = mapped_column(default=False)
     balance_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class PanCounter(Base):
+    """The next account serial of each configured PAN prefix (DOMAIN §1): a PAN is never
+    reused, and a block of serials is taken in one UPDATE, safe under concurrent runs."""
+
+    __tablename__ = "pan_counter"
+
+    prefix: Mapped[str] = mapped_column(String(18), primary_key=True)
+    next_serial: Mapped[int] = mapped_column(BigInteger)
+
+
+class PartnerRequest(Base):
+    """An ACCTOPEN line sent to a partner bank under the hub's own key (ICD §4.2, §5.4)."""
+
+    __tablename__ = "partner_request"
+
+    req_no: Mapped[str] = mapped_column(String(30), primary_key=True)
+    application_id: Mapped[int] = mapped_column(ForeignKey("application.id"))
+    bank_code: Mapped[str] = mapped_column(String(4))
+    request_name: Mapped[str] = mapped_column(String(100))
+    sent_date: Mapped[str] = mapped_column(String(8))
+    answered_date: Mapped[str | None] = mapped_column(String(8))
+    result: Mapped[str | None] = mapped_column(String(2))
+    reason_code: Mapped[str | None] = mapped_column(String(4))
+
+    __table_args__ = (
+        Index("uq_partner_request_application", "application_id", unique=True),
+        Index("ix_partner_request_open", "bank_code", "answered_date"),
+    )
+
+
+class PersoRecord(Base):
+    """A card sent to a factory in a PERSO file (ICD §5.5); never sent twice."""
+
+    __tablename__ = "perso_record"
+
+    application_id: Mapped[int] = mapped_column(ForeignKey("application.id"), primary_key=True)
+    card_no: Mapped[str] = mapped_column(String(9))
+    pan: Mapped[str] = mapped_column(String(19))
+    factory: Mapped[str] = mapped_column(String(3))
+    perso_name: Mapped[str] = mapped_column(String(100))
+    seq: Mapped[int] = mapped_column(Integer)
+    issue_date: Mapped[str] = mapped_column(String(8))
+    expiry_date: Mapped[str] = mapped_column(String(8))
+    result: Mapped[str | None] = mapped_column(String(2))
+    result_name: Mapped[str | None] = mapped_column(String(100))
+
+    __table_args__ = (Index("uq_perso_record_card_no", "card_no", unique=True),)
+
+
+class ReturnProblem(Base):
+    """A returned record the hub refused to apply (unknown card, repeat, other PAN):
+    reported to operations, never applied (ICD §5.6)."""
+
+    __tablename__ = "return_problem"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    file_name: Mapped[str] = mapped_column(String(100))
+    line_no: Mapped[int] = mapped_column(Integer)
+    key: Mapped[str] = mapped_column(String(30))
+    problem: Mapped[str] = mapped_column(String(40))
+    business_date: Mapped[str] = mapped_column(String(8))

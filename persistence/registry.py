@@ -132,3 +132,18 @@ def pending_outbound(conn: Connection, conn_id: str) -> list[PendingOutbound]:
 
 def mark_delivered(conn: Connection, outbound_id: int, when: datetime) -> None:
     conn.execute(update(OUTBOUND).where(OUTBOUND.c.id == outbound_id).values(delivered_at=when))
+
+
+def next_seq(conn: Connection, type_: str, sender: str, receiver: str, business_date: str) -> int:
+    """The next SEQ of a file the hub originates: per (TYPE, SENDER, RECEIVER, date) from
+    001 (ICD §3)."""
+    prefix = f"{type_}_{sender}_{receiver}_{business_date}_"
+    names = conn.execute(
+        select(OUTBOUND.c.name).where(OUTBOUND.c.name.like(prefix + "%"))
+    ).scalars()
+    seqs = [
+        int(n[len(prefix) : len(prefix) + 3])
+        for n in names
+        if n.startswith(prefix) and n[len(prefix) : len(prefix) + 3].isdigit()
+    ]
+    return max(seqs, default=0) + 1

@@ -175,6 +175,11 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "208": ("金额无效", "amount invalid"),
     "209": ("支付流水号已使用", "pay_no already used by this bureau"),
     "301": ("批次在截止时间前未到账", "batch not funded by the funding cut-off"),
+    "M001": ("芯片缺陷", "chip defect"),
+    "M002": ("印刷缺陷", "print defect"),
+    "M003": ("照片不可用", "photo unusable"),
+    "M004": ("数据被拒绝", "data rejected"),
+    "M099": ("其他制卡原因", "other factory reason"),
     "R01": ("指令缺少应答", "response missing for an instructed line"),
     "R02": ("指令、入账或应答金额不符", "amount differs between instruction, posting or response"),
     "R03": ("批次未到账或到账不足", "batch unfunded or under-funded"),
@@ -194,5 +199,7 @@ def message(code: str, lang: str = "en") -> str:
 
 
 def reason_text(code: str) -> str:
-    """``reason_text`` written into responses: Chinese, no field values (ICD §4.2)."""
-    return MESSAGES[code][0]
+    """``reason_text`` written into responses: Chinese, no field values (ICD §4.2).
+
+    A code the hub does not know (a counterparty's own) is passed on with a neutral text."""
+    return MESSAGES[code][0] if code in MESSAGES else "对方机构拒绝"

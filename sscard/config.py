@@ -49,6 +49,7 @@ class Counterparties:
     factories: tuple[Counterparty, ...]
     channels: tuple[Counterparty, ...]
     payment_systems: tuple[Counterparty, ...]
+    pan_ranges: tuple[tuple[str, int], ...] = (("6217881", 19),)
 
     @property
     def bank_codes(self) -> frozenset[str]:
@@ -60,6 +61,12 @@ class Counterparties:
             if b.code == code:
                 return b
         raise ConfigError(f"bureau {code} is not configured")
+
+    def party(self, code: str) -> Counterparty:
+        for p in self.all():
+            if p.code == code:
+                return p
+        raise ConfigError(f"party {code} is not configured")
 
     def all(self) -> tuple[Counterparty, ...]:
         return (
@@ -115,7 +122,17 @@ def load_counterparties(path: Path | str | None = None) -> Counterparties:
     codes = [p.code for group in parties.values() for p in group]
     if len(codes) != len(set(codes)) or hub in codes:
         raise ConfigError("party codes must be unique")
-    return Counterparties(hub=hub, timezone=str(raw.get("timezone", "Asia/Shanghai")), **parties)
+    ranges = tuple(
+        (str(r["prefix"]), int(r.get("length", 19))) for r in raw.get("hub_pan_ranges") or ()
+    )
+    if not ranges or not all(p.isdigit() for p, _ in ranges):
+        raise ConfigError("hub_pan_ranges: at least one digit prefix is needed")
+    return Counterparties(
+        hub=hub,
+        timezone=str(raw.get("timezone", "Asia/Shanghai")),
+        pan_ranges=ranges,
+        **parties,
+    )
 
 
 def database_url() -> str:

@@ -9,8 +9,20 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from banking.pan import PanRange
+from issuance.accounts import (
+    apply_account_answers,
+    expire_account_requests,
+    open_hub_accounts,
+    send_account_requests,
+)
 from issuance.apply_rules import rules_for
+from issuance.card_returns import write_card_returns
+from issuance.inbound import receive
+from issuance.inbox import PartyInbox
 from issuance.intake import IntakeContext, deliver, run_intake
+from issuance.personalisation import dispatch_perso
+from issuance.production import apply_production_results
 from persistence.db import engine_for
 from sscard.config import database_url, load_counterparties, var_dir
 from transport.sftp import SftpRemote, SftpSettings
@@ -76,3 +88,156 @@ def deliver_outbox(bureau_code: str, when: datetime, connection: Any) -> int:
     engine = engine_for(database_url())
     with SftpRemote(SftpSettings.from_airflow(connection)) as remote:
         return deliver(remote, engine, bureau.conn_id, when)
+
+
+# --------------------------------------------------------------------------- issuance after intake
+
+
+def _party_inbox(code: str, when: datetime) -> PartyInbox:
+    parties = load_counterparties()
+    party = parties.party(code)
+    return PartyInbox(
+        conn_id=party.conn_id,
+        party=party.code,
+        hub=parties.hub,
+        pickup=party.pickup,
+        drop=party.drop,
+        encoding=party.encoding,
+        business_date=business_date_of(when, parties.timezone),
+        now=when,
+        var_dir=var_dir(),
+        max_back_days=int(party.option("max_back_days", 10)),
+    )
+
+
+def _remote(connection: Any) -> SftpRemote:
+    return SftpRemote(SftpSettings.from_airflow(connection))
+
+
+def partner_codes() -> list[str]:
+    return [p.code for p in load_counterparties().partner_banks]
+
+
+def factory_codes() -> list[str]:
+    return [f.code for f in load_counterparties().factories]
+
+
+def open_hub_accounts_job(when: datetime) -> dict[str, int]:
+    """Pre-open hub accounts with PANs for the hub's accepted applications."""
+    parties = load_counterparties()
+    prefix, length = parties.pan_ranges[0]
+    result = open_hub_accounts(
+        engine_for(database_url()),
+        parties.hub,
+        PanRange(prefix, length),
+        business_date_of(when, parties.timezone),
+    )
+    return {"opened": result.new_accounts, "kept_number": result.kept_numbers}
+
+
+def request_partner_accounts(bank_code: str, when: datetime, connection: Any) -> dict[str, Any]:
+    """ACCTOPEN to one partner bank, then publish its outbox."""
+    parties = load_counterparties()
+    partner = parties.party(bank_code)
+    engine = engine_for(database_url())
+    name = send_account_requests(
+        engine,
+        hub=parties.hub,
+        bank_code=partner.code,
+        conn_id=partner.conn_id,
+        drop=partner.drop,
+        encoding=partner.encoding,
+        business_date=business_date_of(when, parties.timezone),
+        now=when,
+    )
+    with _remote(connection) as remote:
+        delivered = deliver(remote, engine, partner.conn_id, when)
+    return {"partner": bank_code, "request": name, "delivered": delivered}
+
+
+def partner_account_returns(bank_code: str, when: datetime, connection: Any) -> dict[str, Any]:
+    """ACCTOPENRSP from one partner bank; E140 for requests past partner_wait."""
+    inbox = _party_inbox(bank_code, when)
+    parties = load_counterparties()
+    engine = engine_for(database_url())
+
+    def handler(conn: Any, reader: Any, landed: Any, file_id: int) -> dict[str, int]:
+        return apply_account_answers(conn, reader, landed, file_id, inbox.business_date)
+
+    with _remote(connection) as remote:
+        outcomes = receive(remote, engine, inbox, "ACCTOPENRSP", handler)
+        expired = expire_account_requests(
+            engine,
+            bank_code,
+            inbox.business_date,
+            int(parties.party(bank_code).option("partner_wait_days", 1)),
+        )
+        delivered = deliver(remote, engine, inbox.conn_id, when)
+    return {
+        "partner": bank_code,
+        "files": [_summary(o) for o in outcomes],
+        "expired_e140": expired,
+        "delivered": delivered,
+    }
+
+
+def dispatch_to_factory(factory_code: str, when: datetime, connection: Any) -> dict[str, Any]:
+    """PERSO files and photo zips for every card ready for production, then publish."""
+    parties = load_counterparties()
+    factory = parties.party(factory_code)
+    engine = engine_for(database_url())
+    names = dispatch_perso(
+        engine,
+        hub=parties.hub,
+        factory=factory.code,
+        conn_id=factory.conn_id,
+        drop=factory.drop,
+        business_date=business_date_of(when, parties.timezone),
+        now=when,
+        max_records=int(factory.option("max_records", 10_000)),
+    )
+    with _remote(connection) as remote:
+        delivered = deliver(remote, engine, factory.conn_id, when)
+    return {"factory": factory_code, "perso": names, "delivered": delivered}
+
+
+def factory_returns(factory_code: str, when: datetime, connection: Any) -> dict[str, Any]:
+    """PERSORSP from one factory."""
+    inbox = _party_inbox(factory_code, when)
+    engine = engine_for(database_url())
+
+    def handler(conn: Any, reader: Any, landed: Any, file_id: int) -> dict[str, int]:
+        return apply_production_results(conn, reader, landed, file_id, inbox.business_date)
+
+    with _remote(connection) as remote:
+        outcomes = receive(remote, engine, inbox, "PERSORSP", handler)
+        delivered = deliver(remote, engine, inbox.conn_id, when)
+    return {
+        "factory": factory_code,
+        "files": [_summary(o) for o in outcomes],
+        "delivered": delivered,
+    }
+
+
+def bureau_card_returns(bureau_code: str, when: datetime, connection: Any) -> dict[str, Any]:
+    """The day's CARDRSP for one bureau, then publish."""
+    parties = load_counterparties()
+    bureau = parties.bureau(bureau_code)
+    engine = engine_for(database_url())
+    name = write_card_returns(
+        engine,
+        hub=parties.hub,
+        bureau=bureau.code,
+        conn_id=bureau.conn_id,
+        drop=bureau.drop,
+        encoding=bureau.encoding,
+        business_date=business_date_of(when, parties.timezone),
+        now=when,
+    )
+    with _remote(connection) as remote:
+        delivered = deliver(remote, engine, bureau.conn_id, when)
+    return {"bureau": bureau_code, "cardrsp": name, "delivered": delivered}
+
+
+def _summary(o: Any) -> dict[str, Any]:
+    return {"name": o.name, "outcome": o.outcome, "file_code": o.file_code, "counts": o.counts}

@@ -1,0 +1,58 @@
+"""
+### factory_returns — production results from the card factory (ICD §5.6)
+
+**Moves:** `PERSORSP_<factory>_<hub>_…` from the factory's `pickup` → a made card becomes
+status 0 (sealed) with its card identification code, ATR, box number and made date; a
+failed card ends at stage 2 with the factory's `M` reason → archives the file.
+
+**Runs** every 30 minutes.
+
+**When it fails**
+- A file rejected as a whole gets `NAME.rej` in the factory's `drop` directory.
+- Records for unknown cards, repeats and records whose PAN contradicts the PERSO are
+  listed in table `return_problem` and the task log, and never applied: settle them with
+  the factory.
+- Safe to clear and re-run: a file already processed is only archived again.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import Asset, dag, task
+
+OUTCOMES = Asset("sscard://cards/final-outcomes")
+
+
+@dag(
+    dag_id="factory_returns",
+    schedule="*/30 * * * *",
+    start_date=pendulum.datetime(2026, 1, 1, tz="Asia/Shanghai"),
+    catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
+    tags=["issuance", "factory"],
+    default_args={"owner": "card-operations", "retries": 3, "retry_delay": timedelta(minutes=2)},
+)
+def factory_returns():
+    @task
+    def factories() -> list[str]:
+        from sscard.jobs import factory_codes
+
+        return factory_codes()
+
+    @task(outlets=[OUTCOMES], map_index_template="{{ task.op_kwargs['factory_code'] }}")
+    def results(factory_code: str, **context) -> dict:
+        from airflow.sdk import Connection
+
+        from sscard.config import load_counterparties
+        from sscard.jobs import factory_returns as run
+
+        conn_id = load_counterparties().party(factory_code).conn_id
+        return run(factory_code, context["dag_run"].run_after, Connection.get(conn_id))
+
+    results.expand(factory_code=factories())
+
+
+factory_returns()

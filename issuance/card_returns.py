@@ -1,0 +1,110 @@
+"""Production returns to the bureau, CARDRSP (ICD §5.3): every business day, every card
+that reached a final outcome since the previous CARDRSP, each exactly once — made
+cards, and failures at the bank (stage 1) and at the factory (stage 2)."""
+
+from __future__ import annotations
+
+import io
+import logging
+from datetime import datetime
+
+import pyarrow as pa
+from sqlalchemy import Engine
+
+from persistence import registry
+from persistence.issuance_store import bulk_update, rows
+from schemas.codec import Header, write_delimited
+from schemas.codes import reason_text
+from schemas.layouts import CARDRSP
+
+log = logging.getLogger("sscard.card_returns")
+
+_FINAL = """
+SELECT a.id, a.app_no, a.card_no, a.id_no, a.name, a.bank_code, a.pan, a.pan_seq,
+       a.fail_stage, a.reason_code, c.issue_date, c.expiry_date, c.card_id_code, c.atr, c.box_no
+FROM application a LEFT JOIN card c ON c.card_no = a.card_no AND c.application_id = a.id
+WHERE a.bureau = :bureau AND a.final_date IS NOT NULL AND a.final_date <= :d AND a.cardrsp_name IS NULL
+ORDER BY a.final_date, a.id
+"""
+
+
+def write_card_returns(
+    engine: Engine,
+    *,
+    hub: str,
+    bureau: str,
+    conn_id: str,
+    drop: str,
+    encoding: str,
+    business_date: str,
+    now: datetime,
+) -> str | None:
+    """Queue the day's CARDRSP for ``bureau``. The first run of a day always writes one
+    (with no lines when nothing happened); a later run of the same day writes another
+    only for outcomes reached since, so re-running changes nothing."""
+    with engine.begin() as conn:
+        final = rows(conn, _FINAL, bureau=bureau, d=business_date)
+        seq = registry.next_seq(conn, "CARDRSP", hub, bureau, business_date)
+        if seq > 1 and not final:
+            log.info("CARDRSP for %s of %s already written; nothing new", bureau, business_date)
+            return None
+        name = f"CARDRSP_{hub}_{bureau}_{business_date}_{seq:03d}.txt"
+        lines = []
+        for r in final:
+            made = r.fail_stage is None
+            at_bank = r.fail_stage == "1"
+            lines.append(
+                (
+                    r.app_no,
+                    r.card_no,
+                    r.id_no,
+                    r.name,
+                    r.issue_date if made else "",
+                    r.expiry_date if made else "",
+                    r.card_id_code if made else "",
+                    r.atr if made else "",
+                    r.bank_code,
+                    "" if at_bank else (r.pan or ""),
+                    "" if at_bank else (r.pan_seq or ""),
+                    r.box_no if made else "",
+                    "0" if made else r.fail_stage,
+                    "" if made else r.reason_code,
+                    "" if made else reason_text(r.reason_code),
+                )
+            )
+        out = io.BytesIO()
+        header = Header(
+            "CARDRSP", hub, bureau, f"{business_date}{seq:03d}", business_date, len(lines)
+        )
+        write_delimited(out, CARDRSP, header, lines, encoding)
+        registry.queue_outbound(
+            conn,
+            conn_id=conn_id,
+            directory=drop,
+            name=name,
+            type_="CARDRSP",
+            data=out.getvalue(),
+            record_count=len(lines),
+            created_at=now,
+        )
+        if final:
+            bulk_update(
+                conn,
+                "application",
+                "id",
+                pa.table(
+                    {
+                        "id": pa.array([r.id for r in final], pa.int64()),
+                        "cardrsp_name": [name] * len(final),
+                    }
+                ),
+            )
+    log.info(
+        "%s: %d card(s): %d made, %d failed at the bank, %d failed at the factory",
+        name,
+        len(lines),
+        sum(1 for line in lines if line[12] == "0"),
+        sum(1 for line in lines if line[12] == "1"),
+        sum(1 for line in lines if line[12] == "2"),
+    )
+    return name

@@ -1,0 +1,71 @@
+"""SQL of the issuance steps after intake: PAN serials, accounts, partner requests,
+personalisation records, production results and the card returns to the bureau."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import pyarrow as pa
+from sqlalchemy import Connection, text
+
+from persistence.db import bulk_load, is_postgres
+
+
+def take_serials(conn: Connection, prefix: str, count: int) -> int:
+    """Reserve ``count`` consecutive serials of ``prefix``; returns the first. One UPDATE
+    (a row lock on PostgreSQL, the write lock on SQLite), so concurrent runs never share
+    a serial and a serial is never handed out twice."""
+    conn.execute(
+        text(
+            "INSERT INTO pan_counter (prefix, next_serial) VALUES (:p, 1) ON CONFLICT (prefix) DO NOTHING"
+        ),
+        {"p": prefix},
+    )
+    row = conn.execute(
+        text(
+            "UPDATE pan_counter SET next_serial = next_serial + :n WHERE prefix = :p "
+            "RETURNING next_serial - :n"
+        ),
+        {"p": prefix, "n": count},
+    ).one()
+    return int(row[0])
+
+
+def bulk_update(conn: Connection, table: str, key: str, data: pa.Table) -> None:
+    """Set columns of ``table`` from ``data`` (its first column is the key) in one statement."""
+    if data.num_rows == 0:
+        return
+    cols = [c for c in data.column_names if c != key]
+    temp = f"tmp_{table}_update"
+    types = {key: "BIGINT" if pa.types.is_integer(data.schema.field(key).type) else "TEXT"}
+    ddl = ", ".join(f"{c} {types.get(c, 'TEXT')}" for c in data.column_names)
+    if is_postgres(conn):
+        conn.execute(text(f"CREATE TEMP TABLE {temp} ({ddl}) ON COMMIT DROP"))
+    else:
+        conn.execute(text(f"DROP TABLE IF EXISTS temp.{temp}"))
+        conn.execute(text(f"CREATE TEMP TABLE {temp} ({ddl})"))
+    bulk_load(conn, temp, data, data.column_names)
+    sets = ", ".join(f"{c} = t.{c}" for c in cols)
+    conn.execute(text(f"UPDATE {table} SET {sets} FROM {temp} t WHERE {table}.{key} = t.{key}"))
+    conn.execute(
+        text(f"DROP TABLE {temp}") if is_postgres(conn) else text(f"DROP TABLE temp.{temp}")
+    )
+
+
+def rows(conn: Connection, sql: str, **params: Any) -> Sequence[Any]:
+    return conn.execute(text(sql), params).all()
+
+
+def execute(conn: Connection, sql: str, **params: Any) -> int:
+    return int(conn.execute(text(sql), params).rowcount or 0)
+
+
+def insert_rows(conn: Connection, table: str, records: Iterable[dict[str, Any]]) -> int:
+    records = list(records)
+    if not records:
+        return 0
+    cols = list(records[0])
+    data = pa.table({c: [r[c] for r in records] for c in cols})
+    bulk_load(conn, table, data, cols)
+    return len(records)
