@@ -1,9 +1,12 @@
 """The sandbox's business day, end to end, on the embedded default (``make demo``).
 
-An embedded SFTP server stands in for the bureau's server; the simulated bureau uploads
-an APPLY batch with its photo zip (about 8 % bad lines of every kind); the real
-``apply_intake`` DAG runs once with ``dag.test()``; the bureau collects its APPLYRSP and
-the demo prints what happened and where to look.
+An embedded SFTP server stands in for the servers of the bureau, the partner banks and
+the card factory. The simulated bureau uploads an APPLY batch with its photo zip (about
+8 % bad lines of every kind); the hub's DAGs run with ``dag.test()`` one after the
+other — intake, account opening, partner answers, personalisation, production returns,
+card returns — with the simulated partner banks and factory answering in between; the
+bureau collects its APPLYRSP and CARDRSP, and the demo prints what happened and where
+to look.
 """
 
 from __future__ import annotations
@@ -14,10 +17,13 @@ import os
 import sys
 from collections import Counter
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sandbox.bureau import BureauSimulator, read_applyrsp
+from sandbox.factory import CardFactorySimulator
+from sandbox.partner_bank import PartnerBankSimulator
 from sandbox.sftp_server import EmbeddedSftpServer
 from schemas.codes import message
 from sscard.config import ROOT, database_url, load_counterparties, var_dir
@@ -57,16 +63,19 @@ def main(size: int = 200, business_date: str | None = None) -> int:
     run_at = datetime.strptime(business_date, "%Y%m%d").replace(
         hour=10, tzinfo=ZoneInfo(parties.timezone)
     )
+    demo_dir = var_dir() / "demo"
+    sftp_root = demo_dir / "sftp"
+    counterparties = [bureau, *parties.partner_banks, *parties.factories]
+    for party in counterparties:
+        for sub in (party.pickup, party.drop):
+            (sftp_root / party.code / sub).mkdir(parents=True, exist_ok=True)
 
-    sftp_root = var_dir() / "demo" / "sftp"
-    home = sftp_root / bureau.code
-    for sub in (bureau.pickup, bureau.drop):
-        (home / sub).mkdir(parents=True, exist_ok=True)
-
-    with EmbeddedSftpServer(sftp_root, state_dir=var_dir() / "demo" / "sshd") as server:
-        conn = server.connection(bureau.code)
-        os.environ[f"AIRFLOW_CONN_{bureau.conn_id.upper()}"] = json.dumps(conn)
-        settings = SftpSettings.from_airflow(_Conn(conn))
+    with EmbeddedSftpServer(sftp_root, state_dir=demo_dir / "sshd") as server:
+        settings = {}
+        for party in counterparties:
+            conn = server.connection(party.code)
+            os.environ[f"AIRFLOW_CONN_{party.conn_id.upper()}"] = json.dumps(conn)
+            settings[party.code] = SftpSettings.from_airflow(_Conn(conn))
 
         seq = _next_seq(business_date, bureau.code)
         sim = BureauSimulator(
@@ -75,66 +84,147 @@ def main(size: int = 200, business_date: str | None = None) -> int:
         sim._seqs[business_date] = seq - 1
         batch = sim.next_batch(business_date, size=size, bad_share={k: 0.005 for k in _kinds()})
         print(
-            f"bureau {bureau.code}: uploading {batch.name} ({len(batch.rows)} applications) and its photo zip"
+            f"bureau {bureau.code}: uploading {batch.name} ({len(batch.rows)} applications) "
+            "and its photo zip"
         )
-        with SftpRemote(settings) as bureau_side:
+        with SftpRemote(settings[bureau.code]) as bureau_side:
             assert batch.zip_data is not None
             bureau_side.publish(
                 bureau.pickup, batch.zip_name, batch.zip_data, len(_zip_names(batch))
             )
             bureau_side.publish(bureau.pickup, batch.name, batch.data, len(batch.rows))
 
-        print("hub: running the apply_intake DAG (Airflow dag.test) ...")
         _quiet_airflow()
         from airflow.models import DagBag
         from airflow.utils.state import DagRunState
 
-        dag = DagBag(dag_folder=str(ROOT / "dags")).get_dag("apply_intake")
-        run = dag.test(run_after=run_at, logical_date=run_at)
-        if run.state != DagRunState.SUCCESS:
-            print(f"the DAG run ended {run.state}; see the task logs above", file=sys.stderr)
+        dags = DagBag(dag_folder=str(ROOT / "dags")).dags
+
+        def run(dag_id: str) -> bool:
+            print(f"hub: DAG {dag_id} (dag.test) ...")
+            state = dags[dag_id].test(run_after=run_at, logical_date=run_at).state
+            if state != DagRunState.SUCCESS:
+                print(
+                    f"the DAG run of {dag_id} ended {state}; see the task logs above",
+                    file=sys.stderr,
+                )
+            return bool(state == DagRunState.SUCCESS)
+
+        if not (run("apply_intake") and run("account_opening")):
             return 1
+        remotes = {code: SftpRemote(settings[code]) for code in settings}
+        try:
+            for partner in parties.partner_banks:
+                sent = PartnerBankSimulator(
+                    remotes[partner.code],
+                    code=partner.code,
+                    hub=parties.hub,
+                    seed=f"demo-{partner.code}",
+                    state_dir=demo_dir / "partners",
+                ).run(business_date)
+                print(f"partner bank {partner.code}: answered {', '.join(sent) or 'nothing'}")
+            if not (run("partner_account_returns") and run("factory_dispatch")):
+                return 1
+            for factory in parties.factories:
+                sent = CardFactorySimulator(
+                    remotes[factory.code], code=factory.code, hub=parties.hub, seed=f"demo-{seq}"
+                ).run(business_date)
+                print(f"card factory {factory.code}: returned {', '.join(sent) or 'nothing'}")
+            if not (run("factory_returns") and run("bureau_card_returns")):
+                return 1
+            inbox = demo_dir / "bureau-inbox"
+            inbox.mkdir(parents=True, exist_ok=True)
+            taken = _collect(remotes[bureau.code], bureau.drop, inbox)
+        finally:
+            for remote in remotes.values():
+                remote.close()
 
-        response_name = f"APPLYRSP_{parties.hub}_{bureau.code}_{business_date}_{seq:03d}.txt"
-        with SftpRemote(settings) as bureau_side:
-            data = bureau_side.read_bytes(f"{bureau.drop}/{response_name}")
-            collected = var_dir() / "demo" / "bureau-inbox"
-            collected.mkdir(parents=True, exist_ok=True)
-            (collected / response_name).write_bytes(data)
-            for name in (response_name, f"{response_name}.ok"):
-                bureau_side.remove(f"{bureau.drop}/{name}")
-        answers = read_applyrsp(data, bureau.encoding)
-
+    response_name = f"APPLYRSP_{parties.hub}_{bureau.code}_{business_date}_{seq:03d}.txt"
+    answers = read_applyrsp((inbox / response_name).read_bytes(), bureau.encoding)
     tally = Counter(code or "00" for _, _, code in answers)
     print()
     print(
-        f"APPLYRSP {response_name}: {len(answers)} lines, {tally.pop('00', 0)} accepted, {sum(tally.values())} rejected"
+        f"APPLYRSP {response_name}: {len(answers)} lines, {tally.pop('00', 0)} accepted, "
+        f"{sum(tally.values())} rejected"
     )
     for code, n in sorted(tally.items()):
         print(f"  {code} ×{n:<4} {message(code, 'zh')} / {message(code, 'en')}")
-    expected = Counter(c for c in batch.expected if c)
     agree = all(
         (code or None) == exp for (_, _, code), exp in zip(answers, batch.expected, strict=True)
     )
+    planted = sum(1 for c in batch.expected if c)
     print(
-        f"  the bureau's expectations {'match' if agree else 'DO NOT match'} every line ({sum(expected.values())} bad lines planted)"
+        f"  the bureau's expectations {'match' if agree else 'DO NOT match'} every line "
+        f"({planted} bad lines planted)"
     )
+    cardrsp = [n for n in taken if n.startswith("CARDRSP_")]
+    _print_cardrsp(inbox, cardrsp, bureau.encoding)
     print()
     print("Where to look:")
-    print("  response, as the bureau took it from its drop directory")
-    print(f"                             {var_dir() / 'demo' / 'bureau-inbox' / response_name}")
-    print(f"  archived request           {home / bureau.pickup / 'archive' / business_date}/")
+    print(f"  what the bureau took from its drop directory   {inbox}/")
     print(
-        f"  hub's copy of what arrived {var_dir() / 'received' / bureau.conn_id / business_date}/"
-    )
-    print(f"  hub database               {database_url()}")
-    print(
-        f"  pre-check a file yourself  uv run sscard validate {home / bureau.pickup / 'archive' / business_date / batch.name} --business-date {business_date}"
+        f"  archived requests (bureau's server)            {sftp_root / bureau.code / bureau.pickup / 'archive' / business_date}/"
     )
     print(
-        "  Airflow UI                 AIRFLOW_HOME=$PWD uv run airflow standalone  (then http://127.0.0.1:8080, DAG apply_intake)"
+        "  every file the hub sent, with its bytes         table outbound_file of the hub database"
+    )
+    print(f"  hub's copies of what arrived                   {var_dir() / 'received'}/")
+    print(f"  hub database                                   {database_url()}")
+    print(
+        f"  pre-check a file yourself                      uv run sscard validate "
+        f"{sftp_root / bureau.code / bureau.pickup / 'archive' / business_date / batch.name} "
+        f"--business-date {business_date}"
+    )
+    print(
+        "  Airflow UI                                     AIRFLOW_HOME=$PWD uv run airflow standalone"
+        "  (http://127.0.0.1:8080)"
     )
     return 0 if agree else 1
+
+
+def _collect(remote: SftpRemote, drop: str, inbox: Path) -> list[str]:
+    """The bureau takes every complete file from its drop directory (and removes it)."""
+    taken = []
+    names = {e.name for e in remote.list_dir(drop)}
+    for name in sorted(names):
+        if name.endswith((".ok", ".part")) or f"{name}.ok" not in names:
+            continue
+        (inbox / name).write_bytes(remote.read_bytes(f"{drop}/{name}"))
+        remote.remove(f"{drop}/{name}.ok")
+        remote.remove(f"{drop}/{name}")
+        taken.append(name)
+    return taken
+
+
+def _print_cardrsp(inbox: Path, names: list[str], encoding: str) -> None:
+    from schemas.codec import DelimitedReader, read_all
+    from schemas.layouts import CARDRSP
+
+    for name in names:
+        table, _ = read_all(DelimitedReader((inbox / name).read_bytes(), CARDRSP, encoding))
+        lines = table.to_pylist()
+        stages = Counter(line["fail_stage"] for line in lines)
+        print()
+        print(f"CARDRSP {name}: {len(lines)} card(s) reached a final outcome")
+        print(f"  made (stage 0)               {stages.get('0', 0)}")
+        for stage, label in (
+            ("1", "failed at the bank (stage 1)"),
+            ("2", "failed at the factory (stage 2)"),
+        ):
+            codes = Counter(line["reason_code"] for line in lines if line["fail_stage"] == stage)
+            detail = ", ".join(
+                f"{c} {message(c, 'en') if c in _known() else ''} ×{n}".replace("  ", " ")
+                for c, n in sorted(codes.items())
+            )
+            print(f"  {label:<28} {stages.get(stage, 0)}{'  (' + detail + ')' if detail else ''}")
+        banks = Counter(line["bank_code"] for line in lines if line["fail_stage"] == "0")
+        print(f"  made cards by service bank   {dict(sorted(banks.items()))}")
+
+
+def _known() -> set[str]:
+    from schemas.codes import MESSAGES
+
+    return set(MESSAGES)
 
 
 def _kinds() -> tuple[str, ...]:
