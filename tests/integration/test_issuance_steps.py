@@ -1,0 +1,310 @@
+"""The issuance steps after intake, against the hub's database: PAN allocation, partner
+answers and deadlines, production returns that must not be applied, CARDRSP rules."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, func, select
+from stdnum import luhn
+
+from banking.pan import PanRange, make_pans
+from issuance.accounts import (
+    apply_account_answers,
+    expire_account_requests,
+    open_hub_accounts,
+    send_account_requests,
+)
+from issuance.apply_rules import rules_for
+from issuance.card_returns import write_card_returns
+from issuance.inbound import receive
+from issuance.inbox import PartyInbox
+from issuance.intake import IntakeContext, deliver, run_intake
+from issuance.personalisation import dispatch_perso, expiry_of
+from issuance.production import apply_production_results
+from persistence.issuance_store import take_serials
+from persistence.models import Application, Card, ReturnProblem
+from sandbox.bureau import make_apply_batch, write_batch
+from sandbox.factory import CardFactorySimulator
+from schemas.codec import DelimitedReader, read_all
+from schemas.layouts import CARDRSP
+from transport.local import LocalRemote
+
+NOW = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
+DAY = "20261122"
+PANS = PanRange("6217881")
+
+
+@pytest.fixture
+def trees(tmp_path: Path) -> dict[str, Path]:
+    out = {}
+    for code in ("R440100", "B002", "F01"):
+        for sub in ("pickup", "drop"):
+            (tmp_path / code / sub).mkdir(parents=True)
+        out[code] = tmp_path / code
+    return out
+
+
+def intake(
+    trees: dict[str, Path],
+    engine: Engine,
+    tmp_path: Path,
+    size: int,
+    banks: tuple[str, ...],
+    seed: int,
+) -> None:
+    batch = make_apply_batch(size=size, seed=seed, bank_codes=banks)
+    write_batch(batch, trees["R440100"] / "pickup")
+    ctx = IntakeContext(
+        conn_id="sftp_r440100",
+        hub="B001",
+        bureau="R440100",
+        encoding="GB18030",
+        pickup="pickup",
+        drop="drop",
+        business_date=DAY,
+        now=NOW,
+        rules=rules_for(DAY, frozenset({"B001", "B002", "B003"}), "R440100"),
+        var_dir=tmp_path / "var",
+    )
+    run_intake(LocalRemote(trees["R440100"]), engine, ctx)
+
+
+def inbox(code: str, tmp_path: Path, day: str = DAY) -> PartyInbox:
+    return PartyInbox(
+        conn_id=f"sftp_{code.lower()}",
+        party=code,
+        hub="B001",
+        pickup="pickup",
+        drop="drop",
+        encoding="GB18030",
+        business_date=day,
+        now=NOW,
+        var_dir=tmp_path / "var",
+    )
+
+
+def test_pans_pass_luhn_and_serials_are_never_handed_out_twice_under_concurrent_runs(
+    engine: Engine,
+) -> None:
+    taken: list[int] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        for _ in range(20):
+            with engine.begin() as conn:
+                first = take_serials(conn, PANS.prefix, 5)
+            with lock:
+                taken.extend(range(first, first + 5))
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert sorted(taken) == list(range(1, 401))
+    pans = make_pans(PANS, 1, 400)
+    assert all(len(p) == 19 and luhn.is_valid(p) for p in pans)
+    assert len(set(pans)) == 400
+
+
+def test_hub_accounts_are_preopened_once_with_pan_seq_01(
+    trees: dict[str, Path], engine: Engine, tmp_path: Path
+) -> None:
+    intake(trees, engine, tmp_path, 5, ("B001",), 41)
+
+    first = open_hub_accounts(engine, "B001", PANS, DAY)
+    again = open_hub_accounts(engine, "B001", PANS, DAY)
+
+    assert (first.new_accounts, again.new_accounts) == (5, 0)
+    with engine.connect() as conn:
+        rows = conn.execute(select(Application.pan, Application.pan_seq, Application.status)).all()
+    assert {(seq, status) for _, seq, status in rows} == {("01", "account_open")}
+    assert len({pan for pan, _, _ in rows}) == 5
+
+
+def test_a_partner_answer_applies_once_a_late_answer_after_e140_is_reported_not_applied(
+    trees: dict[str, Path], engine: Engine, tmp_path: Path
+) -> None:
+    intake(trees, engine, tmp_path, 3, ("B002",), 42)
+    name = send_account_requests(
+        engine,
+        hub="B001",
+        bank_code="B002",
+        conn_id="sftp_b002",
+        drop="drop",
+        encoding="GB18030",
+        business_date=DAY,
+        now=NOW,
+    )
+    assert name == "ACCTOPEN_B001_B002_20261122_001.txt"
+    assert (
+        send_account_requests(
+            engine,
+            hub="B001",
+            bank_code="B002",
+            conn_id="sftp_b002",
+            drop="drop",
+            encoding="GB18030",
+            business_date=DAY,
+            now=NOW,
+        )
+        is None
+    )
+    remote = LocalRemote(trees["B002"])
+    deliver(remote, engine, "sftp_b002", NOW)
+
+    assert expire_account_requests(engine, "B002", DAY, 1) == 0
+    assert expire_account_requests(engine, "B002", "20261123", 1) == 3
+
+    from sandbox.partner_bank import PartnerBankSimulator
+
+    PartnerBankSimulator(remote, code="B002", refuse_share=0.0).run("20261123")
+    outcomes = receive(
+        remote,
+        engine,
+        inbox("B002", tmp_path, "20261123"),
+        "ACCTOPENRSP",
+        lambda conn, reader, landed, file_id: apply_account_answers(
+            conn, reader, landed, file_id, "20261123"
+        ),
+    )
+    assert [(o.counts["applied"], o.counts["problems"]) for o in outcomes] == [(0, 3)]
+    with engine.connect() as conn:
+        apps = conn.execute(
+            select(
+                Application.status, Application.fail_stage, Application.reason_code, Application.pan
+            )
+        ).all()
+    assert set(apps) == {("failed", "1", "E140", None)}
+
+
+def test_returned_records_for_unknown_repeated_or_contradicting_cards_are_reported_never_applied(
+    trees: dict[str, Path], engine: Engine, tmp_path: Path
+) -> None:
+    intake(trees, engine, tmp_path, 6, ("B001",), 43)
+    open_hub_accounts(engine, "B001", PANS, DAY)
+    dispatch_perso(
+        engine,
+        hub="B001",
+        factory="F01",
+        conn_id="sftp_f01",
+        drop="drop",
+        business_date=DAY,
+        now=NOW,
+    )
+    remote = LocalRemote(trees["F01"])
+    deliver(remote, engine, "sftp_f01", NOW)
+    factory = CardFactorySimulator(remote, fail_share=0.0, seed=3)
+    factory.run(DAY)
+
+    def handler(conn, reader, landed, file_id):  # type: ignore[no-untyped-def]
+        return apply_production_results(conn, reader, landed, file_id, DAY)
+
+    first = receive(remote, engine, inbox("F01", tmp_path), "PERSORSP", handler)
+    assert [o.counts["made"] for o in first] == [6]
+    with engine.connect() as conn:
+        before = conn.execute(
+            select(Card.card_no, Card.pan, Card.status).order_by(Card.card_no)
+        ).all()
+
+    factory.run("20261123", anomalies={"unknown_card": 1, "duplicate": 2, "wrong_pan": 1})
+    second = receive(remote, engine, inbox("F01", tmp_path, "20261123"), "PERSORSP", handler)
+
+    assert [(o.counts["applied"], o.counts["problems"]) for o in second] == [(0, 4)]
+    with engine.connect() as conn:
+        problems = sorted(conn.execute(select(ReturnProblem.problem)).scalars())
+        after = conn.execute(
+            select(Card.card_no, Card.pan, Card.status).order_by(Card.card_no)
+        ).all()
+    assert problems == [
+        "card returned before",
+        "card returned before",
+        "card_no not in any PERSO",
+        "pan differs from the PERSO",
+    ]
+    assert after == before
+    assert {status for _, _, status in after} == {"0"}
+
+
+def test_cardrsp_is_written_every_day_even_empty_and_reports_each_outcome_once(
+    trees: dict[str, Path], engine: Engine, tmp_path: Path
+) -> None:
+    def cardrsp(day: str) -> str | None:
+        return write_card_returns(
+            engine,
+            hub="B001",
+            bureau="R440100",
+            conn_id="sftp_r440100",
+            drop="drop",
+            encoding="GB18030",
+            business_date=day,
+            now=NOW,
+        )
+
+    assert cardrsp(DAY) == "CARDRSP_B001_R440100_20261122_001.txt"
+    assert cardrsp(DAY) is None
+    intake(trees, engine, tmp_path, 4, ("B002",), 44)
+    send_account_requests(
+        engine,
+        hub="B001",
+        bank_code="B002",
+        conn_id="sftp_b002",
+        drop="drop",
+        encoding="GB18030",
+        business_date=DAY,
+        now=NOW,
+    )
+    expire_account_requests(engine, "B002", "20261123", 1)
+
+    assert cardrsp("20261123") == "CARDRSP_B001_R440100_20261123_001.txt"
+    assert cardrsp("20261123") is None
+    assert cardrsp("20261124") == "CARDRSP_B001_R440100_20261124_001.txt"
+    deliver(LocalRemote(trees["R440100"]), engine, "sftp_r440100", NOW)
+
+    counts = []
+    for day in ("20261122", "20261123", "20261124"):
+        data = (trees["R440100"] / "drop" / f"CARDRSP_B001_R440100_{day}_001.txt").read_bytes()
+        table, rejected = read_all(DelimitedReader(data, CARDRSP))
+        assert rejected == []
+        counts.append(table.num_rows)
+    assert counts == [0, 4, 0]
+
+
+def test_expiry_is_ten_years_on_and_29_february_becomes_28_february() -> None:
+    assert expiry_of("20261122") == "20361122"
+    assert expiry_of("20280229") == "20380228"
+    assert expiry_of("20200229", years=20) == "20400229"
+
+
+def test_a_failed_card_is_final(trees: dict[str, Path], engine: Engine, tmp_path: Path) -> None:
+    intake(trees, engine, tmp_path, 2, ("B002",), 45)
+    send_account_requests(
+        engine,
+        hub="B001",
+        bank_code="B002",
+        conn_id="sftp_b002",
+        drop="drop",
+        encoding="GB18030",
+        business_date=DAY,
+        now=NOW,
+    )
+    expire_account_requests(engine, "B002", "20261123", 1)
+    open_hub_accounts(engine, "B001", PANS, "20261123")
+    sent = dispatch_perso(
+        engine,
+        hub="B001",
+        factory="F01",
+        conn_id="sftp_f01",
+        drop="drop",
+        business_date="20261123",
+        now=NOW,
+    )
+
+    assert sent == []
+    with engine.connect() as conn:
+        assert conn.scalar(select(func.count()).where(Application.status == "failed")) == 2
