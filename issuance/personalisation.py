@@ -16,12 +16,12 @@ from datetime import datetime
 from pathlib import Path
 
 import pyarrow as pa
-from sqlalchemy import Engine
+from sqlalchemy import Engine, bindparam, text
 
 from issuance.accounts import ACCOUNT_OPEN, PERSO_SENT
 from persistence import registry
 from persistence.db import bulk_load
-from persistence.issuance_store import bulk_update, rows
+from persistence.issuance_store import bulk_update
 from schemas.codec import Header, write_fixed
 from schemas.layouts import PERSO
 
@@ -46,7 +46,7 @@ JOIN received_file f ON f.id = a.file_id
 LEFT JOIN card oc ON oc.card_no = a.old_card_no AND a.photo = ''
 LEFT JOIN application old_app ON old_app.id = oc.application_id
 LEFT JOIN received_file old_file ON old_file.id = old_app.file_id
-WHERE a.status = :s
+WHERE a.status = :s AND a.bureau IN :bureaus
 ORDER BY a.id
 """
 
@@ -73,12 +73,17 @@ def dispatch_perso(
     drop: str,
     business_date: str,
     now: datetime,
+    bureaus: tuple[str, ...],
     max_records: int = 10_000,
 ) -> list[str]:
-    """Queue PERSO files (and their photo zips) for every card ready for production."""
+    """Queue PERSO files (and their photo zips) for every card of ``bureaus`` ready for
+    production: all of them, in files of at most ``max_records`` records."""
     names: list[str] = []
     with engine.begin() as conn:
-        pending = rows(conn, _PENDING, s=ACCOUNT_OPEN)
+        pending = conn.execute(
+            text(_PENDING).bindparams(bindparam("bureaus", expanding=True)),
+            {"s": ACCOUNT_OPEN, "bureaus": list(bureaus)},
+        ).all()
         expiry = expiry_of(business_date)
         for start in range(0, len(pending), max_records):
             part = pending[start : start + max_records]

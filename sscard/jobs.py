@@ -181,6 +181,19 @@ def partner_account_returns(bank_code: str, when: datetime, connection: Any) -> 
     }
 
 
+def served_bureaus(factory_code: str) -> tuple[str, ...]:
+    """The bureaus whose cards a factory makes: those naming it (option ``factory``), and
+    those naming none when it is the first configured factory."""
+    parties = load_counterparties()
+    first = parties.factories[0].code if parties.factories else None
+    return tuple(
+        b.code
+        for b in parties.bureaus
+        if b.option("factory", None) == factory_code
+        or (b.option("factory", None) is None and factory_code == first)
+    )
+
+
 def dispatch_to_factory(factory_code: str, when: datetime, connection: Any) -> dict[str, Any]:
     """PERSO files and photo zips for every card ready for production, then publish."""
     parties = load_counterparties()
@@ -194,6 +207,7 @@ def dispatch_to_factory(factory_code: str, when: datetime, connection: Any) -> d
         drop=factory.drop,
         business_date=business_date_of(when, parties.timezone),
         now=when,
+        bureaus=served_bureaus(factory_code),
         max_records=int(factory.option("max_records", 10_000)),
     )
     with _remote(connection) as remote:

@@ -196,6 +196,7 @@ def test_returned_records_for_unknown_repeated_or_contradicting_cards_are_report
         drop="drop",
         business_date=DAY,
         now=NOW,
+        bureaus=("R440100",),
     )
     remote = LocalRemote(trees["F01"])
     deliver(remote, engine, "sftp_f01", NOW)
@@ -303,6 +304,7 @@ def test_a_failed_card_is_final(trees: dict[str, Path], engine: Engine, tmp_path
         drop="drop",
         business_date="20261123",
         now=NOW,
+        bureaus=("R440100",),
     )
 
     assert sent == []
