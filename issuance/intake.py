@@ -75,6 +75,8 @@ class FileOutcome:
         return sum(n for k, n in self.counts.items() if k != "00")
 
     def summary(self) -> str:
+        if self.outcome == "accepted" and self.response is None:
+            return f"{self.name}: accepted; " + ", ".join(f"{k}={n}" for k, n in self.counts.items())
         if self.outcome == "accepted":
             by_code = (
                 ", ".join(f"{k}={n}" for k, n in sorted(self.counts.items()) if k != "00") or "none"
