@@ -1,0 +1,1 @@
+"""Benchmarks: ``python -m bench.intake`` measures APPLY intake on SQLite and PostgreSQL."""
