@@ -76,7 +76,9 @@ class FileOutcome:
 
     def summary(self) -> str:
         if self.outcome == "accepted" and self.response is None:
-            return f"{self.name}: accepted; " + ", ".join(f"{k}={n}" for k, n in self.counts.items())
+            return f"{self.name}: accepted; " + ", ".join(
+                f"{k}={n}" for k, n in self.counts.items()
+            )
         if self.outcome == "accepted":
             by_code = (
                 ", ".join(f"{k}={n}" for k, n in sorted(self.counts.items()) if k != "00") or "none"

@@ -51,17 +51,27 @@ ORDER BY a.id
 """
 
 
-def _photos(records: list[tuple[str, str | None]]) -> list[tuple[str, bytes]]:
-    """The named photos from the bureaus' zips kept on arrival (never re-encoded)."""
-    by_zip: dict[str, list[str]] = defaultdict(list)
-    for photo, source in records:
+def photo_entry(card_no: str) -> str:
+    """A photo's name in the PERSO zip: the card number, unique across bureaus and batches
+    (the bureaus' own entry names may repeat from one batch to the next)."""
+    return f"{card_no}.jpg"
+
+
+def _write_photos(records: list[tuple[str, str, str | None]], target: Path) -> int:
+    """Copy the named photos from the bureaus' zips kept on arrival into ``target``,
+    byte for byte (never re-encoded), each under its card's entry name."""
+    by_zip: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    for card_no, photo, source in records:
         if photo and source:
-            by_zip[str(Path(source).with_suffix(".zip"))].append(photo)
-    found: list[tuple[str, bytes]] = []
-    for zip_path, names in by_zip.items():
-        with zipfile.ZipFile(zip_path) as zf:
-            found.extend((n, zf.read(n)) for n in names)
-    return found
+            by_zip[str(Path(source).with_suffix(".zip"))].append((photo, photo_entry(card_no)))
+    count = 0
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_STORED) as out:
+        for zip_path, names in by_zip.items():
+            with zipfile.ZipFile(zip_path) as zf:
+                for photo, entry in names:
+                    out.writestr(entry, zf.read(photo))
+                    count += 1
+    return count
 
 
 def dispatch_perso(
@@ -74,6 +84,7 @@ def dispatch_perso(
     business_date: str,
     now: datetime,
     bureaus: tuple[str, ...],
+    spool_dir: Path,
     max_records: int = 10_000,
 ) -> list[str]:
     """Queue PERSO files (and their photo zips) for every card of ``bureaus`` ready for
@@ -105,7 +116,7 @@ def dispatch_perso(
                     r.bank_code,
                     r.pan,
                     r.pan_seq,
-                    r.photo,
+                    photo_entry(r.card_no) if r.photo else "",
                 )
                 for r in part
             ]
@@ -114,19 +125,17 @@ def dispatch_perso(
                 "PERSO", hub, factory, f"{business_date}{seq:03d}", business_date, len(records)
             )
             write_fixed(data, PERSO, header, records)
-            photos = _photos([(r.photo, r.source) for r in part])
-            archive = io.BytesIO()
-            with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as zf:
-                for entry, content in photos:
-                    zf.writestr(entry, content)
+            spool = spool_dir / business_date
+            spool.mkdir(parents=True, exist_ok=True)
+            photos = _write_photos([(r.card_no, r.photo, r.source) for r in part], spool / zip_name)
             registry.queue_outbound(
                 conn,
                 conn_id=conn_id,
                 directory=drop,
                 name=zip_name,
                 type_="PERSOZIP",
-                data=archive.getvalue(),
-                record_count=len(photos),
+                path=spool / zip_name,
+                record_count=photos,
                 created_at=now,
             )
             registry.queue_outbound(
@@ -160,7 +169,7 @@ def dispatch_perso(
             )
             names.append(name)
             log.info(
-                "%s: %d card(s), %d photo(s) for factory %s", name, len(part), len(photos), factory
+                "%s: %d card(s), %d photo(s) for factory %s", name, len(part), photos, factory
             )
     if not names:
         log.info("no card waiting for personalisation")

@@ -9,11 +9,13 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import cast
 
 from sqlalchemy import Connection, Table, and_, insert, or_, select, update
 
 from persistence.models import OutboundFile, ReceivedFile
+from schemas.files import sha256_of
 
 RECEIVED = cast(Table, ReceivedFile.__table__)
 OUTBOUND = cast(Table, OutboundFile.__table__)
@@ -81,12 +83,25 @@ def queue_outbound(
     directory: str,
     name: str,
     type_: str,
-    data: bytes,
+    data: bytes | None = None,
+    path: Path | None = None,
     record_count: int,
     created_at: datetime,
     source_file_id: int | None = None,
 ) -> int:
-    """Put a file in the outbox; the delivery step publishes it (``.part`` → rename → ``.ok``)."""
+    """Put a file in the outbox; the delivery step publishes it (``.part`` → rename → ``.ok``).
+
+    Small files keep their bytes in the row (``data``). A large one (a PERSO photo zip) is
+    written to ``path`` under the hub's var directory first and only its path is stored;
+    a crash before the commit leaves at most an unreferenced file there."""
+    if (data is None) == (path is None):
+        raise ValueError("an outbound file has either data or a path")
+    if path is not None:
+        with path.open("rb") as fh:
+            sha = sha256_of(fh)[1]
+    else:
+        assert data is not None
+        sha = hashlib.sha256(data).hexdigest()
     result = conn.execute(
         insert(OUTBOUND)
         .values(
@@ -95,7 +110,8 @@ def queue_outbound(
             name=name,
             type=type_,
             data=data,
-            sha256=hashlib.sha256(data).hexdigest(),
+            path=str(path) if path is not None else None,
+            sha256=sha,
             record_count=record_count,
             with_control=True,
             source_file_id=source_file_id,
@@ -111,8 +127,17 @@ class PendingOutbound:
     id: int
     directory: str
     name: str
-    data: bytes
+    stored: bytes | None
+    path: str | None
     record_count: int
+
+    @property
+    def data(self) -> bytes:
+        """The file's bytes (read from the outbox directory when kept there)."""
+        if self.stored is not None:
+            return self.stored
+        assert self.path is not None
+        return Path(self.path).read_bytes()
 
 
 def pending_outbound(conn: Connection, conn_id: str) -> list[PendingOutbound]:
@@ -122,12 +147,23 @@ def pending_outbound(conn: Connection, conn_id: str) -> list[PendingOutbound]:
             OUTBOUND.c.directory,
             OUTBOUND.c.name,
             OUTBOUND.c.data,
+            OUTBOUND.c.path,
             OUTBOUND.c.record_count,
         )
         .where(OUTBOUND.c.conn_id == conn_id, OUTBOUND.c.delivered_at.is_(None))
         .order_by(OUTBOUND.c.id)
     ).all()
-    return [PendingOutbound(r.id, r.directory, r.name, bytes(r.data), r.record_count) for r in rows]
+    return [
+        PendingOutbound(
+            r.id,
+            r.directory,
+            r.name,
+            bytes(r.data) if r.data is not None else None,
+            r.path,
+            r.record_count,
+        )
+        for r in rows
+    ]
 
 
 def mark_delivered(conn: Connection, outbound_id: int, when: datetime) -> None:

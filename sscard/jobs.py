@@ -208,6 +208,7 @@ def dispatch_to_factory(factory_code: str, when: datetime, connection: Any) -> d
         business_date=business_date_of(when, parties.timezone),
         now=when,
         bureaus=served_bureaus(factory_code),
+        spool_dir=var_dir() / "outbox",
         max_records=int(factory.option("max_records", 10_000)),
     )
     with _remote(connection) as remote:

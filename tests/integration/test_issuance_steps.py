@@ -197,6 +197,7 @@ def test_returned_records_for_unknown_repeated_or_contradicting_cards_are_report
         business_date=DAY,
         now=NOW,
         bureaus=("R440100",),
+        spool_dir=tmp_path / "outbox",
     )
     remote = LocalRemote(trees["F01"])
     deliver(remote, engine, "sftp_f01", NOW)
@@ -305,6 +306,7 @@ def test_a_failed_card_is_final(trees: dict[str, Path], engine: Engine, tmp_path
         business_date="20261123",
         now=NOW,
         bureaus=("R440100",),
+        spool_dir=tmp_path / "outbox",
     )
 
     assert sent == []
