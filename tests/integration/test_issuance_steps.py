@@ -312,3 +312,78 @@ def test_a_failed_card_is_final(trees: dict[str, Path], engine: Engine, tmp_path
     assert sent == []
     with engine.connect() as conn:
         assert conn.scalar(select(func.count()).where(Application.status == "failed")) == 2
+
+
+def test_a_replacement_keeping_its_number_takes_the_old_pan_with_the_next_pan_seq(
+    trees: dict[str, Path], engine: Engine, tmp_path: Path
+) -> None:
+    from sqlalchemy import insert
+
+    from persistence.models import Account
+    from sandbox.bureau import render
+    from schemas.files import Control
+    from schemas.layouts import APPLY
+
+    batch = make_apply_batch(size=1, seed=46, bank_codes=("B001",))
+    row = list(batch.rows[0])
+    with engine.begin() as conn:
+        conn.execute(
+            insert(Card).values(
+                card_no="OLD000009",
+                bureau="R440100",
+                id_type="01",
+                id_no=row[APPLY.index("id_no")],
+                name=row[APPLY.index("name")],
+                bank_code="B001",
+                pan="6217881000000099998",
+                pan_seq="03",
+                status="1",
+                issue_date="20200101",
+                expiry_date="20300101",
+            )
+        )
+        conn.execute(
+            insert(Account).values(
+                pan="6217881000000099998",
+                bank_code="B001",
+                id_no=row[APPLY.index("id_no")],
+                status="active",
+            )
+        )
+    for field, value in (
+        ("app_type", "06"),
+        ("old_card_no", "OLD000009"),
+        ("keep_account", "1"),
+        ("replace_reason", "2"),
+    ):
+        row[APPLY.index(field)] = value
+    data = render(batch.header, [row])
+    import dataclasses
+
+    batch = dataclasses.replace(
+        batch, data=data, control=Control.for_bytes(batch.name, data, 1).render(), rows=[row]
+    )
+    write_batch(batch, trees["R440100"] / "pickup")
+    ctx = IntakeContext(
+        conn_id="sftp_r440100",
+        hub="B001",
+        bureau="R440100",
+        encoding="GB18030",
+        pickup="pickup",
+        drop="drop",
+        business_date=DAY,
+        now=NOW,
+        rules=rules_for(DAY, frozenset({"B001"}), "R440100"),
+        var_dir=tmp_path / "var",
+    )
+    assert [o.accepted for o in run_intake(LocalRemote(trees["R440100"]), engine, ctx)] == [1]
+
+    opened = open_hub_accounts(engine, "B001", PANS, DAY)
+
+    assert (opened.new_accounts, opened.kept_numbers) == (0, 1)
+    with engine.connect() as conn:
+        assert conn.execute(select(Application.pan, Application.pan_seq)).one() == (
+            "6217881000000099998",
+            "04",
+        )
+        assert conn.scalar(select(func.count()).select_from(Account)) == 1
