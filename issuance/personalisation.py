@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import logging
-import zipfile
 from collections import defaultdict
 from datetime import datetime
 from pathlib import Path
@@ -19,6 +18,7 @@ import pyarrow as pa
 from sqlalchemy import Engine, bindparam, text
 
 from issuance.accounts import ACCOUNT_OPEN, PERSO_SENT
+from issuance.zipcopy import copy_photos
 from persistence import registry
 from persistence.db import bulk_load
 from persistence.issuance_store import bulk_update
@@ -57,21 +57,16 @@ def photo_entry(card_no: str) -> str:
     return f"{card_no}.jpg"
 
 
-def _write_photos(records: list[tuple[str, str, str | None]], target: Path) -> int:
+def _write_photos(
+    records: list[tuple[str, str, str | None]], target: Path, business_date: str
+) -> int:
     """Copy the named photos from the bureaus' zips kept on arrival into ``target``,
     byte for byte (never re-encoded), each under its card's entry name."""
     by_zip: dict[str, list[tuple[str, str]]] = defaultdict(list)
     for card_no, photo, source in records:
         if photo and source:
             by_zip[str(Path(source).with_suffix(".zip"))].append((photo, photo_entry(card_no)))
-    count = 0
-    with zipfile.ZipFile(target, "w", zipfile.ZIP_STORED) as out:
-        for zip_path, names in by_zip.items():
-            with zipfile.ZipFile(zip_path) as zf:
-                for photo, entry in names:
-                    out.writestr(entry, zf.read(photo))
-                    count += 1
-    return count
+    return copy_photos(by_zip, target, business_date)
 
 
 def dispatch_perso(
@@ -127,7 +122,9 @@ def dispatch_perso(
             write_fixed(data, PERSO, header, records)
             spool = spool_dir / business_date
             spool.mkdir(parents=True, exist_ok=True)
-            photos = _write_photos([(r.card_no, r.photo, r.source) for r in part], spool / zip_name)
+            photos = _write_photos(
+                [(r.card_no, r.photo, r.source) for r in part], spool / zip_name, business_date
+            )
             registry.queue_outbound(
                 conn,
                 conn_id=conn_id,
@@ -168,9 +165,7 @@ def dispatch_perso(
                 pa.table({"id": sent.column("application_id"), "status": [PERSO_SENT] * len(part)}),
             )
             names.append(name)
-            log.info(
-                "%s: %d card(s), %d photo(s) for factory %s", name, len(part), photos, factory
-            )
+            log.info("%s: %d card(s), %d photo(s) for factory %s", name, len(part), photos, factory)
     if not names:
         log.info("no card waiting for personalisation")
     return names
