@@ -62,10 +62,11 @@ def _write_photos(
 ) -> int:
     """Copy the named photos from the bureaus' zips kept on arrival into ``target``,
     byte for byte (never re-encoded), each under its card's entry name."""
-    by_zip: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    by_source: dict[str, list[tuple[str, str]]] = defaultdict(list)
     for card_no, photo, source in records:
         if photo and source:
-            by_zip[str(Path(source).with_suffix(".zip"))].append((photo, photo_entry(card_no)))
+            by_source[source].append((photo, photo_entry(card_no)))
+    by_zip = {str(Path(source).with_suffix(".zip")): names for source, names in by_source.items()}
     return copy_photos(by_zip, target, business_date)
 
 

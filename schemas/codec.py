@@ -578,16 +578,32 @@ def write_fixed(
     )
     out.write(head.ljust(length, b" ") + b"\r\n")
     count = 0
+    n_fields = len(layout.fields)
+    specs = [(f.width or 0, f.numeric) for f in layout.fields]
+    buffer: list[bytes] = []
     for row in rows:
-        if len(row) != len(layout.fields):
-            raise WriterError(
-                f"{layout.type}: a row has {len(row)} fields, not {len(layout.fields)}"
-            )
+        if len(row) != n_fields:
+            raise WriterError(f"{layout.type}: a row has {len(row)} fields, not {n_fields}")
         count += 1
-        record = b"D" + _fixed_text(str(count), 8, True, "seq")
-        for f, value in zip(layout.fields, row, strict=True):
-            record += _fixed_text(value, f.width or 0, f.numeric, f.name)
-        out.write(record + b"\r\n")
+        parts = [b"D%08d" % count]
+        for (width, numeric), value in zip(specs, row, strict=True):
+            if numeric:
+                if len(value) > width or not (value.isdigit() and value.isascii()):
+                    _fixed_text(value, width, numeric, layout.fields[len(parts) - 1].name)
+                parts.append(value.zfill(width).encode("ascii"))
+            else:
+                encoded = value.encode("gb18030")
+                if len(encoded) > width or "\r" in value or "\n" in value:
+                    _fixed_text(value, width, numeric, layout.fields[len(parts) - 1].name)
+                parts.append(encoded.ljust(width, b" "))
+        parts.append(b"\r\n")
+        buffer.append(b"".join(parts))
+        if len(buffer) >= 5_000:
+            out.write(b"".join(buffer))
+            buffer.clear()
+    out.write(b"".join(buffer))
+    if count > 99_999_999:
+        raise WriterError(f"{layout.type}: more records than the 8-digit seq holds")
     out.write(
         (b"T" + _fixed_text(str(count), 8, True, "RECORD_COUNT")).ljust(length, b" ") + b"\r\n"
     )
