@@ -25,9 +25,11 @@ lint: setup
 
 bench: setup
 	@$(UV) run python -m bench.intake --lines 200000
+	@$(UV) run python -m bench.issuance --applications 200000
 
 bench-full: setup
 	@$(UV) run python -m bench.intake --lines 200000 1000000
+	@$(UV) run python -m bench.issuance --applications 200000 1000000
 
 clean:
 	rm -rf var airflow.db logs .pytest_cache
