@@ -6,6 +6,7 @@ vectorised checks over a chunk of lines. None of them needs the database: the CL
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import lru_cache
@@ -17,12 +18,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pycountry
 
-from schemas.codec import Chunk
+from issuance.photos import PhotoNames
+from schemas.codec import Chunk, valid_date_digits
 from schemas.codes import LineCode
 
 #: GB 11643 weights of the first 17 digits and the check characters (DOMAIN §1)
 _WEIGHTS = np.array([7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2], dtype=np.int64)
 _CHECK = np.frombuffer(b"10X98765432", dtype=np.uint8)
+_ODD_DIGITS = pa.array(["1", "3", "5", "7", "9"])
 
 #: Chinese characters (CJK unified ideographs, their extensions and compatibility
 #: ideographs, the 〇 numeral) and the middle dot of transliterated names.
@@ -86,17 +89,14 @@ def resident_id_valid(ids: npt.NDArray[np.object_]) -> npt.NDArray[np.bool_]:
     digits = raw[:, :17].astype(np.int64) - 48
     all_digits = ((digits >= 0) & (digits <= 9)).all(axis=1)
     check = _CHECK[(digits.clip(0, 9) @ _WEIGHTS) % 11]
-    good = all_digits & (raw[:, 17] == check)
-    births = pa.array(["".join(chr(c) for c in row[6:14]) for row in raw]) if good.any() else None
-    if births is not None:
-        parsed = pc.strptime(births, format="%Y%m%d", unit="s", error_is_null=True)
-        same = _mask(pc.equal(pc.strftime(parsed, format="%Y%m%d"), births))
-        good &= same & ~_mask(pc.starts_with(births, "0000"))
+    good = all_digits & (raw[:, 17] == check) & valid_date_digits(raw[:, 6:14] - ord("0"))
     ok[np.flatnonzero(shaped)] = good
     return ok
 
 
-def check_apply_chunk(chunk: Chunk, rules: ApplyRules, photos_ok: frozenset[str] | None) -> None:
+def check_apply_chunk(
+    chunk: Chunk, rules: ApplyRules, photos_ok: PhotoNames | Collection[str] | None
+) -> None:
     """Add the cross-field rules of ICD §5.1 to a chunk already validated by the codec.
 
     ``photos_ok`` holds the names of the zip's valid photos (None: no zip, so any named
@@ -126,14 +126,13 @@ def check_apply_chunk(chunk: Chunk, rules: ApplyRules, photos_ok: frozenset[str]
     checkable = resident & valid_id
     gender = chunk.strings("gender")
     if checkable.any():
-        digit17 = np.array([s[16] if len(s) == 18 else "0" for s in id_no], dtype=object)
-        odd = np.isin(digit17, ["1", "3", "5", "7", "9"])
+        ids = chunk.column("id_no")
+        odd = _mask(pc.is_in(pc.utf8_slice_codeunits(ids, 16, 17), value_set=_ODD_DIGITS))
         expected = np.where(odd, "1", "2")
         chunk.reject(checkable & (gender != expected), "gender", LineCode.E103)
-        births = np.array([s[6:14] if len(s) == 18 else "" for s in id_no], dtype=object)
-        chunk.reject(
-            checkable & (chunk.strings("birth_date") != births), "birth_date", LineCode.E102
-        )
+        births = pc.utf8_slice_codeunits(ids, 6, 14)
+        same_birth = _mask(pc.equal(chunk.column("birth_date"), births))
+        chunk.reject(checkable & ~same_birth, "birth_date", LineCode.E102)
 
     birth = chunk.strings("birth_date")
     chunk.reject(birth > today, "birth_date", LineCode.E102)
@@ -164,8 +163,12 @@ def check_apply_chunk(chunk: Chunk, rules: ApplyRules, photos_ok: frozenset[str]
     named = ~_mask(pc.equal(photos, ""))
     if photos_ok is None:
         present = np.zeros(len(chunk), dtype=bool)
+    elif isinstance(photos_ok, PhotoNames):
+        present = photos_ok.isin(photos)
     else:
-        present = _mask(pc.is_in(photos, value_set=pa.array(sorted(photos_ok), pa.string())))
+        present = np.fromiter(
+            (p in photos_ok for p in photos.to_pylist()), dtype=bool, count=len(chunk)
+        )
     chunk.reject(named & ~present, "photo", LineCode.E113)
 
 

@@ -3,21 +3,24 @@ pickup directory, answer every line in an APPLYRSP, store the accepted applicati
 
 One file is one transaction: its lines, its answers, its registry row and its response
 (in the outbox) are committed together or not at all, so a crash half-way leaves no
-trace and the next run redoes the file. Files are archived on the server only after
-their outcome is committed; a file seen before (same NAME and SHA-256) is archived again
-and changes nothing else.
+trace (at most a response file under ``var/outbox`` that no outbox row names) and the
+next run redoes the file. Files are archived on the server only after their outcome is
+committed; a file seen before (same NAME and SHA-256) is archived again and changes
+nothing else.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pyarrow as pa
@@ -30,7 +33,7 @@ from issuance.photos import PhotoZip, check_photo_zip
 from persistence import apply_store, registry
 from schemas.codec import Chunk, DelimitedReader, Header, write_delimited
 from schemas.codes import FileCode, message, reason_text
-from schemas.files import SAFE_NAME, Control, FileLevelError, FileName, sha256_of
+from schemas.files import SAFE_NAME, Control, FileLevelError, FileName
 from schemas.layouts import APPLY, APPLYRSP
 from transport.remote import Remote, safe_join
 
@@ -140,11 +143,20 @@ def names_photos(chunk: Chunk) -> bool:
 
 
 def _content_sha(chunk: Chunk) -> pa.Array:
-    """A digest of each line's content after the key, to tell a repeat from a reuse."""
+    """A digest of each line's content after the key, to tell a repeat from a reuse: the
+    SHA-1 (hex) of its fields joined with ``|`` in UTF-8, hashed straight from the joined
+    column's buffer."""
     cols = [chunk.column(n) for n in APPLY.names[1:]]
-    joined = pc.binary_join_element_wise(*cols, "|").to_pylist()
+    joined = pc.binary_join_element_wise(*cols, "|").combine_chunks()
+    n = len(joined)
+    offsets = np.frombuffer(
+        joined.buffers()[1], dtype=np.int32, count=n + 1, offset=joined.offset * 4
+    ).tolist()
+    data = memoryview(joined.buffers()[2] or b"")
+    sha1 = hashlib.sha1
     return pa.array(
-        [hashlib.sha1(s.encode("utf-8"), usedforsecurity=False).hexdigest() for s in joined]
+        [sha1(data[a:b], usedforsecurity=False).hexdigest() for a, b in pairwise(offsets)],
+        pa.string(),
     )
 
 
@@ -167,10 +179,14 @@ def stage_table(chunk: Chunk) -> pa.Table:
 
 
 def render_response(
-    header: Header, hub: str, encoding: str, rows: Iterator[tuple[str, str, str]], count: int
-) -> bytes:
+    out: BinaryIO,
+    header: Header,
+    hub: str,
+    encoding: str,
+    rows: Iterator[tuple[str, str, str]],
+    count: int,
+) -> None:
     """APPLYRSP (ICD §5.2): the request's BATCH_NO and date, one line per APPLY line."""
-    out = io.BytesIO()
     rsp_header = Header(
         "APPLYRSP", hub, header.sender, header.batch_no, header.business_date, count
     )
@@ -184,7 +200,6 @@ def render_response(
         ),
         encoding,
     )
-    return out.getvalue()
 
 
 def render_rej(name: str, code: str) -> bytes:
@@ -206,6 +221,7 @@ class Landed:
     sha256: str
     zip_path: Path | None = None
     zip_control: bytes | None = None
+    zip_digest: tuple[int, str] | None = None
 
 
 def complete_files(remote: Remote, pickup: str) -> tuple[list[str], list[str]]:
@@ -232,24 +248,22 @@ def land(remote: Remote, ctx: Inbox, name: str) -> Landed:
     local_dir = ctx.var_dir / "received" / ctx.conn_id / ctx.business_date
     local_dir.mkdir(parents=True, exist_ok=True)
     path = safe_join(local_dir, name)
-    data = remote.read_bytes(f"{ctx.pickup}/{name}")
-    path.write_bytes(data)
+    size, sha = remote.download(f"{ctx.pickup}/{name}", path)
     control = remote.read_bytes(f"{ctx.pickup}/{name}.ok")
     safe_join(local_dir, f"{name}.ok").write_bytes(control)
-    with path.open("rb") as fh:
-        size, sha = sha256_of(fh)
     zip_path: Path | None = None
     zip_control: bytes | None = None
+    zip_digest: tuple[int, str] | None = None
     if name.endswith(".txt"):
         zip_name = name[:-4] + ".zip"
         if remote.exists(f"{ctx.pickup}/{zip_name}") and remote.exists(
             f"{ctx.pickup}/{zip_name}.ok"
         ):
             zip_path = safe_join(local_dir, zip_name)
-            zip_path.write_bytes(remote.read_bytes(f"{ctx.pickup}/{zip_name}"))
+            zip_digest = remote.download(f"{ctx.pickup}/{zip_name}", zip_path)
             zip_control = remote.read_bytes(f"{ctx.pickup}/{zip_name}.ok")
             safe_join(local_dir, f"{zip_name}.ok").write_bytes(zip_control)
-    return Landed(name, path, control, size, sha, zip_path, zip_control)
+    return Landed(name, path, control, size, sha, zip_path, zip_control, zip_digest)
 
 
 def _companions(remote: Remote, pickup: str, name: str) -> list[str]:
@@ -337,7 +351,9 @@ def _accept(
                     FileCode.F05, "NAME or BATCH_NO already processed with other content"
                 )
         photos = (
-            check_photo_zip(landed.zip_path, landed.zip_control, landed.zip_path.name)
+            check_photo_zip(
+                landed.zip_path, landed.zip_control, landed.zip_path.name, landed.zip_digest
+            )
             if landed.zip_path is not None
             else None
         )
@@ -391,15 +407,7 @@ def _load(
     first_seen: datetime,
 ) -> FileOutcome:
     apply_store.create_stage(conn)
-    named = False
-    staged = 0
-    for chunk in validated_chunks(reader, ctx.rules, photos):
-        named = named or names_photos(chunk)
-        if named and photos is None:
-            raise _WaitForZip
-        apply_store.stage(conn, stage_table(chunk))
-        staged += len(chunk)
-        log.info("%s: %d lines checked", landed.name, staged)
+    _stage_lines(conn, landed.name, validated_chunks(reader, ctx.rules, photos), photos)
     apply_store.run_checks(conn, header.sender, renewal_limit=_renewal_limit(ctx.business_date))
     fname = FileName.parse(landed.name)
     values = _file_values(ctx, landed, fname, "accepted", first_seen)
@@ -412,16 +420,18 @@ def _load(
     apply_store.commit_lines(conn, file_id, header.sender, ctx.business_date)
     counts = apply_store.answer_counts(conn, file_id)
     response_name = str(fname.response())
-    data = render_response(
-        header, ctx.hub, ctx.encoding, apply_store.answers(conn, file_id), reader.detail_count
-    )
+    response_path = ctx.var_dir / "outbox" / ctx.business_date / response_name
+    response_path.parent.mkdir(parents=True, exist_ok=True)
+    with response_path.open("wb") as out:
+        answers = apply_store.answers(conn, file_id)
+        render_response(out, header, ctx.hub, ctx.encoding, answers, reader.detail_count)
     registry.queue_outbound(
         conn,
         conn_id=ctx.conn_id,
         directory=ctx.drop,
         name=response_name,
         type_="APPLYRSP",
-        data=data,
+        path=response_path,
         record_count=reader.detail_count,
         created_at=ctx.now,
         source_file_id=file_id,
@@ -432,6 +442,31 @@ def _load(
     )
     apply_store.drop_stage(conn)
     return FileOutcome(landed.name, "accepted", None, counts, response_name)
+
+
+def _stage_lines(
+    conn: Connection, name: str, chunks: Iterator[Chunk], photos: PhotoZip | None
+) -> None:
+    """Stage every checked chunk. The database loads one chunk (in a worker thread, the
+    driver waiting without the GIL) while the next one is read and checked; the
+    connection is never used by both threads at once, and a failure waits for the load
+    in flight before it leaves."""
+    named = False
+    staged = 0
+    loading: Future[None] | None = None
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="stage") as loader:
+        for chunk in chunks:
+            named = named or names_photos(chunk)
+            if named and photos is None:
+                raise _WaitForZip
+            table = stage_table(chunk)
+            if loading is not None:
+                loading.result()
+            loading = loader.submit(apply_store.stage, conn, table)
+            staged += len(chunk)
+            log.info("%s: %d lines checked", name, staged)
+        if loading is not None:
+            loading.result()
 
 
 def _renewal_limit(business_date: str) -> str:

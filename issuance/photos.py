@@ -1,14 +1,26 @@
 """The APPLY photo zip (ICD §5.1): entries are untrusted names; each photo is a JPEG
-358 px wide × 441 px high of at most 40,960 bytes, kept byte for byte as sent."""
+358 px wide × 441 px high of at most 40,960 bytes, kept byte for byte as sent.
+
+A zip of a million photos is checked with memory that stays small: its central directory
+(APPNOTE 4.3.12, ZIP64 included) is read in blocks into a few arrays instead of one
+``zipfile.ZipInfo`` per entry, and the names of the valid photos are kept as one sorted
+array of fixed-width bytes.
+"""
 
 from __future__ import annotations
 
 import io
-import re
+import struct
 import zipfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
 from PIL import Image, UnidentifiedImageError
 
 from schemas.codes import FileCode
@@ -17,7 +29,95 @@ from schemas.files import Control, FileLevelError, sha256_of
 PHOTO_WIDTH = 358
 PHOTO_HEIGHT = 441
 PHOTO_MAX_BYTES = 40_960
-_SAFE_ENTRY = re.compile(r"[0-9A-Za-z_.-]{1,100}")
+
+#: end of central directory, ZIP64 end of central directory and its locator (APPNOTE 4.3.14–16)
+_END = struct.Struct("<4s4H2LH")
+_END64 = struct.Struct("<4sQ2H2L4Q")
+_END64_LOCATOR = struct.Struct("<4sLQL")
+_LOCAL = struct.Struct("<4s5H3L2H")
+_CENTRAL_LENGTHS = struct.Struct("<3H")
+_CENTRAL_SIZE = 46
+#: a central directory header (APPNOTE 4.3.12) as a packed little-endian record
+_CENTRAL = np.dtype(
+    {
+        "names": ["signature", "flags", "method", "crc", "csize", "size", "offset"],
+        "formats": ["<u4", "<u2", "<u2", "<u4", "<u4", "<u4", "<u4"],
+        "offsets": [0, 8, 10, 16, 20, 24, 42],
+        "itemsize": _CENTRAL_SIZE,
+    }
+)
+#: the same fields, unpacked and with room for ZIP64 values
+_WIDE = np.dtype(
+    [
+        ("signature", "<u4"),
+        ("flags", "<u2"),
+        ("method", "<u2"),
+        ("crc", "<u4"),
+        ("csize", "<u8"),
+        ("size", "<u8"),
+        ("offset", "<u8"),
+    ]
+)
+_CENTRAL_SIGNATURE = 0x02014B50
+#: the longest plain entry name
+_NAME_LIMIT = 100
+_PLAIN = np.zeros(256, dtype=bool)
+_PLAIN[
+    np.frombuffer(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_.-", np.uint8)
+] = True
+_U16, _U32 = 0xFFFF, 0xFFFFFFFF
+_BLOCK = 4 << 20
+
+
+class PhotoNames:
+    """The names of a zip's valid photos: one sorted array of fixed-width ASCII names
+    (a million 22-byte names take 22 MB, against about 100 MB as a frozenset of str)."""
+
+    def __init__(self, names: Iterable[str] | npt.NDArray[np.bytes_]) -> None:
+        if isinstance(names, np.ndarray):
+            array = names
+        else:
+            array = np.array([n.encode("ascii") for n in names], dtype=np.bytes_)
+        if array.size == 0:
+            array = np.zeros(0, dtype="S1")
+        self._names = array if _is_sorted(array) else np.sort(array)
+        self._width = self._names.dtype.itemsize
+
+    def __len__(self) -> int:
+        return int(self._names.size)
+
+    def __iter__(self) -> Iterator[str]:
+        return (n.decode("ascii") for n in self._names.tolist())
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str):
+            return False
+        return bool(self.isin(pa.array([name], pa.string()))[0])
+
+    def isin(self, values: pa.Array | pa.ChunkedArray) -> npt.NDArray[np.bool_]:
+        """For each value, whether it is one of the names (null: no). Only ASCII values
+        without a NUL and no longer than the longest name are looked up."""
+        n = len(values)
+        found = np.zeros(n, dtype=bool)
+        if n == 0 or self._names.size == 0:
+            return found
+        fits = pc.and_(
+            pc.and_not(pc.string_is_ascii(values), pc.match_substring(values, "\x00")),
+            pc.less_equal(pc.binary_length(values), self._width),
+        )
+        candidates = np.flatnonzero(pc.fill_null(fits, False).to_numpy(zero_copy_only=False))
+        if candidates.size == 0:
+            return found
+        wanted = np.array(
+            pc.take(values, pa.array(candidates)).to_pylist(), dtype=self._names.dtype
+        )
+        at = np.searchsorted(self._names, wanted).clip(0, self._names.size - 1)
+        found[candidates] = self._names[at] == wanted
+        return found
+
+
+def _is_sorted(array: npt.NDArray[np.bytes_]) -> bool:
+    return bool((array[1:] >= array[:-1]).all())
 
 
 @dataclass(frozen=True)
@@ -26,7 +126,7 @@ class PhotoZip:
 
     path: Path
     entries: int
-    valid: frozenset[str]
+    valid: PhotoNames
 
 
 def photo_is_valid(data: bytes) -> bool:
@@ -40,11 +140,194 @@ def photo_is_valid(data: bytes) -> bool:
         return False
 
 
-def check_photo_zip(path: Path, control: bytes | None, expected_name: str) -> PhotoZip:
+@dataclass
+class _Directory:
+    """Every entry of a central directory, in its order: its name as ``zipfile`` reads it
+    (cut at a NUL) in fixed-width bytes, and CRC, sizes, local header offset, flags and
+    method. ``unsafe``: some name is not a plain file name (then ``names`` is not kept)."""
+
+    names: npt.NDArray[np.bytes_]
+    headers: npt.NDArray[np.void]
+    unsafe: bool
+
+    def __len__(self) -> int:
+        return int(self.headers.size)
+
+
+def _corrupt() -> FileLevelError:
+    return FileLevelError(FileCode.F10, "photo zip corrupt")
+
+
+def _end_record(fh: BinaryIO) -> tuple[int, int, int]:
+    """Where the central directory starts, its size, and how far bytes prepended to the
+    zip moved every local header, found as ``zipfile`` finds them (APPNOTE 4.3.14–16)."""
+    file_size = fh.seek(0, io.SEEK_END)
+    tail_size = min(file_size, _END.size + _U16)
+    fh.seek(file_size - tail_size)
+    tail = fh.read(tail_size)
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or len(tail) - at < _END.size:
+        raise _corrupt()
+    end_pos = file_size - tail_size + at
+    cd_size, cd_offset = _END.unpack_from(tail, at)[5:7]
+    head = end_pos
+    if end_pos >= _END64_LOCATOR.size:
+        fh.seek(end_pos - _END64_LOCATOR.size)
+        sig, disk, _, disks = _END64_LOCATOR.unpack(fh.read(_END64_LOCATOR.size))
+        if sig == b"PK\x06\x07":
+            head = end_pos - _END64_LOCATOR.size - _END64.size
+            if disk != 0 or disks > 1 or head < 0:
+                raise _corrupt()
+            fh.seek(head)
+            record = _END64.unpack(fh.read(_END64.size))
+            if record[0] != b"PK\x06\x06":
+                raise _corrupt()
+            cd_size, cd_offset = record[8], record[9]
+    concat = head - cd_size - cd_offset
+    if concat < 0:
+        raise _corrupt()
+    return cd_offset + concat, cd_size, concat
+
+
+def _extra_values(extra: bytes, size: int, csize: int, offset: int) -> tuple[int, int, int]:
+    """Check an extra field's blocks (APPNOTE 4.5) and take the 64-bit sizes and offset of
+    its ZIP64 block for those the header holds as 0xFFFFFFFF, as ``zipfile`` does."""
+    pos = 0
+    while len(extra) - pos >= 4:
+        tag, length = struct.unpack_from("<HH", extra, pos)
+        if pos + 4 + length > len(extra):
+            raise _corrupt()
+        if tag == 1:
+            body = extra[pos + 4 : pos + 4 + length]
+            try:
+                if size == _U32:
+                    (size,), body = struct.unpack_from("<Q", body), body[8:]
+                if csize == _U32:
+                    (csize,), body = struct.unpack_from("<Q", body), body[8:]
+                if offset == _U32:
+                    (offset,) = struct.unpack_from("<Q", body)
+            except struct.error as exc:
+                raise _corrupt() from exc
+        pos += 4 + length
+    return size, csize, offset
+
+
+def _read_directory(fh: BinaryIO) -> _Directory:
+    """The central directory, read in blocks of ``_BLOCK`` bytes: a Python loop only finds
+    where each header starts; its fields and names are read for the whole block at once."""
+    start, cd_size, concat = _end_record(fh)
+    fh.seek(start)
+    left = cd_size
+    rest = b""
+    names: list[npt.NDArray[np.bytes_]] = []
+    parts: list[npt.NDArray[np.void]] = []
+    unsafe = False
+    while left > 0:
+        block = fh.read(min(_BLOCK, left))
+        if not block:
+            raise _corrupt()
+        left -= len(block)
+        buf = rest + block
+        starts: list[int] = []
+        with_extra: list[int] = []
+        pos = 0
+        while len(buf) - pos >= _CENTRAL_SIZE:
+            n, m, k = _CENTRAL_LENGTHS.unpack_from(buf, pos + 28)
+            end = pos + _CENTRAL_SIZE + n + m + k
+            if end > len(buf):
+                break
+            if m:
+                with_extra.append(len(starts))
+            starts.append(pos)
+            pos = end
+        rest = buf[pos:]
+        if left == 0 and rest:
+            raise _corrupt()
+        if not starts:
+            continue
+        raw = np.frombuffer(buf + bytes(_NAME_LIMIT + 2), dtype=np.uint8)
+        first = np.asarray(starts, dtype=np.int64)
+        rows = raw[first[:, None] + np.arange(_CENTRAL_SIZE)]
+        headers = rows.view(_CENTRAL).ravel().astype(_WIDE)
+        if (headers["signature"] != _CENTRAL_SIGNATURE).any():
+            raise _corrupt()
+        name_len = rows[:, 28].astype(np.int64) | rows[:, 29].astype(np.int64) << 8
+        block_names, block_safe = _names(raw, first + _CENTRAL_SIZE, name_len)
+        unsafe = unsafe or not block_safe
+        if not unsafe:
+            names.append(block_names)
+        for i in with_extra:
+            at = starts[i] + _CENTRAL_SIZE + int(name_len[i])
+            m = int(rows[i, 30]) | int(rows[i, 31]) << 8
+            h = headers[i]
+            values = _extra_values(
+                buf[at : at + m], int(h["size"]), int(h["csize"]), int(h["offset"])
+            )
+            h["size"], h["csize"], h["offset"] = values
+        headers["offset"] += np.uint64(concat)
+        parts.append(headers)
+    table = np.concatenate(parts) if parts else np.zeros(0, dtype=_WIDE)
+    fixed = np.concatenate(names) if names and not unsafe else np.zeros(0, dtype="S1")
+    return _Directory(fixed, table, unsafe)
+
+
+def _names(
+    raw: npt.NDArray[np.uint8], at: npt.NDArray[np.int64], lengths: npt.NDArray[np.int64]
+) -> tuple[npt.NDArray[np.bytes_], bool]:
+    """The names at ``at`` as fixed-width bytes, each cut at its first NUL like
+    ``zipfile``, and whether every one is a plain file name: 1–100 characters of
+    ``[0-9A-Za-z_.-]``, no ``..``. ``raw`` ends with ``_NAME_LIMIT + 2`` spare bytes."""
+    width = min(int(lengths.max()), _NAME_LIMIT + 1) + 1
+    columns = np.arange(width)
+    window = raw[at[:, None] + columns]
+    window[columns >= lengths[:, None]] = 0
+    nul = window == 0
+    cut = np.where(nul.any(axis=1), nul.argmax(axis=1), width)
+    inside = columns < cut[:, None]
+    window[~inside] = 0
+    safe = (
+        bool(((cut >= 1) & (cut <= _NAME_LIMIT)).all())
+        and bool(_PLAIN[window[inside]].all())
+        and not bool(((window[:, :-1] == ord(".")) & (window[:, 1:] == ord("."))).any())
+    )
+    if not safe:
+        return np.zeros(0, dtype="S1"), False
+    fixed = np.ascontiguousarray(window[:, : max(int(cut.max()), 1)])
+    return fixed.view(f"S{fixed.shape[1]}").ravel(), True
+
+
+def _entry_bytes(fh: BinaryIO, name: bytes, header: np.void) -> bytes:
+    """One entry, decompressed and checked against its CRC by ``zipfile``."""
+    fh.seek(int(header["offset"]))
+    local = fh.read(_LOCAL.size)
+    if len(local) != _LOCAL.size:
+        raise _corrupt()
+    fields = _LOCAL.unpack(local)
+    if fields[0] != b"PK\x03\x04":
+        raise _corrupt()
+    if fh.read(fields[9]).split(b"\x00", 1)[0] != name:
+        raise _corrupt()
+    fh.seek(fields[10], io.SEEK_CUR)
+    info = zipfile.ZipInfo(name.decode("ascii"))
+    info.compress_type = int(header["method"])
+    info.compress_size = int(header["csize"])
+    info.file_size = int(header["size"])
+    info.CRC = int(header["crc"])
+    info.flag_bits = int(header["flags"])
+    with zipfile.ZipExtFile(fh, "r", info) as entry:
+        return entry.read()
+
+
+def check_photo_zip(
+    path: Path, control: bytes | None, expected_name: str, digest: tuple[int, str] | None = None
+) -> PhotoZip:
     """Check a photo zip against its control file and read its entries (F10 on failure).
 
+    ``digest`` is the zip's size and SHA-256 when already computed (while landing it).
     An entry whose name is not a plain file name (a directory part, ``..``, an absolute
-    path, a character outside ``[0-9A-Za-z_.-]``) makes the whole zip unsafe: F10.
+    path, a character outside ``[0-9A-Za-z_.-]``) makes the whole zip unsafe: F10. The
+    control file's SHA-256 covers every byte of the zip; each distinct photo (same CRC and
+    size) is decoded once, and its CRC checked then.
     """
     if control is None:
         raise FileLevelError(FileCode.F10, "photo zip control file missing")
@@ -52,45 +335,45 @@ def check_photo_zip(path: Path, control: bytes | None, expected_name: str) -> Ph
         ok = Control.parse(control, expected_name)
     except FileLevelError as exc:
         raise FileLevelError(FileCode.F10, "photo zip control file malformed") from exc
-    with path.open("rb") as fh:
-        size, sha = sha256_of(fh)
-    if (size, sha) != (ok.size, ok.sha256):
+    if digest is None:
+        with path.open("rb") as fh:
+            digest = sha256_of(fh)
+    if digest != (ok.size, ok.sha256):
         raise FileLevelError(
             FileCode.F10, "photo zip size or SHA-256 differs from its control file"
         )
+    with path.open("rb") as fh:
+        directory = _read_directory(fh)
+        if len(directory) != ok.record_count:
+            raise FileLevelError(
+                FileCode.F10, "photo zip entry count differs from its control file"
+            )
+        if directory.unsafe:
+            raise FileLevelError(FileCode.F10, "photo zip has an unsafe entry name")
+        order = np.argsort(directory.names, kind="stable")
+        ordered = directory.names[order]
+        if (ordered[1:] == ordered[:-1]).any():
+            raise FileLevelError(FileCode.F10, "photo zip has repeated entry names")
+        valid = _valid_entries(fh, directory)
+    return PhotoZip(path, len(directory), PhotoNames(ordered[valid[order]]))
+
+
+def _valid_entries(fh: BinaryIO, directory: _Directory) -> npt.NDArray[np.bool_]:
+    """Which entries are valid photos, decoding one entry per distinct (CRC, size)."""
+    headers = directory.headers
+    small = headers["size"] <= PHOTO_MAX_BYTES
+    keys = (headers["size"] << np.uint64(32)) | headers["crc"].astype(np.uint64)
+    distinct, first, inverse = np.unique(keys[small], return_index=True, return_inverse=True)
+    at = np.flatnonzero(small)[first]
+    good = np.zeros(distinct.size, dtype=bool)
     try:
-        with zipfile.ZipFile(path) as zf:
-            infos = zf.infolist()
-            if len(infos) != ok.record_count:
-                raise FileLevelError(
-                    FileCode.F10, "photo zip entry count differs from its control file"
-                )
-            for info in infos:
-                if (
-                    info.is_dir()
-                    or not _SAFE_ENTRY.fullmatch(info.filename)
-                    or ".." in info.filename
-                ):
-                    raise FileLevelError(FileCode.F10, "photo zip has an unsafe entry name")
-            names = [i.filename for i in infos]
-            if len(set(names)) != len(names):
-                raise FileLevelError(FileCode.F10, "photo zip has repeated entry names")
-            valid: set[str] = set()
-            seen: dict[tuple[int, int], bool] = {}
-            for info in infos:
-                if info.file_size > PHOTO_MAX_BYTES:
-                    continue
-                key = (info.CRC, info.file_size)
-                if key not in seen:
-                    seen[key] = photo_is_valid(zf.read(info))
-                if seen[key]:
-                    valid.add(info.filename)
-            bad = zf.testzip()
-            if bad is not None:
-                raise FileLevelError(FileCode.F10, "photo zip entry corrupt")
+        for k, i in enumerate(at.tolist()):
+            good[k] = photo_is_valid(_entry_bytes(fh, directory.names[i], headers[i]))
     except zipfile.BadZipFile as exc:
         raise FileLevelError(FileCode.F10, "photo zip corrupt") from exc
-    return PhotoZip(path, len(infos), frozenset(valid))
+    valid = np.zeros(len(directory), dtype=bool)
+    valid[small] = good[inverse.ravel()]
+    return valid
 
 
 def read_photo(path: Path, entry: str) -> bytes:

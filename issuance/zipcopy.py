@@ -1,8 +1,8 @@
 """Copy photos from the bureaus' zips into a PERSO zip byte for byte (ICD §5.5).
 
-A stored entry's bytes and CRC are taken as they are (the zip's SHA-256 was checked on
-arrival), so no photo is decoded, re-encoded or even re-hashed: the copy costs two
-``pread`` calls and two header writes per photo. Compressed entries, and zips that would
+A stored entry's bytes are taken as they are and their CRC-32 checked against the
+source's, so no photo is decoded or re-encoded: the copy costs two ``pread`` calls, a
+CRC and two header writes per photo. Compressed entries, and zips that would
 need ZIP64, go through :mod:`zipfile`.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import struct
 import zipfile
+import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 

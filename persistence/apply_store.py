@@ -57,14 +57,52 @@ def _open(field: str) -> str:
     return f"{STAGE}.fail_idx > {_IDX[field]} AND {STAGE}.repeat_result IS NULL"
 
 
-def run_checks(conn: Connection, sender: str, renewal_limit: str) -> None:
-    """All database and whole-file rules, in one pass each (ICD §4.2, §5.1, DOMAIN §5)."""
+#: in-file repeats (ICD §4.2): the occurrence number computed, the key, the lines it covers
+_REPEATS = (
+    ("rn_app", "app_no", ""),
+    ("rn_person", "id_no", "app_type = '01'"),
+    ("rn_card", "card_no", ""),
+    ("rn_old", "old_card_no, id_no", "old_card_no <> ''"),
+)
+
+
+def _occurrences() -> str:
+    """Each line whose key occurs more than once in the file, with its occurrence number
+    for each key (1 for a key it does not repeat). Only the keys seen more than once are
+    numbered, so the window functions never sort the whole file."""
     s = STAGE
-    pg = is_postgres(conn)
-    if pg:
-        conn.execute(text(f"CREATE INDEX ON {s} (app_no)"))
-        conn.execute(text(f"CREATE INDEX ON {s} (card_no)"))
-        conn.execute(text(f"ANALYZE {s}"))
+    names = [name for name, _, _ in _REPEATS]
+    parts = []
+    for name, key, cover in _REPEATS:
+        numbers = ", ".join(
+            f"ROW_NUMBER() OVER (PARTITION BY {key} ORDER BY seq) AS {n}"
+            if n == name
+            else f"1 AS {n}"
+            for n in names
+        )
+        cover_where = f" AND {cover}" if cover else ""
+        parts.append(
+            f"""SELECT seq, {numbers} FROM {s}
+                WHERE fail_idx >= 0{cover_where} AND ({key}) IN (
+                  SELECT {key} FROM {s} WHERE fail_idx >= 0{cover_where}
+                  GROUP BY {key} HAVING COUNT(*) > 1)"""
+        )
+    union = " UNION ALL ".join(parts)
+    maxima = ", ".join(f"MAX({n}) AS {n}" for n in names)
+    return f"SELECT seq, {maxima} FROM ({union}) AS u GROUP BY seq"
+
+
+def run_checks(conn: Connection, sender: str, renewal_limit: str) -> None:
+    """All database and whole-file rules, in one pass each (ICD §4.2, §5.1, DOMAIN §5).
+
+    On PostgreSQL, JIT compilation is off for the transaction: each statement does little
+    work per row, and compiling it cost more than running it."""
+    s = STAGE
+    if is_postgres(conn):
+        conn.execute(text("SET LOCAL jit = off"))
+        conn.execute(
+            text(f"ANALYZE {s} (seq, fail_idx, app_no, app_type, id_no, card_no, old_card_no)")
+        )
 
     # A key already answered with the same content is answered again, unchanged (ICD §4.2).
     conn.execute(
@@ -101,16 +139,7 @@ def run_checks(conn: Connection, sender: str, renewal_limit: str) -> None:
                     WHEN d.rn_card > 1 AND {s}.fail_idx > {i_card} THEN {i_card}
                     WHEN d.rn_old > 1 AND {s}.fail_idx > {i_old} THEN {i_old}
                     ELSE {s}.fail_idx END
-                FROM (
-                  SELECT seq,
-                    ROW_NUMBER() OVER (PARTITION BY app_no ORDER BY seq) AS rn_app,
-                    CASE WHEN app_type = '01'
-                      THEN ROW_NUMBER() OVER (PARTITION BY id_no, app_type ORDER BY seq) ELSE 1 END AS rn_person,
-                    ROW_NUMBER() OVER (PARTITION BY card_no ORDER BY seq) AS rn_card,
-                    CASE WHEN old_card_no <> ''
-                      THEN ROW_NUMBER() OVER (PARTITION BY old_card_no, id_no ORDER BY seq) ELSE 1 END AS rn_old
-                  FROM {s} WHERE fail_idx >= 0
-                ) AS d
+                FROM ({_occurrences()}) AS d
                 WHERE d.seq = {s}.seq AND {s}.repeat_result IS NULL
                   AND (d.rn_app > 1 OR d.rn_person > 1 OR d.rn_card > 1 OR d.rn_old > 1)"""
         )

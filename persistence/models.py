@@ -173,7 +173,13 @@ class Application(Base):
 
     __table_args__ = (
         Index("uq_application_bureau_app_no", "bureau", "app_no", unique=True),
-        Index("ix_application_unreported", "bureau", "final_date", "cardrsp_name"),
+        Index(
+            "ix_application_unreported",
+            "bureau",
+            "final_date",
+            sqlite_where=text("final_date IS NOT NULL AND cardrsp_name IS NULL"),
+            postgresql_where=text("final_date IS NOT NULL AND cardrsp_name IS NULL"),
+        ),
         Index("uq_application_card_no", "card_no", unique=True),
         Index("ix_application_id_no", "id_no"),
         Index("ix_application_status", "status"),

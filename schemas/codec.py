@@ -17,6 +17,7 @@ import io
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import BinaryIO
 
 import numpy as np
@@ -186,25 +187,88 @@ def _np(arr: pa.Array | pa.ChunkedArray) -> npt.NDArray[np.bool_]:
     return np.asarray(arr.to_numpy(zero_copy_only=False), dtype=bool)
 
 
-def _byte_lengths(col: pa.Array) -> npt.NDArray[np.int64]:
-    """GB18030 byte length of every value, computed in C for ASCII and in Python otherwise."""
-    lengths = pc.binary_length(col).to_numpy(zero_copy_only=False).astype(np.int64)
-    chars = pc.utf8_length(col).to_numpy(zero_copy_only=False).astype(np.int64)
-    wide = np.flatnonzero(lengths != chars)
-    if len(wide):
-        values = col.take(pa.array(wide)).to_pylist()
-        lengths[wide] = [gb18030_length(v) for v in values]
+@lru_cache(maxsize=1)
+def _gb18030_widths() -> npt.NDArray[np.uint8]:
+    """GB18030 byte length of every code point of the Basic Multilingual Plane (0 for the
+    surrogates, which no valid string holds): 1 for ASCII, 2 or 4 otherwise."""
+    return np.array(
+        [0 if 0xD800 <= cp <= 0xDFFF else len(chr(cp).encode("gb18030")) for cp in range(0x10000)],
+        dtype=np.uint8,
+    )
+
+
+def _byte_lengths(col: pa.Array | pa.ChunkedArray) -> npt.NDArray[np.int64]:
+    """GB18030 byte length of every value (null: 0), from the UTF-8 bytes of the whole
+    column at once. ASCII and 4-byte UTF-8 characters keep their length; each 2- and
+    3-byte UTF-8 character takes the GB18030 width of its code point (2 or 4)."""
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    arr = arr.cast(pa.string()) if arr.type != pa.string() else arr
+    n = len(arr)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    bounds = np.frombuffer(arr.buffers()[1], dtype=np.int32, count=n + 1, offset=arr.offset * 4)
+    start = int(bounds[0])
+    offsets = bounds.astype(np.int64) - start
+    lengths = np.diff(offsets)
+    data = arr.buffers()[2]
+    if data is None or offsets[-1] == 0:
+        return lengths
+    raw = np.frombuffer(data, dtype=np.uint8)[start : start + int(offsets[-1])]
+    lead2 = np.flatnonzero((raw & 0xE0) == 0xC0)
+    lead3 = np.flatnonzero((raw & 0xF0) == 0xE0)
+    if lead2.size or lead3.size:
+        cp2 = _bits(raw, lead2, 0x1F) << 6 | _bits(raw, lead2 + 1, 0x3F)
+        cp3 = (
+            _bits(raw, lead3, 0x0F) << 12
+            | _bits(raw, lead3 + 1, 0x3F) << 6
+            | _bits(raw, lead3 + 2, 0x3F)
+        )
+        table = _gb18030_widths().astype(np.int64)
+        at = np.concatenate([lead2, lead3])
+        extra = np.concatenate([table[cp2] - 2, table[cp3] - 3])
+        value = np.searchsorted(offsets, at, side="right") - 1
+        lengths += np.bincount(value, weights=extra, minlength=n).astype(np.int64)
+    if arr.null_count:
+        lengths[np.asarray(arr.is_null().to_numpy(zero_copy_only=False), dtype=bool)] = 0
     return np.asarray(lengths, dtype=np.int64)
 
 
-def _valid_dates(col: pa.Array, fmt: str, pattern: str) -> npt.NDArray[np.bool_]:
-    shaped = pc.match_substring_regex(col, f"^{pattern}$")
-    parsed = pc.strptime(col, format=fmt, unit="s", error_is_null=True)
-    # Arrow rolls 20230230 over to 20230302: a date is valid only if it prints back unchanged.
-    back = pc.strftime(parsed, format=fmt)
-    same = pc.fill_null(pc.equal(back, col), False)
-    year_zero = pc.starts_with(col, "0000")
-    return _np(shaped) & _np(same) & ~_np(year_zero)
+def _bits(raw: npt.NDArray[np.uint8], at: npt.NDArray[np.intp], mask: int) -> npt.NDArray[np.int64]:
+    return np.asarray(raw[at], dtype=np.int64) & mask
+
+
+_DAYS_IN_MONTH = np.array([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int64)
+
+
+def valid_date_digits(digits: npt.NDArray[np.integer]) -> npt.NDArray[np.bool_]:
+    """Rows of 8 (``YYYYMMDD``) or 14 (``YYYYMMDDHHMMSS``) digit values that name a real
+    date (and time): month 1–12, a day the month has in that year (Gregorian leap years),
+    year 0001 or later, hours 0–23, minutes and seconds 0–59."""
+    d = np.asarray(digits, dtype=np.int64)
+    year = d[:, 0] * 1000 + d[:, 1] * 100 + d[:, 2] * 10 + d[:, 3]
+    month = d[:, 4] * 10 + d[:, 5]
+    day = d[:, 6] * 10 + d[:, 7]
+    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
+    known = (month >= 1) & (month <= 12)
+    last = _DAYS_IN_MONTH[np.where(known, month, 1) - 1] + (leap & (month == 2))
+    ok = known & (year >= 1) & (day >= 1) & (day <= last)
+    if d.shape[1] == 14:
+        hour, minute, second = (d[:, i] * 10 + d[:, i + 1] for i in (8, 10, 12))
+        ok &= (hour <= 23) & (minute <= 59) & (second <= 59)
+    return np.asarray(ok, dtype=bool)
+
+
+def _valid_dates(col: pa.Array, width: int) -> npt.NDArray[np.bool_]:
+    """Values of exactly ``width`` digits (8: a date, 14: a date and time) that are real."""
+    ok = np.zeros(len(col), dtype=bool)
+    shaped = np.flatnonzero(_np(pc.match_substring_regex(col, f"^[0-9]{{{width}}}$")))
+    if shaped.size:
+        fixed = col.take(pa.array(shaped)).cast(pa.binary(width))
+        raw = np.frombuffer(fixed.buffers()[1], dtype=np.uint8)
+        start = fixed.offset * width
+        digits = raw[start : start + shaped.size * width].reshape(-1, width) - ord("0")
+        ok[shaped] = valid_date_digits(digits)
+    return ok
 
 
 def field_failures(f: Field, col: pa.Array, columns: dict[str, pa.Array]) -> npt.NDArray[np.bool_]:
@@ -231,9 +295,9 @@ def field_failures(f: Field, col: pa.Array, columns: dict[str, pa.Array]) -> npt
     if f.pattern:
         bad |= ~_np(pc.match_substring_regex(col, f"^(?:{f.pattern})$"))
     if f.kind == "date":
-        bad |= ~_valid_dates(col, "%Y%m%d", "[0-9]{8}")
+        bad |= ~_valid_dates(col, 8)
     elif f.kind == "time":
-        bad |= ~_valid_dates(col, "%Y%m%d%H%M%S", "[0-9]{14}")
+        bad |= ~_valid_dates(col, 14)
     elif f.kind == "month":
         bad |= ~_np(pc.match_substring_regex(col, "^[0-9]{4}(0[1-9]|1[0-2])$"))
     elif f.kind == "count":

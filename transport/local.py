@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import ClassVar
 
-from transport.remote import BaseRemote, RemoteEntry, split_path
+from transport.remote import BaseRemote, RemoteEntry, copy_to_file, split_path
 
 
 class LocalRemote(BaseRemote):
@@ -37,6 +37,10 @@ class LocalRemote(BaseRemote):
 
     def read_bytes(self, path: str) -> bytes:
         return self._path(path).read_bytes()
+
+    def download(self, path: str, local_path: Path) -> tuple[int, str]:
+        with self._path(path).open("rb") as src:
+            return copy_to_file(src, local_path)
 
     def exists(self, path: str) -> bool:
         return self._path(path, allow_base=True).exists()

@@ -12,6 +12,7 @@ Paths are POSIX strings relative to the remote's base directory (``"pickup"``,
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import posixpath
 from abc import ABC, abstractmethod
@@ -25,6 +26,8 @@ from transport.errors import PublishConflictError, RemoteNameError, TransportErr
 
 #: how many ``NAME.1``, ``NAME.2``… are tried before a move gives up
 MAX_ARCHIVE_SUFFIX = 999
+#: bytes read and written at a time by ``download``
+DOWNLOAD_BLOCK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,12 @@ class Remote(Protocol):
 
     def read_bytes(self, path: str) -> bytes:
         """The file's content; ``FileNotFoundError`` when it is missing."""
+        ...
+
+    def download(self, path: str, local_path: Path) -> tuple[int, str]:
+        """Copy the file to ``local_path`` in blocks (memory stays flat however large the
+        file) and return its size and SHA-256 (hex), computed while copying;
+        ``FileNotFoundError`` when it is missing."""
         ...
 
     def exists(self, path: str) -> bool: ...
@@ -99,6 +108,27 @@ def split_path(path: str, *, allow_base: bool = False) -> tuple[str, ...]:
     return parts
 
 
+class _Readable(Protocol):
+    def read(self, size: int) -> bytes: ...
+
+
+def copy_to_file(src: _Readable, local_path: Path) -> tuple[int, str]:
+    """Copy ``src`` to ``local_path`` in ``DOWNLOAD_BLOCK`` blocks; size and SHA-256 (hex) of
+    what was copied. A copy that fails part-way is removed."""
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        with open(local_path, "wb") as dst:
+            while block := src.read(DOWNLOAD_BLOCK):
+                digest.update(block)
+                dst.write(block)
+                size += len(block)
+    except BaseException:
+        local_path.unlink(missing_ok=True)
+        raise
+    return size, digest.hexdigest()
+
+
 def join(dir: str, name: str) -> str:
     return posixpath.join(dir, name) if dir else name
 
@@ -118,6 +148,9 @@ class BaseRemote(ABC):
 
     @abstractmethod
     def read_bytes(self, path: str) -> bytes: ...
+
+    @abstractmethod
+    def download(self, path: str, local_path: Path) -> tuple[int, str]: ...
 
     @abstractmethod
     def exists(self, path: str) -> bool: ...

@@ -34,7 +34,7 @@ from transport.errors import (
     TransientTransportError,
     TransportError,
 )
-from transport.remote import BaseRemote, RemoteEntry, split_path
+from transport.remote import BaseRemote, RemoteEntry, copy_to_file, split_path
 
 log = logging.getLogger(__name__)
 
@@ -319,6 +319,15 @@ class SftpRemote(BaseRemote):
         with self._session() as sftp:
             sftp.getfo(remote, buf)
         return buf.getvalue()
+
+    def download(self, path: str, local_path: Path) -> tuple[int, str]:
+        """Pipelined reads (paramiko's prefetch) written to ``local_path`` as they arrive;
+        the SSH channel window bounds what waits in memory. (Capping paramiko's requests
+        in flight makes it poll: 5 MiB/s instead of 118 MiB/s on loopback.)"""
+        remote = self._remote(path)
+        with self._session() as sftp, sftp.open(remote, "rb") as src:
+            src.prefetch()
+            return copy_to_file(src, local_path)
 
     def exists(self, path: str) -> bool:
         remote = self._remote(path, allow_base=True)

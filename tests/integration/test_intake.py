@@ -194,6 +194,52 @@ def test_lines_are_answered_against_what_the_database_holds(
     assert {s for _, s in accepted} == {"accepted"}
 
 
+def test_repeats_inside_a_file_are_rejected_after_their_first_line_at_the_earliest_field(
+    server: Path, engine: Engine, tmp_path: Path
+) -> None:
+    batch = make_apply_batch(size=9, seed=12)
+    rows = [list(r) for r in batch.rows]
+    replacing = rows[5]
+    with engine.begin() as conn:
+        conn.execute(
+            insert(Card).values(
+                card_no="OLD000005",
+                bureau="R440100",
+                id_type="01",
+                id_no=replacing[FIELD["id_no"]],
+                name=replacing[FIELD["name"]],
+                bank_code=replacing[FIELD["bank_code"]],
+                status="1",
+                issue_date="20200101",
+                expiry_date="20300101",
+            )
+        )
+    # line 3: line 1's app_no → E107
+    rows[2][FIELD["app_no"]] = rows[0][FIELD["app_no"]]
+    # line 4: line 2's applicant applying for a first card again → E108
+    rows[3] = list(rows[1])
+    rows[3][FIELD["app_no"]] = rows[1][FIELD["app_no"]] + "B"
+    rows[3][FIELD["card_no"]] = "NEW000004"
+    # line 5: line 1's card number → E106
+    rows[4][FIELD["card_no"]] = rows[0][FIELD["card_no"]]
+    # lines 6 and 7: the same old card replaced twice for its holder → line 7 E109
+    rows[5][FIELD["app_type"]] = "06"
+    rows[5][FIELD["old_card_no"]] = "OLD000005"
+    rows[5][FIELD["keep_account"]] = "0"
+    rows[5][FIELD["replace_reason"]] = "2"
+    rows[6] = list(rows[5])
+    rows[6][FIELD["app_no"]] = rows[5][FIELD["app_no"]] + "B"
+    rows[6][FIELD["card_no"]] = "NEW000007"
+    # line 8: line 2's card number, and a mobile number too short, which comes first → E114
+    rows[7][FIELD["card_no"]] = rows[1][FIELD["card_no"]]
+    rows[7][FIELD["mobile"]] = "1390000"
+    write_batch(rebuilt(batch, rows), server / "pickup")
+
+    run(server, engine, tmp_path, chunk_lines=2)
+
+    assert response_codes(server, RSP) == ["", "", "E107", "E108", "E106", "", "E109", "E114", ""]
+
+
 def test_a_key_answered_before_is_answered_again_unchanged_and_reused_for_other_content_is_e107(
     server: Path, engine: Engine, tmp_path: Path
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import time
 import uuid
 from pathlib import Path
@@ -123,6 +124,43 @@ def test_listing_a_missing_directory_finds_nothing(remote: SftpRemote) -> None:
 def test_reading_a_missing_file_raises_file_not_found(remote: SftpRemote) -> None:
     with pytest.raises(FileNotFoundError):
         remote.read_bytes("pickup/nothing.txt")
+
+
+def test_download_copies_the_file_and_returns_its_size_and_sha256(
+    remote: SftpRemote, base: Path, tmp_path: Path
+) -> None:
+    data = DATA * 100_000
+    (base / "pickup").mkdir()
+    (base / "pickup" / NAME).write_bytes(data)
+
+    got = remote.download(f"pickup/{NAME}", tmp_path / NAME)
+
+    assert got == (len(data), hashlib.sha256(data).hexdigest())
+    assert (tmp_path / NAME).read_bytes() == data
+
+
+def test_downloading_a_missing_file_raises_file_not_found_and_writes_nothing(
+    remote: SftpRemote, tmp_path: Path
+) -> None:
+    with pytest.raises(FileNotFoundError):
+        remote.download("pickup/nothing.txt", tmp_path / "nothing.txt")
+
+    assert not (tmp_path / "nothing.txt").exists()
+
+
+def test_a_lost_connection_makes_a_download_transient_and_the_next_one_reconnects(
+    remote: SftpRemote, base: Path, tmp_path: Path
+) -> None:
+    (base / "pickup").mkdir()
+    (base / "pickup" / NAME).write_bytes(DATA * 100_000)
+    transport = remote._client.get_transport()  # type: ignore[union-attr]
+    transport.close()  # type: ignore[union-attr]
+
+    with pytest.raises(TransientTransportError):
+        remote.download(f"pickup/{NAME}", tmp_path / NAME)
+
+    assert not (tmp_path / NAME).exists()
+    assert remote.download(f"pickup/{NAME}", tmp_path / NAME)[0] == len(DATA) * 100_000
 
 
 def test_move_into_a_dated_archive_creates_it_and_never_overwrites(

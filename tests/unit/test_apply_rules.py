@@ -3,6 +3,7 @@ birth date, names, gender and birth date against the ID, nationality, region, ba
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import date, timedelta
 from typing import Literal
 
@@ -14,6 +15,7 @@ from stdnum.cn import ric
 from stdnum.exceptions import InvalidComponent
 
 from issuance.apply_rules import check_apply_chunk, resident_id_valid, rules_for
+from issuance.photos import PhotoNames
 from sandbox.bureau import make_apply_batch, render
 from schemas.codec import DelimitedReader, Header
 from schemas.layouts import APPLY
@@ -167,7 +169,7 @@ def changed(row: list[str], **values: str) -> list[str]:
 
 
 def rejections(
-    rows: list[list[str]], photos: frozenset[str] | Literal["all"] | None = "all"
+    rows: list[list[str]], photos: Collection[str] | Literal["all"] | None = "all"
 ) -> list[tuple[int, str, str]]:
     """(SEQ, field, code) of every rejected line after the codec and the rules of §5.1;
     ``photos`` are the valid photos of the zip (``"all"``: every photo the lines name,
@@ -310,6 +312,15 @@ def test_a_photo_named_but_missing_from_the_zip_is_e113() -> None:
 
     assert rejections(rows, present) == [(2, "photo", "E113")]
     assert rejections(rows, None) == [(1, "photo", "E113"), (2, "photo", "E113")]
+
+
+def test_the_valid_photos_of_a_checked_zip_answer_as_a_set_of_names_does() -> None:
+    rows = [a_line(n) for n in range(40, 46)]
+    named = [row[APPLY.index("photo")] for row in rows]
+    present = {named[0], named[3], named[4], "OTHER.jpg"}
+
+    assert rejections(rows, PhotoNames(present)) == rejections(rows, frozenset(present))
+    assert rejections(rows, PhotoNames([])) == rejections(rows, frozenset())
 
 
 def test_a_replacement_without_a_photo_reuses_the_one_on_file() -> None:

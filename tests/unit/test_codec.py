@@ -11,6 +11,7 @@ from functools import cache
 from typing import Any, BinaryIO, cast
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -22,6 +23,8 @@ from schemas.codec import (
     Header,
     Rejection,
     WriterError,
+    _byte_lengths,
+    _valid_dates,
     amount_to_fen,
     fen_to_amount,
     gb18030_length,
@@ -746,3 +749,59 @@ def test_a_fixed_width_file_read_in_chunks_of_seven_gives_the_same_rows_and_reje
     assert [(r.line, r.field) for r in default[1]] == [(11, "card_no"), (17, "pan")]
     assert chunked[1] == default[1]
     assert chunked[0].equals(default[0])
+
+
+# --------------------------------------------------------------------------- vectorised checks
+
+
+def _dates_by_round_trip(values: list[str], fmt: str, width: int) -> list[bool]:
+    """The reference: a value is a real date when Arrow parses it and prints it back
+    unchanged (Arrow rolls 20230230 over to 20230302), and its year is not 0000."""
+    col = pa.array(values, pa.string())
+    shaped = pc.match_substring_regex(col, f"^[0-9]{{{width}}}$")
+    parsed = pc.strptime(col, format=fmt, unit="s", error_is_null=True)
+    same = pc.fill_null(pc.equal(pc.strftime(parsed, format=fmt), col), False)
+    year_zero = pc.starts_with(col, "0000")
+    return pc.and_(pc.and_(shaped, same), pc.invert(year_zero)).to_pylist()
+
+
+def _digits(width: int) -> st.SearchStrategy[str]:
+    """Digit strings near and beyond the edges of every date part, and a few non-digits."""
+    parts = [
+        st.sampled_from([0, 1, 4, 100, 1600, 1900, 2000, 2024, 2100, 2400, 9999]),
+        st.integers(0, 13),
+        st.integers(0, 32),
+    ]
+    if width == 14:
+        parts += [st.integers(0, 25), st.integers(0, 61), st.integers(0, 61)]
+    shaped = st.tuples(*parts).map(lambda p: f"{p[0]:04d}" + "".join(f"{v:02d}" for v in p[1:]))
+    return st.one_of(shaped, st.text("0123456789 -x", max_size=16))
+
+
+@pytest.mark.parametrize(("width", "fmt"), [(8, "%Y%m%d"), (14, "%Y%m%d%H%M%S")])
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_dates_are_checked_as_arrow_parses_and_prints_them_back(
+    width: int, fmt: str, data: st.DataObject
+) -> None:
+    values = data.draw(st.lists(_digits(width), min_size=1, max_size=200))
+
+    ours = _valid_dates(pa.array(values, pa.string()), width).tolist()
+
+    assert ours == _dates_by_round_trip(values, fmt, width)
+
+
+@settings(max_examples=80)
+@given(
+    st.lists(
+        st.one_of(st.text(max_size=12), st.text(TEXT_ALPHABET + "é€ŉ丂〇ㄅ", max_size=12)),
+        max_size=60,
+    ),
+    st.integers(0, 5),
+)
+def test_gb18030_byte_lengths_of_a_column_are_those_of_each_value_encoded(
+    values: list[str], start: int
+) -> None:
+    col = pa.array(["skipped"] * start + values, pa.string()).slice(start)
+
+    assert _byte_lengths(col).tolist() == [gb18030_length(v) for v in values]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -111,6 +112,31 @@ def test_moving_a_missing_file_raises_file_not_found(remote: LocalRemote) -> Non
 def test_reading_a_missing_file_raises_file_not_found(remote: LocalRemote) -> None:
     with pytest.raises(FileNotFoundError):
         remote.read_bytes(f"pickup/{NAME}")
+
+
+def test_download_copies_the_file_and_returns_its_size_and_sha256(
+    remote: LocalRemote, tmp_path: Path
+) -> None:
+    data = bytes(range(256)) * 9000 + b"tail"
+    (tmp_path / "pickup").mkdir()
+    (tmp_path / "pickup" / NAME).write_bytes(data)
+    local = tmp_path / "local" / NAME
+    local.parent.mkdir()
+
+    assert remote.download(f"pickup/{NAME}", local) == (
+        len(data),
+        hashlib.sha256(data).hexdigest(),
+    )
+    assert local.read_bytes() == data
+
+
+def test_downloading_a_missing_file_raises_file_not_found_and_writes_nothing(
+    remote: LocalRemote, tmp_path: Path
+) -> None:
+    with pytest.raises(FileNotFoundError):
+        remote.download(f"pickup/{NAME}", tmp_path / NAME)
+
+    assert not (tmp_path / NAME).exists()
 
 
 def test_paths_outside_the_root_are_refused(remote: LocalRemote) -> None:

@@ -1,0 +1,254 @@
+"""The photo zip of an APPLY (ICD §5.1): read from its central directory without one
+``ZipInfo`` per entry, with the same checks and the same answers as ``zipfile`` gives."""
+
+from __future__ import annotations
+
+import io
+import random
+import struct
+import zipfile
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from issuance.photos import PhotoNames, _read_directory, check_photo_zip
+from sandbox.people import oversized_photo, photo_cache, png_photo, small_photo
+from schemas.files import Control, FileLevelError
+
+NAME = "APPLY_R440100_B001_20261122_001.zip"
+
+
+def write_zip(
+    path: Path,
+    entries: list[tuple[str, bytes]],
+    *,
+    compression: int = zipfile.ZIP_STORED,
+    zip64: bool = False,
+    extra: bytes = b"",
+    prefix: bytes = b"",
+) -> Path:
+    buffer = io.BytesIO()
+    buffer.write(prefix)
+    with zipfile.ZipFile(buffer, "w", compression) as zf:
+        for name, data in entries:
+            info = zipfile.ZipInfo(name, (2026, 11, 22, 9, 0, 0))
+            info.compress_type = compression
+            info.extra = extra
+            with zf.open(info, "w", force_zip64=zip64) as out:
+                out.write(data)
+    path.write_bytes(buffer.getvalue())
+    return path
+
+
+def control_of(path: Path, count: int | None = None) -> bytes:
+    data = path.read_bytes()
+    entries = len(zipfile.ZipFile(path).infolist()) if count is None else count
+    return Control.for_bytes(path.name, data, entries).render()
+
+
+def checked(path: Path, count: int | None = None) -> PhotoNames:
+    return check_photo_zip(path, control_of(path, count), path.name).valid
+
+
+def f10_detail(path: Path, count: int | None = None) -> str:
+    with pytest.raises(FileLevelError) as caught:
+        checked(path, count)
+    assert caught.value.code == "F10"
+    return caught.value.detail
+
+
+@pytest.fixture
+def photos() -> tuple[bytes, ...]:
+    return photo_cache(3, 0, fast=True)
+
+
+def test_valid_photos_are_found_by_name_and_each_distinct_photo_decides_for_its_copies(
+    tmp_path: Path, photos: tuple[bytes, ...]
+) -> None:
+    entries = [
+        ("A1.jpg", photos[0]),
+        ("A2.jpg", photos[1]),
+        ("A3.jpg", photos[0]),
+        ("B1.jpg", small_photo()),
+        ("B2.jpg", png_photo()),
+        ("B3.jpg", oversized_photo()),
+        ("B4.jpg", small_photo()),
+        ("A4.jpg", photos[2]),
+    ]
+    for compression in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        path = write_zip(tmp_path / NAME, entries, compression=compression)
+
+        valid = checked(path)
+
+        assert sorted(valid) == ["A1.jpg", "A2.jpg", "A3.jpg", "A4.jpg"]
+        assert "A3.jpg" in valid and "B1.jpg" not in valid and "a1.jpg" not in valid
+        looked_up = pa.array(
+            ["A2.jpg", "B4.jpg", None, "", "A4.jpg", "名.jpg", "A1.jpg" * 20, "A1.jpg\x00"]
+        )
+        assert valid.isin(looked_up).tolist() == [
+            True,
+            False,
+            False,
+            False,
+            True,
+            False,
+            False,
+            False,
+        ]
+
+
+@pytest.mark.parametrize(
+    "name", ["../evil.jpg", "dir/a.jpg", "/abs.jpg", "a b.jpg", "照片.jpg", "a..jpg", "x" * 101]
+)
+def test_an_entry_that_is_not_a_plain_file_name_makes_the_zip_f10(
+    tmp_path: Path, photos: tuple[bytes, ...], name: str
+) -> None:
+    path = write_zip(tmp_path / NAME, [("A1.jpg", photos[0]), (name, photos[1])])
+
+    assert f10_detail(path) == "photo zip has an unsafe entry name"
+
+
+def test_a_name_of_exactly_100_characters_is_plain(
+    tmp_path: Path, photos: tuple[bytes, ...]
+) -> None:
+    path = write_zip(tmp_path / NAME, [("x" * 96 + ".jpg", photos[0])])
+
+    assert list(checked(path)) == ["x" * 96 + ".jpg"]
+
+
+def test_a_repeated_entry_name_makes_the_zip_f10(tmp_path: Path, photos: tuple[bytes, ...]) -> None:
+    path = tmp_path / NAME
+    with pytest.warns(UserWarning, match="Duplicate name"):
+        write_zip(path, [("A1.jpg", photos[0]), ("A2.jpg", photos[1]), ("A1.jpg", photos[2])])
+
+    assert f10_detail(path) == "photo zip has repeated entry names"
+
+
+def test_an_entry_count_other_than_the_control_files_makes_the_zip_f10(
+    tmp_path: Path, photos: tuple[bytes, ...]
+) -> None:
+    path = write_zip(tmp_path / NAME, [("A1.jpg", photos[0]), ("A2.jpg", photos[1])])
+
+    assert f10_detail(path, count=3) == "photo zip entry count differs from its control file"
+
+
+def test_a_photo_whose_bytes_do_not_match_its_crc_makes_the_zip_f10(
+    tmp_path: Path, photos: tuple[bytes, ...]
+) -> None:
+    path = write_zip(tmp_path / NAME, [("A1.jpg", photos[0])])
+    data = bytearray(path.read_bytes())
+    data[30 + len("A1.jpg") + 100] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+    assert f10_detail(path) == "photo zip corrupt"
+
+
+def test_bytes_that_are_no_zip_make_it_f10(tmp_path: Path) -> None:
+    path = tmp_path / NAME
+    path.write_bytes(b"PK\x03\x04 not really a zip")
+
+    assert f10_detail(path, count=0) == "photo zip corrupt"
+
+
+def test_a_digest_computed_while_landing_the_zip_is_checked_instead_of_hashing_it_again(
+    tmp_path: Path, photos: tuple[bytes, ...]
+) -> None:
+    path = write_zip(tmp_path / NAME, [("A1.jpg", photos[0])])
+    control = control_of(path)
+    ok = Control.parse(control, NAME)
+
+    assert list(check_photo_zip(path, control, NAME, (ok.size, ok.sha256)).valid) == ["A1.jpg"]
+    with pytest.raises(FileLevelError) as caught:
+        check_photo_zip(path, control, NAME, (ok.size, "0" * 64))
+    assert caught.value.detail == "photo zip size or SHA-256 differs from its control file"
+
+
+def directory_of(path: Path) -> list[tuple[str, int, int, int, int]]:
+    with path.open("rb") as fh:
+        found = _read_directory(fh)
+    h = found.headers
+    return [
+        (n.decode(), int(c), int(s), int(z), int(o))
+        for n, c, s, z, o in zip(
+            found.names.tolist(), h["crc"], h["size"], h["csize"], h["offset"], strict=True
+        )
+    ]
+
+
+def directory_by_zipfile(path: Path) -> list[tuple[str, int, int, int, int]]:
+    with zipfile.ZipFile(path) as zf:
+        return [
+            (i.filename, i.CRC, i.file_size, i.compress_size, i.header_offset)
+            for i in zf.infolist()
+        ]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"compression": zipfile.ZIP_DEFLATED},
+        {"zip64": True},
+        {"extra": struct.pack("<HHB4s", 0x5455, 5, 1, b"\x00\x00\x00\x00")},
+        {"prefix": b"#!/bin/sh\nexit 0\n" * 10},
+    ],
+    ids=["stored", "deflated", "zip64-entries", "extra-field", "prepended-bytes"],
+)
+def test_the_central_directory_reads_as_zipfile_reads_it(
+    tmp_path: Path, options: dict[str, object]
+) -> None:
+    rng = random.Random(7)
+    entries = [
+        (f"{rng.randrange(10**9):09d}_{i}.jpg", rng.randbytes(rng.randrange(0, 3000)))
+        for i in range(300)
+    ]
+    path = write_zip(tmp_path / NAME, entries, **options)  # type: ignore[arg-type]
+
+    assert directory_of(path) == directory_by_zipfile(path)
+
+
+def with_zip64_directory(path: Path) -> Path:
+    """The same zip with every size and offset of its central directory moved into a
+    ZIP64 extra field (as writers do past 4 GiB), and a ZIP64 end record."""
+    data = path.read_bytes()
+    with zipfile.ZipFile(path) as zf:
+        infos = zf.infolist()
+        start = zf.start_dir
+    directory = b""
+    for info in infos:
+        name = info.filename.encode()
+        extra = struct.pack("<HHQQQ", 1, 24, info.file_size, info.compress_size, info.header_offset)
+        head = (b"PK\x01\x02", 45, 3, 45, 0, info.flag_bits, info.compress_type, 0, 0)
+        wide = (info.CRC, 0xFFFFFFFF, 0xFFFFFFFF, len(name), len(extra), 0, 0, 0, 0, 0xFFFFFFFF)
+        directory += struct.pack("<4s4B4HL2L5H2L", *head, *wide) + name + extra
+    n = len(infos)
+    end64 = start + len(directory)
+    tail = struct.pack("<4sQ2H2L4Q", b"PK\x06\x06", 44, 45, 45, 0, 0, n, n, len(directory), start)
+    tail += struct.pack("<4sLQL", b"PK\x06\x07", 0, end64, 1)
+    tail += struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, 0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0)
+    path.write_bytes(data[:start] + directory + tail)
+    return path
+
+
+def test_sizes_and_offsets_in_zip64_extra_fields_are_read_as_zipfile_reads_them(
+    tmp_path: Path, photos: tuple[bytes, ...]
+) -> None:
+    entries = [("A1.jpg", photos[0]), ("A2.jpg", photos[1]), ("B1.jpg", small_photo())]
+    path = with_zip64_directory(write_zip(tmp_path / NAME, entries))
+
+    assert directory_of(path) == directory_by_zipfile(path)
+    assert directory_of(path)[1][4] > 0
+    assert sorted(checked(path)) == ["A1.jpg", "A2.jpg"]
+
+
+def test_more_entries_than_a_plain_zip_counts_are_read_from_its_zip64_end_record(
+    tmp_path: Path,
+) -> None:
+    entries = [(f"{i:06d}.jpg", b"") for i in range(0x10000 + 5)]
+    path = write_zip(tmp_path / NAME, entries)
+
+    found = directory_of(path)
+
+    assert len(found) == 0x10000 + 5
+    assert found == directory_by_zipfile(path)
