@@ -47,9 +47,9 @@ def copy_photos(
                         data = os.pread(
                             fd, info.file_size, info.header_offset + 30 + name_len + extra_len
                         )
-                        if len(data) != info.file_size:
+                        if len(data) != info.file_size or zlib.crc32(data) != info.CRC:
                             raise zipfile.BadZipFile(
-                                f"photo entry truncated in {Path(zip_path).name}"
+                                f"photo entry damaged in {Path(zip_path).name}"
                             )
                     else:
                         data = zf.read(entry)
