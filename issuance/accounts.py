@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 import pyarrow as pa
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, bindparam, text
 
 from banking.pan import PanRange, make_pans
 from issuance.intake import Landed
@@ -208,73 +208,101 @@ def apply_account_answers(
     counts = {"applied": 0, "opened": 0, "refused": 0, "problems": 0}
     problems: list[dict[str, object]] = []
     sender = reader.header.sender
+    answered: dict[str, tuple[str, str]] = {}
     for chunk in reader.chunks():
-        table = chunk.table
-        ok = chunk.ok
-        for i, rec in enumerate(table.to_pylist()):
-            line_no = int(rec["_line"])
-            if not ok[i]:
-                problems.append(
-                    _problem(
-                        landed.name,
-                        line_no,
-                        str(rec["req_no"]),
-                        f"layout {chunk.fail_code[i]}",
-                        business_date,
-                    )
-                )
-                continue
-            req = rows(
-                conn,
-                "SELECT r.req_no, r.application_id, r.bank_code, r.result, r.reason_code, a.status "
-                "FROM partner_request r JOIN application a ON a.id = r.application_id WHERE r.req_no = :k",
-                k=rec["req_no"],
-            )
-            if not req or req[0].bank_code != sender:
-                problems.append(
-                    _problem(landed.name, line_no, rec["req_no"], "unknown req_no", business_date)
-                )
-                continue
-            r = req[0]
-            if r.result is not None:
-                same = (r.result, r.reason_code or "") == (rec["result"], rec["reason_code"])
-                if not same:
-                    problems.append(
-                        _problem(
-                            landed.name,
-                            line_no,
-                            rec["req_no"],
-                            "answered before, differently",
-                            business_date,
-                        )
-                    )
-                continue
-            execute(
-                conn,
-                "UPDATE partner_request SET answered_date = :d, result = :res, reason_code = :rc WHERE req_no = :k",
-                d=business_date,
-                res=rec["result"],
-                rc=rec["reason_code"],
-                k=rec["req_no"],
-            )
-            if rec["result"] == "00":
-                execute(
-                    conn,
-                    "UPDATE application SET pan = :pan, pan_seq = :seq, status = :s WHERE id = :id",
-                    pan=rec["pan"],
-                    seq=rec["pan_seq"],
-                    s=ACCOUNT_OPEN,
-                    id=r.application_id,
-                )
-                counts["opened"] += 1
+        recs = chunk.table.to_pylist()
+        keys = sorted({str(r["req_no"]) for r in recs})
+        known = {}
+        for start in range(0, len(keys), 900):
+            for row in conn.execute(_REQUESTS, {"keys": keys[start : start + 900]}):
+                known[row.req_no] = row
+        answers: list[tuple[str, str, str]] = []
+        opened: list[tuple[int, str, str]] = []
+        refused: list[tuple[int, str]] = []
+        for i, rec in enumerate(recs):
+            line_no, req_no = int(rec["_line"]), str(rec["req_no"])
+            answer = (rec["result"], rec["reason_code"])
+            if not chunk.ok[i]:
+                problem = f"layout {chunk.fail_code[i]}"
+            elif (r := known.get(req_no)) is None or r.bank_code != sender:
+                problem = "unknown req_no"
+            elif before := answered.get(req_no) or (r.result and (r.result, r.reason_code or "")):
+                problem = "" if before == answer else "answered before, differently"
+                if not problem:
+                    continue
             else:
-                _fail(conn, r.application_id, "1", rec["reason_code"], business_date)
-                counts["refused"] += 1
-            counts["applied"] += 1
+                answered[req_no] = answer
+                answers.append((req_no, rec["result"], rec["reason_code"]))
+                if rec["result"] == "00":
+                    opened.append((r.application_id, rec["pan"], rec["pan_seq"]))
+                else:
+                    refused.append((r.application_id, rec["reason_code"]))
+                continue
+            problems.append(_problem(landed.name, line_no, req_no, problem, business_date))
+        _apply_answers(conn, answers, opened, refused, business_date)
+        counts["opened"] += len(opened)
+        counts["refused"] += len(refused)
+        counts["applied"] += len(answers)
     if problems:
         bulk_load(conn, "return_problem", pa.Table.from_pylist(problems), list(problems[0]))
     counts["problems"] = len(problems)
     return counts
+
+
+_REQUESTS = text(
+    "SELECT req_no, application_id, bank_code, result, reason_code FROM partner_request "
+    "WHERE req_no IN :keys"
+).bindparams(bindparam("keys", expanding=True))
+
+
+def _apply_answers(
+    conn: Connection,
+    answers: list[tuple[str, str, str]],
+    opened: list[tuple[int, str, str]],
+    refused: list[tuple[int, str]],
+    business_date: str,
+) -> None:
+    """Record a chunk's answers and move its applications on, in bulk."""
+    bulk_update(
+        conn,
+        "partner_request",
+        "req_no",
+        pa.table(
+            {
+                "req_no": [a[0] for a in answers],
+                "answered_date": [business_date] * len(answers),
+                "result": [a[1] for a in answers],
+                "reason_code": [a[2] for a in answers],
+            }
+        ),
+    )
+    bulk_update(
+        conn,
+        "application",
+        "id",
+        pa.table(
+            {
+                "id": pa.array([o[0] for o in opened], pa.int64()),
+                "pan": [o[1] for o in opened],
+                "pan_seq": [o[2] for o in opened],
+                "status": [ACCOUNT_OPEN] * len(opened),
+            }
+        ),
+    )
+    bulk_update(
+        conn,
+        "application",
+        "id",
+        pa.table(
+            {
+                "id": pa.array([f[0] for f in refused], pa.int64()),
+                "status": [FAILED] * len(refused),
+                "fail_stage": ["1"] * len(refused),
+                "reason_code": [f[1] for f in refused],
+                "final_date": [business_date] * len(refused),
+            }
+        ),
+    )
 
 
 def _problem(
