@@ -73,6 +73,20 @@ def intake(
     run_intake(LocalRemote(trees["R440100"]), engine, ctx)
 
 
+def request_b002_accounts(engine: Engine) -> str | None:
+    """The day's ACCTOPEN to partner B002."""
+    return send_account_requests(
+        engine,
+        hub="B001",
+        bank_code="B002",
+        conn_id="sftp_b002",
+        drop="drop",
+        encoding="GB18030",
+        business_date=DAY,
+        now=NOW,
+    )
+
+
 def inbox(code: str, tmp_path: Path, day: str = DAY) -> PartyInbox:
     return PartyInbox(
         conn_id=f"sftp_{code.lower()}",
@@ -131,30 +145,9 @@ def test_a_partner_answer_applies_once_a_late_answer_after_e140_is_reported_not_
     trees: dict[str, Path], engine: Engine, tmp_path: Path
 ) -> None:
     intake(trees, engine, tmp_path, 3, ("B002",), 42)
-    name = send_account_requests(
-        engine,
-        hub="B001",
-        bank_code="B002",
-        conn_id="sftp_b002",
-        drop="drop",
-        encoding="GB18030",
-        business_date=DAY,
-        now=NOW,
-    )
+    name = request_b002_accounts(engine)
     assert name == "ACCTOPEN_B001_B002_20261122_001.txt"
-    assert (
-        send_account_requests(
-            engine,
-            hub="B001",
-            bank_code="B002",
-            conn_id="sftp_b002",
-            drop="drop",
-            encoding="GB18030",
-            business_date=DAY,
-            now=NOW,
-        )
-        is None
-    )
+    assert request_b002_accounts(engine) is None
     remote = LocalRemote(trees["B002"])
     deliver(remote, engine, "sftp_b002", NOW)
 
@@ -251,16 +244,7 @@ def test_cardrsp_is_written_every_day_even_empty_and_reports_each_outcome_once(
     assert cardrsp(DAY) == "CARDRSP_B001_R440100_20261122_001.txt"
     assert cardrsp(DAY) is None
     intake(trees, engine, tmp_path, 4, ("B002",), 44)
-    send_account_requests(
-        engine,
-        hub="B001",
-        bank_code="B002",
-        conn_id="sftp_b002",
-        drop="drop",
-        encoding="GB18030",
-        business_date=DAY,
-        now=NOW,
-    )
+    request_b002_accounts(engine)
     expire_account_requests(engine, "B002", "20261123", 1)
 
     assert cardrsp("20261123") == "CARDRSP_B001_R440100_20261123_001.txt"
@@ -285,16 +269,7 @@ def test_expiry_is_ten_years_on_and_29_february_becomes_28_february() -> None:
 
 def test_a_failed_card_is_final(trees: dict[str, Path], engine: Engine, tmp_path: Path) -> None:
     intake(trees, engine, tmp_path, 2, ("B002",), 45)
-    send_account_requests(
-        engine,
-        hub="B001",
-        bank_code="B002",
-        conn_id="sftp_b002",
-        drop="drop",
-        encoding="GB18030",
-        business_date=DAY,
-        now=NOW,
-    )
+    request_b002_accounts(engine)
     expire_account_requests(engine, "B002", "20261123", 1)
     open_hub_accounts(engine, "B001", PANS, "20261123")
     sent = dispatch_perso(
