@@ -87,11 +87,19 @@ def setup(url: str, n: int, workdir: Path) -> None:
                     "replace_reason": [""] * len(ids),
                     "photo": [f"p{i % 4}.jpg" for i in ids],
                     "address": [p.address for p in ps],
-                    "status": ["accepted"] * len(ids),
                     "business_date": [DAY] * len(ids),
+                    "content_sha": [f"{i:040x}" for i in ids],
                 }
             )
             bulk_load(conn, "application", table, table.column_names)
+            state = pa.table(
+                {
+                    "application_id": table.column("id"),
+                    "bureau": table.column("bureau"),
+                    "status": ["accepted"] * len(ids),
+                }
+            )
+            bulk_load(conn, "application_state", state, state.column_names)
     engine.dispose()
 
 

@@ -60,8 +60,10 @@ def open_hub_accounts(
         pending = rows(
             conn,
             "SELECT a.id, a.id_no, a.app_type, a.keep_account, a.old_card_no, c.pan AS old_pan, "
-            "c.pan_seq AS old_pan_seq FROM application a LEFT JOIN card c ON c.card_no = a.old_card_no "
-            "WHERE a.status = :s AND a.bank_code = :hub ORDER BY a.id",
+            "c.pan_seq AS old_pan_seq FROM application_state st "
+            "JOIN application a ON a.id = st.application_id "
+            "LEFT JOIN card c ON c.card_no = a.old_card_no "
+            "WHERE st.status = :s AND a.bank_code = :hub ORDER BY st.application_id",
             s=ACCEPTED,
             hub=hub,
         )
@@ -88,11 +90,11 @@ def open_hub_accounts(
         ids = [r.id for r in new] + [r.id for r in keep]
         bulk_update(
             conn,
-            "application",
-            "id",
+            "application_state",
+            "application_id",
             pa.table(
                 {
-                    "id": pa.array(ids, pa.int64()),
+                    "application_id": pa.array(ids, pa.int64()),
                     "pan": pans + [r.old_pan for r in keep],
                     "pan_seq": ["01"] * len(new) + [f"{int(r.old_pan_seq) + 1:02d}" for r in keep],
                     "status": [ACCOUNT_OPEN] * len(ids),
@@ -124,8 +126,10 @@ def send_account_requests(
             conn,
             "SELECT a.id, a.app_no, a.id_type, a.id_no, a.id_valid_to, a.name, a.gender, a.birth_date, "
             "a.nationality, a.occupation, a.mobile, a.address, a.card_no, a.app_type, a.keep_account, "
-            "c.pan AS old_pan FROM application a LEFT JOIN card c ON c.card_no = a.old_card_no "
-            "WHERE a.status = :s AND a.bank_code = :b ORDER BY a.id",
+            "c.pan AS old_pan FROM application_state st "
+            "JOIN application a ON a.id = st.application_id "
+            "LEFT JOIN card c ON c.card_no = a.old_card_no "
+            "WHERE st.status = :s AND a.bank_code = :b ORDER BY st.application_id",
             s=ACCEPTED,
             b=bank_code,
         )
@@ -182,11 +186,11 @@ def send_account_requests(
         bulk_load(conn, "partner_request", requests, requests.column_names)
         bulk_update(
             conn,
-            "application",
-            "id",
+            "application_state",
+            "application_id",
             pa.table(
                 {
-                    "id": pa.array([r.id for r in pending], pa.int64()),
+                    "application_id": pa.array([r.id for r in pending], pa.int64()),
                     "status": [PARTNER_SENT] * len(pending),
                 }
             ),
@@ -278,11 +282,11 @@ def _apply_answers(
     )
     bulk_update(
         conn,
-        "application",
-        "id",
+        "application_state",
+        "application_id",
         pa.table(
             {
-                "id": pa.array([o[0] for o in opened], pa.int64()),
+                "application_id": pa.array([o[0] for o in opened], pa.int64()),
                 "pan": [o[1] for o in opened],
                 "pan_seq": [o[2] for o in opened],
                 "status": [ACCOUNT_OPEN] * len(opened),
@@ -291,11 +295,11 @@ def _apply_answers(
     )
     bulk_update(
         conn,
-        "application",
-        "id",
+        "application_state",
+        "application_id",
         pa.table(
             {
-                "id": pa.array([f[0] for f in refused], pa.int64()),
+                "application_id": pa.array([f[0] for f in refused], pa.int64()),
                 "status": [FAILED] * len(refused),
                 "fail_stage": ["1"] * len(refused),
                 "reason_code": [f[1] for f in refused],
@@ -322,7 +326,8 @@ def _fail(
 ) -> None:
     execute(
         conn,
-        "UPDATE application SET status = :s, fail_stage = :st, reason_code = :rc, final_date = :d WHERE id = :id",
+        "UPDATE application_state SET status = :s, fail_stage = :st, reason_code = :rc, "
+        "final_date = :d WHERE application_id = :id",
         s=FAILED,
         st=stage,
         rc=reason,

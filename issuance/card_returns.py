@@ -20,11 +20,14 @@ from schemas.layouts import CARDRSP
 log = logging.getLogger("sscard.card_returns")
 
 _FINAL = """
-SELECT a.id, a.app_no, a.card_no, a.id_no, a.name, a.bank_code, a.pan, a.pan_seq,
-       a.fail_stage, a.reason_code, c.issue_date, c.expiry_date, c.card_id_code, c.atr, c.box_no
-FROM application a LEFT JOIN card c ON c.card_no = a.card_no AND c.application_id = a.id
-WHERE a.bureau = :bureau AND a.final_date IS NOT NULL AND a.final_date <= :d AND a.cardrsp_name IS NULL
-ORDER BY a.final_date, a.id
+SELECT a.id, a.app_no, a.card_no, a.id_no, a.name, a.bank_code, st.pan, st.pan_seq,
+       st.fail_stage, st.reason_code, c.issue_date, c.expiry_date, c.card_id_code, c.atr, c.box_no
+FROM application_state st
+JOIN application a ON a.id = st.application_id
+LEFT JOIN card c ON c.card_no = a.card_no AND c.application_id = a.id
+WHERE st.bureau = :bureau AND st.final_date IS NOT NULL AND st.final_date <= :d
+  AND st.cardrsp_name IS NULL
+ORDER BY st.final_date, st.application_id
 """
 
 
@@ -90,11 +93,11 @@ def write_card_returns(
         if final:
             bulk_update(
                 conn,
-                "application",
-                "id",
+                "application_state",
+                "application_id",
                 pa.table(
                     {
-                        "id": pa.array([r.id for r in final], pa.int64()),
+                        "application_id": pa.array([r.id for r in final], pa.int64()),
                         "cardrsp_name": [name] * len(final),
                     }
                 ),

@@ -418,12 +418,12 @@ def _load(
         file_id = waiting_id
         registry.update_file(conn, file_id, **values)
     apply_store.commit_lines(conn, file_id, header.sender, ctx.business_date)
-    counts = apply_store.answer_counts(conn, file_id)
+    counts = apply_store.answer_counts(conn)
     response_name = str(fname.response())
     response_path = ctx.var_dir / "outbox" / ctx.business_date / response_name
     response_path.parent.mkdir(parents=True, exist_ok=True)
     with response_path.open("wb") as out:
-        answers = apply_store.answers(conn, file_id)
+        answers = apply_store.answers(conn)
         render_response(out, header, ctx.hub, ctx.encoding, answers, reader.detail_count)
     registry.queue_outbound(
         conn,

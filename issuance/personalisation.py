@@ -38,16 +38,17 @@ def expiry_of(issue_date: str, years: int = 10) -> str:
 
 _PENDING = """
 SELECT a.id, a.card_no, a.id_type, a.id_no, a.name, a.gender, a.ethnicity, a.birth_date,
-       a.region_code, a.bank_code, a.pan, a.pan_seq,
+       a.region_code, a.bank_code, st.pan, st.pan_seq,
        COALESCE(NULLIF(a.photo, ''), old_app.photo, '') AS photo,
        CASE WHEN a.photo <> '' THEN f.local_path ELSE old_file.local_path END AS source
-FROM application a
+FROM application_state st
+JOIN application a ON a.id = st.application_id
 JOIN received_file f ON f.id = a.file_id
 LEFT JOIN card oc ON oc.card_no = a.old_card_no AND a.photo = ''
 LEFT JOIN application old_app ON old_app.id = oc.application_id
 LEFT JOIN received_file old_file ON old_file.id = old_app.file_id
-WHERE a.status = :s AND a.bureau IN :bureaus
-ORDER BY a.id
+WHERE st.status = :s AND st.bureau IN :bureaus
+ORDER BY st.application_id
 """
 
 
@@ -161,9 +162,14 @@ def dispatch_perso(
             bulk_load(conn, "perso_record", sent, sent.column_names)
             bulk_update(
                 conn,
-                "application",
-                "id",
-                pa.table({"id": sent.column("application_id"), "status": [PERSO_SENT] * len(part)}),
+                "application_state",
+                "application_id",
+                pa.table(
+                    {
+                        "application_id": sent.column("application_id"),
+                        "status": [PERSO_SENT] * len(part),
+                    }
+                ),
             )
             names.append(name)
             log.info("%s: %d card(s), %d photo(s) for factory %s", name, len(part), photos, factory)

@@ -25,8 +25,9 @@ log = logging.getLogger("sscard.production")
 
 _SENT = text(
     "SELECT p.card_no, p.pan, p.application_id, p.result, p.issue_date, p.expiry_date, "
-    "a.bureau, a.id_type, a.id_no, a.name, a.bank_code, a.pan_seq, a.status "
-    "FROM perso_record p JOIN application a ON a.id = p.application_id WHERE p.card_no IN :cards"
+    "a.bureau, a.id_type, a.id_no, a.name, a.bank_code, st.pan_seq, st.status "
+    "FROM perso_record p JOIN application a ON a.id = p.application_id "
+    "JOIN application_state st ON st.application_id = p.application_id WHERE p.card_no IN :cards"
 ).bindparams(bindparam("cards", expanding=True))
 
 
@@ -111,11 +112,11 @@ def apply_production_results(
         if app_updates:
             bulk_update(
                 conn,
-                "application",
-                "id",
+                "application_state",
+                "application_id",
                 pa.table(
                     {
-                        "id": pa.array([a[0] for a in app_updates], pa.int64()),
+                        "application_id": pa.array([a[0] for a in app_updates], pa.int64()),
                         "status": [a[1] for a in app_updates],
                         "fail_stage": pa.array([a[2] for a in app_updates], pa.string()),
                         "reason_code": pa.array([a[3] for a in app_updates], pa.string()),

@@ -104,14 +104,24 @@ def run_checks(conn: Connection, sender: str, renewal_limit: str) -> None:
             text(f"ANALYZE {s} (seq, fail_idx, app_no, app_type, id_no, card_no, old_card_no)")
         )
 
-    # A key already answered with the same content is answered again, unchanged (ICD §4.2).
+    # A key already answered with the same content is answered again, unchanged (ICD §4.2):
+    # accepted before (its application row), or rejected before (its apply_line row).
+    conn.execute(
+        text(
+            f"""UPDATE {s} SET repeat_result = '00', repeat_code = '', repeat_field = ''
+                FROM application a
+                WHERE a.bureau = :sender AND a.app_no = {s}.app_no AND a.content_sha = {s}.content_sha
+                  AND {s}.fail_idx >= 0"""
+        ),
+        {"sender": sender},
+    )
     conn.execute(
         text(
             f"""UPDATE {s} SET repeat_result = p.result, repeat_code = p.reason_code,
                    repeat_field = p.reason_field
                 FROM apply_line p
                 WHERE p.sender = :sender AND p.app_no = {s}.app_no AND p.content_sha = {s}.content_sha
-                  AND {s}.fail_idx >= 0"""
+                  AND {s}.fail_idx >= 0 AND {s}.repeat_result IS NULL"""
         ),
         {"sender": sender},
     )
@@ -149,8 +159,9 @@ def run_checks(conn: Connection, sender: str, renewal_limit: str) -> None:
     conn.execute(
         text(
             f"""UPDATE {s} SET {_fail("app_no", "E107")}
-                WHERE {_open("app_no")} AND EXISTS (
-                  SELECT 1 FROM apply_line p WHERE p.sender = :sender AND p.app_no = {s}.app_no)"""
+                WHERE {_open("app_no")} AND (
+                  EXISTS (SELECT 1 FROM application a WHERE a.bureau = :sender AND a.app_no = {s}.app_no)
+                  OR EXISTS (SELECT 1 FROM apply_line p WHERE p.sender = :sender AND p.app_no = {s}.app_no))"""
         ),
         {"sender": sender},
     )
@@ -160,8 +171,9 @@ def run_checks(conn: Connection, sender: str, renewal_limit: str) -> None:
             f"""UPDATE {s} SET {_fail("id_no", "E108")}
                 WHERE {s}.app_type = '01' AND {_open("id_no")} AND (
                   EXISTS (SELECT 1 FROM card c WHERE c.id_no = {s}.id_no AND c.status <> '9')
-                  OR EXISTS (SELECT 1 FROM application a WHERE a.id_no = {s}.id_no
-                             AND a.fail_stage IS NULL
+                  OR EXISTS (SELECT 1 FROM application a
+                             JOIN application_state st ON st.application_id = a.id
+                             WHERE a.id_no = {s}.id_no AND st.fail_stage IS NULL
                              AND NOT EXISTS (SELECT 1 FROM card c2 WHERE c2.card_no = a.card_no)))"""
         )
     )
@@ -184,8 +196,9 @@ def run_checks(conn: Connection, sender: str, renewal_limit: str) -> None:
                     SELECT 1 FROM card c WHERE c.card_no = {s}.old_card_no AND c.id_no = {s}.id_no
                       AND ((({s}.app_type = '05') AND c.status = '2')
                         OR ({s}.app_type IN ('06', '07') AND c.status IN ('0', '1', '2', '4'))))
-                  OR EXISTS (SELECT 1 FROM application a WHERE a.old_card_no = {s}.old_card_no
-                             AND a.fail_stage IS NULL
+                  OR EXISTS (SELECT 1 FROM application a
+                             JOIN application_state st ON st.application_id = a.id
+                             WHERE a.old_card_no = {s}.old_card_no AND st.fail_stage IS NULL
                              AND NOT EXISTS (SELECT 1 FROM card c2 WHERE c2.card_no = a.card_no)))"""
         )
     )
@@ -211,52 +224,74 @@ def run_checks(conn: Connection, sender: str, renewal_limit: str) -> None:
     )
 
 
+#: a staged line's answer: the earlier answer of a repeat, else accepted or its failure
+_RESULT = f"""CASE WHEN repeat_result IS NOT NULL THEN repeat_result
+                   WHEN fail_idx = {NO_FAIL} THEN '00' ELSE '01' END"""
+_CODE = f"""CASE WHEN repeat_result IS NOT NULL THEN repeat_code
+                 WHEN fail_idx = {NO_FAIL} THEN '' ELSE fail_code END"""
+_FIELD = f"""CASE WHEN repeat_result IS NOT NULL THEN repeat_field
+                  WHEN fail_idx = {NO_FAIL} THEN '' ELSE fail_field END"""
+_ACCEPTED = f"fail_idx = {NO_FAIL} AND repeat_result IS NULL"
+
+
 def commit_lines(conn: Connection, file_id: int, sender: str, business_date: str) -> None:
-    """Store every line's answer and every accepted application."""
+    """Store every accepted application with its state, and every rejected line's answer.
+
+    A repeat of a key answered before is not stored again: its first answer stands."""
     s = STAGE
     cols = ", ".join(FIELDS)
-    conn.execute(
-        text(
-            f"""INSERT INTO application (bureau, file_id, seq, business_date, status, {cols})
-                SELECT :sender, :file_id, seq, :bd, 'accepted', {cols} FROM {s}
-                WHERE fail_idx = {NO_FAIL} AND repeat_result IS NULL ORDER BY seq"""
-        ),
-        {"sender": sender, "file_id": file_id, "bd": business_date},
-    )
+    insert = f"""INSERT INTO application (bureau, file_id, seq, business_date, content_sha, {cols})
+                 SELECT :sender, :file_id, seq, :bd, content_sha, {cols} FROM {s}
+                 WHERE {_ACCEPTED} ORDER BY seq"""
+    params = {"sender": sender, "file_id": file_id, "bd": business_date}
+    if is_postgres(conn):
+        conn.execute(
+            text(
+                f"""WITH new AS ({insert} RETURNING id, bureau)
+                    INSERT INTO application_state (application_id, bureau, status)
+                    SELECT id, bureau, 'accepted' FROM new"""
+            ),
+            params,
+        )
+    else:
+        # SQLite: this transaction holds the write lock, so the new rows are those above
+        # the highest id before the insert.
+        before = conn.execute(text("SELECT COALESCE(MAX(id), 0) FROM application")).scalar_one()
+        conn.execute(text(insert), params)
+        conn.execute(
+            text(
+                "INSERT INTO application_state (application_id, bureau, status) "
+                "SELECT id, bureau, 'accepted' FROM application WHERE id > :before"
+            ),
+            {"before": before},
+        )
     conn.execute(
         text(
             f"""INSERT INTO apply_line (file_id, seq, line_no, sender, app_no, content_sha,
                                         result, reason_code, reason_field)
-                SELECT :file_id, seq, line_no, :sender, app_no, content_sha,
-                  CASE WHEN repeat_result IS NOT NULL THEN repeat_result
-                       WHEN fail_idx = {NO_FAIL} THEN '00' ELSE '01' END,
-                  CASE WHEN repeat_result IS NOT NULL THEN repeat_code
-                       WHEN fail_idx = {NO_FAIL} THEN '' ELSE fail_code END,
-                  CASE WHEN repeat_result IS NOT NULL THEN repeat_field
-                       WHEN fail_idx = {NO_FAIL} THEN '' ELSE fail_field END
-                FROM {s}"""
+                SELECT :file_id, seq, line_no, :sender, app_no, content_sha, '01', fail_code,
+                       fail_field
+                FROM {s} WHERE fail_idx <> {NO_FAIL} AND repeat_result IS NULL"""
         ),
         {"sender": sender, "file_id": file_id},
     )
 
 
-def answer_counts(conn: Connection, file_id: int) -> dict[str, int]:
-    """Lines per outcome: ``00`` for accepted, the reason code for rejected."""
+def answer_counts(conn: Connection) -> dict[str, int]:
+    """Lines of the staged file per outcome: ``00`` for accepted, the reason code for
+    rejected."""
     rows = conn.execute(
         text(
-            "SELECT CASE WHEN result = '00' THEN '00' ELSE reason_code END AS k, COUNT(*) AS n "
-            "FROM apply_line WHERE file_id = :f GROUP BY 1 ORDER BY 1"
-        ),
-        {"f": file_id},
+            f"SELECT CASE WHEN {_RESULT} = '00' THEN '00' ELSE {_CODE} END AS k, COUNT(*) AS n "
+            f"FROM {STAGE} GROUP BY 1 ORDER BY 1"
+        )
     ).all()
     return {r.k: int(r.n) for r in rows}
 
 
-def answers(conn: Connection, file_id: int, batch: int = 20_000) -> Iterator[tuple[str, str, str]]:
-    """(app_no, result, reason_code) per line, in SEQ order, streamed."""
-    stmt = text(
-        "SELECT app_no, result, reason_code FROM apply_line WHERE file_id = :f ORDER BY seq"
-    )
-    result = conn.execute(stmt.execution_options(yield_per=batch), {"f": file_id})
+def answers(conn: Connection, batch: int = 20_000) -> Iterator[tuple[str, str, str]]:
+    """(app_no, result, reason_code) of every staged line, in SEQ order, streamed."""
+    stmt = text(f"SELECT app_no, {_RESULT}, {_CODE} FROM {STAGE} ORDER BY seq")
+    result = conn.execute(stmt.execution_options(yield_per=batch))
     for row in result:
         yield row[0], row[1], row[2]

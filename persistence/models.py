@@ -111,8 +111,9 @@ class OutboundFile(Base):
 
 
 class ApplyLine(Base):
-    """The answer given to every APPLY line (ICD §5.2), kept so a key already answered
-    is answered again unchanged (ICD §4.2) and a reused key with other content is E107."""
+    """The answer given to a rejected APPLY line (ICD §5.2), kept so a key already
+    answered is answered again unchanged (ICD §4.2) and a reused key with other content is
+    E107. Accepted lines are answered by their :class:`Application` row (``content_sha``)."""
 
     __tablename__ = "apply_line"
 
@@ -130,10 +131,12 @@ class ApplyLine(Base):
 
 
 class Application(Base):
-    """An accepted card application (ICD §5.1) and where it stands.
+    """An accepted card application (ICD §5.1) as the bureau sent it: written once at
+    intake and never changed. Where it stands lives in :class:`ApplicationState`.
 
-    ``status``: ``accepted`` at intake; later steps move it on (account, personalisation,
-    production) until a final outcome is reported in CARDRSP.
+    ``content_sha`` is the digest of the line after its key, so the same key sent again
+    with the same content is answered again unchanged, and with other content is E107
+    (ICD §4.2).
     """
 
     __tablename__ = "application"
@@ -162,27 +165,48 @@ class Application(Base):
     replace_reason: Mapped[str] = mapped_column(String(1), default="")
     photo: Mapped[str] = mapped_column(String(40), default="")
     address: Mapped[str] = mapped_column(String(100), default="")
+    business_date: Mapped[str] = mapped_column(String(8))
+    content_sha: Mapped[str] = mapped_column(String(40), default="")
+
+    __table_args__ = (
+        Index("uq_application_bureau_app_no", "bureau", "app_no", unique=True),
+        Index("uq_application_card_no", "card_no", unique=True),
+        Index("ix_application_id_no", "id_no"),
+    )
+
+
+class ApplicationState(Base):
+    """Where an application stands: one narrow row per application, the only part the
+    issuance steps update, so moving 200,000 applications on touches small rows and two
+    small indexes rather than the application itself.
+
+    ``status``: ``accepted`` at intake; ``partner_sent``, ``account_open``,
+    ``perso_sent``, ``made`` or ``failed`` later. ``final_date`` is set with a final
+    outcome (made, or failed at ``fail_stage`` 1 bank / 2 factory with ``reason_code``);
+    ``cardrsp_name`` names the CARDRSP that reported it.
+    """
+
+    __tablename__ = "application_state"
+
+    application_id: Mapped[int] = mapped_column(ForeignKey("application.id"), primary_key=True)
+    bureau: Mapped[str] = mapped_column(String(8))
     status: Mapped[str] = mapped_column(String(16))
     fail_stage: Mapped[str | None] = mapped_column(String(1))
     reason_code: Mapped[str | None] = mapped_column(String(4))
-    business_date: Mapped[str] = mapped_column(String(8))
     pan: Mapped[str | None] = mapped_column(String(19))
     pan_seq: Mapped[str | None] = mapped_column(String(2))
     final_date: Mapped[str | None] = mapped_column(String(8))
     cardrsp_name: Mapped[str | None] = mapped_column(String(100))
 
     __table_args__ = (
-        Index("uq_application_bureau_app_no", "bureau", "app_no", unique=True),
+        Index("ix_application_state_status", "status"),
         Index(
-            "ix_application_unreported",
+            "ix_application_state_unreported",
             "bureau",
             "final_date",
             sqlite_where=text("final_date IS NOT NULL AND cardrsp_name IS NULL"),
             postgresql_where=text("final_date IS NOT NULL AND cardrsp_name IS NULL"),
         ),
-        Index("uq_application_card_no", "card_no", unique=True),
-        Index("ix_application_id_no", "id_no"),
-        Index("ix_application_status", "status"),
     )
 
 

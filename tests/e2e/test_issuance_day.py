@@ -15,7 +15,15 @@ import pytest
 from sqlalchemy import Engine, func, select
 from stdnum import luhn
 
-from persistence.models import Account, Application, Card, OutboundFile, PersoRecord, ReceivedFile
+from persistence.models import (
+    Account,
+    Application,
+    ApplicationState,
+    Card,
+    OutboundFile,
+    PersoRecord,
+    ReceivedFile,
+)
 from sandbox.bureau import make_apply_batch, write_batch
 from sandbox.factory import CardFactorySimulator
 from sandbox.partner_bank import PartnerBankSimulator
@@ -71,9 +79,9 @@ def state(engine: Engine) -> tuple:
             for m in (Application, Account, Card, PersoRecord, OutboundFile, ReceivedFile)
         )
         statuses = conn.execute(
-            select(Application.status, func.count())
-            .group_by(Application.status)
-            .order_by(Application.status)
+            select(ApplicationState.status, func.count())
+            .group_by(ApplicationState.status)
+            .order_by(ApplicationState.status)
         ).all()
     return counts, tuple(statuses)
 

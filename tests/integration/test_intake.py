@@ -14,7 +14,15 @@ from sqlalchemy import Engine, func, insert, select
 from issuance import intake as intake_module
 from issuance.apply_rules import rules_for
 from issuance.intake import IntakeContext, deliver, run_intake
-from persistence.models import Account, Application, ApplyLine, Card, OutboundFile, ReceivedFile
+from persistence.models import (
+    Account,
+    Application,
+    ApplicationState,
+    ApplyLine,
+    Card,
+    OutboundFile,
+    ReceivedFile,
+)
 from sandbox.bureau import (
     ApplyBatch,
     make_apply_batch,
@@ -188,7 +196,9 @@ def test_lines_are_answered_against_what_the_database_holds(
     assert response_codes(server, RSP) == ["E108", "E110", "E109", "E118", "E106", "", "", ""]
     with engine.connect() as conn:
         accepted = conn.execute(
-            select(Application.app_no, Application.status).order_by(Application.seq)
+            select(Application.app_no, ApplicationState.status)
+            .join(ApplicationState)
+            .order_by(Application.seq)
         ).all()
     assert [a for a, _ in accepted] == [rows[5][0], rows[6][0], rows[7][0]]
     assert {s for _, s in accepted} == {"accepted"}

@@ -26,7 +26,7 @@ from issuance.intake import IntakeContext, deliver, run_intake
 from issuance.personalisation import dispatch_perso, expiry_of
 from issuance.production import apply_production_results
 from persistence.issuance_store import take_serials
-from persistence.models import Application, Card, ReturnProblem
+from persistence.models import ApplicationState, Card, ReturnProblem
 from sandbox.bureau import make_apply_batch, write_batch
 from sandbox.factory import CardFactorySimulator
 from schemas.codec import DelimitedReader, read_all
@@ -136,7 +136,9 @@ def test_hub_accounts_are_preopened_once_with_pan_seq_01(
 
     assert (first.new_accounts, again.new_accounts) == (5, 0)
     with engine.connect() as conn:
-        rows = conn.execute(select(Application.pan, Application.pan_seq, Application.status)).all()
+        rows = conn.execute(
+            select(ApplicationState.pan, ApplicationState.pan_seq, ApplicationState.status)
+        ).all()
     assert {(seq, status) for _, seq, status in rows} == {("01", "account_open")}
     assert len({pan for pan, _, _ in rows}) == 5
 
@@ -170,7 +172,10 @@ def test_a_partner_answer_applies_once_a_late_answer_after_e140_is_reported_not_
     with engine.connect() as conn:
         apps = conn.execute(
             select(
-                Application.status, Application.fail_stage, Application.reason_code, Application.pan
+                ApplicationState.status,
+                ApplicationState.fail_stage,
+                ApplicationState.reason_code,
+                ApplicationState.pan,
             )
         ).all()
     assert set(apps) == {("failed", "1", "E140", None)}
@@ -286,7 +291,7 @@ def test_a_failed_card_is_final(trees: dict[str, Path], engine: Engine, tmp_path
 
     assert sent == []
     with engine.connect() as conn:
-        assert conn.scalar(select(func.count()).where(Application.status == "failed")) == 2
+        assert conn.scalar(select(func.count()).where(ApplicationState.status == "failed")) == 2
 
 
 def test_a_replacement_keeping_its_number_takes_the_old_pan_with_the_next_pan_seq(
@@ -357,7 +362,7 @@ def test_a_replacement_keeping_its_number_takes_the_old_pan_with_the_next_pan_se
 
     assert (opened.new_accounts, opened.kept_numbers) == (0, 1)
     with engine.connect() as conn:
-        assert conn.execute(select(Application.pan, Application.pan_seq)).one() == (
+        assert conn.execute(select(ApplicationState.pan, ApplicationState.pan_seq)).one() == (
             "6217881000000099998",
             "04",
         )

@@ -52,3 +52,98 @@ def test_downgrade_to_empty_and_upgrade_again_keeps_working(engine: Engine, db_u
             "card",
             "account",
         } <= set(inspect(conn).get_table_names())
+
+
+def test_0005_moves_where_applications_stand_to_application_state_and_back(
+    engine: Engine, db_url: str
+) -> None:
+    engine.dispose()
+    downgrade(db_url, "0004")
+    fields = (
+        "app_type, id_type, id_no, id_valid_to, name, gender, ethnicity, birth_date, "
+        "nationality, occupation, mobile, region_code, bank_code, card_no, old_card_no, "
+        "keep_account, replace_reason, photo, address"
+    )
+    values = (
+        "'01', '01', 'X', '99991231', 'N', '1', '01', '19900101', 'CHN', '', '13800000000', "
+        "'440100', 'B001', :card, '', '', '', '', ''"
+    )
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO received_file (id, conn_id, name, sha256, size, outcome, "
+                "accepted_count, rejected_count, first_seen_at) VALUES (1, 'c', 'F', 's', 0, "
+                "'accepted', 2, 1, '2026-11-22 00:00:00+00')"
+            )
+        )
+        for seq, (card, status, pan) in enumerate(
+            [("A00000001", "account_open", "6217881000000000017"), ("A00000002", "accepted", None)],
+            start=1,
+        ):
+            conn.execute(
+                text(
+                    f"INSERT INTO application (id, bureau, app_no, file_id, seq, business_date, "
+                    f"status, pan, {fields}) VALUES (:id, 'R440100', :app, 1, :seq, '20261122', "
+                    f":status, :pan, {values})"
+                ),
+                {
+                    "id": seq,
+                    "app": f"K{seq}",
+                    "seq": seq,
+                    "card": card,
+                    "status": status,
+                    "pan": pan,
+                },
+            )
+        for seq, result in ((1, "00"), (2, "00"), (3, "01")):
+            conn.execute(
+                text(
+                    "INSERT INTO apply_line (file_id, seq, line_no, sender, app_no, content_sha, "
+                    "result, reason_code, reason_field) VALUES (1, :seq, :line, 'R440100', :app, "
+                    ":sha, :result, :code, '')"
+                ),
+                {
+                    "seq": seq,
+                    "line": seq + 1,
+                    "app": f"K{seq}",
+                    "sha": f"sha{seq}",
+                    "result": result,
+                    "code": "" if result == "00" else "E112",
+                },
+            )
+    engine.dispose()
+
+    upgrade(db_url)
+    with engine.connect() as conn:
+        states = conn.execute(
+            text(
+                "SELECT s.application_id, s.bureau, s.status, s.pan, a.content_sha "
+                "FROM application_state s JOIN application a ON a.id = s.application_id "
+                "ORDER BY 1"
+            )
+        ).all()
+        lines = conn.execute(text("SELECT seq, result FROM apply_line ORDER BY seq")).all()
+    assert [tuple(r) for r in states] == [
+        (1, "R440100", "account_open", "6217881000000000017", "sha1"),
+        (2, "R440100", "accepted", None, "sha2"),
+    ]
+    assert [tuple(r) for r in lines] == [(3, "01")]
+    engine.dispose()
+
+    downgrade(db_url, "0004")
+    with engine.connect() as conn:
+        apps = conn.execute(text("SELECT id, status, pan FROM application ORDER BY id")).all()
+        lines = conn.execute(
+            text("SELECT seq, line_no, content_sha, result FROM apply_line ORDER BY seq")
+        ).all()
+    assert [tuple(r) for r in apps] == [
+        (1, "account_open", "6217881000000000017"),
+        (2, "accepted", None),
+    ]
+    assert [tuple(r) for r in lines] == [
+        (1, 2, "sha1", "00"),
+        (2, 3, "sha2", "00"),
+        (3, 4, "sha3", "01"),
+    ]
+    engine.dispose()
+    upgrade(db_url)
