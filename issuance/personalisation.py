@@ -8,21 +8,24 @@ card is valid ten years (29 February → 28 February).
 
 from __future__ import annotations
 
-import io
 import logging
 from collections import defaultdict
+from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import pyarrow as pa
-from sqlalchemy import Engine, bindparam, text
+import pyarrow.compute as pc
+from sqlalchemy import Connection, Engine, String, bindparam, text
 
 from issuance.accounts import ACCOUNT_OPEN, PERSO_SENT
-from issuance.zipcopy import copy_photos
+from issuance.zipcopy import PhotoSources, copy_photos
 from persistence import registry
-from persistence.db import bulk_load
+from persistence.db import bulk_load, query_batches
 from persistence.issuance_store import bulk_update
-from schemas.codec import Header, write_fixed
+from schemas.codec import Header, write_fixed_table
 from schemas.layouts import PERSO
 
 log = logging.getLogger("sscard.personalisation")
@@ -59,16 +62,57 @@ def photo_entry(card_no: str) -> str:
 
 
 def _write_photos(
-    records: list[tuple[str, str, str | None]], target: Path, business_date: str
-) -> int:
+    records: Iterable[tuple[str, str, str | None]],
+    target: Path,
+    business_date: str,
+    sources: PhotoSources,
+) -> tuple[int, str]:
     """Copy the named photos from the bureaus' zips kept on arrival into ``target``,
-    byte for byte (never re-encoded), each under its card's entry name."""
+    byte for byte (never re-encoded), each under its card's entry name; returns the
+    number of photos and the zip's SHA-256."""
     by_source: dict[str, list[tuple[str, str]]] = defaultdict(list)
     for card_no, photo, source in records:
         if photo and source:
             by_source[source].append((photo, photo_entry(card_no)))
     by_zip = {str(Path(source).with_suffix(".zip")): names for source, names in by_source.items()}
-    return copy_photos(by_zip, target, business_date)
+    return copy_photos(by_zip, target, business_date, sources)
+
+
+#: the columns of ``_PENDING``, in select order
+_PENDING_COLUMNS = {
+    "id": pa.int64(),
+    **{
+        name: pa.string()
+        for name in (
+            "card_no id_type id_no name gender ethnicity birth_date region_code bank_code "
+            "pan pan_seq photo source"
+        ).split()
+    },
+}
+
+
+def perso_columns(part: pa.Table, business_date: str, expiry: str) -> pa.Table:
+    """The PERSO fields (ICD §5.5) of cards ready for production, as Arrow columns."""
+    n = part.num_rows
+    card_no = part.column("card_no")
+    named = pc.not_equal(part.column("photo"), "")
+    photo = pc.if_else(named, pc.binary_join_element_wise(card_no, ".jpg", ""), "")
+    fields = {name: part.column(name) for name in PERSO.names if name in part.column_names}
+    fields.update(
+        issue_date=pa.array([business_date] * n, pa.string()),
+        expiry_date=pa.array([expiry] * n, pa.string()),
+        photo=photo,
+    )
+    return pa.table({name: fields[name] for name in PERSO.names})
+
+
+@dataclass(frozen=True)
+class _Part:
+    """One PERSO file written to the spool, its photo zip being written in a worker."""
+
+    name: str
+    records: int
+    photos: Future[tuple[int, str]]
 
 
 def dispatch_perso(
@@ -85,94 +129,123 @@ def dispatch_perso(
     max_records: int = 10_000,
 ) -> list[str]:
     """Queue PERSO files (and their photo zips) for every card of ``bureaus`` ready for
-    production: all of them, in files of at most ``max_records`` records."""
+    production: all of them, in files of at most ``max_records`` records, in one
+    transaction. Both files of a PERSO are spooled under ``spool_dir/<date>/`` and named
+    by their outbox rows; each zip is queued before its PERSO, so it is published first.
+
+    A worker thread copies the photos of one file while the database stores the records
+    of the same file; the connection is used by this thread only."""
     names: list[str] = []
-    with engine.begin() as conn:
-        pending = conn.execute(
-            text(_PENDING).bindparams(bindparam("bureaus", expanding=True)),
+    sent_ids: list[pa.Array] = []
+    expiry = expiry_of(business_date)
+    spool = spool_dir / business_date
+    with (
+        engine.begin() as conn,
+        PhotoSources() as sources,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="perso-photos") as copier,
+    ):
+        pending = query_batches(
+            conn,
+            text(_PENDING).bindparams(
+                bindparam("s", type_=String), bindparam("bureaus", expanding=True, type_=String)
+            ),
             {"s": ACCOUNT_OPEN, "bureaus": list(bureaus)},
-        ).all()
-        expiry = expiry_of(business_date)
-        for start in range(0, len(pending), max_records):
-            part = pending[start : start + max_records]
-            seq = registry.next_seq(conn, "PERSO", hub, factory, business_date)
+            _PENDING_COLUMNS,
+            max_records,
+        )
+        first_seq = registry.next_seq(conn, "PERSO", hub, factory, business_date)
+        previous: _Part | None = None
+        for number, part in enumerate(pending):
+            count = part.num_rows
+            seq = first_seq + number
             name = f"PERSO_{hub}_{factory}_{business_date}_{seq:03d}.txt"
-            zip_name = name[:-4] + ".zip"
-            records = [
-                (
-                    r.card_no,
-                    r.id_type,
-                    r.id_no,
-                    r.name,
-                    r.gender,
-                    r.ethnicity,
-                    r.birth_date,
-                    r.region_code,
-                    business_date,
-                    expiry,
-                    r.bank_code,
-                    r.pan,
-                    r.pan_seq,
-                    photo_entry(r.card_no) if r.photo else "",
-                )
-                for r in part
-            ]
-            data = io.BytesIO()
-            header = Header(
-                "PERSO", hub, factory, f"{business_date}{seq:03d}", business_date, len(records)
-            )
-            write_fixed(data, PERSO, header, records)
-            spool = spool_dir / business_date
             spool.mkdir(parents=True, exist_ok=True)
-            photos = _write_photos(
-                [(r.card_no, r.photo, r.source) for r in part], spool / zip_name, business_date
+            header = Header(
+                "PERSO", hub, factory, f"{business_date}{seq:03d}", business_date, count
             )
-            registry.queue_outbound(
-                conn,
-                conn_id=conn_id,
-                directory=drop,
-                name=zip_name,
-                type_="PERSOZIP",
-                path=spool / zip_name,
-                record_count=photos,
-                created_at=now,
+            with (spool / name).open("wb") as out:
+                write_fixed_table(out, PERSO, header, perso_columns(part, business_date, expiry))
+            photos = copier.submit(
+                _write_photos,
+                zip(
+                    part.column("card_no").to_pylist(),
+                    part.column("photo").to_pylist(),
+                    part.column("source").to_pylist(),
+                    strict=True,
+                ),
+                spool / (name[:-4] + ".zip"),
+                business_date,
+                sources,
             )
-            registry.queue_outbound(
-                conn,
-                conn_id=conn_id,
-                directory=drop,
-                name=name,
-                type_="PERSO",
-                data=data.getvalue(),
-                record_count=len(records),
-                created_at=now,
-            )
+            if previous is not None:
+                _queue(conn, previous, conn_id, drop, spool, now, factory)
             sent = pa.table(
                 {
-                    "application_id": pa.array([r.id for r in part], pa.int64()),
-                    "card_no": [r.card_no for r in part],
-                    "pan": [r.pan for r in part],
-                    "factory": [factory] * len(part),
-                    "perso_name": [name] * len(part),
-                    "seq": pa.array(range(1, len(part) + 1), pa.int64()),
-                    "issue_date": [business_date] * len(part),
-                    "expiry_date": [expiry] * len(part),
+                    "application_id": part.column("id"),
+                    "card_no": part.column("card_no"),
+                    "pan": part.column("pan"),
+                    "factory": pa.array([factory] * count, pa.string()),
+                    "perso_name": pa.array([name] * count, pa.string()),
+                    "seq": pa.array(range(1, count + 1), pa.int64()),
+                    "issue_date": pa.array([business_date] * count, pa.string()),
+                    "expiry_date": pa.array([expiry] * count, pa.string()),
                 }
             )
             bulk_load(conn, "perso_record", sent, sent.column_names)
+            sent_ids.append(part.column("id").combine_chunks())
+            names.append(name)
+            previous = _Part(name, count, photos)
+        if previous is not None:
+            _queue(conn, previous, conn_id, drop, spool, now, factory)
+        if sent_ids:
+            ids = pa.concat_arrays(sent_ids)
             bulk_update(
                 conn,
                 "application_state",
                 "application_id",
                 pa.table(
                     {
-                        "application_id": sent.column("application_id"),
-                        "status": [PERSO_SENT] * len(part),
+                        "application_id": ids,
+                        "status": pa.array([PERSO_SENT] * len(ids), pa.string()),
                     }
                 ),
             )
-            names.append(name)
-            log.info("%s: %d card(s), %d photo(s) for factory %s", name, len(part), photos, factory)
     if not names:
         log.info("no card waiting for personalisation")
     return names
+
+
+def _queue(
+    conn: Connection,
+    part: _Part,
+    conn_id: str,
+    drop: str,
+    spool: Path,
+    now: datetime,
+    factory: str,
+) -> None:
+    """Queue a PERSO's photo zip (once written), then the PERSO itself."""
+    photos, sha = part.photos.result()
+    zip_name = part.name[:-4] + ".zip"
+    registry.queue_outbound(
+        conn,
+        conn_id=conn_id,
+        directory=drop,
+        name=zip_name,
+        type_="PERSOZIP",
+        path=spool / zip_name,
+        sha256=sha,
+        record_count=photos,
+        created_at=now,
+    )
+    registry.queue_outbound(
+        conn,
+        conn_id=conn_id,
+        directory=drop,
+        name=part.name,
+        type_="PERSO",
+        path=spool / part.name,
+        record_count=part.records,
+        created_at=now,
+    )
+    log.info("%s: %d card(s), %d photo(s) for factory %s", part.name, part.records, photos, factory)

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, TextClause, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from sscard.config import database_url
@@ -97,3 +98,63 @@ def bulk_load(conn: Connection, table: str, table_data: pa.Table, columns: Seque
         raw = conn.connection.driver_connection
         assert raw is not None
         raw.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders})", rows)
+
+
+def query_batches(
+    conn: Connection,
+    stmt: TextClause,
+    params: Mapping[str, Any],
+    columns: Mapping[str, pa.DataType],
+    rows_per_batch: int,
+) -> Iterator[pa.Table]:
+    """A query's rows as Arrow tables of ``rows_per_batch`` rows (the last may hold fewer),
+    its columns named and typed by ``columns`` in select order.
+
+    PostgreSQL: the result is copied out (``COPY … TO STDOUT``, the parameters rendered
+    as literals by the dialect) to a temporary file and parsed by Arrow's CSV reader, so
+    neither the driver nor Python touches a value and memory holds one batch. SQLite:
+    a cursor read in batches."""
+    names = list(columns)
+    if not is_postgres(conn):
+        result = conn.execute(stmt.execution_options(yield_per=rows_per_batch), dict(params))
+        for rows in result.partitions(rows_per_batch):
+            yield pa.table(
+                {n: pa.array([r[i] for r in rows], columns[n]) for i, n in enumerate(names)}
+            )
+        return
+    sql = str(
+        stmt.bindparams(**params).compile(
+            dialect=conn.dialect, compile_kwargs={"literal_binds": True}
+        )
+    )
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    with tempfile.TemporaryFile() as spool:
+        with raw.cursor() as cur, cur.copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)") as copy:
+            for block in copy:
+                spool.write(block)
+        if not spool.tell():
+            return
+        spool.seek(0)
+        reader = pacsv.open_csv(
+            spool,
+            read_options=pacsv.ReadOptions(column_names=names, block_size=1 << 22),
+            convert_options=pacsv.ConvertOptions(
+                column_types=dict(columns),
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+        held: list[pa.RecordBatch] = []
+        count = 0
+        for batch in reader:
+            held.append(batch)
+            count += batch.num_rows
+            while count >= rows_per_batch:
+                table = pa.Table.from_batches(held).combine_chunks()
+                yield table.slice(0, rows_per_batch)
+                rest = table.slice(rows_per_batch)
+                held = rest.to_batches()
+                count = rest.num_rows
+        if count:
+            yield pa.Table.from_batches(held, schema=reader.schema).combine_chunks()

@@ -85,6 +85,7 @@ def queue_outbound(
     type_: str,
     data: bytes | None = None,
     path: Path | None = None,
+    sha256: str | None = None,
     record_count: int,
     created_at: datetime,
     source_file_id: int | None = None,
@@ -93,10 +94,13 @@ def queue_outbound(
 
     Small files keep their bytes in the row (``data``). A large one (a PERSO photo zip) is
     written to ``path`` under the hub's var directory first and only its path is stored;
-    a crash before the commit leaves at most an unreferenced file there."""
+    a crash before the commit leaves at most an unreferenced file there. ``sha256`` is
+    the digest of the file at ``path`` when its writer computed it on the way."""
     if (data is None) == (path is None):
         raise ValueError("an outbound file has either data or a path")
-    if path is not None:
+    if sha256 is not None and path is not None:
+        sha = sha256
+    elif path is not None:
         with path.open("rb") as fh:
             sha = sha256_of(fh)[1]
     else:

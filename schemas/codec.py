@@ -624,12 +624,8 @@ def _fixed_text(value: str, width: int, numeric: bool, name: str) -> bytes:
     return encoded
 
 
-def write_fixed(
-    out: BinaryIO, layout: Layout, header: Header, rows: Iterable[Sequence[str]]
-) -> int:
-    """Write a fixed-width GB18030 file (ICD §4.3); every record exactly the layout's length."""
+def _fixed_head(layout: Layout, header: Header) -> bytes:
     _check_header(header)
-    length = layout.record_length or 0
     head = (
         b"H"
         + _fixed_text(layout.type, 10, False, "TYPE")
@@ -640,7 +636,26 @@ def write_fixed(
         + _fixed_text(str(header.record_count), 8, True, "RECORD_COUNT")
         + _fixed_text("1.0", 3, False, "VERSION")
     )
-    out.write(head.ljust(length, b" ") + b"\r\n")
+    return head.ljust(layout.record_length or 0, b" ") + b"\r\n"
+
+
+def _fixed_tail(layout: Layout, header: Header, count: int) -> bytes:
+    if count > 99_999_999:
+        raise WriterError(f"{layout.type}: more records than the 8-digit seq holds")
+    if count != header.record_count:
+        raise WriterError(
+            f"{layout.type}: header says {header.record_count} records, {count} written"
+        )
+    return (b"T" + _fixed_text(str(count), 8, True, "RECORD_COUNT")).ljust(
+        layout.record_length or 0, b" "
+    ) + b"\r\n"
+
+
+def write_fixed(
+    out: BinaryIO, layout: Layout, header: Header, rows: Iterable[Sequence[str]]
+) -> int:
+    """Write a fixed-width GB18030 file (ICD §4.3); every record exactly the layout's length."""
+    out.write(_fixed_head(layout, header))
     count = 0
     n_fields = len(layout.fields)
     specs = [(f.width or 0, f.numeric) for f in layout.fields]
@@ -666,16 +681,68 @@ def write_fixed(
             out.write(b"".join(buffer))
             buffer.clear()
     out.write(b"".join(buffer))
-    if count > 99_999_999:
-        raise WriterError(f"{layout.type}: more records than the 8-digit seq holds")
-    out.write(
-        (b"T" + _fixed_text(str(count), 8, True, "RECORD_COUNT")).ljust(length, b" ") + b"\r\n"
-    )
-    if count != header.record_count:
-        raise WriterError(
-            f"{layout.type}: header says {header.record_count} records, {count} written"
-        )
+    out.write(_fixed_tail(layout, header, count))
     return count
+
+
+def _fixed_column(f: Field, column: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """One field of every record, padded to its byte width, as text whose GB18030 encoding
+    is exactly ``width`` bytes per value; refuses what :func:`write_fixed` refuses."""
+    width = f.width or 0
+    col = pc.cast(column, pa.string())
+    if col.null_count:
+        raise WriterError(f"{f.name}: a value is missing")
+    if f.numeric:
+        if not pc.all(pc.match_substring_regex(col, r"^[0-9]+$")).as_py() or (
+            len(col) and pc.max(pc.utf8_length(col)).as_py() > width
+        ):
+            raise WriterError(f"{f.name}: numeric field must be digits within {width} bytes")
+        return pc.utf8_lpad(col, width, "0")
+    if pc.any(pc.match_substring_regex(col, "[\r\n]")).as_py():
+        raise WriterError(f"{f.name}: a value with CR or LF cannot be written")
+    if pc.all(pc.string_is_ascii(col)).as_py() is not False:
+        if len(col) and pc.max(pc.utf8_length(col)).as_py() > width:
+            raise WriterError(f"{f.name}: value does not fit in {width} bytes")
+        return pc.utf8_rpad(col, width, " ")
+    padded = []
+    for value in col.to_pylist():
+        size = len(value.encode("gb18030"))
+        if size > width:
+            raise WriterError(f"{f.name}: value does not fit in {width} bytes")
+        padded.append(value + " " * (width - size))
+    return pa.array(padded, pa.string())
+
+
+def write_fixed_table(out: BinaryIO, layout: Layout, header: Header, table: pa.Table) -> int:
+    """:func:`write_fixed` for rows already in Arrow columns named as the layout's fields:
+    the same bytes, each field padded by a vectorised kernel and the records encoded to
+    GB18030 in one call."""
+    out.write(_fixed_head(layout, header))
+    count: int = table.num_rows
+    length = layout.record_length or 0
+    if count:
+        seq = pc.utf8_lpad(pc.cast(pa.array(np.arange(1, count + 1)), pa.string()), 8, "0")
+        parts = [pa.scalar("D"), seq]
+        parts += [_fixed_column(f, table.column(f.name)) for f in layout.fields]
+        records = pc.binary_join_element_wise(*parts, pa.scalar("\r\n"), "")
+        text = _joined(records)
+        body = text.encode("gb18030")
+        if len(body) != count * (length + 2):
+            raise WriterError(f"{layout.type}: a record is not {length} bytes")
+        out.write(body)
+    out.write(_fixed_tail(layout, header, count))
+    return count
+
+
+def _joined(records: pa.Array | pa.ChunkedArray) -> str:
+    """The values of a string array concatenated, straight from its data buffer."""
+    arr = records.combine_chunks() if isinstance(records, pa.ChunkedArray) else records
+    n = len(arr)
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32, count=n + 1, offset=arr.offset * 4)
+    data = arr.buffers()[2]
+    assert data is not None
+    text: str = data.to_pybytes()[int(offsets[0]) : int(offsets[-1])].decode("utf-8")
+    return text
 
 
 @dataclass

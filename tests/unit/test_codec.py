@@ -31,6 +31,7 @@ from schemas.codec import (
     read_all,
     write_delimited,
     write_fixed,
+    write_fixed_table,
 )
 from schemas.codes import FileCode
 from schemas.files import FileLevelError
@@ -176,6 +177,12 @@ def test_every_layout_reads_back_exactly_the_rows_it_wrote(
         reader: DelimitedReader | FixedReader = DelimitedReader(out.getvalue(), layout, encoding)
     else:
         write_fixed(out, layout, _header(layout, len(rows)), rows)
+        by_column = io.BytesIO()
+        columns = pa.table(
+            {n: pa.array([r[i] for r in rows], pa.string()) for i, n in enumerate(layout.names)}
+        )
+        write_fixed_table(by_column, layout, _header(layout, len(rows)), columns)
+        assert by_column.getvalue() == out.getvalue()
         reader = FixedReader(out.getvalue(), layout)
 
     table, rejected = read_all(reader)
@@ -233,10 +240,24 @@ def _perso_row(**changes: str) -> list[str]:
 
 
 def _perso(rows: list[list[str]]) -> bytes:
+    """PERSO bytes of ``rows``, checking that the row writer and the column writer agree:
+    the same bytes, or both refuse."""
+    header = Header("PERSO", "B001", "F01", "P2026112201", "20261122", len(rows))
+    columns = None
+    if all(len(r) == len(PERSO.fields) for r in rows):
+        columns = pa.table({n: [r[i] for r in rows] for i, n in enumerate(PERSO.names)})
     out = io.BytesIO()
-    write_fixed(
-        out, PERSO, Header("PERSO", "B001", "F01", "P2026112201", "20261122", len(rows)), rows
-    )
+    try:
+        write_fixed(out, PERSO, header, rows)
+    except WriterError:
+        if columns is not None:
+            with pytest.raises(WriterError):
+                write_fixed_table(io.BytesIO(), PERSO, header, columns)
+        raise
+    if columns is not None:
+        by_column = io.BytesIO()
+        write_fixed_table(by_column, PERSO, header, columns)
+        assert by_column.getvalue() == out.getvalue()
     return out.getvalue()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import zipfile
 from pathlib import Path
 
@@ -20,7 +21,7 @@ def test_photos_are_copied_byte_for_byte_under_new_names_from_stored_and_deflate
     with zipfile.ZipFile(deflated, "w", zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("x.jpg", photos[2])
 
-    count = copy_photos(
+    count, sha = copy_photos(
         {
             str(stored): [("p1.jpg", "C00000001.jpg"), ("p0.jpg", "C00000002.jpg")],
             str(deflated): [("x.jpg", "C00000003.jpg")],
@@ -30,6 +31,7 @@ def test_photos_are_copied_byte_for_byte_under_new_names_from_stored_and_deflate
     )
 
     assert count == 3
+    assert sha == hashlib.sha256((tmp_path / "out.zip").read_bytes()).hexdigest()
     with zipfile.ZipFile(tmp_path / "out.zip") as zf:
         assert zf.testzip() is None
         assert zf.namelist() == ["C00000001.jpg", "C00000002.jpg", "C00000003.jpg"]
