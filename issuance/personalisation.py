@@ -24,7 +24,7 @@ from issuance.accounts import ACCOUNT_OPEN, PERSO_SENT
 from issuance.zipcopy import PhotoSources, copy_photos
 from persistence import registry
 from persistence.db import bulk_load, query_batches
-from persistence.issuance_store import bulk_update
+from persistence.issuance_store import set_status
 from schemas.codec import Header, write_fixed_table
 from schemas.layouts import PERSO
 
@@ -106,15 +106,6 @@ def perso_columns(part: pa.Table, business_date: str, expiry: str) -> pa.Table:
     return pa.table({name: fields[name] for name in PERSO.names})
 
 
-@dataclass(frozen=True)
-class _Part:
-    """One PERSO file written to the spool, its photo zip being written in a worker."""
-
-    name: str
-    records: int
-    photos: Future[tuple[int, str]]
-
-
 def dispatch_perso(
     engine: Engine,
     *,
@@ -133,17 +124,13 @@ def dispatch_perso(
     transaction. Both files of a PERSO are spooled under ``spool_dir/<date>/`` and named
     by their outbox rows; each zip is queued before its PERSO, so it is published first.
 
-    A worker thread copies the photos of one file while the database stores the records
-    of the same file; the connection is used by this thread only."""
+    Three things overlap: this thread writes each PERSO file, one worker copies its
+    photos, and another stores its records and queues its files (the only user of the
+    connection once the cards are read), so Python and the database work at once."""
     names: list[str] = []
-    sent_ids: list[pa.Array] = []
     expiry = expiry_of(business_date)
     spool = spool_dir / business_date
-    with (
-        engine.begin() as conn,
-        PhotoSources() as sources,
-        ThreadPoolExecutor(max_workers=1, thread_name_prefix="perso-photos") as copier,
-    ):
+    with engine.begin() as conn:
         pending = query_batches(
             conn,
             text(_PENDING).bindparams(
@@ -154,98 +141,107 @@ def dispatch_perso(
             max_records,
         )
         first_seq = registry.next_seq(conn, "PERSO", hub, factory, business_date)
-        previous: _Part | None = None
-        for number, part in enumerate(pending):
-            count = part.num_rows
-            seq = first_seq + number
-            name = f"PERSO_{hub}_{factory}_{business_date}_{seq:03d}.txt"
-            spool.mkdir(parents=True, exist_ok=True)
-            header = Header(
-                "PERSO", hub, factory, f"{business_date}{seq:03d}", business_date, count
-            )
-            with (spool / name).open("wb") as out:
-                write_fixed_table(out, PERSO, header, perso_columns(part, business_date, expiry))
-            photos = copier.submit(
-                _write_photos,
-                zip(
-                    part.column("card_no").to_pylist(),
-                    part.column("photo").to_pylist(),
-                    part.column("source").to_pylist(),
-                    strict=True,
-                ),
-                spool / (name[:-4] + ".zip"),
-                business_date,
-                sources,
-            )
-            if previous is not None:
-                _queue(conn, previous, conn_id, drop, spool, now, factory)
-            sent = pa.table(
-                {
-                    "application_id": part.column("id"),
-                    "card_no": part.column("card_no"),
-                    "pan": part.column("pan"),
-                    "factory": pa.array([factory] * count, pa.string()),
-                    "perso_name": pa.array([name] * count, pa.string()),
-                    "seq": pa.array(range(1, count + 1), pa.int64()),
-                    "issue_date": pa.array([business_date] * count, pa.string()),
-                    "expiry_date": pa.array([expiry] * count, pa.string()),
-                }
-            )
-            bulk_load(conn, "perso_record", sent, sent.column_names)
-            sent_ids.append(part.column("id").combine_chunks())
-            names.append(name)
-            previous = _Part(name, count, photos)
-        if previous is not None:
-            _queue(conn, previous, conn_id, drop, spool, now, factory)
-        if sent_ids:
-            ids = pa.concat_arrays(sent_ids)
-            bulk_update(
-                conn,
-                "application_state",
-                "application_id",
-                pa.table(
+        stored: list[Future[None]] = []
+        with (
+            PhotoSources() as sources,
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="perso-photos") as copier,
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="perso-db") as database,
+        ):
+            for number, part in enumerate(pending):
+                count = part.num_rows
+                seq = first_seq + number
+                name = f"PERSO_{hub}_{factory}_{business_date}_{seq:03d}.txt"
+                spool.mkdir(parents=True, exist_ok=True)
+                header = Header(
+                    "PERSO", hub, factory, f"{business_date}{seq:03d}", business_date, count
+                )
+                with (spool / name).open("wb") as out:
+                    write_fixed_table(
+                        out, PERSO, header, perso_columns(part, business_date, expiry)
+                    )
+                photos = copier.submit(
+                    _write_photos,
+                    zip(
+                        part.column("card_no").to_pylist(),
+                        part.column("photo").to_pylist(),
+                        part.column("source").to_pylist(),
+                        strict=True,
+                    ),
+                    spool / (name[:-4] + ".zip"),
+                    business_date,
+                    sources,
+                )
+                sent = pa.table(
                     {
-                        "application_id": ids,
-                        "status": pa.array([PERSO_SENT] * len(ids), pa.string()),
+                        "application_id": part.column("id"),
+                        "card_no": part.column("card_no"),
+                        "pan": part.column("pan"),
+                        "factory": pa.array([factory] * count, pa.string()),
+                        "perso_name": pa.array([name] * count, pa.string()),
+                        "seq": pa.array(range(1, count + 1), pa.int64()),
+                        "issue_date": pa.array([business_date] * count, pa.string()),
+                        "expiry_date": pa.array([expiry] * count, pa.string()),
                     }
-                ),
-            )
+                )
+                outbox = _Outbox(conn_id, drop, spool, name, count, now, factory)
+                stored.append(database.submit(_store, conn, sent, photos, outbox))
+                names.append(name)
+                while stored and stored[0].done():
+                    stored.pop(0).result()
+            for future in stored:
+                future.result()
     if not names:
         log.info("no card waiting for personalisation")
     return names
 
 
-def _queue(
-    conn: Connection,
-    part: _Part,
-    conn_id: str,
-    drop: str,
-    spool: Path,
-    now: datetime,
-    factory: str,
+@dataclass(frozen=True)
+class _Outbox:
+    """Where a PERSO and its photo zip go."""
+
+    conn_id: str
+    drop: str
+    spool: Path
+    name: str
+    records: int
+    now: datetime
+    factory: str
+
+
+def _store(
+    conn: Connection, sent: pa.Table, photos: Future[tuple[int, str]], outbox: _Outbox
 ) -> None:
-    """Queue a PERSO's photo zip (once written), then the PERSO itself."""
-    photos, sha = part.photos.result()
-    zip_name = part.name[:-4] + ".zip"
+    """Record the cards of one PERSO as sent, then queue its photo zip (once written) and
+    the PERSO itself."""
+    bulk_load(conn, "perso_record", sent, sent.column_names)
+    set_status(conn, sent.column("application_id"), PERSO_SENT)
+    count, sha = photos.result()
+    zip_name = outbox.name[:-4] + ".zip"
     registry.queue_outbound(
         conn,
-        conn_id=conn_id,
-        directory=drop,
+        conn_id=outbox.conn_id,
+        directory=outbox.drop,
         name=zip_name,
         type_="PERSOZIP",
-        path=spool / zip_name,
+        path=outbox.spool / zip_name,
         sha256=sha,
-        record_count=photos,
-        created_at=now,
+        record_count=count,
+        created_at=outbox.now,
     )
     registry.queue_outbound(
         conn,
-        conn_id=conn_id,
-        directory=drop,
-        name=part.name,
+        conn_id=outbox.conn_id,
+        directory=outbox.drop,
+        name=outbox.name,
         type_="PERSO",
-        path=spool / part.name,
-        record_count=part.records,
-        created_at=now,
+        path=outbox.spool / outbox.name,
+        record_count=outbox.records,
+        created_at=outbox.now,
     )
-    log.info("%s: %d card(s), %d photo(s) for factory %s", part.name, part.records, photos, factory)
+    log.info(
+        "%s: %d card(s), %d photo(s) for factory %s",
+        outbox.name,
+        outbox.records,
+        count,
+        outbox.factory,
+    )

@@ -53,6 +53,30 @@ def bulk_update(conn: Connection, table: str, key: str, data: pa.Table) -> None:
     )
 
 
+def set_status(conn: Connection, application_ids: pa.Array | pa.ChunkedArray, status: str) -> None:
+    """Move the given applications to ``status``: one statement over an array of ids on
+    PostgreSQL, through :func:`bulk_update` on SQLite."""
+    if not len(application_ids):
+        return
+    if is_postgres(conn):
+        conn.execute(
+            text("UPDATE application_state SET status = :s WHERE application_id = ANY(:ids)"),
+            {"s": status, "ids": application_ids.to_pylist()},
+        )
+    else:
+        bulk_update(
+            conn,
+            "application_state",
+            "application_id",
+            pa.table(
+                {
+                    "application_id": application_ids,
+                    "status": pa.array([status] * len(application_ids), pa.string()),
+                }
+            ),
+        )
+
+
 def rows(conn: Connection, sql: str, **params: Any) -> Sequence[Any]:
     return conn.execute(text(sql), params).all()
 

@@ -283,11 +283,16 @@ class PartnerRequest(Base):
 
 
 class PersoRecord(Base):
-    """A card sent to a factory in a PERSO file (ICD §5.5); never sent twice."""
+    """A card sent to a factory in a PERSO file (ICD §5.5); never sent twice.
+
+    ``application_id`` names the application the card was made for. It is written only
+    from applications read in the same transaction and applications are never deleted,
+    so it carries no foreign key: checking one per row cost more than writing the row
+    (docs/decisions.md)."""
 
     __tablename__ = "perso_record"
 
-    application_id: Mapped[int] = mapped_column(ForeignKey("application.id"), primary_key=True)
+    application_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     card_no: Mapped[str] = mapped_column(String(9))
     pan: Mapped[str] = mapped_column(String(19))
     factory: Mapped[str] = mapped_column(String(3))
