@@ -17,12 +17,13 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 import pyarrow as pa
-from sqlalchemy import Connection, Engine, bindparam, text
+import pyarrow.compute as pc
+from sqlalchemy import Connection, Engine, String, bindparam, text
 
 from banking.pan import PanRange, make_pans
 from issuance.intake import Landed
 from persistence import registry
-from persistence.db import bulk_load
+from persistence.db import bulk_load, query_batches
 from persistence.issuance_store import bulk_update, execute, rows, take_serials
 from schemas.codec import DelimitedReader, FixedReader, Header, write_delimited
 from schemas.layouts import ACCTOPEN
@@ -51,58 +52,93 @@ class OpenedAccounts:
     kept_numbers: int
 
 
+_HUB_PENDING = """
+SELECT a.id, a.id_no, a.keep_account, c.pan AS old_pan, c.pan_seq AS old_pan_seq
+FROM application_state st
+JOIN application a ON a.id = st.application_id
+LEFT JOIN card c ON c.card_no = a.old_card_no AND a.keep_account = '1'
+WHERE st.status = :s AND a.bank_code = :hub
+ORDER BY st.application_id
+"""
+_HUB_PENDING_COLUMNS = {
+    "id": pa.int64(),
+    "id_no": pa.string(),
+    "keep_account": pa.string(),
+    "old_pan": pa.string(),
+    "old_pan_seq": pa.string(),
+}
+
+
 def open_hub_accounts(
-    engine: Engine, hub: str, pan_range: PanRange, business_date: str
+    engine: Engine,
+    hub: str,
+    pan_range: PanRange,
+    business_date: str,
+    chunk_size: int = 50_000,
 ) -> OpenedAccounts:
     """Pre-open accounts at the hub for every accepted application whose service bank is
-    the hub, in one transaction (re-running finds nothing left to do)."""
+    the hub, in one transaction (re-running finds nothing left to do). Applications are
+    taken ``chunk_size`` at a time, so memory does not grow with their number."""
+    opened = kept = 0
     with engine.begin() as conn:
-        pending = rows(
+        pending = query_batches(
             conn,
-            "SELECT a.id, a.id_no, a.app_type, a.keep_account, a.old_card_no, c.pan AS old_pan, "
-            "c.pan_seq AS old_pan_seq FROM application_state st "
-            "JOIN application a ON a.id = st.application_id "
-            "LEFT JOIN card c ON c.card_no = a.old_card_no "
-            "WHERE st.status = :s AND a.bank_code = :hub ORDER BY st.application_id",
-            s=ACCEPTED,
-            hub=hub,
-        )
-        keep = [r for r in pending if r.keep_account == "1" and r.old_pan]
-        new = [r for r in pending if not (r.keep_account == "1" and r.old_pan)]
-        pans: list[str] = []
-        if new:
-            first = take_serials(conn, pan_range.prefix, len(new))
-            pans = make_pans(pan_range, first, len(new))
-            accounts = pa.table(
-                {
-                    "pan": pans,
-                    "bank_code": [hub] * len(new),
-                    "id_no": [r.id_no for r in new],
-                    "status": ["preopened"] * len(new),
-                    "loss": ["none"] * len(new),
-                    "pin_locked": [False] * len(new),
-                    "debit_blocked": [False] * len(new),
-                    "credit_blocked": [False] * len(new),
-                    "balance_fen": pa.array([0] * len(new), pa.int64()),
-                }
-            )
-            bulk_load(conn, "account", accounts, accounts.column_names)
-        ids = [r.id for r in new] + [r.id for r in keep]
-        bulk_update(
-            conn,
-            "application_state",
-            "application_id",
-            pa.table(
-                {
-                    "application_id": pa.array(ids, pa.int64()),
-                    "pan": pans + [r.old_pan for r in keep],
-                    "pan_seq": ["01"] * len(new) + [f"{int(r.old_pan_seq) + 1:02d}" for r in keep],
-                    "status": [ACCOUNT_OPEN] * len(ids),
-                }
+            text(_HUB_PENDING).bindparams(
+                bindparam("s", type_=String), bindparam("hub", type_=String)
             ),
+            {"s": ACCEPTED, "hub": hub},
+            _HUB_PENDING_COLUMNS,
+            chunk_size,
         )
-    log.info("hub accounts: %d opened (preopened), %d cards keep their number", len(new), len(keep))
-    return OpenedAccounts(len(new), len(keep))
+        for part in pending:
+            keeps = pc.fill_null(
+                pc.and_(
+                    pc.equal(part.column("keep_account"), "1"), pc.is_valid(part.column("old_pan"))
+                ),
+                False,
+            )
+            new = part.filter(pc.invert(keeps))
+            keep = part.filter(keeps)
+            pans: list[str] = []
+            if new.num_rows:
+                first = take_serials(conn, pan_range.prefix, new.num_rows)
+                pans = make_pans(pan_range, first, new.num_rows)
+                n = new.num_rows
+                accounts = pa.table(
+                    {
+                        "pan": pa.array(pans, pa.string()),
+                        "bank_code": pa.array([hub] * n, pa.string()),
+                        "id_no": new.column("id_no"),
+                        "status": pa.array(["preopened"] * n, pa.string()),
+                        "loss": pa.array(["none"] * n, pa.string()),
+                        "pin_locked": pa.array([False] * n),
+                        "debit_blocked": pa.array([False] * n),
+                        "credit_blocked": pa.array([False] * n),
+                        "balance_fen": pa.array([0] * n, pa.int64()),
+                    }
+                )
+                bulk_load(conn, "account", accounts, accounts.column_names)
+            next_seq = [f"{int(s) + 1:02d}" for s in keep.column("old_pan_seq").to_pylist()]
+            bulk_update(
+                conn,
+                "application_state",
+                "application_id",
+                pa.table(
+                    {
+                        "application_id": pa.concat_arrays(
+                            [new.column("id").combine_chunks(), keep.column("id").combine_chunks()]
+                        ),
+                        "pan": pa.array(pans + keep.column("old_pan").to_pylist(), pa.string()),
+                        "pan_seq": pa.array(["01"] * new.num_rows + next_seq, pa.string()),
+                        "status": pa.array([ACCOUNT_OPEN] * part.num_rows, pa.string()),
+                    }
+                ),
+            )
+            opened += new.num_rows
+            kept += keep.num_rows
+            log.info("hub accounts: %d opened so far, %d keep their number", opened, kept)
+    log.info("hub accounts: %d opened (preopened), %d cards keep their number", opened, kept)
+    return OpenedAccounts(opened, kept)
 
 
 def _next_seq(conn: Connection, type_: str, sender: str, receiver: str, business_date: str) -> str:

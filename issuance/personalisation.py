@@ -186,13 +186,17 @@ def dispatch_perso(
                 outbox = _Outbox(conn_id, drop, spool, name, count, now, factory)
                 stored.append(database.submit(_store, conn, sent, photos, outbox))
                 names.append(name)
-                while stored and stored[0].done():
+                while len(stored) > _IN_FLIGHT or (stored and stored[0].done()):
                     stored.pop(0).result()
             for future in stored:
                 future.result()
     if not names:
         log.info("no card waiting for personalisation")
     return names
+
+
+#: PERSO files written ahead of the workers, at most (memory stays flat)
+_IN_FLIGHT = 2
 
 
 @dataclass(frozen=True)
