@@ -30,6 +30,9 @@ import pyarrow as pa
 from bench.intake import DEFAULT_PG_URL, DEFAULT_WORKDIR, ENV_PG_URL, ROOT, fresh_database
 
 DAY = "20261122"
+TARGET_RECORDS_PER_S = 50_000
+#: peak RSS growth from the smallest to the largest run that still counts as flat
+FLAT = 1.25
 NOW = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
 
 
@@ -198,6 +201,28 @@ def main(argv: list[str] | None = None) -> int:
         )
         ok &= r["done"] == r["n"]
     print("all records processed" if ok else "SOME RECORDS WERE NOT PROCESSED")
+    print()
+    for r in results:
+        if r["db"] == "postgres":
+            rate = r["n"] / r["seconds"] if r["seconds"] else 0.0
+            verdict = "met   " if rate >= TARGET_RECORDS_PER_S else "MISSED"
+            print(
+                f"{verdict} {r['step']} postgres {r['n']:,}: {rate:,.0f} records/s "
+                f"(target ≥ {TARGET_RECORDS_PER_S:,})"
+            )
+    for step in ("accounts", "perso"):
+        for db in ("sqlite", "postgres"):
+            runs = sorted(
+                (r for r in results if r["step"] == step and r["db"] == db), key=lambda r: r["n"]
+            )
+            if len(runs) >= 2:
+                small, large = runs[0], runs[-1]
+                growth = large["peak_mib"] / small["peak_mib"]
+                verdict = "met   " if growth < FLAT else "MISSED"
+                print(
+                    f"{verdict} {step} {db}: peak RSS {small['peak_mib']:,.0f} MiB at {small['n']:,}, "
+                    f"{large['peak_mib']:,.0f} MiB at {large['n']:,} (×{growth:.2f}; flat means < ×{FLAT})"
+                )
     return 0 if ok else 1
 
 

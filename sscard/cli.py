@@ -3,6 +3,9 @@
 - ``sscard validate FILE [--json] [--business-date YYYYMMDD]``: pre-check an APPLY file
   the way intake will (exit 0 file accepted, 1 file rejected, 2 wrong use).
 - ``sscard db upgrade``: migrate the hub's database (``SSCARD_DATABASE_URL``).
+- ``sscard status [--json] [--business-date YYYYMMDD]``: where the work stands
+  (applications per status, unanswered partner requests and their age, cards at the
+  factory, files not yet delivered).
 - ``sscard demo``: the sandbox's business day, end to end.
 """
 
@@ -80,6 +83,25 @@ def _db(args: argparse.Namespace) -> int:
     return 0
 
 
+def _status(args: argparse.Namespace) -> int:
+    from issuance.status import render, work_status
+    from persistence.db import make_engine
+    from sscard.config import load_counterparties
+
+    parties = load_counterparties(args.config)
+    waits = {p.code: int(p.option("partner_wait_days", 1)) for p in parties.partner_banks}
+    engine = make_engine()
+    try:
+        status = work_status(engine, args.business_date or _today(), waits)
+    finally:
+        engine.dispose()
+    if args.json:
+        print(json.dumps(status.as_json(), ensure_ascii=False))
+    else:
+        print(render(status))
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from sandbox.demo import main as demo_main
 
@@ -106,6 +128,16 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("db", help="database maintenance")
     d.add_argument("action", choices=["upgrade"])
     d.set_defaults(func=_db)
+
+    st = sub.add_parser("status", help="where the work stands (SSCARD_DATABASE_URL)")
+    st.add_argument("--json", action="store_true", help="print exactly one JSON object")
+    st.add_argument(
+        "--business-date", type=_business_date, help="YYYYMMDD (default: today in Asia/Shanghai)"
+    )
+    st.add_argument(
+        "--config", help="counterparty file (default: SSCARD_COUNTERPARTIES or the shipped one)"
+    )
+    st.set_defaults(func=_status)
 
     demo = sub.add_parser("demo", help="run the sandbox's business day end to end")
     demo.add_argument("--size", type=int, default=200)

@@ -3,6 +3,7 @@ answers and deadlines, production returns that must not be applied, CARDRSP rule
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +26,7 @@ from issuance.inbox import PartyInbox
 from issuance.intake import IntakeContext, deliver, run_intake
 from issuance.personalisation import dispatch_perso, expiry_of
 from issuance.production import apply_production_results
+from issuance.status import render, work_status
 from persistence.issuance_store import take_serials
 from persistence.models import ApplicationState, Card, ReturnProblem
 from sandbox.bureau import make_apply_batch, write_batch
@@ -367,3 +369,38 @@ def test_a_replacement_keeping_its_number_takes_the_old_pan_with_the_next_pan_se
             "04",
         )
         assert conn.scalar(select(func.count()).select_from(Account)) == 1
+
+
+def test_the_status_report_shows_unanswered_partner_requests_with_their_age(
+    trees: dict[str, Path],
+    engine: Engine,
+    tmp_path: Path,
+    db_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    intake(trees, engine, tmp_path, 3, ("B002",), 42)
+    request_b002_accounts(engine)
+
+    status = work_status(engine, "20261123", {"B002": 2})
+
+    assert [
+        (p.bank_code, p.unanswered, p.oldest_sent, p.age_days, p.days_to_e140)
+        for p in status.partners
+    ] == [("B002", 3, DAY, 1, 1)]
+    assert status.applications == {("R440100", "partner_sent"): 3}
+    assert status.undelivered[0][1] == "APPLYRSP_B001_R440100_20261122_001.txt"
+    text = render(status)
+    assert (
+        "B002          3 unanswered, oldest sent 20261122 (1 day(s) ago; E140 in 1 day(s))" in text
+    )
+
+    from sscard.cli import main
+
+    monkeypatch.setenv("SSCARD_DATABASE_URL", db_url)
+    assert main(["status", "--json", "--business-date", "20261123"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["partners"] == [
+        {"bank_code": "B002", "unanswered": 3, "oldest_sent": DAY, "age_days": 1, "days_to_e140": 0}
+    ]
+    assert report["applications"] == [{"bureau": "R440100", "status": "partner_sent", "count": 3}]
