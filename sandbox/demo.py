@@ -166,10 +166,14 @@ def main(size: int = 200, business_date: str | None = None) -> int:
         f"  archived requests (bureau's server)            {sftp_root / bureau.code / bureau.pickup / 'archive' / business_date}/"
     )
     print(
-        "  every file the hub sent, with its bytes         table outbound_file of the hub database"
+        "  every file the hub sent                         table outbound_file of the hub database"
     )
+    print(f"    large ones (APPLYRSP, PERSO and its zip)     {var_dir() / 'outbox'}/")
     print(f"  hub's copies of what arrived                   {var_dir() / 'received'}/")
     print(f"  hub database                                   {database_url()}")
+    print(
+        f"  where the work stands                          uv run sscard status --business-date {business_date}"
+    )
     print(
         f"  pre-check a file yourself                      uv run sscard validate "
         f"{sftp_root / bureau.code / bureau.pickup / 'archive' / business_date / batch.name} "
