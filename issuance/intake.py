@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
+import numpy.typing as npt
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 from sqlalchemy import Connection, Engine
@@ -31,7 +33,7 @@ from issuance.apply_rules import ApplyRules, business_window, check_apply_chunk
 from issuance.inbox import Inbox
 from issuance.photos import PhotoZip, check_photo_zip
 from persistence import apply_store, registry
-from schemas.codec import Chunk, DelimitedReader, Header, write_delimited
+from schemas.codec import NO_FAIL, Chunk, DelimitedReader, Header, write_delimited
 from schemas.codes import FileCode, message, reason_text
 from schemas.files import SAFE_NAME, Control, FileLevelError, FileName
 from schemas.layouts import APPLY, APPLYRSP
@@ -160,6 +162,27 @@ def _content_sha(chunk: Chunk) -> pa.Array:
     )
 
 
+def chunk_repeats(chunk: Chunk) -> npt.NDArray[np.int64]:
+    """For each line, the earliest field whose key an earlier line of the same chunk has
+    (ICD §4.2: an ``app_no``, the ``id_no`` of a ``01``, a ``card_no``, an ``old_card_no``
+    for the same ``id_no``), ``NO_FAIL`` if none. Lines with a wrong number of fields take
+    no part."""
+    first = np.full(len(chunk), NO_FAIL, dtype=np.int64)
+    taking_part = chunk.fail_index >= 0
+    for name, _, keys, cover in apply_store.REPEATS:
+        mask = taking_part
+        if cover is not None:
+            column, value, equal = cover
+            mask = mask & ((chunk.strings(column) == value) == equal)
+        rows = np.flatnonzero(mask)
+        if rows.size < 2:
+            continue
+        frame = pd.DataFrame({k: chunk.strings(k)[rows] for k in keys})
+        repeated = rows[frame.duplicated(keep="first").to_numpy()]
+        first[repeated] = np.minimum(first[repeated], APPLY.index(name))
+    return first
+
+
 def stage_table(chunk: Chunk) -> pa.Table:
     fail_idx = chunk.fail_index.astype(np.int64)
     return pa.table(
@@ -170,6 +193,7 @@ def stage_table(chunk: Chunk) -> pa.Table:
             "fail_idx": pa.array(fail_idx),
             "fail_code": pa.array(chunk.fail_code.tolist(), pa.string()),
             "fail_field": pa.array(chunk.field_names(), pa.string()),
+            "dup_idx": pa.array(chunk_repeats(chunk)),
             **{n: chunk.column(n) for n in APPLY.names},
         }
     )
@@ -406,18 +430,24 @@ def _load(
     waiting_id: int | None,
     first_seen: datetime,
 ) -> FileOutcome:
-    apply_store.create_stage(conn)
-    _stage_lines(conn, landed.name, validated_chunks(reader, ctx.rules, photos), photos)
-    apply_store.run_checks(conn, header.sender, renewal_limit=_renewal_limit(ctx.business_date))
     fname = FileName.parse(landed.name)
     values = _file_values(ctx, landed, fname, "accepted", first_seen)
-    values.update(batch_no=header.batch_no, record_count=reader.detail_count, processed_at=ctx.now)
+    values.update(batch_no=header.batch_no, processed_at=ctx.now)
     if waiting_id is None:
         file_id = registry.record_file(conn, **values)
     else:
         file_id = waiting_id
         registry.update_file(conn, file_id, **values)
-    apply_store.commit_lines(conn, file_id, header.sender, ctx.business_date)
+    apply_store.create_stage(conn)
+    renewal_limit = _renewal_limit(ctx.business_date)
+
+    def load(table: pa.Table, lo: int, hi: int) -> None:
+        apply_store.stage(conn, table)
+        apply_store.check_chunk(conn, header.sender, file_id, renewal_limit, lo, hi)
+        apply_store.store_chunk(conn, file_id, header.sender, ctx.business_date, lo, hi)
+
+    _stage_lines(landed.name, validated_chunks(reader, ctx.rules, photos), photos, load)
+    apply_store.commit_lines(conn, file_id, header.sender)
     counts = apply_store.answer_counts(conn)
     response_name = str(fname.response())
     response_path = ctx.var_dir / "outbox" / ctx.business_date / response_name
@@ -438,19 +468,26 @@ def _load(
     )
     accepted = counts.get("00", 0)
     registry.update_file(
-        conn, file_id, accepted_count=accepted, rejected_count=reader.detail_count - accepted
+        conn,
+        file_id,
+        record_count=reader.detail_count,
+        accepted_count=accepted,
+        rejected_count=reader.detail_count - accepted,
     )
     apply_store.drop_stage(conn)
     return FileOutcome(landed.name, "accepted", None, counts, response_name)
 
 
 def _stage_lines(
-    conn: Connection, name: str, chunks: Iterator[Chunk], photos: PhotoZip | None
+    name: str,
+    chunks: Iterator[Chunk],
+    photos: PhotoZip | None,
+    load: Callable[[pa.Table, int, int], None],
 ) -> None:
-    """Stage every checked chunk. The database loads one chunk (in a worker thread, the
-    driver waiting without the GIL) while the next one is read and checked; the
-    connection is never used by both threads at once, and a failure waits for the load
-    in flight before it leaves."""
+    """Stage, check and store every checked chunk, in order. The database works on one
+    chunk (in a worker thread, the driver waiting without the GIL) while the next one is
+    read and checked; the connection is never used by both threads at once, and a failure
+    waits for the chunk in flight before it leaves."""
     named = False
     staged = 0
     loading: Future[None] | None = None
@@ -462,7 +499,7 @@ def _stage_lines(
             table = stage_table(chunk)
             if loading is not None:
                 loading.result()
-            loading = loader.submit(apply_store.stage, conn, table)
+            loading = loader.submit(load, table, staged + 1, staged + len(chunk))
             staged += len(chunk)
             log.info("%s: %d lines checked", name, staged)
         if loading is not None:

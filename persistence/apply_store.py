@@ -1,11 +1,19 @@
 """Set-based APPLY checks against what the database holds (ICD §4.2, §5.1; DOMAIN §5).
 
-Lines already checked line by line are staged in a temporary table; the rules that
-need other lines of the file or the database (E106, E107, E108, E109, E110, E118 and
-the repeat of an earlier answer) run as a few SQL statements over the whole file, so
-memory stays flat whatever the file's size. Every statement keeps the earliest failing
-field in layout order: it touches a line only when its field comes before the line's
-current failure.
+Lines already checked line by line are staged in a temporary table, one chunk at a time;
+the rules that need other lines of the file or the database (E106, E107, E108, E109,
+E110, E118 and the repeat of an earlier answer) run as a few SQL statements over the
+chunk just staged, and its accepted lines are stored at once, so the database works on
+one chunk while the next one is read and memory stays flat whatever the file's size.
+
+A chunk's answers never depend on where the chunks begin and end. Every rule that looks
+at the database sees it as it was before the file: rows this file stored for its earlier
+chunks are left out. The repeat rule inside the file looks at every earlier line of the
+file: the lines of the same chunk, the accepted lines of earlier chunks (their
+application rows, found through the indexes the database checks use anyway) and the
+other lines of earlier chunks (a small table of their keys). A rule touches a line only
+when its field comes before the line's current failure, so the earliest failing field in
+layout order wins whatever the order of the statements.
 """
 
 from __future__ import annotations
@@ -21,27 +29,52 @@ from schemas.layouts import APPLY
 
 FIELDS = APPLY.names
 STAGE = "apply_stage"
-STAGE_COLUMNS = ("seq", "line_no", "content_sha", "fail_idx", "fail_code", "fail_field", *FIELDS)
+#: the keys of the lines of earlier chunks that were not accepted (ICD §4.2 repeats)
+PRIOR = "apply_prior"
+STAGE_COLUMNS = (
+    "seq",
+    "line_no",
+    "content_sha",
+    "fail_idx",
+    "fail_code",
+    "fail_field",
+    "dup_idx",
+    *FIELDS,
+)
+PRIOR_COLUMNS = ("seq", "app_no", "app_type", "id_no", "card_no", "old_card_no")
 _IDX = {name: i for i, name in enumerate(FIELDS)}
 
 
 def create_stage(conn: Connection) -> None:
+    """The staging table of the file's lines and the table of keys of its lines not
+    accepted. On PostgreSQL, JIT compilation is off for the transaction: each statement
+    does little work per row, and compiling it cost more than running it."""
     cols = ", ".join(f"{name} TEXT NOT NULL" for name in FIELDS)
     ddl = (
         f"seq INTEGER PRIMARY KEY, line_no INTEGER NOT NULL, content_sha TEXT NOT NULL, "
-        f"fail_idx INTEGER NOT NULL, fail_code TEXT, fail_field TEXT, "
+        f"fail_idx INTEGER NOT NULL, fail_code TEXT, fail_field TEXT, dup_idx INTEGER NOT NULL, "
         f"repeat_result TEXT, repeat_code TEXT, repeat_field TEXT, {cols}"
     )
+    prior = ", ".join(f"{name} TEXT NOT NULL" for name in PRIOR_COLUMNS[1:])
+    prior_ddl = f"seq INTEGER PRIMARY KEY, {prior}"
     if is_postgres(conn):
+        conn.execute(text("SET LOCAL jit = off"))
+        conn.execute(text("SET LOCAL default_statistics_target = 10"))
         conn.execute(text(f"CREATE TEMP TABLE {STAGE} ({ddl}) ON COMMIT DROP"))
+        conn.execute(text(f"CREATE TEMP TABLE {PRIOR} ({prior_ddl}) ON COMMIT DROP"))
     else:
-        conn.execute(text(f"DROP TABLE IF EXISTS temp.{STAGE}"))
+        drop_stage(conn)
         conn.execute(text(f"CREATE TEMP TABLE {STAGE} ({ddl})"))
+        conn.execute(text(f"CREATE TEMP TABLE {PRIOR} ({prior_ddl})"))
+    for key in ("app_no", "id_no", "card_no", "old_card_no, id_no"):
+        name = f"ix_{PRIOR}_{key.split(',')[0]}"
+        conn.execute(text(f"CREATE INDEX {name} ON {PRIOR} ({key})"))
 
 
 def drop_stage(conn: Connection) -> None:
     if not is_postgres(conn):
         conn.execute(text(f"DROP TABLE IF EXISTS temp.{STAGE}"))
+        conn.execute(text(f"DROP TABLE IF EXISTS temp.{PRIOR}"))
 
 
 def stage(conn: Connection, table: pa.Table) -> None:
@@ -53,56 +86,145 @@ def _fail(field: str, code: str) -> str:
 
 
 def _open(field: str) -> str:
-    """The line has not failed at an earlier field, and is not a repeat."""
-    return f"{STAGE}.fail_idx > {_IDX[field]} AND {STAGE}.repeat_result IS NULL"
+    """The line is in the chunk, has not failed at an earlier field, and is not a repeat."""
+    return (
+        f"{STAGE}.seq BETWEEN :lo AND :hi AND {STAGE}.fail_idx > {_IDX[field]} "
+        f"AND {STAGE}.repeat_result IS NULL"
+    )
 
 
-#: in-file repeats (ICD §4.2): the occurrence number computed, the key, the lines it covers
-_REPEATS = (
-    ("rn_app", "app_no", ""),
-    ("rn_person", "id_no", "app_type = '01'"),
-    ("rn_card", "card_no", ""),
-    ("rn_old", "old_card_no, id_no", "old_card_no <> ''"),
+#: in-file repeats (ICD §4.2): the field a repeated key rejects, with its code, the key's
+#: fields, and the field and value a line needs to take part (None: every line)
+REPEATS: tuple[tuple[str, str, tuple[str, ...], tuple[str, str, bool] | None], ...] = (
+    ("app_no", "E107", ("app_no",), None),
+    ("id_no", "E108", ("id_no",), ("app_type", "01", True)),
+    ("card_no", "E106", ("card_no",), None),
+    ("old_card_no", "E109", ("old_card_no", "id_no"), ("old_card_no", "", False)),
+)
+_REPEAT_CODE = " ".join(f"WHEN {_IDX[field]} THEN '{code}'" for field, code, _, _ in REPEATS)
+_REPEAT_FIELD = " ".join(f"WHEN {_IDX[field]} THEN '{field}'" for field, _, _, _ in REPEATS)
+
+
+_S = STAGE
+#: the database rules (field, code, lines they apply to, failing condition), one statement
+#: each so that every condition is a plain join the planner can drive from the chunk
+_RULES: tuple[tuple[str, str, str, str], ...] = (
+    # E107: the key was answered before for other content (an application of any file, this
+    # one's earlier chunks included, or a rejected line), or an earlier line of the file that
+    # was not accepted has it.
+    (
+        "app_no",
+        "E107",
+        "",
+        f"EXISTS (SELECT 1 FROM application a WHERE a.bureau = :sender AND a.app_no = {_S}.app_no)",
+    ),
+    (
+        "app_no",
+        "E107",
+        "",
+        f"EXISTS (SELECT 1 FROM apply_line p WHERE p.sender = :sender AND p.app_no = {_S}.app_no)",
+    ),
+    ("app_no", "E107", "", f"EXISTS (SELECT 1 FROM {PRIOR} q WHERE q.app_no = {_S}.app_no)"),
+    # E108 one person one card: a card not cancelled, or an application still in progress;
+    # in this file, an earlier `01` line for the same person.
+    (
+        "id_no",
+        "E108",
+        f"{_S}.app_type = '01'",
+        f"EXISTS (SELECT 1 FROM card c WHERE c.id_no = {_S}.id_no AND c.status <> '9')",
+    ),
+    (
+        "id_no",
+        "E108",
+        f"{_S}.app_type = '01'",
+        f"""EXISTS (SELECT 1 FROM application a
+                    JOIN application_state st ON st.application_id = a.id
+                    WHERE a.id_no = {_S}.id_no AND st.fail_stage IS NULL
+                    AND (a.file_id <> :file_id OR a.app_type = '01')
+                    AND NOT EXISTS (SELECT 1 FROM card c2 WHERE c2.card_no = a.card_no))""",
+    ),
+    (
+        "id_no",
+        "E108",
+        f"{_S}.app_type = '01'",
+        f"EXISTS (SELECT 1 FROM {PRIOR} q WHERE q.id_no = {_S}.id_no AND q.app_type = '01')",
+    ),
+    # E106: the card number was issued (or applied for, in this file too) before.
+    ("card_no", "E106", "", f"EXISTS (SELECT 1 FROM application a WHERE a.card_no = {_S}.card_no)"),
+    ("card_no", "E106", "", f"EXISTS (SELECT 1 FROM card c WHERE c.card_no = {_S}.card_no)"),
+    ("card_no", "E106", "", f"EXISTS (SELECT 1 FROM {PRIOR} q WHERE q.card_no = {_S}.card_no)"),
+    # E109: the old card must be the applicant's, in a status the app_type allows, and not
+    # already being replaced (DOMAIN §5) ...
+    (
+        "old_card_no",
+        "E109",
+        f"{_S}.app_type IN ('05', '06', '07')",
+        f"""NOT EXISTS (
+              SELECT 1 FROM card c WHERE c.card_no = {_S}.old_card_no AND c.id_no = {_S}.id_no
+                AND ((({_S}.app_type = '05') AND c.status = '2')
+                  OR ({_S}.app_type IN ('06', '07') AND c.status IN ('0', '1', '2', '4'))))""",
+    ),
+    (
+        "old_card_no",
+        "E109",
+        f"{_S}.app_type IN ('05', '06', '07')",
+        f"""EXISTS (SELECT 1 FROM application a
+                    JOIN application_state st ON st.application_id = a.id
+                    WHERE a.old_card_no = {_S}.old_card_no AND a.old_card_no <> ''
+                      AND a.file_id <> :file_id
+                    AND st.fail_stage IS NULL
+                    AND NOT EXISTS (SELECT 1 FROM card c2 WHERE c2.card_no = a.card_no))""",
+    ),
+    # ... and in this file, the same old card named for the same person by an earlier line.
+    (
+        "old_card_no",
+        "E109",
+        f"{_S}.old_card_no <> ''",
+        f"""EXISTS (SELECT 1 FROM application a
+                    WHERE a.id_no = {_S}.id_no AND a.old_card_no = {_S}.old_card_no
+                      AND a.file_id = :file_id)""",
+    ),
+    (
+        "old_card_no",
+        "E109",
+        f"{_S}.old_card_no <> ''",
+        f"""EXISTS (SELECT 1 FROM {PRIOR} q
+                    WHERE q.old_card_no = {_S}.old_card_no AND q.id_no = {_S}.id_no)""",
+    ),
+    # E110: keeping the bank card number needs the same bank and an open account.
+    (
+        "keep_account",
+        "E110",
+        f"{_S}.keep_account = '1'",
+        f"""NOT EXISTS (
+              SELECT 1 FROM card c JOIN account ac ON ac.pan = c.pan
+              WHERE c.card_no = {_S}.old_card_no AND c.bank_code = {_S}.bank_code
+                AND ac.status IN ('preopened', 'active'))""",
+    ),
+    # E118: renewal for expiry only from 60 days before the old card's expiry date.
+    (
+        "replace_reason",
+        "E118",
+        f"{_S}.app_type = '06' AND {_S}.replace_reason = '1'",
+        f"""EXISTS (SELECT 1 FROM card c WHERE c.card_no = {_S}.old_card_no
+                    AND (c.expiry_date IS NULL OR c.expiry_date > :limit))""",
+    ),
 )
 
 
-def _occurrences() -> str:
-    """Each line whose key occurs more than once in the file, with its occurrence number
-    for each key (1 for a key it does not repeat). Only the keys seen more than once are
-    numbered, so the window functions never sort the whole file."""
+def check_chunk(
+    conn: Connection, sender: str, file_id: int, renewal_limit: str, lo: int, hi: int
+) -> None:
+    """Every database and whole-file rule for the staged lines with SEQ ``lo``…``hi``
+    (ICD §4.2, §5.1, DOMAIN §5). The lines before ``lo`` must have been checked and
+    stored (:func:`store_chunk`) already."""
     s = STAGE
-    names = [name for name, _, _ in _REPEATS]
-    parts = []
-    for name, key, cover in _REPEATS:
-        numbers = ", ".join(
-            f"ROW_NUMBER() OVER (PARTITION BY {key} ORDER BY seq) AS {n}"
-            if n == name
-            else f"1 AS {n}"
-            for n in names
-        )
-        cover_where = f" AND {cover}" if cover else ""
-        parts.append(
-            f"""SELECT seq, {numbers} FROM {s}
-                WHERE fail_idx >= 0{cover_where} AND ({key}) IN (
-                  SELECT {key} FROM {s} WHERE fail_idx >= 0{cover_where}
-                  GROUP BY {key} HAVING COUNT(*) > 1)"""
-        )
-    union = " UNION ALL ".join(parts)
-    maxima = ", ".join(f"MAX({n}) AS {n}" for n in names)
-    return f"SELECT seq, {maxima} FROM ({union}) AS u GROUP BY seq"
-
-
-def run_checks(conn: Connection, sender: str, renewal_limit: str) -> None:
-    """All database and whole-file rules, in one pass each (ICD §4.2, §5.1, DOMAIN §5).
-
-    On PostgreSQL, JIT compilation is off for the transaction: each statement does little
-    work per row, and compiling it cost more than running it."""
-    s = STAGE
+    chunk = {"lo": lo, "hi": hi}
+    mine = {"sender": sender, "file_id": file_id, **chunk}
     if is_postgres(conn):
-        conn.execute(text("SET LOCAL jit = off"))
-        conn.execute(
-            text(f"ANALYZE {s} (seq, fail_idx, app_no, app_type, id_no, card_no, old_card_no)")
-        )
+        # The planner needs to know how many lines the chunk holds: a small sample will do.
+        conn.execute(text(f"ANALYZE {s} (seq, fail_idx, app_type, old_card_no)"))
+        conn.execute(text(f"ANALYZE {PRIOR}"))
 
     # A key already answered with the same content is answered again, unchanged (ICD §4.2):
     # accepted before (its application row), or rejected before (its apply_line row).
@@ -111,9 +233,10 @@ def run_checks(conn: Connection, sender: str, renewal_limit: str) -> None:
             f"""UPDATE {s} SET repeat_result = '00', repeat_code = '', repeat_field = ''
                 FROM application a
                 WHERE a.bureau = :sender AND a.app_no = {s}.app_no AND a.content_sha = {s}.content_sha
-                  AND {s}.fail_idx >= 0"""
+                  AND a.file_id <> :file_id
+                  AND {s}.seq BETWEEN :lo AND :hi AND {s}.fail_idx >= 0"""
         ),
-        {"sender": sender},
+        mine,
     )
     conn.execute(
         text(
@@ -121,107 +244,35 @@ def run_checks(conn: Connection, sender: str, renewal_limit: str) -> None:
                    repeat_field = p.reason_field
                 FROM apply_line p
                 WHERE p.sender = :sender AND p.app_no = {s}.app_no AND p.content_sha = {s}.content_sha
-                  AND {s}.fail_idx >= 0 AND {s}.repeat_result IS NULL"""
+                  AND {s}.seq BETWEEN :lo AND :hi AND {s}.fail_idx >= 0
+                  AND {s}.repeat_result IS NULL"""
         ),
-        {"sender": sender},
+        mine,
     )
 
-    # Repeats inside the file: every occurrence after the first (ICD §4.2).
-    i_app, i_id, i_card, i_old = _IDX["app_no"], _IDX["id_no"], _IDX["card_no"], _IDX["old_card_no"]
+    # Repeats inside the file: every occurrence after the first (ICD §4.2). ``dup_idx`` is
+    # the earliest field whose key an earlier line of the same chunk has (found while the
+    # chunk was read); the statements below find the earlier lines of earlier chunks, with
+    # the same code at the same field.
     conn.execute(
         text(
-            f"""UPDATE {s} SET
-                  fail_code = CASE
-                    WHEN d.rn_app > 1 AND {s}.fail_idx > {i_app} THEN 'E107'
-                    WHEN d.rn_person > 1 AND {s}.fail_idx > {i_id} THEN 'E108'
-                    WHEN d.rn_card > 1 AND {s}.fail_idx > {i_card} THEN 'E106'
-                    WHEN d.rn_old > 1 AND {s}.fail_idx > {i_old} THEN 'E109'
-                    ELSE {s}.fail_code END,
-                  fail_field = CASE
-                    WHEN d.rn_app > 1 AND {s}.fail_idx > {i_app} THEN 'app_no'
-                    WHEN d.rn_person > 1 AND {s}.fail_idx > {i_id} THEN 'id_no'
-                    WHEN d.rn_card > 1 AND {s}.fail_idx > {i_card} THEN 'card_no'
-                    WHEN d.rn_old > 1 AND {s}.fail_idx > {i_old} THEN 'old_card_no'
-                    ELSE {s}.fail_field END,
-                  fail_idx = CASE
-                    WHEN d.rn_app > 1 AND {s}.fail_idx > {i_app} THEN {i_app}
-                    WHEN d.rn_person > 1 AND {s}.fail_idx > {i_id} THEN {i_id}
-                    WHEN d.rn_card > 1 AND {s}.fail_idx > {i_card} THEN {i_card}
-                    WHEN d.rn_old > 1 AND {s}.fail_idx > {i_old} THEN {i_old}
-                    ELSE {s}.fail_idx END
-                FROM ({_occurrences()}) AS d
-                WHERE d.seq = {s}.seq AND {s}.repeat_result IS NULL
-                  AND (d.rn_app > 1 OR d.rn_person > 1 OR d.rn_card > 1 OR d.rn_old > 1)"""
-        )
+            f"""UPDATE {s} SET fail_idx = dup_idx,
+                  fail_code = CASE dup_idx {_REPEAT_CODE} END,
+                  fail_field = CASE dup_idx {_REPEAT_FIELD} END
+                WHERE seq BETWEEN :lo AND :hi AND dup_idx < fail_idx AND repeat_result IS NULL"""
+        ),
+        chunk,
     )
 
-    # E107: the key was answered before, for other content.
-    conn.execute(
-        text(
-            f"""UPDATE {s} SET {_fail("app_no", "E107")}
-                WHERE {_open("app_no")} AND (
-                  EXISTS (SELECT 1 FROM application a WHERE a.bureau = :sender AND a.app_no = {s}.app_no)
-                  OR EXISTS (SELECT 1 FROM apply_line p WHERE p.sender = :sender AND p.app_no = {s}.app_no))"""
-        ),
-        {"sender": sender},
-    )
-    # E108 one person one card: a card not cancelled, or an application still in progress.
-    conn.execute(
-        text(
-            f"""UPDATE {s} SET {_fail("id_no", "E108")}
-                WHERE {s}.app_type = '01' AND {_open("id_no")} AND (
-                  EXISTS (SELECT 1 FROM card c WHERE c.id_no = {s}.id_no AND c.status <> '9')
-                  OR EXISTS (SELECT 1 FROM application a
-                             JOIN application_state st ON st.application_id = a.id
-                             WHERE a.id_no = {s}.id_no AND st.fail_stage IS NULL
-                             AND NOT EXISTS (SELECT 1 FROM card c2 WHERE c2.card_no = a.card_no)))"""
+    params = {"limit": renewal_limit, **mine}
+    for field, code, where, condition in _RULES:
+        conn.execute(
+            text(
+                f"""UPDATE {s} SET {_fail(field, code)}
+                    WHERE {f"{where} AND " if where else ""}{_open(field)} AND {condition}"""
+            ),
+            params,
         )
-    )
-    # E106: the card number was issued (or applied for) before.
-    conn.execute(
-        text(
-            f"""UPDATE {s} SET {_fail("card_no", "E106")}
-                WHERE {_open("card_no")} AND (
-                  EXISTS (SELECT 1 FROM application a WHERE a.card_no = {s}.card_no)
-                  OR EXISTS (SELECT 1 FROM card c WHERE c.card_no = {s}.card_no))"""
-        )
-    )
-    # E109: the old card must be the applicant's, in a status the app_type allows, and not
-    # already being replaced (DOMAIN §5).
-    conn.execute(
-        text(
-            f"""UPDATE {s} SET {_fail("old_card_no", "E109")}
-                WHERE {s}.app_type IN ('05', '06', '07') AND {_open("old_card_no")} AND (
-                  NOT EXISTS (
-                    SELECT 1 FROM card c WHERE c.card_no = {s}.old_card_no AND c.id_no = {s}.id_no
-                      AND ((({s}.app_type = '05') AND c.status = '2')
-                        OR ({s}.app_type IN ('06', '07') AND c.status IN ('0', '1', '2', '4'))))
-                  OR EXISTS (SELECT 1 FROM application a
-                             JOIN application_state st ON st.application_id = a.id
-                             WHERE a.old_card_no = {s}.old_card_no AND st.fail_stage IS NULL
-                             AND NOT EXISTS (SELECT 1 FROM card c2 WHERE c2.card_no = a.card_no)))"""
-        )
-    )
-    # E110: keeping the bank card number needs the same bank and an open account.
-    conn.execute(
-        text(
-            f"""UPDATE {s} SET {_fail("keep_account", "E110")}
-                WHERE {s}.keep_account = '1' AND {_open("keep_account")} AND NOT EXISTS (
-                  SELECT 1 FROM card c JOIN account ac ON ac.pan = c.pan
-                  WHERE c.card_no = {s}.old_card_no AND c.bank_code = {s}.bank_code
-                    AND ac.status IN ('preopened', 'active'))"""
-        )
-    )
-    # E118: renewal for expiry only from 60 days before the old card's expiry date.
-    conn.execute(
-        text(
-            f"""UPDATE {s} SET {_fail("replace_reason", "E118")}
-                WHERE {s}.app_type = '06' AND {s}.replace_reason = '1' AND {_open("replace_reason")}
-                  AND EXISTS (SELECT 1 FROM card c WHERE c.card_no = {s}.old_card_no
-                              AND (c.expiry_date IS NULL OR c.expiry_date > :limit))"""
-        ),
-        {"limit": renewal_limit},
-    )
 
 
 #: a staged line's answer: the earlier answer of a repeat, else accepted or its failure
@@ -234,16 +285,18 @@ _FIELD = f"""CASE WHEN repeat_result IS NOT NULL THEN repeat_field
 _ACCEPTED = f"fail_idx = {NO_FAIL} AND repeat_result IS NULL"
 
 
-def commit_lines(conn: Connection, file_id: int, sender: str, business_date: str) -> None:
-    """Store every accepted application with its state, and every rejected line's answer.
-
-    A repeat of a key answered before is not stored again: its first answer stands."""
+def store_chunk(
+    conn: Connection, file_id: int, sender: str, business_date: str, lo: int, hi: int
+) -> None:
+    """Store every accepted application of the checked lines ``lo``…``hi`` with its state,
+    in SEQ order, and the keys of the others for the repeat rule of later chunks. A repeat
+    of a key answered before is not stored again: its first answer stands."""
     s = STAGE
     cols = ", ".join(FIELDS)
     insert = f"""INSERT INTO application (bureau, file_id, seq, business_date, content_sha, {cols})
                  SELECT :sender, :file_id, seq, :bd, content_sha, {cols} FROM {s}
-                 WHERE {_ACCEPTED} ORDER BY seq"""
-    params = {"sender": sender, "file_id": file_id, "bd": business_date}
+                 WHERE seq BETWEEN :lo AND :hi AND {_ACCEPTED} ORDER BY seq"""
+    params = {"sender": sender, "file_id": file_id, "bd": business_date, "lo": lo, "hi": hi}
     if is_postgres(conn):
         conn.execute(
             text(
@@ -265,13 +318,26 @@ def commit_lines(conn: Connection, file_id: int, sender: str, business_date: str
             ),
             {"before": before},
         )
+    prior = ", ".join(PRIOR_COLUMNS)
+    conn.execute(
+        text(
+            f"""INSERT INTO {PRIOR} ({prior}) SELECT {prior} FROM {s}
+                WHERE seq BETWEEN :lo AND :hi AND fail_idx >= 0 AND NOT ({_ACCEPTED})"""
+        ),
+        {"lo": lo, "hi": hi},
+    )
+
+
+def commit_lines(conn: Connection, file_id: int, sender: str) -> None:
+    """Store every rejected line's answer, once every chunk is checked and stored. A
+    repeat of a key answered before is not stored again: its first answer stands."""
     conn.execute(
         text(
             f"""INSERT INTO apply_line (file_id, seq, line_no, sender, app_no, content_sha,
                                         result, reason_code, reason_field)
                 SELECT :file_id, seq, line_no, :sender, app_no, content_sha, '01', fail_code,
                        fail_field
-                FROM {s} WHERE fail_idx <> {NO_FAIL} AND repeat_result IS NULL"""
+                FROM {STAGE} WHERE fail_idx <> {NO_FAIL} AND repeat_result IS NULL"""
         ),
         {"sender": sender, "file_id": file_id},
     )

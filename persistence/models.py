@@ -144,7 +144,9 @@ class Application(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     bureau: Mapped[str] = mapped_column(String(8))
     app_no: Mapped[str] = mapped_column(String(30))
-    file_id: Mapped[int] = mapped_column(ForeignKey("received_file.id"))
+    #: the APPLY file of the line; no foreign key (docs/decisions.md): written only by
+    #: intake, in the transaction that records the file
+    file_id: Mapped[int] = mapped_column(Integer)
     seq: Mapped[int] = mapped_column(Integer)
     app_type: Mapped[str] = mapped_column(String(2))
     id_type: Mapped[str] = mapped_column(String(2))
@@ -172,6 +174,13 @@ class Application(Base):
         Index("uq_application_bureau_app_no", "bureau", "app_no", unique=True),
         Index("uq_application_card_no", "card_no", unique=True),
         Index("ix_application_id_no", "id_no"),
+        # E109: is this old card already being replaced? Replacements are few.
+        Index(
+            "ix_application_old_card_no",
+            "old_card_no",
+            sqlite_where=text("old_card_no <> ''"),
+            postgresql_where=text("old_card_no <> ''"),
+        ),
     )
 
 
@@ -188,7 +197,9 @@ class ApplicationState(Base):
 
     __tablename__ = "application_state"
 
-    application_id: Mapped[int] = mapped_column(ForeignKey("application.id"), primary_key=True)
+    #: no foreign key (docs/decisions.md): written by the statement that writes the
+    #: application, and applications are never deleted
+    application_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     bureau: Mapped[str] = mapped_column(String(8))
     status: Mapped[str] = mapped_column(String(16))
     fail_stage: Mapped[str | None] = mapped_column(String(1))

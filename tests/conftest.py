@@ -39,6 +39,19 @@ def _reset_postgres(url: str) -> None:
     engine.dispose()
 
 
+#: references kept without a foreign key (docs/decisions.md), checked after every test
+_ORPHANS = {
+    "application without its file": """SELECT COUNT(*) FROM application a
+        WHERE NOT EXISTS (SELECT 1 FROM received_file f WHERE f.id = a.file_id)""",
+    "application without its state": """SELECT COUNT(*) FROM application a
+        WHERE NOT EXISTS (SELECT 1 FROM application_state s WHERE s.application_id = a.id)""",
+    "state without its application": """SELECT COUNT(*) FROM application_state s
+        WHERE NOT EXISTS (SELECT 1 FROM application a WHERE a.id = s.application_id)""",
+    "perso record without its application": """SELECT COUNT(*) FROM perso_record p
+        WHERE NOT EXISTS (SELECT 1 FROM application a WHERE a.id = p.application_id)""",
+}
+
+
 @pytest.fixture(scope="session")
 def db_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A migrated database for the session: PostgreSQL when configured, else SQLite."""
@@ -59,6 +72,9 @@ def engine(db_url: str) -> Iterator[Engine]:
 
     eng = engine_for(db_url)
     yield eng
+    with eng.connect() as conn:
+        orphans = {name: conn.scalar(text(sql)) for name, sql in _ORPHANS.items()}
+    assert not any(orphans.values()), f"rows without what they refer to: {orphans}"
     with eng.begin() as conn:
         for table in reversed(Base.metadata.sorted_tables):
             conn.execute(table.delete())

@@ -19,11 +19,13 @@ from persistence.models import (
     Application,
     ApplicationState,
     ApplyLine,
+    Base,
     Card,
     OutboundFile,
     ReceivedFile,
 )
 from sandbox.bureau import (
+    LINE_KINDS,
     ApplyBatch,
     make_apply_batch,
     make_bad_file,
@@ -197,7 +199,7 @@ def test_lines_are_answered_against_what_the_database_holds(
     with engine.connect() as conn:
         accepted = conn.execute(
             select(Application.app_no, ApplicationState.status)
-            .join(ApplicationState)
+            .join(ApplicationState, ApplicationState.application_id == Application.id)
             .order_by(Application.seq)
         ).all()
     assert [a for a, _ in accepted] == [rows[5][0], rows[6][0], rows[7][0]]
@@ -273,6 +275,100 @@ def test_a_key_answered_before_is_answered_again_unchanged_and_reused_for_other_
     assert second[1] == (first.rows[1][0], "01", "E107")
     assert second[2][1:] == ("00", "")
     assert count(engine, Application) == sum(1 for _, r, _ in first_answers if r == "00") + 1
+
+
+@pytest.mark.parametrize("chunk_lines", [1, 4, 1000])
+def test_answers_do_not_depend_on_where_the_chunks_end(
+    server: Path, engine: Engine, tmp_path: Path, chunk_lines: int
+) -> None:
+    first = make_apply_batch(size=4, seed=21)
+    first_rows = [list(r) for r in first.rows]
+    first_rows[1][FIELD["mobile"]] = "1390000"
+    write_batch(rebuilt(first, first_rows), server / "pickup")
+    run(server, engine, tmp_path, chunk_lines=chunk_lines)
+    assert response_codes(server, RSP) == ["", "E114", "", ""]
+
+    again = make_apply_batch(size=11, seed=22, seq=2)
+    rows = [list(r) for r in again.rows]
+    rows[0] = list(first_rows[0])  # answered before, same content: its answer again
+    rows[1] = list(first_rows[1])  # rejected before, same content: its answer again
+    rows[2][FIELD["mobile"]] = "1390000"  # rejected: E114
+    rows[3][FIELD["app_no"]] = rows[2][FIELD["app_no"]]  # after a rejected first: E107
+    rows[5][FIELD["card_no"]] = rows[4][FIELD["card_no"]]  # E106
+    rows[7] = list(rows[6])  # line 7's applicant again
+    rows[7][FIELD["app_no"]] = rows[6][FIELD["app_no"]] + "B"
+    rows[7][FIELD["card_no"]] = "NEW000008"  # E108
+    rows[8] = list(rows[8])
+    rows[8][FIELD["app_no"]] = first_rows[0][FIELD["app_no"]]  # other content: E107
+    rows[9] = list(first_rows[0])  # answered before, again: its answer again
+    rows[10][FIELD["card_no"]] = rows[2][FIELD["card_no"]]  # after a rejected first: E106
+    write_batch(rebuilt(again, rows), server / "pickup")
+    run(server, engine, tmp_path, chunk_lines=chunk_lines)
+
+    answers = read_applyrsp(
+        (server / "drop" / "APPLYRSP_B001_R440100_20261122_002.txt").read_bytes()
+    )
+    assert [code for _, _, code in answers] == [
+        "", "E114", "E114", "E107", "", "E106", "", "E108", "E107", "", "E106"
+    ]  # fmt: skip
+    assert [result for _, result, _ in answers] == [
+        "00", "01", "01", "01", "00", "01", "00", "01", "01", "00", "01"
+    ]  # fmt: skip
+    with engine.connect() as conn:
+        stored = conn.scalars(select(Application.app_no).order_by(Application.id)).all()
+    assert stored == [first_rows[i][0] for i in (0, 2, 3)] + [rows[4][0], rows[6][0]]
+    assert count(engine, ApplicationState) == 5
+    assert count(engine, ApplyLine) == 1 + 6
+
+
+def test_a_sandbox_batch_is_answered_alike_whatever_the_chunk_size(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """Every kind of bad line, with the in-file repeats (E106, E107, E108, and exact copies
+    of earlier lines) falling inside one chunk or across chunks depending on the size."""
+    batch = make_apply_batch(size=400, seed=31, bad_share={code: 0.02 for code in LINE_KINDS})
+    rows = [list(r) for r in batch.rows]
+    copies = [list(rows[i]) for i in (0, 6, 7, 49, 50, 199)]
+    batch = rebuilt(batch, rows + copies)
+    expected = [*batch.expected, *["E107"] * len(copies)]
+
+    seen: list[tuple[bytes, list[tuple[object, ...]], list[tuple[object, ...]]]] = []
+    for chunk_lines in (7, 50, 50_000):
+        server = tmp_path / f"sftp{chunk_lines}"
+        (server / "pickup").mkdir(parents=True)
+        (server / "drop").mkdir()
+        write_batch(batch, server / "pickup")
+        run(server, engine, tmp_path / str(chunk_lines), chunk_lines=chunk_lines)
+        response = (server / "drop" / RSP).read_bytes()
+        with engine.connect() as conn:
+            stored = [
+                tuple(r)
+                for r in conn.execute(
+                    select(Application.seq, Application.app_no, Application.content_sha).order_by(
+                        Application.id
+                    )
+                )
+            ]
+            lines = [
+                tuple(r)
+                for r in conn.execute(
+                    select(ApplyLine.seq, ApplyLine.reason_code, ApplyLine.reason_field).order_by(
+                        ApplyLine.seq
+                    )
+                )
+            ]
+        seen.append((response, stored, lines))
+        codes = [code or None for _, _, code in read_applyrsp(response)]
+        assert codes == expected, f"chunks of {chunk_lines} lines"
+        with engine.begin() as conn:
+            for table in reversed(Base.metadata.sorted_tables):
+                conn.execute(table.delete())
+
+    assert seen[0] == seen[1] == seen[2]
+    response, stored, lines = seen[0]
+    assert len(stored) == expected.count(None)
+    assert [seq for seq, _, _ in stored] == [i + 1 for i, c in enumerate(expected) if c is None]
+    assert len(lines) == len(expected) - expected.count(None)
 
 
 @pytest.mark.parametrize(
