@@ -26,6 +26,7 @@ lint: setup
 bench: setup
 	@$(UV) run python -m bench.intake --lines 200000
 	@$(UV) run python -m bench.issuance --applications 200000
+	@$(UV) run python -m bench.pg_floor --rows 200000
 
 bench-full: setup
 	@$(UV) run python -m bench.intake --lines 200000 1000000
