@@ -226,12 +226,15 @@ def _refresh_statistics(conn: Connection, stored: int) -> None:
     file into a young database, the planner would take a table the file has grown to a
     million rows for a few hundred and drive its joins from the wrong side. Doubling at
     least between samples, a 1,000,000-line file samples a handful of times; a database in
-    service is never sampled here."""
-    for table, columns in _LOOKED_UP.items():
-        known = conn.scalar(
-            text("SELECT reltuples FROM pg_class WHERE oid = to_regclass(:t)"), {"t": table}
-        )
-        if known is not None and known < stored:
+    service is never sampled here.
+
+    ANALYZE holds its lock on a table until the file commits, so a file loaded at the same
+    time into the same young database waits for it. Both tables are sampled together,
+    always in the same order, so two such files never wait for each other."""
+    oids = ", ".join(f"to_regclass('{table}')" for table in _LOOKED_UP)
+    fewest = conn.scalar(text(f"SELECT MIN(reltuples) FROM pg_class WHERE oid IN ({oids})"))
+    if fewest is not None and fewest < stored:
+        for table, columns in _LOOKED_UP.items():
             conn.execute(text(f"ANALYZE {table} ({columns})"))
 
 
