@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import queue
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -440,21 +441,41 @@ def _load(
         registry.update_file(conn, file_id, **values)
     apply_store.create_stage(conn)
     renewal_limit = _renewal_limit(ctx.business_date)
+    response_name = str(fname.response())
+    response_path = ctx.var_dir / "outbox" / ctx.business_date / response_name
+    response_path.parent.mkdir(parents=True, exist_ok=True)
+    # Each chunk's answers are final once it is checked: a third thread writes them to
+    # APPLYRSP while the database goes on with the next chunk.
+    answered: queue.Queue[list[tuple[str, str, str]] | None] = queue.Queue()
 
     def load(table: pa.Table, lo: int, hi: int) -> None:
         apply_store.stage(conn, table)
         apply_store.check_chunk(conn, header.sender, file_id, renewal_limit, lo, hi)
         apply_store.store_chunk(conn, file_id, header.sender, ctx.business_date, lo, hi)
+        answered.put(apply_store.chunk_answers(conn, lo, hi))
 
-    _stage_lines(landed.name, validated_chunks(reader, ctx.rules, photos), photos, load)
+    def answers() -> Iterator[tuple[str, str, str]]:
+        while (part := answered.get()) is not None:
+            yield from part
+
+    try:
+        with (
+            response_path.open("wb") as out,
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="applyrsp") as writer,
+        ):
+            written = writer.submit(
+                render_response, out, header, ctx.hub, ctx.encoding, answers(), header.record_count
+            )
+            try:
+                _stage_lines(landed.name, validated_chunks(reader, ctx.rules, photos), photos, load)
+            finally:
+                answered.put(None)
+            written.result()
+    except BaseException:
+        response_path.unlink(missing_ok=True)
+        raise
     apply_store.commit_lines(conn, file_id, header.sender)
     counts = apply_store.answer_counts(conn)
-    response_name = str(fname.response())
-    response_path = ctx.var_dir / "outbox" / ctx.business_date / response_name
-    response_path.parent.mkdir(parents=True, exist_ok=True)
-    with response_path.open("wb") as out:
-        answers = apply_store.answers(conn)
-        render_response(out, header, ctx.hub, ctx.encoding, answers, reader.detail_count)
     registry.queue_outbound(
         conn,
         conn_id=ctx.conn_id,

@@ -18,8 +18,6 @@ layout order wins whatever the order of the statements.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pyarrow as pa
 from sqlalchemy import Connection, text
 
@@ -384,9 +382,9 @@ def answer_counts(conn: Connection) -> dict[str, int]:
     return {r.k: int(r.n) for r in rows}
 
 
-def answers(conn: Connection, batch: int = 20_000) -> Iterator[tuple[str, str, str]]:
-    """(app_no, result, reason_code) of every staged line, in SEQ order, streamed."""
-    stmt = text(f"SELECT app_no, {_RESULT}, {_CODE} FROM {STAGE} ORDER BY seq")
-    result = conn.execute(stmt.execution_options(yield_per=batch))
-    for row in result:
-        yield row[0], row[1], row[2]
+def chunk_answers(conn: Connection, lo: int, hi: int) -> list[tuple[str, str, str]]:
+    """(app_no, result, reason_code) of the checked lines ``lo``…``hi``, in SEQ order."""
+    stmt = text(
+        f"SELECT app_no, {_RESULT}, {_CODE} FROM {STAGE} WHERE seq BETWEEN :lo AND :hi ORDER BY seq"
+    )
+    return [(r[0], r[1], r[2]) for r in conn.execute(stmt, {"lo": lo, "hi": hi})]
