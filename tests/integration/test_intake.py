@@ -447,6 +447,43 @@ def test_a_crash_half_way_leaves_no_trace_and_the_next_run_redoes_the_file(
     assert response_codes(server, RSP) == [""] * 900
 
 
+@pytest.mark.parametrize("step", ["store_chunk", "chunk_answers"])
+def test_a_crash_between_chunks_leaves_no_stored_line_and_no_response(
+    server: Path, engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step: str
+) -> None:
+    """Chunks 1 and 2 of 3 are checked and stored (or answered) when the third fails."""
+    batch = make_apply_batch(size=900, seed=8)
+    write_batch(batch, server / "pickup")
+    real = getattr(intake_module.apply_store, step)
+    calls: list[int] = []
+
+    def crash_on_third(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("power cut")
+        return real(*args, **kwargs)
+
+    with monkeypatch.context() as m:
+        m.setattr(intake_module.apply_store, step, crash_on_third)
+        with pytest.raises(RuntimeError, match="power cut"):
+            run(server, engine, tmp_path)
+    assert (
+        count(engine, ReceivedFile),
+        count(engine, Application),
+        count(engine, ApplicationState),
+        count(engine, ApplyLine),
+        count(engine, OutboundFile),
+    ) == (0, 0, 0, 0, 0)
+    assert not list((tmp_path / "var" / "outbox").rglob("APPLYRSP*"))
+    assert (server / "pickup" / batch.name).exists()
+    assert not (server / "drop" / RSP).exists()
+
+    outcomes = run(server, engine, tmp_path)
+
+    assert [o.accepted for o in outcomes] == [900]
+    assert response_codes(server, RSP) == [""] * 900
+
+
 def test_an_undelivered_response_is_sent_by_the_next_run_and_only_once(
     server: Path, engine: Engine, tmp_path: Path
 ) -> None:
