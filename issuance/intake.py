@@ -382,11 +382,19 @@ def _accept(
             if landed.zip_path is not None
             else None
         )
+        # The response is written into the outbox spool before the transaction commits:
+        # whatever stops the file from committing removes it.
+        response = ctx.var_dir / "outbox" / ctx.business_date / str(fname.response())
         try:
             with engine.begin() as conn:
-                return _load(conn, ctx, landed, reader, header, photos, waiting_id, first_seen)
+                return _load(
+                    conn, ctx, landed, reader, header, photos, waiting_id, first_seen, response
+                )
         except _WaitForZip:
-            pass
+            response.unlink(missing_ok=True)
+        except BaseException:
+            response.unlink(missing_ok=True)
+            raise
     if ctx.now - first_seen >= ctx.zip_wait:
         raise FileLevelError(FileCode.F10, "photo zip missing past zip_wait")
     with engine.begin() as conn:
@@ -430,6 +438,7 @@ def _load(
     photos: PhotoZip | None,
     waiting_id: int | None,
     first_seen: datetime,
+    response_path: Path,
 ) -> FileOutcome:
     fname = FileName.parse(landed.name)
     values = _file_values(ctx, landed, fname, "accepted", first_seen)
@@ -441,8 +450,7 @@ def _load(
         registry.update_file(conn, file_id, **values)
     apply_store.create_stage(conn)
     renewal_limit = _renewal_limit(ctx.business_date)
-    response_name = str(fname.response())
-    response_path = ctx.var_dir / "outbox" / ctx.business_date / response_name
+    response_name = response_path.name
     response_path.parent.mkdir(parents=True, exist_ok=True)
     # Each chunk's answers are final once it is checked: a third thread writes them to
     # APPLYRSP while the database goes on with the next chunk.
@@ -458,22 +466,18 @@ def _load(
         while (part := answered.get()) is not None:
             yield from part
 
-    try:
-        with (
-            response_path.open("wb") as out,
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="applyrsp") as writer,
-        ):
-            written = writer.submit(
-                render_response, out, header, ctx.hub, ctx.encoding, answers(), header.record_count
-            )
-            try:
-                _stage_lines(landed.name, validated_chunks(reader, ctx.rules, photos), photos, load)
-            finally:
-                answered.put(None)
-            written.result()
-    except BaseException:
-        response_path.unlink(missing_ok=True)
-        raise
+    with (
+        response_path.open("wb") as out,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="applyrsp") as writer,
+    ):
+        written = writer.submit(
+            render_response, out, header, ctx.hub, ctx.encoding, answers(), header.record_count
+        )
+        try:
+            _stage_lines(landed.name, validated_chunks(reader, ctx.rules, photos), photos, load)
+        finally:
+            answered.put(None)
+        written.result()
     apply_store.commit_lines(conn, file_id, header.sender)
     counts = apply_store.answer_counts(conn)
     registry.queue_outbound(

@@ -65,9 +65,8 @@ def create_stage(conn: Connection) -> None:
         drop_stage(conn)
         conn.execute(text(f"CREATE TEMP TABLE {STAGE} ({ddl})"))
         conn.execute(text(f"CREATE TEMP TABLE {PRIOR} ({prior_ddl})"))
-    for key in ("app_no", "id_no", "card_no", "old_card_no, id_no"):
-        name = f"ix_{PRIOR}_{key.split(',')[0]}"
-        conn.execute(text(f"CREATE INDEX {name} ON {PRIOR} ({key})"))
+    for field, _, keys, _ in REPEATS:
+        conn.execute(text(f"CREATE INDEX ix_{PRIOR}_{field} ON {PRIOR} ({', '.join(keys)})"))
 
 
 def drop_stage(conn: Connection) -> None:
@@ -109,8 +108,7 @@ _S = STAGE
 #: each so that every condition is a plain join the planner can drive from the chunk
 _RULES: tuple[tuple[str, str, str, str], ...] = (
     # E107: the key was answered before for other content (an application of any file, this
-    # one's earlier chunks included, or a rejected line), or an earlier line of the file that
-    # was not accepted has it.
+    # one's earlier chunks included, or a rejected line).
     (
         "app_no",
         "E107",
@@ -123,9 +121,8 @@ _RULES: tuple[tuple[str, str, str, str], ...] = (
         "",
         f"EXISTS (SELECT 1 FROM apply_line p WHERE p.sender = :sender AND p.app_no = {_S}.app_no)",
     ),
-    ("app_no", "E107", "", f"EXISTS (SELECT 1 FROM {PRIOR} q WHERE q.app_no = {_S}.app_no)"),
-    # E108 one person one card: a card not cancelled, or an application still in progress;
-    # in this file, an earlier `01` line for the same person.
+    # E108 one person one card: a card not cancelled, or an application still in progress
+    # (this file's earlier `01` lines included).
     (
         "id_no",
         "E108",
@@ -142,16 +139,9 @@ _RULES: tuple[tuple[str, str, str, str], ...] = (
                     AND (a.file_id <> :file_id OR a.app_type = '01')
                     AND NOT EXISTS (SELECT 1 FROM card c2 WHERE c2.card_no = a.card_no))""",
     ),
-    (
-        "id_no",
-        "E108",
-        f"{_S}.app_type = '01'",
-        f"EXISTS (SELECT 1 FROM {PRIOR} q WHERE q.id_no = {_S}.id_no AND q.app_type = '01')",
-    ),
     # E106: the card number was issued (or applied for, in this file too) before.
     ("card_no", "E106", "", f"EXISTS (SELECT 1 FROM application a WHERE a.card_no = {_S}.card_no)"),
     ("card_no", "E106", "", f"EXISTS (SELECT 1 FROM card c WHERE c.card_no = {_S}.card_no)"),
-    ("card_no", "E106", "", f"EXISTS (SELECT 1 FROM {PRIOR} q WHERE q.card_no = {_S}.card_no)"),
     # E109: the old card must be the applicant's, in a status the app_type allows, and not
     # already being replaced (DOMAIN §5) ...
     (
@@ -174,7 +164,8 @@ _RULES: tuple[tuple[str, str, str, str], ...] = (
                     AND st.fail_stage IS NULL
                     AND NOT EXISTS (SELECT 1 FROM card c2 WHERE c2.card_no = a.card_no))""",
     ),
-    # ... and in this file, the same old card named for the same person by an earlier line.
+    # ... and in this file, the same old card named for the same person by an earlier
+    # accepted line.
     (
         "old_card_no",
         "E109",
@@ -182,13 +173,6 @@ _RULES: tuple[tuple[str, str, str, str], ...] = (
         f"""EXISTS (SELECT 1 FROM application a
                     WHERE a.id_no = {_S}.id_no AND a.old_card_no = {_S}.old_card_no
                       AND a.file_id = :file_id)""",
-    ),
-    (
-        "old_card_no",
-        "E109",
-        f"{_S}.old_card_no <> ''",
-        f"""EXISTS (SELECT 1 FROM {PRIOR} q
-                    WHERE q.old_card_no = {_S}.old_card_no AND q.id_no = {_S}.id_no)""",
     ),
     # E110: keeping the bank card number needs the same bank and an open account.
     (
@@ -208,6 +192,29 @@ _RULES: tuple[tuple[str, str, str, str], ...] = (
         f"""EXISTS (SELECT 1 FROM card c WHERE c.card_no = {_S}.old_card_no
                     AND (c.expiry_date IS NULL OR c.expiry_date > :limit))""",
     ),
+)
+
+
+def _covered(alias: str, cover: tuple[str, str, bool] | None) -> str:
+    """The SQL condition of a line taking part in a repeat rule (see :data:`REPEATS`)."""
+    if cover is None:
+        return "TRUE"
+    column, value, equal = cover
+    return f"{alias}.{column} {'=' if equal else '<>'} '{value}'"
+
+
+#: the repeat rule across chunks for the lines not accepted: an earlier line of the file
+#: with the key, from the table of their keys (accepted ones are found by _RULES)
+_PRIOR_RULES = tuple(
+    (
+        field,
+        code,
+        _covered(_S, cover),
+        f"EXISTS (SELECT 1 FROM {PRIOR} q WHERE {_covered('q', cover)} AND "
+        + " AND ".join(f"q.{key} = {_S}.{key}" for key in keys)
+        + ")",
+    )
+    for field, code, keys, cover in REPEATS
 )
 
 
@@ -292,7 +299,7 @@ def check_chunk(
     )
 
     params = {"limit": renewal_limit, **mine}
-    for field, code, where, condition in _RULES:
+    for field, code, where, condition in _RULES + _PRIOR_RULES:
         conn.execute(
             text(
                 f"""UPDATE {s} SET {_fail(field, code)}

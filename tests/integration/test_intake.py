@@ -421,50 +421,35 @@ def test_a_rejected_file_name_is_not_consumed_so_a_corrected_file_is_accepted(
     assert [o.outcome for o in outcomes] == ["accepted"]
 
 
+@pytest.mark.parametrize(
+    ("step", "call"),
+    [
+        ("store_chunk", 3),  # chunks 1 and 2 of 3 stored
+        ("chunk_answers", 3),  # chunks 1 and 2 of 3 answered in the response file
+        ("commit_lines", 1),  # every chunk stored and answered
+    ],
+)
 def test_a_crash_half_way_leaves_no_trace_and_the_next_run_redoes_the_file(
-    server: Path, engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    server: Path,
+    engine: Engine,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    step: str,
+    call: int,
 ) -> None:
-    batch = make_apply_batch(size=900, seed=8)
-    write_batch(batch, server / "pickup")
-
-    def crash(*args: object, **kwargs: object) -> None:
-        raise RuntimeError("power cut")
-
-    with monkeypatch.context() as m:
-        m.setattr(intake_module.apply_store, "commit_lines", crash)
-        with pytest.raises(RuntimeError, match="power cut"):
-            run(server, engine, tmp_path)
-    assert (
-        count(engine, ReceivedFile),
-        count(engine, Application),
-        count(engine, OutboundFile),
-    ) == (0, 0, 0)
-    assert (server / "pickup" / batch.name).exists()
-
-    outcomes = run(server, engine, tmp_path)
-
-    assert [o.accepted for o in outcomes] == [900]
-    assert response_codes(server, RSP) == [""] * 900
-
-
-@pytest.mark.parametrize("step", ["store_chunk", "chunk_answers"])
-def test_a_crash_between_chunks_leaves_no_stored_line_and_no_response(
-    server: Path, engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step: str
-) -> None:
-    """Chunks 1 and 2 of 3 are checked and stored (or answered) when the third fails."""
     batch = make_apply_batch(size=900, seed=8)
     write_batch(batch, server / "pickup")
     real = getattr(intake_module.apply_store, step)
     calls: list[int] = []
 
-    def crash_on_third(*args: object, **kwargs: object) -> object:
+    def crash(*args: object, **kwargs: object) -> object:
         calls.append(1)
-        if len(calls) == 3:
+        if len(calls) == call:
             raise RuntimeError("power cut")
         return real(*args, **kwargs)
 
     with monkeypatch.context() as m:
-        m.setattr(intake_module.apply_store, step, crash_on_third)
+        m.setattr(intake_module.apply_store, step, crash)
         with pytest.raises(RuntimeError, match="power cut"):
             run(server, engine, tmp_path)
     assert (
