@@ -459,8 +459,9 @@ def _load(
     def load(table: pa.Table, lo: int, hi: int) -> None:
         apply_store.stage(conn, table)
         apply_store.check_chunk(conn, header.sender, file_id, renewal_limit, lo, hi)
-        apply_store.store_chunk(conn, file_id, header.sender, ctx.business_date, lo, hi)
-        answered.put(apply_store.chunk_answers(conn, lo, hi))
+        lines = apply_store.chunk_answers(conn, lo, hi)
+        apply_store.store_chunk(conn, file_id, header.sender, ctx.business_date, table, lo, hi)
+        answered.put(lines)
 
     def answers() -> Iterator[tuple[str, str, str]]:
         while (part := answered.get()) is not None:

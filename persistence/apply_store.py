@@ -18,7 +18,9 @@ layout order wins whatever the order of the statements.
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from sqlalchemy import Connection, text
 
 from persistence.db import bulk_load, is_postgres
@@ -29,6 +31,17 @@ FIELDS = APPLY.names
 STAGE = "apply_stage"
 #: the keys of the lines of earlier chunks that were not accepted (ICD §4.2 repeats)
 PRIOR = "apply_prior"
+#: the fields of a line the rules below look at; the others go straight to ``application``
+STAGED_FIELDS = (
+    "app_no",
+    "app_type",
+    "id_no",
+    "bank_code",
+    "card_no",
+    "old_card_no",
+    "keep_account",
+    "replace_reason",
+)
 STAGE_COLUMNS = (
     "seq",
     "line_no",
@@ -37,8 +50,11 @@ STAGE_COLUMNS = (
     "fail_code",
     "fail_field",
     "dup_idx",
-    *FIELDS,
+    *STAGED_FIELDS,
 )
+#: the columns of ``application`` intake writes: all but the file's and the day's are the
+#: line's own
+APPLICATION_COLUMNS = ("id", "bureau", "file_id", "seq", "business_date", "content_sha", *FIELDS)
 PRIOR_COLUMNS = ("seq", "app_no", "app_type", "id_no", "card_no", "old_card_no")
 _IDX = {name: i for i, name in enumerate(FIELDS)}
 
@@ -47,7 +63,7 @@ def create_stage(conn: Connection) -> None:
     """The staging table of the file's lines and the table of keys of its lines not
     accepted. On PostgreSQL, JIT compilation is off for the transaction: each statement
     does little work per row, and compiling it cost more than running it."""
-    cols = ", ".join(f"{name} TEXT NOT NULL" for name in FIELDS)
+    cols = ", ".join(f"{name} TEXT NOT NULL" for name in STAGED_FIELDS)
     ddl = (
         f"seq INTEGER PRIMARY KEY, line_no INTEGER NOT NULL, content_sha TEXT NOT NULL, "
         f"fail_idx INTEGER NOT NULL, fail_code TEXT, fail_field TEXT, dup_idx INTEGER NOT NULL, "
@@ -320,46 +336,82 @@ _ACCEPTED = f"fail_idx = {NO_FAIL} AND repeat_result IS NULL"
 
 
 def store_chunk(
-    conn: Connection, file_id: int, sender: str, business_date: str, lo: int, hi: int
+    conn: Connection,
+    file_id: int,
+    sender: str,
+    business_date: str,
+    lines: pa.Table,
+    lo: int,
+    hi: int,
 ) -> None:
     """Store every accepted application of the checked lines ``lo``…``hi`` with its state,
     in SEQ order, and the keys of the others for the repeat rule of later chunks. A repeat
-    of a key answered before is not stored again: its first answer stands."""
+    of a key answered before is not stored again: its first answer stands.
+
+    ``lines`` holds the chunk's lines as read (``seq``, ``content_sha`` and every APPLY
+    field): the accepted ones are copied from it into ``application`` and
+    ``application_state`` with their ids taken beforehand, so the database writes each row
+    once, by COPY, and never reads it back."""
     s = STAGE
-    cols = ", ".join(FIELDS)
-    insert = f"""INSERT INTO application (bureau, file_id, seq, business_date, content_sha, {cols})
-                 SELECT :sender, :file_id, seq, :bd, content_sha, {cols} FROM {s}
-                 WHERE seq BETWEEN :lo AND :hi AND {_ACCEPTED} ORDER BY seq"""
-    params = {"sender": sender, "file_id": file_id, "bd": business_date, "lo": lo, "hi": hi}
-    if is_postgres(conn):
+    chunk = {"lo": lo, "hi": hi}
+    seqs = (
         conn.execute(
-            text(
-                f"""WITH new AS ({insert} RETURNING id, bureau)
-                    INSERT INTO application_state (application_id, bureau, status)
-                    SELECT id, bureau, 'accepted' FROM new"""
-            ),
-            params,
+            text(f"SELECT seq FROM {s} WHERE seq BETWEEN :lo AND :hi AND {_ACCEPTED} ORDER BY seq"),
+            chunk,
         )
-    else:
-        # SQLite: this transaction holds the write lock, so the new rows are those above
-        # the highest id before the insert.
-        before = conn.execute(text("SELECT COALESCE(MAX(id), 0) FROM application")).scalar_one()
-        conn.execute(text(insert), params)
-        conn.execute(
-            text(
-                "INSERT INTO application_state (application_id, bureau, status) "
-                "SELECT id, bureau, 'accepted' FROM application WHERE id > :before"
-            ),
-            {"before": before},
+        .scalars()
+        .all()
+    )
+    if seqs:
+        accepted = lines.filter(
+            pc.is_in(lines.column("seq"), value_set=pa.array(seqs, lines.schema.field("seq").type))
         )
+        n = accepted.num_rows
+        ids = _take_ids(conn, n)
+        bureau = pa.repeat(sender, n)
+        rows = {
+            "id": ids,
+            "bureau": bureau,
+            "file_id": pa.repeat(file_id, n),
+            "business_date": pa.repeat(business_date, n),
+            **{name: accepted.column(name) for name in ("seq", "content_sha", *FIELDS)},
+        }
+        bulk_load(conn, "application", pa.table(rows), APPLICATION_COLUMNS)
+        state = pa.table(
+            {"application_id": ids, "bureau": bureau, "status": pa.repeat("accepted", n)}
+        )
+        bulk_load(conn, "application_state", state, ("application_id", "bureau", "status"))
     prior = ", ".join(PRIOR_COLUMNS)
     conn.execute(
         text(
             f"""INSERT INTO {PRIOR} ({prior}) SELECT {prior} FROM {s}
                 WHERE seq BETWEEN :lo AND :hi AND fail_idx >= 0 AND NOT ({_ACCEPTED})"""
         ),
-        {"lo": lo, "hi": hi},
+        chunk,
     )
+
+
+def _take_ids(conn: Connection, n: int) -> pa.Array:
+    """``n`` new application ids, increasing. PostgreSQL: from the table's sequence, so a
+    file loaded at the same time takes others; they are one run unless another writer
+    took ids in between, and only then are they read one by one. SQLite: above the
+    highest id, as this transaction has held the database's write lock since it recorded
+    the file."""
+    if is_postgres(conn):
+        sequence = conn.scalar(text("SELECT pg_get_serial_sequence('application', 'id')"))
+        first, last, ids = conn.execute(
+            text(
+                """SELECT MIN(id), MAX(id),
+                          CASE WHEN MAX(id) - MIN(id) + 1 <> COUNT(*)
+                               THEN array_agg(id ORDER BY id) END
+                   FROM (SELECT nextval(CAST(:sequence AS regclass)) AS id
+                         FROM generate_series(1, :n)) AS taken"""
+            ),
+            {"sequence": sequence, "n": n},
+        ).one()
+        return pa.array(np.arange(first, last + 1) if ids is None else ids, pa.int64())
+    before = conn.execute(text("SELECT COALESCE(MAX(id), 0) FROM application")).scalar_one()
+    return pa.array(np.arange(before + 1, before + n + 1), pa.int64())
 
 
 def commit_lines(conn: Connection, file_id: int, sender: str) -> None:

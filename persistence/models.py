@@ -173,7 +173,7 @@ class Application(Base):
     __table_args__ = (
         Index("uq_application_bureau_app_no", "bureau", "app_no", unique=True),
         Index("uq_application_card_no", "card_no", unique=True),
-        Index("ix_application_id_no", "id_no"),
+        Index("ix_application_id_no", "id_no", postgresql_using="hash"),
         # E109: is this old card already being replaced? Replacements are few.
         Index(
             "ix_application_old_card_no",

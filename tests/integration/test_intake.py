@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, func, insert, select
+from sqlalchemy import Engine, func, insert, select, text
 
 from issuance import intake as intake_module
 from issuance.apply_rules import rules_for
@@ -369,6 +370,42 @@ def test_a_sandbox_batch_is_answered_alike_whatever_the_chunk_size(
     assert len(stored) == expected.count(None)
     assert [seq for seq, _, _ in stored] == [i + 1 for i, c in enumerate(expected) if c is None]
     assert len(lines) == len(expected) - expected.count(None)
+
+
+def test_accepted_lines_are_stored_field_for_field_with_their_state(
+    server: Path, engine: Engine, tmp_path: Path
+) -> None:
+    """Each accepted line becomes one application holding exactly the line's fields, its
+    file, SEQ and business date, with one state row. On PostgreSQL the sequence steps by 3
+    meanwhile, as if another writer took the ids in between."""
+    batch = make_apply_batch(size=120, seed=12, bad_share={"E104": 0.05, "E106": 0.05})
+    write_batch(batch, server / "pickup")
+    postgres = engine.dialect.name == "postgresql"
+    if postgres:
+        with engine.begin() as conn:
+            conn.execute(text("ALTER SEQUENCE application_id_seq INCREMENT BY 3"))
+    try:
+        run(server, engine, tmp_path, chunk_lines=50)
+    finally:
+        if postgres:
+            with engine.begin() as conn:
+                conn.execute(text("ALTER SEQUENCE application_id_seq INCREMENT BY 1"))
+
+    with engine.connect() as conn:
+        file_id = conn.scalar(select(ReceivedFile.id))
+        apps = conn.execute(select(Application).order_by(Application.id)).all()
+        states = dict(
+            conn.execute(select(ApplicationState.application_id, ApplicationState.status)).all()
+        )
+    accepted = [i + 1 for i, code in enumerate(batch.expected) if code is None]
+    assert 0 < len(accepted) < len(batch.rows)
+    assert [a.seq for a in apps] == accepted
+    for a in apps:
+        assert [getattr(a, name) for name in APPLY.names] == list(batch.rows[a.seq - 1])
+        assert (a.bureau, a.file_id, a.business_date) == ("R440100", file_id, "20261122")
+    assert states == {a.id: "accepted" for a in apps}
+    if postgres:
+        assert {b.id - a.id for a, b in pairwise(apps)} == {3}
 
 
 @pytest.mark.parametrize(
