@@ -1,10 +1,11 @@
 """Set-based APPLY checks against what the database holds (ICD §4.2, §5.1; DOMAIN §5).
 
-Lines already checked line by line are staged in a temporary table, one chunk at a time;
-the rules that need other lines of the file or the database (E106, E107, E108, E109,
-E110, E118 and the repeat of an earlier answer) run as a few SQL statements over the
-chunk just staged, and its accepted lines are stored at once, so the database works on
-one chunk while the next one is read and memory stays flat whatever the file's size.
+Lines already checked line by line are staged in a temporary table, one chunk at a time,
+with the fields the rules read; the rules that need other lines of the file or the
+database (E106, E107, E108, E109, E110, E118 and the repeat of an earlier answer) run as
+a few SQL statements over the chunk just staged, and its accepted lines are then copied
+from the chunk as read into their tables, so the database works on one chunk while the
+next one is read and memory stays flat whatever the file's size.
 
 A chunk's answers never depend on where the chunks begin and end. Every rule that looks
 at the database sees it as it was before the file: rows this file stored for its earlier
