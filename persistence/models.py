@@ -197,8 +197,8 @@ class ApplicationState(Base):
 
     __tablename__ = "application_state"
 
-    #: no foreign key (docs/decisions.md): written by the statement that writes the
-    #: application, and applications are never deleted
+    #: no foreign key (docs/decisions.md): written right after the application, with the
+    #: id taken for it, and applications are never deleted
     application_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     bureau: Mapped[str] = mapped_column(String(8))
     status: Mapped[str] = mapped_column(String(16))
