@@ -1,6 +1,7 @@
 """APPLY intake benchmark: records per second and peak memory of ``run_intake``.
 
     uv run python -m bench.intake --lines 200000 [1000000 ...] [--db sqlite|postgres|both]
+                                  [--transport local|sftp]
 
 Inputs. For each size, one APPLY file of ``01`` applications with about 2 % bad lines (every
 kind of :data:`sandbox.bureau.LINE_KINDS`, so the answer is known line by line), its photo zip
@@ -11,8 +12,11 @@ matches and both files still agree with their ``.ok``.
 
 Measurement. Each run is a fresh process (its peak RSS is its own) against a fresh database: a
 new SQLite file, or the ``public`` schema of a dedicated PostgreSQL database dropped, recreated
-and migrated. The inputs are linked into the pickup directory of a
-:class:`transport.local.LocalRemote`; the clock runs from just before ``run_intake`` (read,
+and migrated. The inputs are linked into a pickup directory, read through a
+:class:`transport.local.LocalRemote` (``--transport local``, the default: the files are copied
+on this machine) or through :class:`transport.sftp.SftpRemote` from an OpenSSH ``sshd`` on
+loopback started for the run (``--transport sftp``: downloaded as from a bureau's server, the
+way production takes them); the clock runs from just before ``run_intake`` (read,
 validate, stage, database checks, insert, APPLYRSP into the outbox, archive) to its return;
 ``deliver`` of the APPLYRSP is timed on its own. A run fails unless the file is accepted with
 exactly the per-reason counts the generator planned and the APPLYRSP is published.
@@ -24,6 +28,7 @@ under 1 GiB and not growing with the file's size.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -450,6 +455,8 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     from issuance.intake import IntakeContext, deliver, run_intake
     from persistence.db import make_engine
     from transport.local import LocalRemote
+    from transport.remote import Remote
+    from transport.sftp import SftpRemote, SftpSettings
 
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s"
@@ -458,7 +465,21 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     engine = make_engine(spec["url"])
     with engine.connect():
         pass
-    remote = LocalRemote(run_dir / "remote")
+    sftp = spec.get("sftp")
+    remote: Remote = (
+        SftpRemote(
+            SftpSettings(
+                host="127.0.0.1",
+                port=sftp["port"],
+                username=sftp["username"],
+                key_file=Path(sftp["key_file"]),
+                host_key=sftp["host_key"],
+                base_dir=str((run_dir / "remote").resolve()),
+            )
+        )
+        if sftp
+        else LocalRemote(run_dir / "remote")
+    )
     ctx = IntakeContext(
         conn_id=CONN_ID,
         hub=HUB,
@@ -509,8 +530,10 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     elif Control.parse(ok_path.read_bytes(), str(response)).record_count != spec["lines"]:
         problems.append("APPLYRSP does not answer every line")
     engine.dispose()
+    remote.close()
     return {
         "db": spec["db"],
+        "transport": "sftp" if sftp else "local",
         "lines": spec["lines"],
         "intake_s": intake_s,
         "deliver_s": deliver_s,
@@ -528,7 +551,12 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_one(
-    db: str, inputs: Inputs, workdir: Path, pg_url: str, profile: Path | None
+    db: str,
+    inputs: Inputs,
+    workdir: Path,
+    pg_url: str,
+    profile: Path | None,
+    sftp: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Prepare a fresh database and pickup directory, then measure in a child process."""
     run_dir = workdir / str(inputs.lines) / db
@@ -543,9 +571,11 @@ def run_one(
         "lines": inputs.lines,
         "expected": inputs.expected,
         "profile": str(profile) if profile else None,
+        "sftp": sftp,
     }
     log_path = workdir / str(inputs.lines) / f"{db}.log"
-    print(f"measuring {db}, {inputs.lines:,} lines (log: {log_path}) …", flush=True)
+    over = " over SFTP" if sftp else ""
+    print(f"measuring {db}{over}, {inputs.lines:,} lines (log: {log_path}) …", flush=True)
     with log_path.open("w") as log:
         child = subprocess.run(
             [sys.executable, "-m", "bench.intake", "--measure", json.dumps(spec)],
@@ -566,7 +596,7 @@ def run_one(
 
 def print_table(results: list[dict[str, Any]]) -> None:
     head = (
-        f"{'database':<10} {'lines':>10} {'intake s':>9} {'records/s':>10} {'deliver s':>9} "
+        f"{'database':<10} {'via':<5} {'lines':>10} {'intake s':>9} {'records/s':>10} {'deliver s':>9} "
         f"{'warm-up s':>9} {'base MiB':>9} {'peak MiB':>9}  check"
     )
     print()
@@ -575,7 +605,7 @@ def print_table(results: list[dict[str, Any]]) -> None:
     for r in results:
         check = "ok" if not r["problems"] else "FAILED"
         print(
-            f"{r['db']:<10} {r['lines']:>10,} {r['intake_s']:>9.2f} {r['lines'] / r['intake_s']:>10,.0f} "
+            f"{r['db']:<10} {r['transport']:<5} {r['lines']:>10,} {r['intake_s']:>9.2f} {r['lines'] / r['intake_s']:>10,.0f} "
             f"{r['deliver_s']:>9.2f} {r['warm_up_s']:>9.2f} {r['baseline_mib']:>9,.0f} {r['peak_mib']:>9,.0f}  "
             f"{check} ({r['accepted']:,}/{r['expected_accepted']:,} accepted)"
         )
@@ -641,6 +671,12 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get(ENV_PG_URL, DEFAULT_PG_URL),
         help=f"a PostgreSQL database the benchmark may wipe (default ${ENV_PG_URL} or {DEFAULT_PG_URL})",
     )
+    parser.add_argument(
+        "--transport",
+        choices=("local", "sftp"),
+        default="local",
+        help="read the pickup directory locally, or over SFTP from an OpenSSH sshd on loopback",
+    )
     parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
     parser.add_argument(
         "--profile", type=Path, help="write a cProfile of each run_intake into this directory"
@@ -658,15 +694,27 @@ def main(argv: list[str] | None = None) -> int:
     databases = ["sqlite", "postgres"] if args.db == "both" else [args.db]
     results: list[dict[str, Any]] = []
     profiles: list[Path] = []
-    for n in args.lines:
-        inputs = ensure_inputs(n, args.workdir)
-        for db in databases:
-            profile = None
-            if args.profile:
-                args.profile.mkdir(parents=True, exist_ok=True)
-                profile = args.profile / f"intake-{db}-{n}.prof"
-                profiles.append(profile)
-            results.append(run_one(db, inputs, args.workdir, args.pg_url, profile))
+    with contextlib.ExitStack() as stack:
+        sftp = None
+        if args.transport == "sftp":
+            from sandbox.openssh import OpenSshServer
+
+            server = stack.enter_context(OpenSshServer(args.workdir / "sshd"))
+            sftp = {
+                "port": server.port,
+                "username": server.username,
+                "key_file": str(server.client_key_path),
+                "host_key": server.host_key_line,
+            }
+        for n in args.lines:
+            inputs = ensure_inputs(n, args.workdir)
+            for db in databases:
+                profile = None
+                if args.profile:
+                    args.profile.mkdir(parents=True, exist_ok=True)
+                    profile = args.profile / f"intake-{db}-{n}.prof"
+                    profiles.append(profile)
+                results.append(run_one(db, inputs, args.workdir, args.pg_url, profile, sftp))
     print_table(results)
     met = print_targets(results)
     for profile in profiles:

@@ -9,8 +9,10 @@ import json
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import date, timedelta
+from enum import Enum
 from functools import lru_cache
 from importlib import resources
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -94,14 +96,24 @@ def resident_id_valid(ids: npt.NDArray[np.object_]) -> npt.NDArray[np.bool_]:
     return ok
 
 
+class Deferred(Enum):
+    """``photos_ok`` of :func:`check_apply_chunk` when the caller applies the photo rule
+    itself, later (intake lands the zip while the lines are read)."""
+
+    PHOTOS = "photos"
+
+
 def check_apply_chunk(
-    chunk: Chunk, rules: ApplyRules, photos_ok: PhotoNames | Collection[str] | None
+    chunk: Chunk,
+    rules: ApplyRules,
+    photos_ok: PhotoNames | Collection[str] | Literal[Deferred.PHOTOS] | None,
 ) -> None:
     """Add the cross-field rules of ICD §5.1 to a chunk already validated by the codec.
 
     ``photos_ok`` holds the names of the zip's valid photos (None: no zip, so any named
-    photo is missing). Each check rejects at its field, so the earliest failing field in
-    layout order wins (ICD §4.2).
+    photo is missing; ``Deferred.PHOTOS``: the caller applies the photo rule, with
+    :func:`photo_missing`). Each check rejects at its field, so the earliest failing field
+    in layout order wins (ICD §4.2).
     """
     if len(chunk) == 0:
         return
@@ -159,17 +171,25 @@ def check_apply_chunk(
         LineCode.E111,
     )
 
-    photos = chunk.column("photo")
+    if photos_ok is not Deferred.PHOTOS:
+        chunk.reject(photo_missing(chunk.column("photo"), photos_ok), "photo", LineCode.E113)
+
+
+def photo_missing(
+    photos: pa.Array | pa.ChunkedArray, photos_ok: PhotoNames | Collection[str] | None
+) -> npt.NDArray[np.bool_]:
+    """E113: the lines naming a photo that is not among the zip's valid photos
+    (``photos_ok`` None: no zip, so every named photo is missing)."""
     named = ~_mask(pc.equal(photos, ""))
     if photos_ok is None:
-        present = np.zeros(len(chunk), dtype=bool)
+        present = np.zeros(len(photos), dtype=bool)
     elif isinstance(photos_ok, PhotoNames):
         present = photos_ok.isin(photos)
     else:
         present = np.fromiter(
-            (p in photos_ok for p in photos.to_pylist()), dtype=bool, count=len(chunk)
+            (p in photos_ok for p in photos.to_pylist()), dtype=bool, count=len(photos)
         )
-    chunk.reject(named & ~present, "photo", LineCode.E113)
+    return named & ~present
 
 
 def renewal_opens(expiry_date: str) -> str:

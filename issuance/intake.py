@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import queue
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -30,12 +30,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from sqlalchemy import Connection, Engine
 
-from issuance.apply_rules import ApplyRules, business_window, check_apply_chunk
+from issuance.apply_rules import (
+    ApplyRules,
+    Deferred,
+    business_window,
+    check_apply_chunk,
+    photo_missing,
+)
 from issuance.inbox import Inbox
-from issuance.photos import PhotoZip, check_photo_zip
+from issuance.photos import PhotoNames, PhotoZip, check_photo_zip
 from persistence import apply_store, registry
 from schemas.codec import NO_FAIL, Chunk, DelimitedReader, Header, write_delimited
-from schemas.codes import FileCode, message, reason_text
+from schemas.codes import FileCode, LineCode, message, reason_text
 from schemas.files import SAFE_NAME, Control, FileLevelError, FileName
 from schemas.layouts import APPLY, APPLYRSP
 from transport.remote import Remote, safe_join
@@ -132,10 +138,11 @@ def check_header(
 
 
 def validated_chunks(
-    reader: DelimitedReader, rules: ApplyRules, photos: PhotoZip | None
+    reader: DelimitedReader, rules: ApplyRules, photos: PhotoZip | Deferred | None
 ) -> Iterator[Chunk]:
-    """Every line rule that needs no database, chunk by chunk."""
-    valid = photos.valid if photos is not None else None
+    """Every line rule that needs no database, chunk by chunk (the photo rule too, unless
+    it is ``Deferred``)."""
+    valid = photos.valid if isinstance(photos, PhotoZip) else photos
     for chunk in reader.chunks():
         check_apply_chunk(chunk, rules, valid)
         yield chunk
@@ -237,16 +244,16 @@ def render_rej(name: str, code: str) -> bytes:
 
 @dataclass(frozen=True)
 class Landed:
-    """A data file (and its companions) copied from the pickup directory to local disk."""
+    """A data file and its control file copied from the pickup directory to local disk."""
 
     name: str
     path: Path
     control: bytes
     size: int
     sha256: str
-    zip_path: Path | None = None
-    zip_control: bytes | None = None
-    zip_digest: tuple[int, str] | None = None
+    #: the photo zip of an APPLY, when it and its control file have arrived; landed by
+    #: :func:`land_photos` while the lines are read
+    zip_name: str | None = None
 
 
 def complete_files(remote: Remote, pickup: str) -> tuple[list[str], list[str]]:
@@ -267,28 +274,36 @@ def complete_files(remote: Remote, pickup: str) -> tuple[list[str], list[str]]:
 
 
 def land(remote: Remote, ctx: Inbox, name: str) -> Landed:
-    """Copy a data file, its control file and a photo zip with its control file (when
-    both arrived) to ``var/received/<conn>/<date>/``. The remote name is validated
-    before any local path is built."""
+    """Copy a data file and its control file to ``var/received/<conn>/<date>/``, and note
+    whether its photo zip and the zip's control file have both arrived. The remote name is
+    validated before any local path is built."""
     local_dir = ctx.var_dir / "received" / ctx.conn_id / ctx.business_date
     local_dir.mkdir(parents=True, exist_ok=True)
     path = safe_join(local_dir, name)
     size, sha = remote.download(f"{ctx.pickup}/{name}", path)
     control = remote.read_bytes(f"{ctx.pickup}/{name}.ok")
     safe_join(local_dir, f"{name}.ok").write_bytes(control)
-    zip_path: Path | None = None
-    zip_control: bytes | None = None
-    zip_digest: tuple[int, str] | None = None
+    zip_name: str | None = None
     if name.endswith(".txt"):
-        zip_name = name[:-4] + ".zip"
-        if remote.exists(f"{ctx.pickup}/{zip_name}") and remote.exists(
-            f"{ctx.pickup}/{zip_name}.ok"
+        candidate = name[:-4] + ".zip"
+        if remote.exists(f"{ctx.pickup}/{candidate}") and remote.exists(
+            f"{ctx.pickup}/{candidate}.ok"
         ):
-            zip_path = safe_join(local_dir, zip_name)
-            zip_digest = remote.download(f"{ctx.pickup}/{zip_name}", zip_path)
-            zip_control = remote.read_bytes(f"{ctx.pickup}/{zip_name}.ok")
-            safe_join(local_dir, f"{zip_name}.ok").write_bytes(zip_control)
-    return Landed(name, path, control, size, sha, zip_path, zip_control, zip_digest)
+            zip_name = candidate
+    return Landed(name, path, control, size, sha, zip_name)
+
+
+def land_photos(remote: Remote, ctx: Inbox, landed: Landed) -> PhotoZip:
+    """Copy the photo zip and its control file beside the data file and check them (F10).
+    Intake runs this in a thread of its own while the lines are read and checked, so the
+    zip is downloaded apart (``Remote.download_apart``), and nothing else uses ``remote``
+    meanwhile."""
+    assert landed.zip_name is not None
+    zip_path = safe_join(landed.path.parent, landed.zip_name)
+    digest = remote.download_apart(f"{ctx.pickup}/{landed.zip_name}", zip_path)
+    control = remote.read_bytes(f"{ctx.pickup}/{landed.zip_name}.ok")
+    safe_join(landed.path.parent, f"{landed.zip_name}.ok").write_bytes(control)
+    return check_photo_zip(zip_path, control, landed.zip_name, digest)
 
 
 def _companions(remote: Remote, pickup: str, name: str) -> list[str]:
@@ -320,7 +335,7 @@ def process_file(remote: Remote, engine: Engine, ctx: IntakeContext, name: str) 
     waiting_id = prior.id if prior is not None else None
     first_seen = prior.first_seen_at if prior is not None else ctx.now
     try:
-        outcome = _accept(engine, ctx, landed, waiting_id, first_seen)
+        outcome = _accept(remote, engine, ctx, landed, waiting_id, first_seen)
     except FileLevelError as exc:
         outcome = reject_file(engine, ctx, landed, exc, waiting_id, first_seen)
     if outcome.outcome in ("accepted", "rejected"):
@@ -359,7 +374,12 @@ class _WaitForZip(Exception):
 
 
 def _accept(
-    engine: Engine, ctx: IntakeContext, landed: Landed, waiting_id: int | None, first_seen: datetime
+    remote: Remote,
+    engine: Engine,
+    ctx: IntakeContext,
+    landed: Landed,
+    waiting_id: int | None,
+    first_seen: datetime,
 ) -> FileOutcome:
     fname = check_name(landed.name, ctx.hub, ctx.bureau)
     control = Control.parse(landed.control, landed.name)
@@ -375,26 +395,34 @@ def _accept(
                 raise FileLevelError(
                     FileCode.F05, "NAME or BATCH_NO already processed with other content"
                 )
-        photos = (
-            check_photo_zip(
-                landed.zip_path, landed.zip_control, landed.zip_path.name, landed.zip_digest
-            )
-            if landed.zip_path is not None
-            else None
-        )
         # The response is written into the outbox spool before the transaction commits:
         # whatever stops the file from committing removes it.
         response = ctx.var_dir / "outbox" / ctx.business_date / str(fname.response())
-        try:
-            with engine.begin() as conn:
-                return _load(
-                    conn, ctx, landed, reader, header, photos, waiting_id, first_seen, response
-                )
-        except _WaitForZip:
-            response.unlink(missing_ok=True)
-        except BaseException:
-            response.unlink(missing_ok=True)
-            raise
+        # The photo zip lands and is checked while the lines are read, checked and stored;
+        # the photo rule then applies to the lines stored before it had landed (see
+        # _load), and the file never leaves here (to be archived) while it is landing.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="photos") as lander:
+            photos = (
+                lander.submit(land_photos, remote, ctx, landed)
+                if landed.zip_name is not None
+                else None
+            )
+            try:
+                with engine.begin() as conn:
+                    return _load(
+                        conn, ctx, landed, reader, header, photos, waiting_id, first_seen, response
+                    )
+            except _WaitForZip:
+                response.unlink(missing_ok=True)
+            except FileLevelError as exc:
+                response.unlink(missing_ok=True)
+                zip_error = _zip_error(photos)
+                if zip_error is not None and zip_error is not exc:
+                    raise zip_error from None
+                raise
+            except BaseException:
+                response.unlink(missing_ok=True)
+                raise
     if ctx.now - first_seen >= ctx.zip_wait:
         raise FileLevelError(FileCode.F10, "photo zip missing past zip_wait")
     with engine.begin() as conn:
@@ -407,6 +435,13 @@ def _accept(
         (first_seen + ctx.zip_wait).isoformat(),
     )
     return FileOutcome(landed.name, "waiting")
+
+
+def _zip_error(photos: Future[PhotoZip] | None) -> FileLevelError | None:
+    """The photo zip's own file-level rejection, if it has one: it is reported before
+    anything found in the lines, as if the zip had been checked before the first line."""
+    zip_error = photos.exception() if photos is not None else None
+    return zip_error if isinstance(zip_error, FileLevelError) else None
 
 
 def _file_values(
@@ -435,7 +470,7 @@ def _load(
     landed: Landed,
     reader: DelimitedReader,
     header: Header,
-    photos: PhotoZip | None,
+    photos: Future[PhotoZip] | None,
     waiting_id: int | None,
     first_seen: datetime,
     response_path: Path,
@@ -452,16 +487,36 @@ def _load(
     renewal_limit = _renewal_limit(ctx.business_date)
     response_name = response_path.name
     response_path.parent.mkdir(parents=True, exist_ok=True)
-    # Each chunk's answers are final once it is checked: a third thread writes them to
-    # APPLYRSP while the database goes on with the next chunk.
+    # A chunk's answers are final once it is checked, stored and, when the file names
+    # photos, the photo rule has been applied to it: a third thread writes them to APPLYRSP
+    # while the database goes on with the next chunk.
     answered: queue.Queue[list[tuple[str, str, str]] | None] = queue.Queue()
+    # Chunks stored before the photo zip had landed wait here for the photo rule: the zip
+    # is downloaded and checked while the lines are read, checked and stored.
+    unsettled: deque[tuple[int, int, pa.Table, pa.Table]] = deque()
+
+    def settle(valid: PhotoNames | None) -> None:
+        """The photo rule (E113) for every chunk stored and not yet settled, then its
+        answers, in SEQ order (``valid`` None: the file names no photo)."""
+        while unsettled:
+            lo, hi, lines, stored = unsettled.popleft()
+            if valid is not None:
+                missing = photo_missing(lines.column("photo"), valid)
+                seqs = lines.column("seq").to_numpy()[missing].tolist()
+                apply_store.reject_lines(conn, seqs, stored, "photo", LineCode.E113)
+            answered.put(apply_store.chunk_answers(conn, lo, hi))
 
     def load(table: pa.Table, lo: int, hi: int) -> None:
         apply_store.stage(conn, table)
         apply_store.check_chunk(conn, header.sender, file_id, renewal_limit, lo, hi)
-        lines = apply_store.chunk_answers(conn, lo, hi)
-        apply_store.store_chunk(conn, file_id, header.sender, ctx.business_date, table, lo, hi)
-        answered.put(lines)
+        stored = apply_store.store_chunk(
+            conn, file_id, header.sender, ctx.business_date, table, lo, hi
+        )
+        unsettled.append((lo, hi, table.select(["seq", "photo"]), stored))
+        if photos is None:
+            settle(None)
+        elif photos.done():
+            settle(photos.result().valid)
 
     def answers() -> Iterator[tuple[str, str, str]]:
         while (part := answered.get()) is not None:
@@ -475,7 +530,10 @@ def _load(
             render_response, out, header, ctx.hub, ctx.encoding, answers(), header.record_count
         )
         try:
-            _stage_lines(landed.name, validated_chunks(reader, ctx.rules, photos), photos, load)
+            chunks = validated_chunks(reader, ctx.rules, Deferred.PHOTOS)
+            _stage_lines(landed.name, chunks, photos is not None, load)
+            # A file of no lines still has its zip checked.
+            settle(photos.result().valid if photos is not None else None)
         finally:
             answered.put(None)
         written.result()
@@ -507,7 +565,7 @@ def _load(
 def _stage_lines(
     name: str,
     chunks: Iterator[Chunk],
-    photos: PhotoZip | None,
+    has_photos: bool,
     load: Callable[[pa.Table, int, int], None],
 ) -> None:
     """Stage, check and store every checked chunk, in order. The database works on one
@@ -520,7 +578,7 @@ def _stage_lines(
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="stage") as loader:
         for chunk in chunks:
             named = named or names_photos(chunk)
-            if named and photos is None:
+            if named and not has_photos:
                 raise _WaitForZip
             table = stage_table(chunk)
             if loading is not None:

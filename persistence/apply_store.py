@@ -326,6 +326,46 @@ def check_chunk(
         )
 
 
+def reject_lines(
+    conn: Connection, seqs: list[int], stored: pa.Table, field: str, code: str
+) -> None:
+    """Lines failing a rule applied after they were checked and stored (the photo rule,
+    once the zip has landed): rejected at ``field`` with ``code`` unless they fail at an
+    earlier field. Those among ``stored`` (``seq``, ``id``, from :func:`store_chunk`) are
+    removed again and their keys kept like those of any line not accepted, so later lines
+    repeating them are answered as they would have been had the rule come first."""
+    if not seqs:
+        return
+    _where_in(
+        conn,
+        f"UPDATE {STAGE} SET {_fail(field, code)} WHERE fail_idx > {_IDX[field]} AND",
+        "seq",
+        seqs,
+    )
+    hit = stored.filter(pc.is_in(stored.column("seq"), value_set=pa.array(seqs, pa.int64())))
+    if hit.num_rows == 0:
+        return
+    ids = hit.column("id").to_pylist()
+    _where_in(conn, "DELETE FROM application_state WHERE", "application_id", ids)
+    _where_in(conn, "DELETE FROM application WHERE", "id", ids)
+    prior = ", ".join(PRIOR_COLUMNS)
+    _where_in(
+        conn,
+        f"INSERT INTO {PRIOR} ({prior}) SELECT {prior} FROM {STAGE} WHERE",
+        "seq",
+        hit.column("seq").to_pylist(),
+    )
+
+
+def _where_in(conn: Connection, statement: str, column: str, values: list[int]) -> None:
+    """``statement`` (ending in ``WHERE`` or ``AND``) for the rows whose ``column`` is one
+    of ``values``: one statement with an array on PostgreSQL, one per value on SQLite."""
+    if is_postgres(conn):
+        conn.execute(text(f"{statement} {column} = ANY(:values)"), {"values": values})
+    else:
+        conn.execute(text(f"{statement} {column} = :value"), [{"value": v} for v in values])
+
+
 #: a staged line's answer: the earlier answer of a repeat, else accepted or its failure
 _RESULT = f"""CASE WHEN repeat_result IS NOT NULL THEN repeat_result
                    WHEN fail_idx = {NO_FAIL} THEN '00' ELSE '01' END"""
@@ -344,10 +384,11 @@ def store_chunk(
     lines: pa.Table,
     lo: int,
     hi: int,
-) -> None:
+) -> pa.Table:
     """Store every accepted application of the checked lines ``lo``…``hi`` with its state,
     in SEQ order, and the keys of the others for the repeat rule of later chunks. A repeat
-    of a key answered before is not stored again: its first answer stands.
+    of a key answered before is not stored again: its first answer stands. Returns the
+    ``seq`` and ``id`` of the applications stored.
 
     ``lines`` holds the chunk's lines as read (``seq``, ``content_sha`` and every APPLY
     field): the accepted ones are copied from it into ``application`` and
@@ -363,6 +404,7 @@ def store_chunk(
         .scalars()
         .all()
     )
+    stored = pa.table({"seq": pa.array([], pa.int64()), "id": pa.array([], pa.int64())})
     if seqs:
         accepted = lines.filter(
             pc.is_in(lines.column("seq"), value_set=pa.array(seqs, lines.schema.field("seq").type))
@@ -382,6 +424,7 @@ def store_chunk(
             {"application_id": ids, "bureau": bureau, "status": pa.repeat("accepted", n)}
         )
         bulk_load(conn, "application_state", state, ("application_id", "bureau", "status"))
+        stored = pa.table({"seq": accepted.column("seq").cast(pa.int64()), "id": ids})
     prior = ", ".join(PRIOR_COLUMNS)
     conn.execute(
         text(
@@ -390,6 +433,7 @@ def store_chunk(
         ),
         chunk,
     )
+    return stored
 
 
 def _take_ids(conn: Connection, n: int) -> pa.Array:

@@ -56,6 +56,11 @@ class Remote(Protocol):
         ``FileNotFoundError`` when it is missing."""
         ...
 
+    def download_apart(self, path: str, local_path: Path) -> tuple[int, str]:
+        """``download``, safe to run in another thread while this process goes on with
+        other work (never with this remote at the same time)."""
+        ...
+
     def exists(self, path: str) -> bool: ...
 
     def makedirs(self, path: str) -> None: ...
@@ -151,6 +156,9 @@ class BaseRemote(ABC):
 
     @abstractmethod
     def download(self, path: str, local_path: Path) -> tuple[int, str]: ...
+
+    def download_apart(self, path: str, local_path: Path) -> tuple[int, str]:
+        return self.download(path, local_path)
 
     @abstractmethod
     def exists(self, path: str) -> bool: ...

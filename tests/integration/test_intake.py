@@ -5,9 +5,12 @@ the photo zip deadline."""
 from __future__ import annotations
 
 import dataclasses
+import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, func, insert, select, text
@@ -15,6 +18,7 @@ from sqlalchemy import Engine, func, insert, select, text
 from issuance import intake as intake_module
 from issuance.apply_rules import rules_for
 from issuance.intake import IntakeContext, deliver, run_intake
+from persistence import apply_store
 from persistence.models import (
     Account,
     Application,
@@ -322,16 +326,45 @@ def test_answers_do_not_depend_on_where_the_chunks_end(
     assert count(engine, ApplyLine) == 1 + 6
 
 
+def zip_lands_late(monkeypatch: pytest.MonkeyPatch, after_hi: Callable[[int], bool]) -> None:
+    """Hold the photo zip back until a chunk whose last SEQ satisfies ``after_hi`` has been
+    stored, so the chunks before it wait for the photo rule."""
+    ready = threading.Event()
+    land_photos, store_chunk = intake_module.land_photos, apply_store.store_chunk
+
+    def late(*args: Any) -> Any:
+        assert ready.wait(60), "the zip was never let through"
+        return land_photos(*args)
+
+    def store(*args: Any) -> Any:
+        stored = store_chunk(*args)
+        if after_hi(args[-1]):
+            ready.set()
+        return stored
+
+    monkeypatch.setattr(intake_module, "land_photos", late)
+    monkeypatch.setattr(apply_store, "store_chunk", store)
+
+
+@pytest.mark.parametrize("zip_lands", ["at once", "after the first chunk", "after the last"])
 def test_a_sandbox_batch_is_answered_alike_whatever_the_chunk_size(
-    engine: Engine, tmp_path: Path
+    zip_lands: str, engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Every kind of bad line, with the in-file repeats (E106, E107, E108, and exact copies
-    of earlier lines) falling inside one chunk or across chunks depending on the size."""
+    of earlier lines, lines with a missing photo among them) falling inside one chunk or
+    across chunks depending on the size; and whenever the photo zip lands, the chunks
+    stored before it are answered alike."""
     batch = make_apply_batch(size=400, seed=31, bad_share={code: 0.02 for code in LINE_KINDS})
     rows = [list(r) for r in batch.rows]
-    copies = [list(rows[i]) for i in (0, 6, 7, 49, 50, 199)]
+    no_photo = [i for i, code in enumerate(batch.expected) if code == "E113"]
+    assert len(no_photo) >= 2
+    copies = [list(rows[i]) for i in (0, 6, 7, 49, 50, 199, *no_photo[:2])]
     batch = rebuilt(batch, rows + copies)
     expected = [*batch.expected, *["E107"] * len(copies)]
+    if zip_lands == "after the first chunk":
+        zip_lands_late(monkeypatch, lambda hi: True)
+    elif zip_lands == "after the last":
+        zip_lands_late(monkeypatch, lambda hi: hi == len(expected))
 
     seen: list[tuple[bytes, list[tuple[object, ...]], list[tuple[object, ...]]]] = []
     for chunk_lines in (7, 50, 50_000):
@@ -426,6 +459,28 @@ def test_a_file_rejected_as_a_whole_gets_a_rej_and_goes_to_rejected(
     assert (server / "pickup" / "rejected" / "20261122" / batch.name).exists()
     assert count(engine, Application) == 0 and count(engine, ApplyLine) == 0
     assert not list((server / "drop").glob("APPLYRSP*"))
+
+
+@pytest.mark.parametrize("chunk_lines", [1, 2, 300])
+@pytest.mark.parametrize("text_kind", ["F06", "F08"])
+def test_a_bad_photo_zip_is_the_reason_given_even_when_the_lines_are_bad_too(
+    text_kind: str, chunk_lines: int, server: Path, engine: Engine, tmp_path: Path
+) -> None:
+    """The zip lands while the lines are read: whichever is found first, the file is
+    answered as if the zip had been checked before the first line (F10), every time."""
+    bad_zip = make_bad_file("F10", size=6)
+    bad_text = make_bad_file(text_kind, size=6)
+    assert bad_text.zip_name == bad_zip.zip_name
+    both = dataclasses.replace(bad_text, zip_data=bad_zip.zip_data, zip_control=bad_zip.zip_control)
+    write_batch(both, server / "pickup")
+
+    outcomes = run(server, engine, tmp_path, chunk_lines=chunk_lines)
+
+    assert [(o.outcome, o.file_code) for o in outcomes] == [("rejected", "F10")]
+    rej = (server / "drop" / f"{both.name}.rej").read_bytes().decode("utf-8")
+    assert rej.startswith(f"{both.name}|F10|")
+    assert (server / "pickup" / "rejected" / "20261122" / both.zip_name).exists()
+    assert count(engine, Application) == 0 and count(engine, ApplyLine) == 0
 
 
 def test_a_name_and_batch_reused_with_other_content_is_f05_and_the_first_file_stands(

@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -13,8 +14,8 @@ from typing import Any
 import paramiko
 import pytest
 
+from sandbox import openssh as sshd_support
 from schemas.files import Control
-from tests.support import sshd as sshd_support
 from tests.support.sshd import OpenSshServer, free_port, generate_key
 from transport.errors import (
     AuthenticationError,
@@ -146,6 +147,46 @@ def test_downloading_a_missing_file_raises_file_not_found_and_writes_nothing(
         remote.download("pickup/nothing.txt", tmp_path / "nothing.txt")
 
     assert not (tmp_path / "nothing.txt").exists()
+
+
+def test_a_download_apart_copies_the_file_from_a_process_of_its_own_while_this_one_is_busy(
+    remote: SftpRemote, base: Path, tmp_path: Path
+) -> None:
+    data = DATA * 400_000
+    (base / "pickup").mkdir()
+    (base / "pickup" / NAME).write_bytes(data)
+    with ThreadPoolExecutor(1) as apart:
+        got = apart.submit(remote.download_apart, f"pickup/{NAME}", tmp_path / NAME)
+        while not got.done():  # keep this process's interpreter busy meanwhile
+            sum(range(10_000))
+
+    assert got.result() == (len(data), hashlib.sha256(data).hexdigest())
+    assert (tmp_path / NAME).read_bytes() == data
+
+
+def test_a_download_apart_raises_what_the_download_raised(
+    sshd: OpenSshServer, settings: SftpSettings, tmp_path: Path
+) -> None:
+    with pytest.raises(FileNotFoundError):
+        SftpRemote(settings).download_apart("pickup/nothing.txt", tmp_path / "nothing.txt")
+    assert not (tmp_path / "nothing.txt").exists()
+
+    wrong = dataclasses.replace(settings, host_key=generate_key(tmp_path / "other"))
+    with pytest.raises(HostKeyError, match="changed"):
+        SftpRemote(wrong).download_apart(f"pickup/{NAME}", tmp_path / NAME)
+
+    with pytest.raises(RemoteNameError):
+        SftpRemote(settings).download_apart("../pickup/x.txt", tmp_path / "x.txt")
+
+    conn = sshd.connection(settings.base_dir)
+    conn["extra"]["private_key"] = Path(conn["extra"].pop("key_file")).read_text()
+    inline = SftpSettings.from_airflow(airflow_connection(conn))
+    (Path(settings.base_dir) / "pickup").mkdir()
+    (Path(settings.base_dir) / "pickup" / NAME).write_bytes(DATA)
+    assert SftpRemote(inline).download_apart(f"pickup/{NAME}", tmp_path / NAME) == (
+        len(DATA),
+        hashlib.sha256(DATA).hexdigest(),
+    )
 
 
 def test_a_lost_connection_makes_a_download_transient_and_the_next_one_reconnects(
