@@ -303,7 +303,14 @@ def land_photos(remote: Remote, ctx: Inbox, landed: Landed) -> PhotoZip:
     digest = remote.download_apart(f"{ctx.pickup}/{landed.zip_name}", zip_path)
     control = remote.read_bytes(f"{ctx.pickup}/{landed.zip_name}.ok")
     safe_join(landed.path.parent, f"{landed.zip_name}.ok").write_bytes(control)
-    return check_photo_zip(zip_path, control, landed.zip_name, digest)
+    photos = check_photo_zip(zip_path, control, landed.zip_name, digest)
+    log.info(
+        "%s: photo zip landed and checked: %d entries, %d valid photos",
+        landed.zip_name,
+        photos.entries,
+        len(photos.valid),
+    )
+    return photos
 
 
 def _companions(remote: Remote, pickup: str, name: str) -> list[str]:
@@ -490,7 +497,22 @@ def _load(
     # A chunk's answers are final once it is checked, stored and, when the file names
     # photos, the photo rule has been applied to it: a third thread writes them to APPLYRSP
     # while the database goes on with the next chunk.
-    answered: queue.Queue[list[tuple[str, str, str]] | None] = queue.Queue()
+    # The queue is short: chunks settled together when the zip lands wait here for the
+    # writer one at a time rather than all at once in memory.
+    answered: queue.Queue[list[tuple[str, str, str]] | None] = queue.Queue(maxsize=2)
+    written: Future[None] | None = None
+
+    def pass_on(part: list[tuple[str, str, str]] | None) -> None:
+        """Hand answers to the writer, waiting while it catches up; if it has stopped, its
+        error is raised where it is awaited below, not waited for here."""
+        while True:
+            try:
+                answered.put(part, timeout=0.5)
+                return
+            except queue.Full:
+                if written is not None and written.done():
+                    return
+
     # Chunks stored before the photo zip had landed wait here for the photo rule: the zip
     # is downloaded and checked while the lines are read, checked and stored.
     unsettled: deque[tuple[int, int, pa.Table, pa.Table]] = deque()
@@ -504,7 +526,7 @@ def _load(
                 missing = photo_missing(lines.column("photo"), valid)
                 seqs = lines.column("seq").to_numpy()[missing].tolist()
                 apply_store.reject_lines(conn, seqs, stored, "photo", LineCode.E113)
-            answered.put(apply_store.chunk_answers(conn, lo, hi))
+            pass_on(apply_store.chunk_answers(conn, lo, hi))
 
     def load(table: pa.Table, lo: int, hi: int) -> None:
         apply_store.stage(conn, table)
@@ -535,7 +557,7 @@ def _load(
             # A file of no lines still has its zip checked.
             settle(photos.result().valid if photos is not None else None)
         finally:
-            answered.put(None)
+            pass_on(None)
         written.result()
     apply_store.commit_lines(conn, file_id, header.sender)
     counts = apply_store.answer_counts(conn)
