@@ -3,8 +3,8 @@
 
 A zip of a million photos is checked with memory that stays small: its central directory
 (APPNOTE 4.3.12, ZIP64 included) is read in blocks into a few arrays instead of one
-``zipfile.ZipInfo`` per entry, and the names of the valid photos are kept as one sorted
-array of fixed-width bytes.
+``zipfile.ZipInfo`` per entry, each block judged as it is read, and the names of the valid
+photos are kept as one sorted array of fixed-width bytes.
 """
 
 from __future__ import annotations
@@ -158,10 +158,9 @@ def _corrupt() -> FileLevelError:
     return FileLevelError(FileCode.F10, "photo zip corrupt")
 
 
-def _end_record(fh: BinaryIO) -> tuple[int, int, int, int]:
-    """Where the central directory starts, its size, how far bytes prepended to the zip
-    moved every local header, found as ``zipfile`` finds them (APPNOTE 4.3.14–16), and
-    how many entries the end record announces."""
+def _end_record(fh: BinaryIO) -> tuple[int, int, int]:
+    """Where the central directory starts, its size, and how far bytes prepended to the
+    zip moved every local header, found as ``zipfile`` finds them (APPNOTE 4.3.14–16)."""
     file_size = fh.seek(0, io.SEEK_END)
     tail_size = min(file_size, _END.size + _U16)
     fh.seek(file_size - tail_size)
@@ -170,7 +169,7 @@ def _end_record(fh: BinaryIO) -> tuple[int, int, int, int]:
     if at < 0 or len(tail) - at < _END.size:
         raise _corrupt()
     end_pos = file_size - tail_size + at
-    count, cd_size, cd_offset = _END.unpack_from(tail, at)[4:7]
+    cd_size, cd_offset = _END.unpack_from(tail, at)[5:7]
     head = end_pos
     if end_pos >= _END64_LOCATOR.size:
         fh.seek(end_pos - _END64_LOCATOR.size)
@@ -183,11 +182,11 @@ def _end_record(fh: BinaryIO) -> tuple[int, int, int, int]:
             record = _END64.unpack(fh.read(_END64.size))
             if record[0] != b"PK\x06\x06":
                 raise _corrupt()
-            count, cd_size, cd_offset = record[7], record[8], record[9]
+            cd_size, cd_offset = record[8], record[9]
     concat = head - cd_size - cd_offset
     if concat < 0:
         raise _corrupt()
-    return cd_offset + concat, cd_size, concat, count
+    return cd_offset + concat, cd_size, concat
 
 
 def _extra_values(extra: bytes, size: int, csize: int, offset: int) -> tuple[int, int, int]:
@@ -213,21 +212,14 @@ def _extra_values(extra: bytes, size: int, csize: int, offset: int) -> tuple[int
     return size, csize, offset
 
 
-def _read_directory(fh: BinaryIO) -> _Directory:
-    """The central directory, read in blocks of ``_BLOCK`` bytes: a Python loop only finds
-    where each header starts; its fields and names are read for the whole block at once.
-    The headers go into one array sized by the end record's entry count (it holds a
-    million entries in 34 MB), so they are never held twice; entries beyond that count
-    are kept apart and joined at the end."""
-    start, cd_size, concat, count = _end_record(fh)
+def _directory_blocks(fh: BinaryIO) -> Iterator[_Directory]:
+    """The central directory, read in blocks of ``_BLOCK`` bytes, one ``_Directory`` of
+    the entries whose headers end in each: a Python loop only finds where each header
+    starts; its fields and names are read for the whole block at once."""
+    start, cd_size, concat = _end_record(fh)
     fh.seek(start)
     left = cd_size
     rest = b""
-    names: list[npt.NDArray[np.bytes_]] = []
-    table = np.zeros(min(count, cd_size // _CENTRAL_SIZE), dtype=_WIDE)
-    filled = 0
-    beyond: list[npt.NDArray[np.void]] = []
-    unsafe = False
     while left > 0:
         block = fh.read(min(_BLOCK, left))
         if not block:
@@ -258,10 +250,7 @@ def _read_directory(fh: BinaryIO) -> _Directory:
         if (headers["signature"] != _CENTRAL_SIGNATURE).any():
             raise _corrupt()
         name_len = rows[:, 28].astype(np.int64) | rows[:, 29].astype(np.int64) << 8
-        block_names, block_safe = _names(raw, first + _CENTRAL_SIZE, name_len)
-        unsafe = unsafe or not block_safe
-        if not unsafe:
-            names.append(block_names)
+        names, safe = _names(raw, first + _CENTRAL_SIZE, name_len)
         for i in with_extra:
             at = starts[i] + _CENTRAL_SIZE + int(name_len[i])
             m = int(rows[i, 30]) | int(rows[i, 31]) << 8
@@ -271,14 +260,20 @@ def _read_directory(fh: BinaryIO) -> _Directory:
             )
             h["size"], h["csize"], h["offset"] = values
         headers["offset"] += np.uint64(concat)
-        fits = min(len(headers), table.size - filled)
-        table[filled : filled + fits] = headers[:fits]
-        filled += fits
-        if fits < len(headers):
-            beyond.append(headers[fits:])
-    table = np.concatenate([table[:filled], *beyond]) if beyond else table[:filled]
-    fixed = np.concatenate(names) if names and not unsafe else np.zeros(0, dtype="S1")
-    return _Directory(fixed, table, unsafe)
+        yield _Directory(names, headers, not safe)
+
+
+def _read_directory(fh: BinaryIO) -> _Directory:
+    """The whole central directory at once (names kept only when every one is safe)."""
+    blocks = list(_directory_blocks(fh))
+    unsafe = any(b.unsafe for b in blocks)
+    headers = np.concatenate([b.headers for b in blocks]) if blocks else np.zeros(0, dtype=_WIDE)
+    names = (
+        np.concatenate([b.names for b in blocks])
+        if blocks and not unsafe
+        else np.zeros(0, dtype="S1")
+    )
+    return _Directory(names, headers, unsafe)
 
 
 def _names(
@@ -352,41 +347,51 @@ def check_photo_zip(
         raise FileLevelError(
             FileCode.F10, "photo zip size or SHA-256 differs from its control file"
         )
-    with path.open("rb") as fh:
-        directory = _read_directory(fh)
-        if len(directory) != ok.record_count:
-            raise FileLevelError(
-                FileCode.F10, "photo zip entry count differs from its control file"
-            )
-        if directory.unsafe:
-            raise FileLevelError(FileCode.F10, "photo zip has an unsafe entry name")
-        entries = len(directory)
-        valid = _valid_entries(fh, directory)
-    # Only the names are kept from here, sorted: the rest of the directory is let go
-    # first, as intake checks the zip while it reads lines.
-    names = directory.names
-    del directory
-    order = np.argsort(names, kind="stable")
-    names = names[order]
-    if (names[1:] == names[:-1]).any():
+    # The directory is read block by block, each block's photos judged as it comes, so
+    # only the names and a flag per entry are kept (intake checks the zip while it reads
+    # lines: a million entries take about 50 MB at the most).
+    entries = 0
+    unsafe = False
+    names: list[npt.NDArray[np.bytes_]] = []
+    flags: list[npt.NDArray[np.bool_]] = []
+    judged: dict[int, bool] = {}
+    with path.open("rb") as fh, path.open("rb") as photos:
+        for block in _directory_blocks(fh):
+            entries += len(block)
+            unsafe = unsafe or block.unsafe
+            if not unsafe:
+                names.append(block.names)
+                flags.append(_valid_entries(photos, block, judged))
+    if entries != ok.record_count:
+        raise FileLevelError(FileCode.F10, "photo zip entry count differs from its control file")
+    if unsafe:
+        raise FileLevelError(FileCode.F10, "photo zip has an unsafe entry name")
+    every = np.concatenate(names) if names else np.zeros(0, dtype="S1")
+    del names
+    order = np.argsort(every, kind="stable")
+    every = every[order]
+    if (every[1:] == every[:-1]).any():
         raise FileLevelError(FileCode.F10, "photo zip has repeated entry names")
-    valid = valid[order]
+    valid = np.concatenate(flags)[order] if flags else np.zeros(0, dtype=bool)
     del order
-    return PhotoZip(path, entries, PhotoNames(names[valid]))
+    return PhotoZip(path, entries, PhotoNames(every[valid]))
 
 
-def _valid_entries(fh: BinaryIO, directory: _Directory) -> npt.NDArray[np.bool_]:
-    """Which entries are valid photos, decoding one entry per distinct (CRC, size)."""
+def _valid_entries(
+    fh: BinaryIO, directory: _Directory, judged: dict[int, bool]
+) -> npt.NDArray[np.bool_]:
+    """Which entries are valid photos, decoding one entry per distinct (CRC, size) not
+    already in ``judged`` (which it adds to)."""
     headers = directory.headers
     small = np.flatnonzero(headers["size"] <= PHOTO_MAX_BYTES)
     keys = (headers["size"][small] << np.uint64(32)) | headers["crc"][small].astype(np.uint64)
     distinct, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-    del keys
-    at = small[first]
     good = np.zeros(distinct.size, dtype=bool)
     try:
-        for k, i in enumerate(at.tolist()):
-            good[k] = photo_is_valid(_entry_bytes(fh, directory.names[i], headers[i]))
+        for k, (key, i) in enumerate(zip(distinct.tolist(), small[first].tolist(), strict=True)):
+            if key not in judged:
+                judged[key] = photo_is_valid(_entry_bytes(fh, directory.names[i], headers[i]))
+            good[k] = judged[key]
     except zipfile.BadZipFile as exc:
         raise FileLevelError(FileCode.F10, "photo zip corrupt") from exc
     valid = np.zeros(len(directory), dtype=bool)

@@ -2,33 +2,44 @@
 
     python -m transport.fetch < REQUEST
 
-Intake downloads an APPLY batch's photo zip while it reads and checks the batch's lines.
-In the same process that cannot be done safely with paramiko: its pipelined reads
+Intake downloads an APPLY batch's photo zip while it reads, checks and stores the batch's
+lines. paramiko cannot do that download reliably: its pipelined reads
 (``SFTPFile.prefetch``) queue the read requests from a thread of their own, and when that
-thread falls behind the responses, as it does while another thread keeps the interpreter
-busy, the file is taken for fully requested and every later block is read with one round
-trip of 32 KiB (paramiko issues #2418 and #2519; seen here: 98 s instead of 4 s for a
-440 MB zip on loopback, with the unread responses piling up in memory). A process of its
-own has nothing else to run.
+thread falls behind the responses, as it does beside a busy interpreter or on a machine
+whose cores are busy, the file is taken for fully requested and every later block costs
+a round trip of 32 KiB (paramiko issues #2418, #2519; measured here: 98 s instead of 4 s
+for a 440 MB zip, 8 minutes for a 2.4 GB one, the unread responses piling up in memory).
+So the zip is downloaded by asyncssh, whose parallel reads are issued and collected by one
+event loop, in a child process whose interpreter has nothing else to do. The host key is
+verified exactly as :class:`transport.sftp.SftpRemote` verifies it (the pinned key and/or
+the known_hosts file; never accepted unseen), the client key is the connection's, no
+agent and no ``~/.ssh/config`` are consulted.
 
 The request (standard input, one JSON object, so no key material is ever on a command
 line): ``settings`` (:class:`transport.sftp.SftpSettings` fields, paths as strings),
-``path`` (relative to ``base_dir``) and ``local_path``. The answer (standard output, one
+``remote`` (the path on the server) and ``local_path``. The answer (standard output, one
 JSON object): ``{"size": N, "sha256": HEX}``, or ``{"error": TYPE, "message": TEXT}`` with
 exit status 1. :func:`download_apart` runs this and raises what the child raised.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import hashlib
 import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
+
+import asyncssh
 
 from transport import errors
-from transport.sftp import SftpRemote, SftpSettings
+from transport.sftp import SftpSettings
+
+#: bytes asked of the server per read; asyncssh splits them into parallel requests
+_READ = 8 << 20
 
 #: what a failed child may report, raised again as the same type in the caller
 _ERRORS: dict[str, type[Exception]] = {
@@ -47,20 +58,22 @@ _ERRORS: dict[str, type[Exception]] = {
 }
 
 
-def _request(settings: SftpSettings, path: str, local_path: Path) -> str:
+def _request(settings: SftpSettings, remote: str, local_path: Path) -> str:
     values = {
         k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(settings).items()
     }
-    return json.dumps({"settings": values, "path": path, "local_path": str(local_path)})
+    return json.dumps({"settings": values, "remote": remote, "local_path": str(local_path)})
 
 
-def download_apart(settings: SftpSettings, path: str, local_path: Path) -> tuple[int, str]:
-    """``SftpRemote(settings).download(path, local_path)`` in a child process: size and
-    SHA-256 of what was copied. A failure is raised as the child's exception type
-    (``FileNotFoundError``, a :mod:`transport.errors` type), else as ``TransportError``."""
+def download_apart(settings: SftpSettings, remote: str, local_path: Path) -> tuple[int, str]:
+    """Download the server's file ``remote`` (a path on the server, ``base_dir`` already
+    applied) to ``local_path`` in a child process: size and SHA-256 of what was copied. A
+    failure is raised as the child's exception type (``FileNotFoundError``, a
+    :mod:`transport.errors` type), else as ``TransportError``; nothing is left at
+    ``local_path``."""
     child = subprocess.run(
         [sys.executable, "-m", "transport.fetch"],
-        input=_request(settings, path, local_path),
+        input=_request(settings, remote, local_path),
         capture_output=True,
         text=True,
         check=False,
@@ -68,13 +81,91 @@ def download_apart(settings: SftpSettings, path: str, local_path: Path) -> tuple
     try:
         answer: dict[str, Any] = json.loads(child.stdout.strip().splitlines()[-1])
     except (IndexError, ValueError):
+        local_path.unlink(missing_ok=True)
         tail = " | ".join(child.stderr.strip().splitlines()[-3:])
         raise errors.TransportError(
-            f"downloading {path} in a separate process failed (exit {child.returncode}): {tail}"
+            f"downloading {remote} in a separate process failed (exit {child.returncode}): {tail}"
         ) from None
     if "error" in answer:
         raise _ERRORS.get(answer["error"], errors.TransportError)(answer["message"])
     return int(answer["size"]), str(answer["sha256"])
+
+
+def _known_hosts(s: SftpSettings) -> asyncssh.SSHKnownHosts:
+    lines = s.known_hosts.read_text() if s.known_hosts else ""
+    if s.host_key:
+        lines += f"\n{s.host_key_name} {s.host_key}\n"
+    return asyncssh.import_known_hosts(lines)
+
+
+def _client_key(s: SftpSettings) -> asyncssh.SSHKey:
+    try:
+        if s.key_file:
+            return asyncssh.read_private_key(str(s.key_file), s.passphrase)
+        assert s.private_key is not None
+        return asyncssh.import_private_key(s.private_key, s.passphrase)
+    except (OSError, ValueError, asyncssh.KeyImportError) as exc:
+        raise errors.AuthenticationError(f"the private key for {s.host} cannot be read") from exc
+
+
+async def _connect(s: SftpSettings) -> asyncssh.SSHClientConnection:
+    """Connect, retrying only what may pass (as ``SftpRemote.connect`` does)."""
+    for attempt in range(1, s.connect_attempts + 1):
+        try:
+            return await asyncssh.connect(
+                s.host,
+                port=s.port,
+                username=s.username,
+                known_hosts=_known_hosts(s),
+                client_keys=[_client_key(s)],
+                agent_path=None,
+                config=[],
+                preferred_auth="publickey",
+                connect_timeout=s.timeout,
+            )
+        except asyncssh.HostKeyNotVerifiable as exc:
+            raise errors.HostKeyError(
+                f"host key for {s.host_key_name} is not the one configured: {exc}"
+            ) from exc
+        except asyncssh.PermissionDenied as exc:
+            raise errors.AuthenticationError(
+                f"{s.username}@{s.host_key_name} refused our key"
+            ) from exc
+        except (OSError, asyncssh.Error) as exc:
+            if attempt == s.connect_attempts:
+                raise errors.TransientTransportError(
+                    f"connecting to {s.host_key_name} failed: {exc}"
+                ) from exc
+            await asyncio.sleep(s.retry_wait * 2 ** (attempt - 1))
+    raise AssertionError("unreachable")
+
+
+async def _download(s: SftpSettings, remote: str, local_path: Path) -> tuple[int, str]:
+    digest = hashlib.sha256()
+    size = 0
+    async with await _connect(s) as conn, conn.start_sftp_client() as sftp:
+        try:
+            source = await sftp.open(remote, "rb")
+        except asyncssh.SFTPNoSuchFile as exc:
+            raise FileNotFoundError(f"{remote} is missing") from exc
+        except asyncssh.SFTPPermissionDenied as exc:
+            raise PermissionError(f"{remote} may not be read") from exc
+        async with source:
+            with open(local_path, "wb") as out:
+                while block := cast(bytes, await source.read(_READ)):
+                    digest.update(block)
+                    out.write(block)
+                    size += len(block)
+    return size, digest.hexdigest()
+
+
+def _error_name(exc: Exception) -> str:
+    """The type the caller raises for what stopped the child."""
+    if type(exc).__name__ in _ERRORS and not isinstance(exc, asyncssh.Error):
+        return type(exc).__name__
+    if isinstance(exc, ConnectionError | TimeoutError | asyncssh.ConnectionLost):
+        return "TransientTransportError"
+    return "TransportError"
 
 
 def main() -> int:
@@ -83,12 +174,12 @@ def main() -> int:
     for name in ("key_file", "known_hosts"):
         if values.get(name) is not None:
             values[name] = Path(values[name])
+    local_path = Path(request["local_path"])
     try:
-        with SftpRemote(SftpSettings(**values)) as remote:
-            size, sha = remote.download(request["path"], Path(request["local_path"]))
+        size, sha = asyncio.run(_download(SftpSettings(**values), request["remote"], local_path))
     except Exception as exc:  # reported to the caller, raised again there
-        name = type(exc).__name__ if type(exc).__name__ in _ERRORS else "TransportError"
-        print(json.dumps({"error": name, "message": str(exc)}), flush=True)
+        local_path.unlink(missing_ok=True)
+        print(json.dumps({"error": _error_name(exc), "message": str(exc)}), flush=True)
         return 1
     print(json.dumps({"size": size, "sha256": sha}), flush=True)
     return 0

@@ -330,13 +330,12 @@ class SftpRemote(BaseRemote):
             return copy_to_file(src, local_path)
 
     def download_apart(self, path: str, local_path: Path) -> tuple[int, str]:
-        """``download`` in a process of its own, over a connection of its own
-        (:mod:`transport.fetch`: paramiko's pipelined reads stall when other threads keep
-        this process busy). Path checks and errors are those of ``download``."""
+        """``download`` in a process of its own, over a connection of its own, by asyncssh
+        (:mod:`transport.fetch`: paramiko's pipelined reads stall when the machine is busy).
+        Path checks, host key checks and error types are those of ``download``."""
         from transport.fetch import download_apart
 
-        self._remote(path)
-        return download_apart(self.settings, path, local_path)
+        return download_apart(self.settings, self._remote(path), local_path)
 
     def exists(self, path: str) -> bool:
         remote = self._remote(path, allow_base=True)

@@ -172,7 +172,7 @@ def test_a_download_apart_raises_what_the_download_raised(
     assert not (tmp_path / "nothing.txt").exists()
 
     wrong = dataclasses.replace(settings, host_key=generate_key(tmp_path / "other"))
-    with pytest.raises(HostKeyError, match="changed"):
+    with pytest.raises(HostKeyError):
         SftpRemote(wrong).download_apart(f"pickup/{NAME}", tmp_path / NAME)
 
     with pytest.raises(RemoteNameError):
