@@ -49,6 +49,11 @@ from transport.remote import Remote, safe_join
 log = logging.getLogger("sscard.intake")
 
 
+#: lines naming a photo that may be stored before the photo zip has landed (their names are
+#: kept until it has: about 50 bytes a line)
+MAX_UNSETTLED = 400_000
+
+
 @dataclass(frozen=True)
 class IntakeContext:
     """Everything one intake run needs to know: who, which day, which rules."""
@@ -422,11 +427,18 @@ def _accept(
             except _WaitForZip:
                 response.unlink(missing_ok=True)
             except FileLevelError as exc:
+                # A file-level failure found in the lines gives way to the zip's own (as if
+                # the zip had been checked before the first line), and to a zip that could
+                # not be landed at all.
                 response.unlink(missing_ok=True)
-                zip_error = _zip_error(photos)
-                if zip_error is not None and zip_error is not exc:
-                    raise zip_error from None
-                raise
+                zip_failure = photos.exception() if photos is not None else None
+                if zip_failure is None or zip_failure is exc:
+                    raise
+                if isinstance(zip_failure, FileLevelError):
+                    raise zip_failure from None
+                # The zip could not be landed (a transport failure): the file is taken
+                # again by a later run rather than answered for its lines alone.
+                raise zip_failure from exc
             except BaseException:
                 response.unlink(missing_ok=True)
                 raise
@@ -442,13 +454,6 @@ def _accept(
         (first_seen + ctx.zip_wait).isoformat(),
     )
     return FileOutcome(landed.name, "waiting")
-
-
-def _zip_error(photos: Future[PhotoZip] | None) -> FileLevelError | None:
-    """The photo zip's own file-level rejection, if it has one: it is reported before
-    anything found in the lines, as if the zip had been checked before the first line."""
-    zip_error = photos.exception() if photos is not None else None
-    return zip_error if isinstance(zip_error, FileLevelError) else None
 
 
 def _file_values(
@@ -534,10 +539,12 @@ def _load(
         stored = apply_store.store_chunk(
             conn, file_id, header.sender, ctx.business_date, table, lo, hi
         )
-        unsettled.append((lo, hi, table.select(["seq", "photo"]), stored))
+        named = table.filter(pc.not_equal(table.column("photo"), "")).select(["seq", "photo"])
+        unsettled.append((lo, hi, named, stored))
         if photos is None:
             settle(None)
-        elif photos.done():
+        elif photos.done() or sum(len(c[2]) for c in unsettled) > MAX_UNSETTLED:
+            # Beyond MAX_UNSETTLED lines ahead of the zip, the lines wait for it.
             settle(photos.result().valid)
 
     def answers() -> Iterator[tuple[str, str, str]]:

@@ -10,10 +10,12 @@ whose cores are busy, the file is taken for fully requested and every later bloc
 a round trip of 32 KiB (paramiko issues #2418, #2519; measured here: 98 s instead of 4 s
 for a 440 MB zip, 8 minutes for a 2.4 GB one, the unread responses piling up in memory).
 So the zip is downloaded by asyncssh, whose parallel reads are issued and collected by one
-event loop, in a child process whose interpreter has nothing else to do. The host key is
-verified exactly as :class:`transport.sftp.SftpRemote` verifies it (the pinned key and/or
-the known_hosts file; never accepted unseen), the client key is the connection's, no
-agent and no ``~/.ssh/config`` are consulted.
+event loop, in a child process whose interpreter has nothing else to do. The server's key
+is checked against the keys :class:`transport.sftp.SftpRemote` would accept (the
+known_hosts entries for the host when there are any, else the pinned key), and nothing
+else: no certificate authority, no agent, no ``~/.ssh`` file. A server that stops
+answering is dropped (keepalives, and a limit on each read), so intake never waits for
+ever on a stalled download.
 
 The request (standard input, one JSON object, so no key material is ever on a command
 line): ``settings`` (:class:`transport.sftp.SftpSettings` fields, paths as strings),
@@ -34,9 +36,10 @@ from pathlib import Path
 from typing import Any, cast
 
 import asyncssh
+import paramiko
 
 from transport import errors
-from transport.sftp import SftpSettings
+from transport.sftp import SftpSettings, parse_host_key
 
 #: bytes asked of the server per read; asyncssh splits them into parallel requests
 _READ = 8 << 20
@@ -91,11 +94,26 @@ def download_apart(settings: SftpSettings, remote: str, local_path: Path) -> tup
     return int(answer["size"]), str(answer["sha256"])
 
 
-def _known_hosts(s: SftpSettings) -> asyncssh.SSHKnownHosts:
-    lines = s.known_hosts.read_text() if s.known_hosts else ""
-    if s.host_key:
-        lines += f"\n{s.host_key_name} {s.host_key}\n"
-    return asyncssh.import_known_hosts(lines)
+def _trusted_keys(s: SftpSettings) -> list[asyncssh.SSHKey]:
+    """The server keys to accept, chosen as ``SftpRemote`` (paramiko) chooses them: the
+    known_hosts entries for ``host_key_name`` (``[host]:port`` off port 22; hashed
+    entries too) when there are any, else the pinned ``host_key``; nothing else (no
+    certificate authority, no other file)."""
+    found: dict[str, paramiko.PKey] | None = None
+    if s.known_hosts:
+        try:
+            entry = paramiko.HostKeys(str(s.known_hosts)).lookup(s.host_key_name)
+        except OSError as exc:
+            raise errors.HostKeyError(f"known_hosts {s.known_hosts} cannot be read") from exc
+        found = dict(entry) if entry else None
+    if found is None and s.host_key:
+        key = parse_host_key(s.host_key)
+        found = {key.get_name(): key}
+    if not found:
+        raise errors.HostKeyError(
+            f"host key for {s.host_key_name} is not known; refusing to connect"
+        )
+    return [asyncssh.import_public_key(f"{k.get_name()} {k.get_base64()}") for k in found.values()]
 
 
 def _client_key(s: SftpSettings) -> asyncssh.SSHKey:
@@ -109,52 +127,71 @@ def _client_key(s: SftpSettings) -> asyncssh.SSHKey:
 
 
 async def _connect(s: SftpSettings) -> asyncssh.SSHClientConnection:
-    """Connect, retrying only what may pass (as ``SftpRemote.connect`` does)."""
+    """Connect, retrying only what may pass (as ``SftpRemote.connect`` does): a refused,
+    reset or timed-out connection. A server silent for ``3 × timeout`` is dropped."""
+    trusted, client_key = _trusted_keys(s), _client_key(s)
     for attempt in range(1, s.connect_attempts + 1):
         try:
             return await asyncssh.connect(
                 s.host,
                 port=s.port,
                 username=s.username,
-                known_hosts=_known_hosts(s),
-                client_keys=[_client_key(s)],
+                known_hosts=(trusted, [], []),
+                x509_trusted_certs=None,
+                x509_trusted_cert_paths=None,
+                client_keys=[client_key],
                 agent_path=None,
                 config=[],
                 preferred_auth="publickey",
                 connect_timeout=s.timeout,
+                keepalive_interval=s.timeout,
+                keepalive_count_max=3,
             )
         except asyncssh.HostKeyNotVerifiable as exc:
             raise errors.HostKeyError(
-                f"host key for {s.host_key_name} is not the one configured: {exc}"
+                f"host key for {s.host_key_name} is not the one configured; refusing to connect"
             ) from exc
         except asyncssh.PermissionDenied as exc:
             raise errors.AuthenticationError(
-                f"{s.username}@{s.host_key_name} refused our key"
+                f"{s.username}@{s.host_key_name} refused our public key"
             ) from exc
-        except (OSError, asyncssh.Error) as exc:
+        except (OSError, asyncssh.ConnectionLost) as exc:
             if attempt == s.connect_attempts:
                 raise errors.TransientTransportError(
-                    f"connecting to {s.host_key_name} failed: {exc}"
+                    f"cannot connect to {s.username}@{s.host_key_name}: {exc}"
                 ) from exc
             await asyncio.sleep(s.retry_wait * 2 ** (attempt - 1))
+        except asyncssh.Error as exc:
+            raise errors.TransportError(f"cannot connect to {s.host_key_name}: {exc}") from exc
     raise AssertionError("unreachable")
 
 
 async def _download(s: SftpSettings, remote: str, local_path: Path) -> tuple[int, str]:
     digest = hashlib.sha256()
     size = 0
-    async with await _connect(s) as conn, conn.start_sftp_client() as sftp:
-        try:
-            source = await sftp.open(remote, "rb")
-        except asyncssh.SFTPNoSuchFile as exc:
-            raise FileNotFoundError(f"{remote} is missing") from exc
-        except asyncssh.SFTPPermissionDenied as exc:
-            raise PermissionError(f"{remote} may not be read") from exc
-        async with source:
-            with open(local_path, "wb") as out:
-                while block := cast(bytes, await source.read(_READ)):
+    # A read that brings nothing for this long means the server has stalled.
+    stalled = max(s.timeout * 6, 60.0)
+    try:
+        out = open(local_path, "wb")
+    except OSError as exc:
+        raise errors.TransportError(f"cannot write {local_path.name}: {exc}") from exc
+    with out:
+        async with await _connect(s) as conn, conn.start_sftp_client() as sftp:
+            try:
+                source = await sftp.open(remote, "rb")
+            except asyncssh.SFTPNoSuchFile as exc:
+                raise FileNotFoundError(f"{remote} is missing") from exc
+            except asyncssh.SFTPPermissionDenied as exc:
+                raise PermissionError(f"{remote} may not be read") from exc
+            async with source:
+                while block := cast(bytes, await asyncio.wait_for(source.read(_READ), stalled)):
                     digest.update(block)
-                    out.write(block)
+                    try:
+                        out.write(block)
+                    except OSError as exc:
+                        raise errors.TransportError(
+                            f"cannot write {local_path.name}: {exc}"
+                        ) from exc
                     size += len(block)
     return size, digest.hexdigest()
 

@@ -41,6 +41,7 @@ from sandbox.bureau import (
 )
 from schemas.files import Control
 from schemas.layouts import APPLY
+from transport.errors import TransientTransportError
 from transport.local import LocalRemote
 
 NOW = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
@@ -326,11 +327,14 @@ def test_answers_do_not_depend_on_where_the_chunks_end(
     assert count(engine, ApplyLine) == 1 + 6
 
 
+LAND_PHOTOS, STORE_CHUNK = intake_module.land_photos, apply_store.store_chunk
+
+
 def zip_lands_late(monkeypatch: pytest.MonkeyPatch, after_hi: Callable[[int], bool]) -> None:
     """Hold the photo zip back until a chunk whose last SEQ satisfies ``after_hi`` has been
-    stored, so the chunks before it wait for the photo rule."""
+    stored, so the chunks before it wait for the photo rule (for the next run only)."""
     ready = threading.Event()
-    land_photos, store_chunk = intake_module.land_photos, apply_store.store_chunk
+    land_photos, store_chunk = LAND_PHOTOS, STORE_CHUNK
 
     def late(*args: Any) -> Any:
         assert ready.wait(60), "the zip was never let through"
@@ -346,7 +350,9 @@ def zip_lands_late(monkeypatch: pytest.MonkeyPatch, after_hi: Callable[[int], bo
     monkeypatch.setattr(apply_store, "store_chunk", store)
 
 
-@pytest.mark.parametrize("zip_lands", ["at once", "after the first chunk", "after the last"])
+@pytest.mark.parametrize(
+    "zip_lands", ["at once", "after the first chunk", "after the last", "late, lines wait"]
+)
 def test_a_sandbox_batch_is_answered_alike_whatever_the_chunk_size(
     zip_lands: str, engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -361,10 +367,6 @@ def test_a_sandbox_batch_is_answered_alike_whatever_the_chunk_size(
     copies = [list(rows[i]) for i in (0, 6, 7, 49, 50, 199, *no_photo[:2])]
     batch = rebuilt(batch, rows + copies)
     expected = [*batch.expected, *["E107"] * len(copies)]
-    if zip_lands == "after the first chunk":
-        zip_lands_late(monkeypatch, lambda hi: True)
-    elif zip_lands == "after the last":
-        zip_lands_late(monkeypatch, lambda hi: hi == len(expected))
 
     seen: list[tuple[bytes, list[tuple[object, ...]], list[tuple[object, ...]]]] = []
     for chunk_lines in (7, 50, 50_000):
@@ -372,6 +374,14 @@ def test_a_sandbox_batch_is_answered_alike_whatever_the_chunk_size(
         (server / "pickup").mkdir(parents=True)
         (server / "drop").mkdir()
         write_batch(batch, server / "pickup")
+        if zip_lands == "late, lines wait":
+            # More than one line stored ahead of the zip: the lines wait for it.
+            monkeypatch.setattr(intake_module, "MAX_UNSETTLED", 1)
+            zip_lands_late(monkeypatch, lambda hi: True)
+        if zip_lands == "after the first chunk":
+            zip_lands_late(monkeypatch, lambda hi: True)
+        elif zip_lands == "after the last":
+            zip_lands_late(monkeypatch, lambda hi: hi == len(expected))
         run(server, engine, tmp_path / str(chunk_lines), chunk_lines=chunk_lines)
         response = (server / "drop" / RSP).read_bytes()
         with engine.connect() as conn:
@@ -481,6 +491,28 @@ def test_a_bad_photo_zip_is_the_reason_given_even_when_the_lines_are_bad_too(
     assert rej.startswith(f"{both.name}|F10|")
     assert (server / "pickup" / "rejected" / "20261122" / both.zip_name).exists()
     assert count(engine, Application) == 0 and count(engine, ApplyLine) == 0
+
+
+def test_a_zip_that_cannot_be_landed_leaves_the_file_for_a_later_run_even_when_its_lines_are_bad(
+    server: Path, engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    batch = make_bad_file("F06", size=6)
+    write_batch(batch, server / "pickup")
+
+    def unreachable(*args: Any) -> Any:
+        raise TransientTransportError("connection reset while downloading the zip")
+
+    monkeypatch.setattr(intake_module, "land_photos", unreachable)
+    with pytest.raises(TransientTransportError):
+        run(server, engine, tmp_path)
+
+    assert (server / "pickup" / batch.name).exists()
+    assert not list((server / "drop").glob("*"))
+    assert count(engine, ReceivedFile) == 0 and count(engine, ApplyLine) == 0
+    monkeypatch.undo()
+    assert [(o.outcome, o.file_code) for o in run(server, engine, tmp_path)] == [
+        ("rejected", "F06")
+    ]
 
 
 def test_a_name_and_batch_reused_with_other_content_is_f05_and_the_first_file_stands(

@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
@@ -187,6 +188,62 @@ def test_a_download_apart_raises_what_the_download_raised(
         len(DATA),
         hashlib.sha256(DATA).hexdigest(),
     )
+
+
+@pytest.mark.parametrize(
+    ("known", "pinned", "accepted"),
+    [
+        (None, "server", True),
+        (None, "other", False),
+        ("server at host:port", None, True),
+        ("server at bare host", None, False),  # off port 22 only [host]:port counts
+        ("other at host:port", "server", False),  # known_hosts wins over the pinned key
+        ("server at another port", "server", True),
+    ],
+)
+def test_a_download_apart_accepts_exactly_the_host_keys_the_connection_accepts(
+    known: str | None,
+    pinned: str | None,
+    accepted: bool,
+    settings: SftpSettings,
+    sshd: OpenSshServer,
+    base: Path,
+    tmp_path: Path,
+) -> None:
+    (base / "pickup").mkdir()
+    (base / "pickup" / NAME).write_bytes(DATA)
+    keys = {"server": sshd.host_key_line, "other": generate_key(tmp_path / "other")}
+    known_hosts = None
+    if known is not None:
+        which, _, where = known.split(" ", 2)
+        host = {
+            "host:port": f"[127.0.0.1]:{sshd.port}",
+            "bare host": "127.0.0.1",
+            "another port": f"[127.0.0.1]:{sshd.port + 1}",
+        }[where]
+        known_hosts = tmp_path / "known_hosts"
+        known_hosts.write_text(f"{host} {keys[which]}\n")
+    chosen = dataclasses.replace(
+        settings,
+        host_key=keys[pinned] if pinned else None,
+        known_hosts=known_hosts,
+        connect_attempts=1,
+    )
+
+    def outcome(call: Callable[[], object]) -> str:
+        try:
+            call()
+        except HostKeyError:
+            return "refused"
+        return "accepted"
+
+    expected = "accepted" if accepted else "refused"
+    assert outcome(SftpRemote(chosen).connect) == expected
+    assert (
+        outcome(lambda: SftpRemote(chosen).download_apart(f"pickup/{NAME}", tmp_path / NAME))
+        == expected
+    )
+    assert (tmp_path / NAME).exists() == accepted
 
 
 def test_a_lost_connection_makes_a_download_transient_and_the_next_one_reconnects(
