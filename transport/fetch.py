@@ -169,30 +169,38 @@ async def _connect(s: SftpSettings) -> asyncssh.SSHClientConnection:
 async def _download(s: SftpSettings, remote: str, local_path: Path) -> tuple[int, str]:
     digest = hashlib.sha256()
     size = 0
-    # A read that brings nothing for this long means the server has stalled.
-    stalled = max(s.timeout * 6, 60.0)
+    # A step that brings nothing for this long means the server has stalled (a minute with
+    # the default timeout of 10 s); the connection is then aborted, never waited on.
+    stalled = s.timeout * 6
     try:
         out = open(local_path, "wb")
     except OSError as exc:
         raise errors.TransportError(f"cannot write {local_path.name}: {exc}") from exc
     with out:
-        async with await _connect(s) as conn, conn.start_sftp_client() as sftp:
+        conn = await _connect(s)
+        try:
+            sftp = await asyncio.wait_for(conn.start_sftp_client(), stalled)
             try:
-                source = await sftp.open(remote, "rb")
+                source = await asyncio.wait_for(sftp.open(remote, "rb"), stalled)
             except asyncssh.SFTPNoSuchFile as exc:
                 raise FileNotFoundError(f"{remote} is missing") from exc
             except asyncssh.SFTPPermissionDenied as exc:
                 raise PermissionError(f"{remote} may not be read") from exc
-            async with source:
-                while block := cast(bytes, await asyncio.wait_for(source.read(_READ), stalled)):
-                    digest.update(block)
-                    try:
-                        out.write(block)
-                    except OSError as exc:
-                        raise errors.TransportError(
-                            f"cannot write {local_path.name}: {exc}"
-                        ) from exc
-                    size += len(block)
+            while block := cast(bytes, await asyncio.wait_for(source.read(_READ), stalled)):
+                digest.update(block)
+                try:
+                    out.write(block)
+                except OSError as exc:
+                    raise errors.TransportError(f"cannot write {local_path.name}: {exc}") from exc
+                size += len(block)
+            try:  # every byte is here: a goodbye the server does not answer changes nothing
+                await asyncio.wait_for(source.close(), s.timeout)
+                conn.close()
+                await asyncio.wait_for(conn.wait_closed(), s.timeout)
+            except (TimeoutError, asyncssh.Error):
+                pass
+        finally:
+            conn.abort()
     return size, digest.hexdigest()
 
 

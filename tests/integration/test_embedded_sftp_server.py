@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import os
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import asyncssh
 import pytest
 
 from sandbox.sftp_server import EmbeddedSftpServer
 from tests.support.sshd import generate_key
-from transport.errors import AuthenticationError, HostKeyError
+from transport.errors import AuthenticationError, HostKeyError, TransientTransportError
 from transport.sftp import SftpRemote, SftpSettings
 
 NAME = "PHOTO_H01_B01_20261122_001.zip"
@@ -109,3 +112,34 @@ def test_the_host_key_survives_a_restart_so_the_connection_stays_valid(tmp_path:
         assert second.client_key_path == client_key
         with SftpRemote(settings_for(second.connection("bureau"))) as remote:
             assert remote.list_dir("") == []
+
+
+class _StallingSftp(asyncssh.SFTPServer):
+    async def read(self, file_obj: object, offset: int, size: int) -> bytes:
+        await asyncio.sleep(3600)
+        return b""
+
+
+class _StallingServer(EmbeddedSftpServer):
+    """Opens files, then never answers a read, keeping the connection up."""
+
+    def _sftp_factory(self, chan: asyncssh.SSHServerChannel[Any]) -> asyncssh.SFTPServer:
+        home = self.root / chan.get_extra_info("username")
+        home.mkdir(parents=True, exist_ok=True)
+        return _StallingSftp(chan, chroot=os.fsencode(home))
+
+
+def test_a_download_apart_from_a_server_that_stops_answering_fails_as_transient(
+    tmp_path: Path,
+) -> None:
+    with _StallingServer(tmp_path / "root", state_dir=tmp_path / "state") as stalling:
+        (tmp_path / "root" / "bureau" / "pickup").mkdir(parents=True)
+        (tmp_path / "root" / "bureau" / "pickup" / NAME).write_bytes(DATA)
+        settings = dataclasses.replace(
+            settings_for(stalling.connection("bureau")), timeout=0.5, connect_attempts=1
+        )
+
+        with pytest.raises(TransientTransportError):
+            SftpRemote(settings).download_apart(f"pickup/{NAME}", tmp_path / NAME)
+
+    assert not (tmp_path / NAME).exists()
