@@ -352,7 +352,7 @@ def check_photo_zip(
         )
     # The directory is read block by block, each block's photos judged as it comes, so
     # only the names and a flag per entry are kept (intake checks the zip while it reads
-    # lines: a million entries take about 50 MB at the most).
+    # lines: a million entries peak at about 80 MB).
     entries = 0
     unsafe = False
     names: list[npt.NDArray[np.bytes_]] = []
