@@ -165,6 +165,8 @@ class SftpRemote(BaseRemote):
     """
 
     _log: ClassVar[logging.Logger] = log
+    #: files of this size or more are downloaded by a process of their own (``download``)
+    apart_from: int = 8 << 20
 
     def __init__(self, settings: SftpSettings) -> None:
         self.settings = settings
@@ -321,10 +323,17 @@ class SftpRemote(BaseRemote):
         return buf.getvalue()
 
     def download(self, path: str, local_path: Path) -> tuple[int, str]:
-        """Pipelined reads (paramiko's prefetch) written to ``local_path`` as they arrive;
-        the SSH channel window bounds what waits in memory. (Capping paramiko's requests
-        in flight makes it poll: 5 MiB/s instead of 118 MiB/s on loopback.)"""
+        """A file of at least :attr:`apart_from` bytes is downloaded apart
+        (:meth:`download_apart`): paramiko's pipelined reads lose their pipeline when the
+        machine is busy (:mod:`transport.fetch`), and a batch of a few hundred thousand
+        lines would then take minutes. A smaller one is read here with paramiko's
+        pipelined reads, written to ``local_path`` as they arrive. (Capping paramiko's
+        requests in flight makes it poll: 5 MiB/s instead of 118 MiB/s on loopback.)"""
         remote = self._remote(path)
+        with self._session() as sftp:
+            size = sftp.stat(remote).st_size or 0
+        if size >= self.apart_from:
+            return self.download_apart(path, local_path)
         with self._session() as sftp, sftp.open(remote, "rb") as src:
             src.prefetch()
             return copy_to_file(src, local_path)

@@ -165,6 +165,27 @@ def test_a_download_apart_copies_the_file_from_a_process_of_its_own_while_this_o
     assert (tmp_path / NAME).read_bytes() == data
 
 
+@pytest.mark.parametrize("over", [-1, 0, 1])
+def test_a_download_of_a_large_file_is_copied_whole_by_a_process_of_its_own(
+    over: int, remote: SftpRemote, base: Path, tmp_path: Path
+) -> None:
+    data = DATA * 400_000
+    (base / "pickup").mkdir()
+    (base / "pickup" / NAME).write_bytes(data)
+    remote.apart_from = len(data) - over  # at, below and above the limit
+
+    with ThreadPoolExecutor(1) as other:
+        got = other.submit(remote.download, f"pickup/{NAME}", tmp_path / NAME)
+        while not got.done():  # keep this process's interpreter busy meanwhile
+            sum(range(10_000))
+
+    assert got.result() == (len(data), hashlib.sha256(data).hexdigest())
+    assert (tmp_path / NAME).read_bytes() == data
+    with pytest.raises(FileNotFoundError):
+        remote.download("pickup/nothing.txt", tmp_path / "nothing.txt")
+    assert not (tmp_path / "nothing.txt").exists()
+
+
 def test_a_download_apart_raises_what_the_download_raised(
     sshd: OpenSshServer, settings: SftpSettings, tmp_path: Path
 ) -> None:
