@@ -43,7 +43,7 @@ from persistence import apply_store, registry
 from schemas.codec import NO_FAIL, Chunk, DelimitedReader, Header, write_delimited
 from schemas.codes import FileCode, LineCode, message, reason_text
 from schemas.files import SAFE_NAME, Control, FileLevelError, FileName
-from schemas.layouts import APPLY, APPLYRSP
+from schemas.layouts import APPLY, APPLYRSP, answered_key
 from transport.remote import Remote, safe_join
 
 log = logging.getLogger("sscard.intake")
@@ -232,7 +232,7 @@ def render_response(
         APPLYRSP,
         rsp_header,
         (
-            (app_no, result, code, reason_text(code) if code else "")
+            (answered_key(app_no), result, code, reason_text(code) if code else "")
             for app_no, result, code in rows
         ),
         encoding,

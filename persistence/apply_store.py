@@ -464,9 +464,11 @@ def commit_lines(conn: Connection, file_id: int, sender: str) -> None:
     repeat of a key answered before is not stored again: its first answer stands."""
     conn.execute(
         text(
+            # An app_no of more than 64 characters is no key (its line is E116 at app_no):
+            # its first 64 characters are kept, which no key can equal either.
             f"""INSERT INTO apply_line (file_id, seq, line_no, sender, app_no, content_sha,
                                         result, reason_code, reason_field)
-                SELECT :file_id, seq, line_no, :sender, app_no, content_sha, '01', fail_code,
+                SELECT :file_id, seq, line_no, :sender, substr(app_no, 1, 64), content_sha, '01', fail_code,
                        fail_field
                 FROM {STAGE} WHERE fail_idx <> {NO_FAIL} AND repeat_result IS NULL"""
         ),

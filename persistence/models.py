@@ -121,6 +121,7 @@ class ApplyLine(Base):
     seq: Mapped[int] = mapped_column(Integer, primary_key=True)
     line_no: Mapped[int] = mapped_column(Integer)
     sender: Mapped[str] = mapped_column(String(8))
+    #: as the line had it; of a longer one (no key: the line is E116) the first 64 characters
     app_no: Mapped[str] = mapped_column(String(64))
     content_sha: Mapped[str] = mapped_column(String(40))
     result: Mapped[str] = mapped_column(String(2))

@@ -9,6 +9,7 @@ against configuration or the database).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -17,6 +18,19 @@ Kind = Literal["text", "date", "month", "time", "amount", "signed_amount", "coun
 Framing = Literal["delimited", "fixed"]
 
 KEY = r"[0-9A-Za-z]{1,30}"
+#: what a response says in place of a request's key that is no key (docs/decisions.md 36)
+NOT_A_KEY = "INVALID"
+_KEY_RE = re.compile(KEY)
+
+
+def answered_key(value: str) -> str:
+    """The request's key as its response line repeats it: the key itself, or
+    :data:`NOT_A_KEY` when the request's value is not a key (ICD §4.2: empty, longer than
+    30, or other than ``[0-9A-Za-z]``), which no response could carry; the line's SEQ says
+    which request line it answers."""
+    return value if _KEY_RE.fullmatch(value) else NOT_A_KEY
+
+
 CARD_NO = r"[0-9A-Z]{9}"
 PAN = r"[0-9]{16,19}"
 ID_NO = r"[0-9A-Z]{1,18}"

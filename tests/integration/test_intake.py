@@ -258,6 +258,28 @@ def test_repeats_inside_a_file_are_rejected_after_their_first_line_at_the_earlie
     assert response_codes(server, RSP) == ["", "", "E107", "E108", "E106", "", "E109", "E114", ""]
 
 
+def test_a_line_whose_app_no_is_no_key_is_answered_at_its_seq_with_app_no_invalid(
+    server: Path, engine: Engine, tmp_path: Path
+) -> None:
+    batch = make_apply_batch(size=5, seed=21)
+    rows = [list(r) for r in batch.rows]
+    rows[0][FIELD["app_no"]] = "A1\rB2"  # a bare CR is content, not a line end (ICD §4.1)
+    rows[1][FIELD["app_no"]] = "申请0001"
+    rows[2][FIELD["app_no"]] = "A" * 70
+    rows[3][FIELD["app_no"]] = ""
+    write_batch(rebuilt(batch, rows), server / "pickup")
+
+    outcomes = run(server, engine, tmp_path)
+
+    assert [o.outcome for o in outcomes] == ["accepted"]
+    # a parser written from the ICD alone reads the answer: every line keeps the layout
+    answers = read_applyrsp((server / "drop" / RSP).read_bytes())
+    assert answers == [("INVALID", "01", "E116")] * 4 + [(rows[4][FIELD["app_no"]], "00", "")]
+    assert count(engine, ApplyLine) == 4 and count(engine, Application) == 1
+    write_batch(rebuilt(batch, rows), server / "pickup")
+    assert [o.outcome for o in run(server, engine, tmp_path)] == ["redelivered"]
+
+
 def test_a_key_answered_before_is_answered_again_unchanged_and_reused_for_other_content_is_e107(
     server: Path, engine: Engine, tmp_path: Path
 ) -> None:
