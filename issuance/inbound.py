@@ -64,7 +64,7 @@ def receive(
     layout = LAYOUTS[type_]
     ready, incomplete = complete_files(remote, inbox.pickup)
     if incomplete:
-        log.info("%d file(s) without their .ok yet", len(incomplete))
+        log.info("%d file(s) not complete yet", len(incomplete))
     outcomes: list[FileOutcome] = []
     for name in ready:
         try:

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import queue
+import threading
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -118,7 +120,7 @@ def check_name(name: str, hub: str, bureau: str | None) -> FileName:
     """ICD §3: the name must parse (F07), name an APPLY text file sent to the hub (F04)."""
     fname = FileName.parse(name)
     if fname.type != "APPLY" or fname.ext != "txt":
-        raise FileLevelError(FileCode.F04, "not an APPLY data file")
+        raise FileLevelError(FileCode.F04, "wrong TYPE: not a file a bureau sends to the hub")
     if fname.receiver != hub:
         raise FileLevelError(FileCode.F04, "file is not addressed to this hub")
     if bureau is not None and fname.sender != bureau:
@@ -261,33 +263,45 @@ class Landed:
     zip_name: str | None = None
 
 
-def complete_files(remote: Remote, pickup: str) -> tuple[list[str], list[str]]:
-    """Data files whose ``.ok`` has arrived, and those still waiting for it (ICD §2).
+#: what else a bureau sends to the hub (ICD §5.7 STATUS, §5.10 DISB): left in the pickup
+#: for the flows that take them; a file of any other TYPE is APPLY intake's to answer F04
+OTHER_BUREAU_TYPES = frozenset({"STATUS", "DISB"})
 
-    Photo zips are companions of their APPLY, never files of their own; ``.part`` files
-    are never read.
+
+def complete_files(remote: Remote, pickup: str) -> tuple[list[str], list[str]]:
+    """Data files whose ``.ok`` has arrived, and the files still waiting: data files
+    without their ``.ok``, and photo zips whose data file has not arrived (ICD §2).
+
+    Photo zips are companions of their APPLY, never files of their own, whichever of the
+    two arrives first; ``.part`` files are never read.
     """
     names = {e.name for e in remote.list_dir(pickup)}
-    data = sorted(
-        n
-        for n in names
-        if not n.endswith((".ok", ".part", ".rej"))
-        and not (n.endswith(".zip") and n[:-4] + ".txt" in names)
-    )
+    data = sorted(n for n in names if not n.endswith((".ok", ".part", ".rej", ".zip")))
     ready = [n for n in data if f"{n}.ok" in names]
-    return ready, [n for n in data if n not in ready]
+    early_zips = sorted(
+        n for n in names if n.endswith(".zip") and f"{n.removesuffix('.zip')}.txt" not in names
+    )
+    return ready, [n for n in data if n not in ready] + early_zips
 
 
 def land(remote: Remote, ctx: Inbox, name: str) -> Landed:
     """Copy a data file and its control file to ``var/received/<conn>/<date>/``, and note
     whether its photo zip and the zip's control file have both arrived. The remote name is
-    validated before any local path is built."""
+    validated before any local path is built, and a name that does not match ICD §3 (to
+    be rejected F07) is kept as ``F07-<SHA-256 prefix>``, never under its own name."""
     local_dir = ctx.var_dir / "received" / ctx.conn_id / ctx.business_date
     local_dir.mkdir(parents=True, exist_ok=True)
-    path = safe_join(local_dir, name)
+    try:
+        FileName.parse(name)
+        named = True
+    except FileLevelError:  # F07: such a name never builds a local path (ICD §2)
+        named = False
+    path = safe_join(local_dir, name if named else f"landing-{os.getpid()}-{threading.get_ident()}")
     size, sha = remote.download(f"{ctx.pickup}/{name}", path)
+    if not named:
+        path = path.replace(local_dir / f"F07-{sha[:32]}")
     control = remote.read_bytes(f"{ctx.pickup}/{name}.ok")
-    safe_join(local_dir, f"{name}.ok").write_bytes(control)
+    path.with_name(f"{path.name}.ok").write_bytes(control)
     zip_name: str | None = None
     if name.endswith(".txt"):
         candidate = name[:-4] + ".zip"
@@ -681,7 +695,10 @@ def run_intake(remote: Remote, engine: Engine, ctx: IntakeContext) -> list[FileO
     ready, incomplete = complete_files(remote, ctx.pickup)
     if incomplete:
         log.info(
-            "%d file(s) without their .ok yet: %s", len(incomplete), ", ".join(incomplete[:20])
+            "%d file(s) not complete yet (a data file without its .ok, or a photo zip "
+            "without its data file): %s",
+            len(incomplete),
+            ", ".join(incomplete[:20]),
         )
     outcomes: list[FileOutcome] = []
     for name in ready:
@@ -689,7 +706,7 @@ def run_intake(remote: Remote, engine: Engine, ctx: IntakeContext) -> list[FileO
             fname: FileName | None = FileName.parse(name)
         except FileLevelError:
             fname = None
-        if fname is not None and fname.type != "APPLY":
+        if fname is not None and fname.type in OTHER_BUREAU_TYPES:
             continue
         outcomes.append(process_file(remote, engine, ctx, name))
     tally = Counter(o.outcome for o in outcomes)

@@ -678,6 +678,73 @@ def test_a_zip_arriving_within_zip_wait_completes_the_file(
     assert count(engine, ReceivedFile) == 1
 
 
+@pytest.mark.parametrize("text_in_flight", [False, True])
+def test_a_photo_zip_arriving_before_its_data_file_waits_for_it(
+    text_in_flight: bool, server: Path, engine: Engine, tmp_path: Path
+) -> None:
+    batch = make_apply_batch(size=3, seed=13)
+    pickup = server / "pickup"
+    assert batch.zip_data is not None and batch.zip_control is not None
+    (pickup / batch.zip_name).write_bytes(batch.zip_data)
+    (pickup / f"{batch.zip_name}.ok").write_bytes(batch.zip_control)
+    if text_in_flight:
+        (pickup / f"{batch.name}.part").write_bytes(batch.data[:100])
+
+    assert run(server, engine, tmp_path) == []
+    assert (pickup / batch.zip_name).exists() and not list((server / "drop").iterdir())
+    assert count(engine, ReceivedFile) == 0
+    (pickup / f"{batch.name}.part").unlink(missing_ok=True)
+    write_batch(batch, pickup)
+
+    outcomes = run(server, engine, tmp_path, now=NOW + timedelta(minutes=15))
+
+    assert [(o.outcome, o.file_code) for o in outcomes] == [("accepted", None)]
+    assert response_codes(server, RSP) == ["", "", ""]
+    assert (pickup / "archive" / "20261122" / batch.zip_name).exists()
+
+
+def test_a_file_of_a_type_no_bureau_sends_is_f04_and_status_and_disb_are_left_for_their_flows(
+    server: Path, engine: Engine, tmp_path: Path
+) -> None:
+    batch = make_apply_batch(size=2, seed=14)
+    pickup = server / "pickup"
+    names = {
+        "APPLYX_R440100_B001_20261122_001.txt": "rejected",
+        "APPLYRSP_R440100_B001_20261122_001.txt": "rejected",
+        "STATUS_R440100_B001_20261122_001.txt": "left",
+        "DISB_R440100_B001_20261122_001.txt": "left",
+    }
+    for name in names:
+        (pickup / name).write_bytes(batch.data)
+        (pickup / f"{name}.ok").write_bytes(Control.for_bytes(name, batch.data, 2).render())
+
+    outcomes = run(server, engine, tmp_path)
+
+    assert sorted((o.name, o.outcome, o.file_code) for o in outcomes) == [
+        (n, "rejected", "F04") for n in sorted(n for n, fate in names.items() if fate != "left")
+    ]
+    for name, fate in names.items():
+        assert (pickup / name).exists() == (fate == "left")
+        assert (server / "drop" / f"{name}.rej").exists() == (fate == "rejected")
+
+
+def test_a_name_that_does_not_match_the_icd_is_f07_and_builds_no_local_path(
+    server: Path, engine: Engine, tmp_path: Path
+) -> None:
+    batch = make_apply_batch(size=2, seed=15)
+    name = batch.name.removesuffix(".txt") + ".TXT"
+    (server / "pickup" / name).write_bytes(batch.data)
+    (server / "pickup" / f"{name}.ok").write_bytes(Control.for_bytes(name, batch.data, 2).render())
+
+    outcomes = run(server, engine, tmp_path)
+
+    assert [(o.outcome, o.file_code) for o in outcomes] == [("rejected", "F07")]
+    assert (server / "drop" / f"{name}.rej").read_bytes().startswith(f"{name}|F07|".encode())
+    received = [p.name for p in (tmp_path / "var" / "received").rglob("*") if p.is_file()]
+    assert received and not [n for n in received if name in n]
+    assert (server / "pickup" / "rejected" / "20261122" / name).exists()
+
+
 def test_a_file_without_its_ok_is_left_alone(server: Path, engine: Engine, tmp_path: Path) -> None:
     batch = make_apply_batch(size=2, seed=12)
     (server / "pickup" / batch.name).write_bytes(batch.data)
