@@ -19,6 +19,8 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import yaml
+
 from schemas.codes import message
 
 
@@ -44,7 +46,11 @@ def _validate(args: argparse.Namespace) -> int:
     if not path.is_file():
         print(f"sscard validate: no such file: {path}", file=sys.stderr)
         return 2
-    parties = load_counterparties(args.config)
+    try:
+        parties = load_counterparties(args.config)
+    except (OSError, ValueError, yaml.YAMLError) as exc:  # ConfigError is a ValueError
+        print(f"sscard validate: counterparty configuration unusable: {exc}", file=sys.stderr)
+        return 2
     result = precheck(path, parties, args.business_date or _today())
     if args.json:
         print(json.dumps(result.as_json(), ensure_ascii=False))

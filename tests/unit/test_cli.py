@@ -102,6 +102,22 @@ def test_a_missing_file_exits_2(capsys: pytest.CaptureFixture[str], tmp_path: Pa
     assert str(missing) in err
 
 
+@pytest.mark.parametrize("config", ["missing", "not yaml", "no hub"])
+def test_an_unusable_counterparty_configuration_exits_2_with_one_line_of_reason(
+    config: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = tmp_path / "counterparties.yaml"
+    if config != "missing":
+        path.write_text("hub: [unclosed\n" if config == "not yaml" else "bureaus: []\n")
+
+    code, out, err = run(capsys, str(GOOD_FILE), "--config", str(path), "--json", *DATE)
+
+    assert code == 2
+    assert out == ""
+    assert err.startswith("sscard validate: counterparty configuration unusable:")
+    assert "Traceback" not in err
+
+
 @pytest.mark.parametrize("bad", ["2026-11-22", "20261131", "2026112", "tomorrow"])
 def test_a_bad_business_date_exits_2(capsys: pytest.CaptureFixture[str], bad: str) -> None:
     with pytest.raises(SystemExit) as caught:

@@ -144,6 +144,38 @@ def test_a_photo_whose_bytes_do_not_match_its_crc_makes_the_zip_f10(
     assert f10_detail(path) == "photo zip corrupt"
 
 
+@pytest.mark.parametrize("damage", ["deflate stream", "method", "encrypted"])
+def test_a_photo_that_cannot_be_unpacked_makes_the_zip_f10(
+    damage: str, tmp_path: Path, photos: tuple[bytes, ...]
+) -> None:
+    path = write_zip(tmp_path / NAME, [("A1.jpg", photos[0])], compression=zipfile.ZIP_DEFLATED)
+    data = bytearray(path.read_bytes())
+    central = data.find(b"PK\x01\x02")
+    if damage == "deflate stream":
+        data[30 + len("A1.jpg") + 5 : 30 + len("A1.jpg") + 25] = b"\xff" * 20
+    elif damage == "method":  # deflate64, which zipfile cannot unpack
+        data[8:10] = data[central + 10 : central + 12] = struct.pack("<H", 9)
+    else:
+        data[6] |= 1
+        data[central + 8] |= 1
+    path.write_bytes(bytes(data))
+
+    assert f10_detail(path) in (
+        "photo zip corrupt",
+        "photo zip entry stored other than plain or deflated",
+    )
+
+
+@pytest.mark.parametrize("kept", [200, 1_000, -2])
+def test_a_photo_cut_short_is_not_a_valid_photo(
+    kept: int, tmp_path: Path, photos: tuple[bytes, ...]
+) -> None:
+    path = write_zip(tmp_path / NAME, [("A1.jpg", photos[0][:kept]), ("A2.jpg", photos[1])])
+
+    valid = checked(path)
+    assert "A1.jpg" not in valid and "A2.jpg" in valid
+
+
 def test_bytes_that_are_no_zip_make_it_f10(tmp_path: Path) -> None:
     path = tmp_path / NAME
     path.write_bytes(b"PK\x03\x04 not really a zip")
