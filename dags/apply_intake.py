@@ -22,6 +22,12 @@ an ID number or a name.
   is only archived again.
 - A file stays in `pickup` with no response: it has no `.ok` yet (listed in the log), or
   it is waiting for its photo zip (F10 after `zip_wait_minutes`).
+- `IntakeIncomplete`: a file failed for a reason no reason code covers (its error and
+  traceback are in the log, without field values). Nothing of it was stored; it stays in
+  `pickup` and is tried again by the next scheduled run (the task is not retried),
+  while the bureau's other files are
+  processed and their responses delivered (`deliver_responses` runs whatever intake's
+  outcome). Report the error to the developers with the file's name.
 - A response not delivered is kept in the outbox and sent by the next run of
   `deliver_responses`.
 """
@@ -61,14 +67,21 @@ def apply_intake():
     @task(outlets=[APPLICATIONS], map_index_template="{{ task.op_kwargs['bureau'] }}")
     def intake(bureau: str, **context) -> dict:
         from airflow.sdk import Connection
+        from airflow.sdk.exceptions import AirflowFailException
 
+        from issuance.intake import IntakeIncomplete
         from sscard.config import load_counterparties
         from sscard.jobs import apply_intake
 
         conn_id = load_counterparties().bureau(bureau).conn_id
-        return apply_intake(bureau, _when(context), Connection.get(conn_id))
+        try:
+            return apply_intake(bureau, _when(context), Connection.get(conn_id))
+        except IntakeIncomplete as exc:
+            # the same file would fail again at once: no retry, the next run tries it
+            raise AirflowFailException(str(exc)) from exc
 
-    @task(map_index_template="{{ task.op_kwargs['bureau'] }}")
+    # whatever intake's outcome: the outbox holds only what was committed
+    @task(map_index_template="{{ task.op_kwargs['bureau'] }}", trigger_rule="all_done")
     def deliver_responses(bureau: str, **context) -> int:
         from airflow.sdk import Connection
 
@@ -78,8 +91,19 @@ def apply_intake():
         conn_id = load_counterparties().bureau(bureau).conn_id
         return deliver_outbox(bureau, _when(context), Connection.get(conn_id))
 
+    @task(trigger_rule="one_failed", retries=0)
+    def run_failed() -> None:
+        """Marks the run failed when a task failed, though responses were delivered after
+        it (a run's state follows its last tasks)."""
+        from airflow.sdk.exceptions import AirflowFailException
+
+        raise AirflowFailException("a task of this run failed: see that task's log")
+
     codes = bureaus()
-    intake.expand(bureau=codes) >> deliver_responses.expand(bureau=codes)
+    taken = intake.expand(bureau=codes)
+    delivered = deliver_responses.expand(bureau=codes)
+    taken >> delivered
+    [taken, delivered] >> run_failed()
 
 
 apply_intake()

@@ -31,6 +31,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from issuance.apply_rules import (
     ApplyRules,
@@ -46,6 +47,7 @@ from schemas.codec import NO_FAIL, Chunk, DelimitedReader, Header, write_delimit
 from schemas.codes import FileCode, LineCode, message, reason_text
 from schemas.files import SAFE_NAME, Control, FileLevelError, FileName
 from schemas.layouts import APPLY, APPLYRSP, answered_key
+from transport.errors import TransportError
 from transport.remote import Remote, safe_join
 
 log = logging.getLogger("sscard.intake")
@@ -701,6 +703,7 @@ def run_intake(remote: Remote, engine: Engine, ctx: IntakeContext) -> list[FileO
             ", ".join(incomplete[:20]),
         )
     outcomes: list[FileOutcome] = []
+    failed: list[str] = []
     for name in ready:
         try:
             fname: FileName | None = FileName.parse(name)
@@ -708,7 +711,15 @@ def run_intake(remote: Remote, engine: Engine, ctx: IntakeContext) -> list[FileO
             fname = None
         if fname is not None and fname.type in OTHER_BUREAU_TYPES:
             continue
-        outcomes.append(process_file(remote, engine, ctx, name))
+        try:
+            outcomes.append(process_file(remote, engine, ctx, name))
+        except (TransportError, OperationalError, InterfaceError):
+            raise  # the server or the database, not the file: the whole run is retried
+        except Exception:
+            # Nothing of the file was committed; it stays in the pickup and the bureau's
+            # other files go on. The run fails at the end so the operators see it.
+            log.exception("%s: could not be processed; left in pickup for the next run", name)
+            failed.append(name)
     tally = Counter(o.outcome for o in outcomes)
     log.info(
         "intake %s: %d file(s): %s; lines accepted=%d rejected=%d",
@@ -718,4 +729,19 @@ def run_intake(remote: Remote, engine: Engine, ctx: IntakeContext) -> list[FileO
         sum(o.accepted for o in outcomes),
         sum(o.rejected for o in outcomes),
     )
+    if failed:
+        raise IntakeIncomplete(failed)
     return outcomes
+
+
+class IntakeIncomplete(Exception):
+    """Files that failed for a reason no reason code covers (a defect, or a fault of this
+    machine): each is left in the pickup, untouched, for the next run, after the other
+    files were processed; their errors are in the log above."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.names = names
+        super().__init__(
+            f"{len(names)} file(s) could not be processed and were left in pickup for the "
+            f"next run (see the errors logged above): {', '.join(names[:20])}"
+        )

@@ -113,3 +113,32 @@ def test_a_rerun_with_nothing_new_is_a_no_op(
     with engine.connect() as conn:
         assert conn.scalar(select(func.count()).select_from(ReceivedFile)) == 0
     assert os.listdir(bureau_server / "drop") == []
+
+
+def test_responses_of_the_other_files_are_delivered_when_one_file_fails_unexpectedly(
+    intake_dag, bureau_server: Path, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow.utils.state import DagRunState
+
+    from persistence import apply_store
+
+    first, second = (make_apply_batch(size=5, seed=8, seq=n) for n in (1, 2))
+    for batch in (first, second):
+        write_batch(batch, bureau_server / "pickup")
+    commit_lines = apply_store.commit_lines
+    calls: list[int] = []
+
+    def failing_once(conn, file_id: int, sender: str) -> None:
+        calls.append(file_id)
+        if len(calls) == 1:
+            raise RuntimeError("a defect met by the first file only")
+        commit_lines(conn, file_id, sender)
+
+    monkeypatch.setattr(apply_store, "commit_lines", failing_once)
+
+    run = intake_dag.test(run_after=RUN_AT, logical_date=RUN_AT)
+
+    assert run.state == DagRunState.FAILED
+    assert (bureau_server / "pickup" / first.name).exists()
+    assert (bureau_server / "drop" / "APPLYRSP_B001_R440100_20261122_002.txt").exists()
+    assert not (bureau_server / "drop" / "APPLYRSP_B001_R440100_20261122_001.txt").exists()

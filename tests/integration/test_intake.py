@@ -745,6 +745,51 @@ def test_a_name_that_does_not_match_the_icd_is_f07_and_builds_no_local_path(
     assert (server / "pickup" / "rejected" / "20261122" / name).exists()
 
 
+def test_a_file_that_fails_unexpectedly_is_left_in_pickup_while_the_others_go_on(
+    server: Path,
+    engine: Engine,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    first, second = (make_apply_batch(size=3, seed=33, seq=n) for n in (1, 2))
+    for batch in (first, second):
+        write_batch(batch, server / "pickup")
+    holder = first.rows[0][FIELD["id_no"]]
+    commit_lines = apply_store.commit_lines
+    calls: list[int] = []
+
+    def failing(conn: Any, file_id: int, sender: str) -> None:
+        calls.append(file_id)
+        if len(calls) == 1:  # a defect met by the first file only, in a statement with an ID
+            conn.execute(
+                text("INSERT INTO apply_line (file_id) VALUES (:id_no)"), {"id_no": holder}
+            )
+        commit_lines(conn, file_id, sender)
+
+    monkeypatch.setattr(apply_store, "commit_lines", failing)
+
+    with pytest.raises(intake_module.IntakeIncomplete) as caught:
+        run(server, engine, tmp_path)
+
+    assert caught.value.names == [first.name]
+    assert (server / "pickup" / first.name).exists()
+    assert (server / "pickup" / "archive" / "20261122" / second.name).exists()
+    with engine.connect() as conn:
+        assert conn.execute(select(ReceivedFile.name, ReceivedFile.outcome)).all() == [
+            (second.name, "accepted")
+        ]
+    assert f"{first.name}: could not be processed" in caplog.text
+    assert holder not in caplog.text
+    monkeypatch.setattr(apply_store, "commit_lines", commit_lines)
+    ctx = context(tmp_path)
+    deliver(LocalRemote(server), engine, ctx.conn_id, ctx.now)
+    assert (server / "drop" / "APPLYRSP_B001_R440100_20261122_002.txt").exists()
+
+    assert [o.outcome for o in run(server, engine, tmp_path)] == ["accepted"]
+    assert response_codes(server, RSP) == ["", "", ""]
+
+
 def test_a_file_without_its_ok_is_left_alone(server: Path, engine: Engine, tmp_path: Path) -> None:
     batch = make_apply_batch(size=2, seed=12)
     (server / "pickup" / batch.name).write_bytes(batch.data)
