@@ -16,6 +16,7 @@ import logging
 import os
 import queue
 import threading
+import traceback
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -31,7 +32,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from issuance.apply_rules import (
     ApplyRules,
@@ -715,10 +716,15 @@ def run_intake(remote: Remote, engine: Engine, ctx: IntakeContext) -> list[FileO
             outcomes.append(process_file(remote, engine, ctx, name))
         except (TransportError, OperationalError, InterfaceError):
             raise  # the server or the database, not the file: the whole run is retried
-        except Exception:
+        except Exception as exc:
             # Nothing of the file was committed; it stays in the pickup and the bureau's
             # other files go on. The run fails at the end so the operators see it.
-            log.exception("%s: could not be processed; left in pickup for the next run", name)
+            log.error(
+                "%s: could not be processed (%s); left in pickup for the next run\n%s",
+                name,
+                describe_failure(exc),
+                "".join(traceback.format_tb(exc.__traceback__)),
+            )
             failed.append(name)
     tally = Counter(o.outcome for o in outcomes)
     log.info(
@@ -732,6 +738,26 @@ def run_intake(remote: Remote, engine: Engine, ctx: IntakeContext) -> list[FileO
     if failed:
         raise IntakeIncomplete(failed)
     return outcomes
+
+
+def describe_failure(exc: BaseException) -> str:
+    """What failed, for the log, without a field value: a database error by its type, its
+    SQLSTATE and its statement (the database's own message and detail may quote the
+    values, such as a key that already exists); any other error by its type and message,
+    and the types of the errors that caused it."""
+    if isinstance(exc, DBAPIError):
+        state = getattr(exc.orig, "sqlstate", None) or "-"
+        statement = " ".join(str(exc.statement or "").split())[:300]
+        text = f"{type(exc).__name__} {type(exc.orig).__name__} (SQLSTATE {state}): {statement}"
+    else:
+        text = f"{type(exc).__name__}: {str(exc)[:300]}"
+    causes: list[str] = []
+    cause = exc.__cause__ or exc.__context__
+    while cause is not None and len(causes) < 5:
+        if not isinstance(exc, DBAPIError) or cause is not exc.orig:
+            causes.append(type(cause).__name__)
+        cause = cause.__cause__ or cause.__context__
+    return text + (f" (caused by {', '.join(causes)})" if causes else "")
 
 
 class IntakeIncomplete(Exception):
