@@ -552,7 +552,7 @@ def _load(
 
     def load(table: pa.Table, lo: int, hi: int) -> None:
         apply_store.stage(conn, table)
-        apply_store.check_chunk(conn, header.sender, file_id, renewal_limit, lo, hi)
+        apply_store.check_chunk(conn, header.sender, file_id, renewal_limit, lo, hi, ctx.hub)
         stored = apply_store.store_chunk(
             conn, file_id, header.sender, ctx.business_date, table, lo, hi
         )

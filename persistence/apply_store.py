@@ -191,15 +191,20 @@ _RULES: tuple[tuple[str, str, str, str], ...] = (
                     WHERE a.id_no = {_S}.id_no AND a.old_card_no = {_S}.old_card_no
                       AND a.file_id = :file_id)""",
     ),
-    # E110: keeping the bank card number needs the same bank and an open account.
+    # E110: keeping the bank card number needs the same bank and an open account: at the
+    # hub, its account; at a partner bank, which keeps its accounts itself (decision 23), a
+    # card with a PAN, the partner answering for the account when asked to keep it.
     (
         "keep_account",
         "E110",
         f"{_S}.keep_account = '1'",
         f"""NOT EXISTS (
-              SELECT 1 FROM card c JOIN account ac ON ac.pan = c.pan
+              SELECT 1 FROM card c
               WHERE c.card_no = {_S}.old_card_no AND c.bank_code = {_S}.bank_code
-                AND ac.status IN ('preopened', 'active'))""",
+                AND c.pan IS NOT NULL
+                AND (c.bank_code <> :hub OR EXISTS (
+                      SELECT 1 FROM account ac
+                      WHERE ac.pan = c.pan AND ac.status IN ('preopened', 'active'))))""",
     ),
     # E118: renewal for expiry only from 60 days before the old card's expiry date.
     (
@@ -261,7 +266,7 @@ def _refresh_statistics(conn: Connection, stored: int) -> None:
 
 
 def check_chunk(
-    conn: Connection, sender: str, file_id: int, renewal_limit: str, lo: int, hi: int
+    conn: Connection, sender: str, file_id: int, renewal_limit: str, lo: int, hi: int, hub: str
 ) -> None:
     """Every database and whole-file rule for the staged lines with SEQ ``lo``…``hi``
     (ICD §4.2, §5.1, DOMAIN §5). The lines before ``lo`` must have been checked and
@@ -315,7 +320,7 @@ def check_chunk(
         chunk,
     )
 
-    params = {"limit": renewal_limit, **mine}
+    params = {"limit": renewal_limit, "hub": hub, **mine}
     for field, code, where, condition in _RULES + _PRIOR_RULES:
         conn.execute(
             text(

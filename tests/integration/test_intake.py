@@ -212,6 +212,54 @@ def test_lines_are_answered_against_what_the_database_holds(
     assert {s for _, s in accepted} == {"accepted"}
 
 
+def test_keeping_the_number_at_a_partner_bank_needs_the_same_bank_and_a_card_with_a_pan(
+    server: Path, engine: Engine, tmp_path: Path
+) -> None:
+    batch = make_apply_batch(size=5, seed=22)
+    rows = [list(r) for r in batch.rows]
+    # (old card, its bank, its PAN, hub account status, the line's bank) → expected code
+    cases = [
+        ("PART00001", "B002", "6229000000000000011", None, "B002", ""),
+        ("PART00002", "B002", "6229000000000000029", None, "B003", "E110"),
+        ("PART00003", "B003", None, None, "B003", "E110"),
+        ("HUB000004", "B001", "6217000000000000041", "closed", "B001", "E110"),
+        ("HUB000005", "B001", "6217000000000000058", "active", "B001", ""),
+    ]
+    with engine.begin() as conn:
+        for row, (card_no, bank, pan, account, line_bank, _) in zip(rows, cases, strict=True):
+            conn.execute(
+                insert(Card).values(
+                    card_no=card_no,
+                    bureau="R440100",
+                    id_type="01",
+                    id_no=row[FIELD["id_no"]],
+                    name=row[FIELD["name"]],
+                    bank_code=bank,
+                    pan=pan,
+                    pan_seq="01" if pan else None,
+                    status="1",
+                    issue_date="20200101",
+                    expiry_date="20300101",
+                )
+            )
+            if account is not None:
+                conn.execute(
+                    insert(Account).values(
+                        pan=pan, bank_code=bank, id_no=row[FIELD["id_no"]], status=account
+                    )
+                )
+            row[FIELD["app_type"]] = "06"
+            row[FIELD["old_card_no"]] = card_no
+            row[FIELD["keep_account"]] = "1"
+            row[FIELD["replace_reason"]] = "2"
+            row[FIELD["bank_code"]] = line_bank
+    write_batch(rebuilt(batch, rows), server / "pickup")
+
+    run(server, engine, tmp_path)
+
+    assert response_codes(server, RSP) == [expected for *_, expected in cases]
+
+
 def test_repeats_inside_a_file_are_rejected_after_their_first_line_at_the_earliest_field(
     server: Path, engine: Engine, tmp_path: Path
 ) -> None:
