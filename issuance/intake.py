@@ -266,6 +266,11 @@ class Landed:
     zip_name: str | None = None
 
 
+#: file-level rejections decided by a file's companions (its control file, its photo zip)
+#: rather than its own bytes: the same data file delivered again with them corrected is
+#: taken afresh (docs/decisions.md 4)
+COMPANION_CODES = frozenset({str(FileCode.F01), str(FileCode.F10)})
+
 #: what else a bureau sends to the hub (ICD §5.7 STATUS, §5.10 DISB): left in the pickup
 #: for the flows that take them; a file of any other TYPE is APPLY intake's to answer F04
 OTHER_BUREAU_TYPES = frozenset({"STATUS", "DISB"})
@@ -358,9 +363,17 @@ def process_file(remote: Remote, engine: Engine, ctx: IntakeContext, name: str) 
     with engine.connect() as conn:
         prior = registry.find_same(conn, ctx.conn_id, name, landed.sha256)
     if prior is not None and prior.outcome in ("accepted", "rejected"):
-        archive(remote, ctx, name, rejected=prior.outcome == "rejected")
-        log.info("%s: delivered again with the same content; archived, nothing else done", name)
-        return FileOutcome(name, "redelivered", prior.file_code)
+        if prior.file_code in COMPANION_CODES:
+            log.info(
+                "%s: delivered again after %s, which its companions decided: taken afresh",
+                name,
+                prior.file_code,
+            )
+            prior = None
+        else:
+            archive(remote, ctx, name, rejected=prior.outcome == "rejected")
+            log.info("%s: delivered again with the same content; archived, nothing else done", name)
+            return FileOutcome(name, "redelivered", prior.file_code)
     waiting_id = prior.id if prior is not None else None
     first_seen = prior.first_seen_at if prior is not None else ctx.now
     try:

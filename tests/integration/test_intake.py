@@ -699,6 +699,43 @@ def test_a_file_naming_photos_waits_for_its_zip_then_is_f10_after_zip_wait(
         ]
 
 
+def test_the_same_data_file_sent_again_with_its_zip_after_f10_is_taken_afresh(
+    server: Path, engine: Engine, tmp_path: Path
+) -> None:
+    batch = make_apply_batch(size=3, seed=16)
+    write_batch(dataclasses.replace(batch, zip_data=None, zip_control=None), server / "pickup")
+    run(server, engine, tmp_path, now=NOW)
+    assert [o.file_code for o in run(server, engine, tmp_path, now=NOW + timedelta(hours=2))] == [
+        "F10"
+    ]
+    for taken in (server / "drop").iterdir():  # the bureau collects the .rej
+        taken.unlink()
+    write_batch(batch, server / "pickup")  # the same data file, now with its zip
+
+    outcomes = run(server, engine, tmp_path, now=NOW + timedelta(hours=3))
+
+    assert [(o.outcome, o.file_code) for o in outcomes] == [("accepted", None)]
+    assert response_codes(server, RSP) == ["", "", ""]
+    assert not (server / "drop" / f"{batch.name}.rej").exists()
+
+
+def test_a_file_rejected_for_its_own_bytes_and_sent_again_unchanged_is_not_answered_again(
+    server: Path, engine: Engine, tmp_path: Path
+) -> None:
+    batch = make_bad_file("F06", size=4)
+    write_batch(batch, server / "pickup")
+    assert [o.file_code for o in run(server, engine, tmp_path)] == ["F06"]
+    for taken in (server / "drop").iterdir():  # the bureau collects the .rej
+        taken.unlink()
+    write_batch(batch, server / "pickup")
+
+    outcomes = run(server, engine, tmp_path)
+
+    assert [(o.outcome, o.file_code) for o in outcomes] == [("redelivered", "F06")]
+    assert not list((server / "drop").iterdir())
+    assert count(engine, ReceivedFile) == 1
+
+
 def test_a_zip_without_its_ok_is_not_complete_so_the_file_waits(
     server: Path, engine: Engine, tmp_path: Path
 ) -> None:
