@@ -384,19 +384,30 @@ def _decoded_lines(stream: BinaryIO, encoding: str) -> Iterator[list[str]]:
                 rest = data
                 continue
         head, rest = data[:cut], data[cut:]
-        if first and codec == "utf-8" and head.startswith(b"\xef\xbb\xbf"):
-            head = head[3:]
-        first = False
-        try:
-            text = head.decode(codec)
-        except UnicodeDecodeError as exc:
-            raise FileLevelError(FileCode.F03, f"bytes not valid {encoding}") from exc
-        lines = text.split("\n")
-        if lines and lines[-1] == "":
-            lines.pop()
-        yield [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
+        if first:
+            if codec == "utf-8" and head.startswith(b"\xef\xbb\xbf"):
+                head = head[3:]
+            # The header line comes alone: bytes that do not decode further on are F03
+            # when the lines are read, after the header's own checks (decision 1).
+            end = head.find(b"\n") + 1 or len(head)
+            yield _decoded(head[:end], codec, encoding)
+            head = head[end:]
+            first = False
+        yield _decoded(head, codec, encoding)
         if not block:
             return
+
+
+def _decoded(data: bytes, codec: str, encoding: str) -> list[str]:
+    """The lines of ``data`` (whole lines), without their line ends."""
+    try:
+        text = data.decode(codec)
+    except UnicodeDecodeError as exc:
+        raise FileLevelError(FileCode.F03, f"bytes not valid {encoding}") from exc
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
 
 
 class DelimitedReader:

@@ -541,6 +541,22 @@ def test_a_file_rejected_as_a_whole_gets_a_rej_and_goes_to_rejected(
     assert not list((server / "drop").glob("APPLYRSP*"))
 
 
+@pytest.mark.parametrize(("date", "code"), [("20261121", "F04"), ("20261122", "F03")])
+def test_the_header_is_judged_before_bytes_that_do_not_decode_further_on(
+    date: str, code: str, server: Path, engine: Engine, tmp_path: Path
+) -> None:
+    batch = make_apply_batch(size=3, seed=17)
+    header = dataclasses.replace(batch.header, business_date=date)
+    name = batch.name.replace("20261122", date)
+    data = render(header, batch.rows).replace(b"D|3|", b"D|3|\xff", 1)  # no GB18030 byte
+    (server / "pickup" / name).write_bytes(data)
+    (server / "pickup" / f"{name}.ok").write_bytes(Control.for_bytes(name, data, 3).render())
+
+    outcomes = run(server, engine, tmp_path)
+
+    assert [(o.outcome, o.file_code) for o in outcomes] == [("rejected", code)]
+
+
 @pytest.mark.parametrize("chunk_lines", [1, 2, 300])
 @pytest.mark.parametrize("text_kind", ["F06", "F08"])
 def test_a_bad_photo_zip_is_the_reason_given_even_when_the_lines_are_bad_too(
