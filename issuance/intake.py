@@ -48,7 +48,7 @@ from schemas.codec import NO_FAIL, Chunk, DelimitedReader, Header, write_delimit
 from schemas.codes import FileCode, LineCode, message, reason_text
 from schemas.files import SAFE_NAME, Control, FileLevelError, FileName
 from schemas.layouts import APPLY, APPLYRSP, answered_key
-from transport.errors import TransportError
+from transport.errors import PublishConflictError, TransportError
 from transport.remote import Remote, safe_join
 
 log = logging.getLogger("sscard.intake")
@@ -679,7 +679,7 @@ def reject_file(
             file_id = waiting_id
             registry.update_file(conn, file_id, **values)
         if SAFE_NAME.fullmatch(landed.name):
-            registry.queue_outbound(
+            registry.queue_answer_again(
                 conn,
                 conn_id=ctx.conn_id,
                 directory=ctx.drop,
@@ -698,12 +698,24 @@ def deliver(remote: Remote, engine: Engine, conn_id: str, now: datetime) -> int:
     """Publish every file in the outbox for ``conn_id`` (``.part`` → rename → ``.ok``)."""
     with engine.connect() as conn:
         pending = registry.pending_outbound(conn, conn_id)
+    delivered = 0
     for item in pending:
-        remote.publish(item.directory, item.name, item.data, item.record_count)
+        try:
+            remote.publish(item.directory, item.name, item.data, item.record_count)
+        except PublishConflictError:
+            # an earlier file of this name (a .rej of an earlier delivery) is still there
+            log.warning(
+                "%s: an earlier file of this name is still in %s; kept in the outbox until "
+                "the counterparty has taken it",
+                item.name,
+                item.directory,
+            )
+            continue
         with engine.begin() as conn:
             registry.mark_delivered(conn, item.id, now)
+        delivered += 1
         log.info("delivered %s to %s (%d records)", item.name, item.directory, item.record_count)
-    return len(pending)
+    return delivered
 
 
 def run_intake(remote: Remote, engine: Engine, ctx: IntakeContext) -> list[FileOutcome]:

@@ -126,6 +126,60 @@ def queue_outbound(
     return int(result.scalar_one())
 
 
+def queue_answer_again(
+    conn: Connection,
+    *,
+    conn_id: str,
+    directory: str,
+    name: str,
+    type_: str,
+    data: bytes,
+    record_count: int,
+    created_at: datetime,
+    source_file_id: int,
+) -> int:
+    """Queue an answer whose name is fixed by the request's (a ``NAME.rej``), which a NAME
+    rejected once and delivered again may need a second time (ICD §2: a rejected NAME is
+    not consumed). An earlier answer of that name is replaced and delivered again: where
+    the counterparty has not taken the earlier file yet, the same content is left as it
+    is and other content waits until it has (the hub never overwrites a file in a drop
+    directory)."""
+    sha = hashlib.sha256(data).hexdigest()
+    row = conn.execute(
+        select(OUTBOUND.c.id, OUTBOUND.c.sha256).where(
+            OUTBOUND.c.conn_id == conn_id,
+            OUTBOUND.c.directory == directory,
+            OUTBOUND.c.name == name,
+        )
+    ).first()
+    if row is None:
+        return queue_outbound(
+            conn,
+            conn_id=conn_id,
+            directory=directory,
+            name=name,
+            type_=type_,
+            data=data,
+            record_count=record_count,
+            created_at=created_at,
+            source_file_id=source_file_id,
+        )
+    conn.execute(
+        update(OUTBOUND)
+        .where(OUTBOUND.c.id == row.id)
+        .values(
+            data=data,
+            path=None,
+            sha256=sha,
+            record_count=record_count,
+            created_at=created_at,
+            source_file_id=source_file_id,
+            delivered_at=None,
+        )
+    )
+    return int(row.id)
+
+
 @dataclass(frozen=True)
 class PendingOutbound:
     id: int

@@ -735,6 +735,28 @@ def test_the_same_data_file_sent_again_with_its_zip_after_f10_is_taken_afresh(
     assert not (server / "drop" / f"{batch.name}.rej").exists()
 
 
+def test_a_name_rejected_twice_gets_its_second_rej_once_the_bureau_has_taken_the_first(
+    server: Path, engine: Engine, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    first, second = make_bad_file("F08", size=4), make_bad_file("F02", size=4)
+    assert first.name == second.name
+    rej = server / "drop" / f"{first.name}.rej"
+    write_batch(first, server / "pickup")
+    assert [o.file_code for o in run(server, engine, tmp_path)] == ["F08"]
+    write_batch(second, server / "pickup")  # corrected, still wrong; the .rej not taken yet
+
+    assert [o.file_code for o in run(server, engine, tmp_path)] == ["F02"]
+    assert rej.read_bytes().startswith(f"{first.name}|F08|".encode())
+    assert "still in drop; kept in the outbox" in caplog.text
+
+    for taken in (server / "drop").iterdir():
+        taken.unlink()
+    ctx = context(tmp_path)
+    assert deliver(LocalRemote(server), engine, ctx.conn_id, ctx.now) == 1
+    assert rej.read_bytes().startswith(f"{first.name}|F02|".encode())
+    assert count(engine, OutboundFile) == 1
+
+
 def test_a_file_rejected_for_its_own_bytes_and_sent_again_unchanged_is_not_answered_again(
     server: Path, engine: Engine, tmp_path: Path
 ) -> None:
