@@ -793,6 +793,7 @@ class FixedReader:
             and re.fullmatch(r"[A-Z][0-9]{2,6}", receiver)
             and _BATCH_NO.fullmatch(batch_no)
             and _valid_date(date)
+            and count.isascii()
             and count.isdigit()
             and version == "1.0"
             and text[64:].strip() == ""

@@ -37,6 +37,8 @@ ID_NO = r"[0-9A-Z]{1,18}"
 BANK_CODE = r"B[0-9]{3}"
 CARD_ID_CODE = r"[0-9]{6}D156000005[0-9A-F]{16}"
 HEX = r"[0-9A-Fa-f]+"
+#: free text a delimited file can carry: no `|`, CR, LF or other control character
+WRITABLE = r"[^|\x00-\x1f\x7f]+"
 
 LINE_CODES = (
     "E101 E102 E103 E104 E105 E106 E107 E108 E109 E110 E111 E112 E113 E114 E115 E116 "
@@ -304,7 +306,8 @@ PERSORSP = Layout(
         Field("reason_code", "C", pattern=r"M[0-9]{3}", width=4, cond=Cond("result", ("01",))),
         Field("card_id_code", "C", pattern=CARD_ID_CODE, width=32, cond=Cond("result", ("00",))),
         Field("atr", "C", pattern=HEX, width=40, cond=Cond("result", ("00",))),
-        Field("box_no", "C", width=20, cond=Cond("result", ("00",))),
+        # free text, but CARDRSP repeats it: never `|` or a control character (ICD §4.1)
+        Field("box_no", "C", pattern=WRITABLE, width=20, cond=Cond("result", ("00",))),
         Field("made_date", "M", kind="date", width=8, numeric=True),
     ),
     key="card_no",

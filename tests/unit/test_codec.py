@@ -397,6 +397,35 @@ def test_reading_accepts_lf_line_ends_and_a_last_line_without_one(variant: str) 
     assert fixed.column("card_no").to_pylist() == ["A12345678", "B12345678"]
 
 
+@pytest.mark.parametrize("box_no", ["BOX|0001", "BOX\r0001", "BOX\t0001"])
+def test_a_persorsp_box_number_that_cardrsp_could_not_repeat_is_rejected(box_no: str) -> None:
+    made = ["A00000001", "6217881000000000016", "00", "", "440103D156000005" + "0" * 16]
+    rows = [[*made, "3B6F00", "BOX-0001", "20261122"], [*made, "3B6F00", "BOX0001", "20261122"]]
+    rows[1][0] = "A00000002"
+    out = io.BytesIO()
+    write_fixed(out, PERSORSP, _header(PERSORSP, 2), rows)
+    data = out.getvalue().replace(b"BOX-0001", box_no.encode())  # as a factory might send it
+
+    table, rejected = read_all(FixedReader(data, PERSORSP))
+
+    assert [(r.line, r.field, r.code) for r in rejected] == [(2, "box_no", "E116")]
+    assert table.column("box_no").to_pylist() == ["BOX0001"]
+
+
+def test_a_fixed_width_header_count_of_other_digits_than_ascii_is_f04() -> None:
+    out = io.BytesIO()
+    write_fixed(out, PERSORSP, _header(PERSORSP, 0), [])
+    head, rest = out.getvalue().split(b"\r\n", 1)
+    sup = "²".encode("gb18030")  # a digit to str.isdigit(), not to int()
+    head = head[:53] + b"0000000" + sup + head[61 : 143 - len(sup) + 1]
+    assert len(head) == 143
+
+    with pytest.raises(FileLevelError) as caught:
+        FixedReader(head + b"\r\n" + rest, PERSORSP)
+
+    assert caught.value.code == FileCode.F04
+
+
 def test_a_utf8_byte_order_mark_is_stripped_from_a_utf8_file() -> None:
     batch = make_apply_batch(size=2, seed=3)
     out = io.BytesIO()
