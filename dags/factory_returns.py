@@ -12,6 +12,11 @@ failed card ends at stage 2 with the factory's `M` reason → archives the file.
 - Records for unknown cards, repeats and records whose PAN contradicts the PERSO are
   listed in table `return_problem` and the task log, and never applied: settle them with
   the factory.
+- `IntakeIncomplete`: a file failed for a reason no reason code covers (its error is
+  in the log, without field values). Nothing of it was stored; it stays in `pickup`
+  and the next scheduled run tries it again (the task is not retried); the other files
+  were taken and the rest of the run was done. Report it with the file's name.
+- A file of a TYPE this counterparty does not send is rejected F04 with its `.rej`.
 - Safe to clear and re-run: a file already processed is only archived again.
 """
 
@@ -45,12 +50,18 @@ def factory_returns():
     @task(outlets=[OUTCOMES], map_index_template="{{ task.op_kwargs['factory_code'] }}")
     def results(factory_code: str, **context) -> dict:
         from airflow.sdk import Connection
+        from airflow.sdk.exceptions import AirflowFailException
 
+        from issuance.intake import IntakeIncomplete
         from sscard.config import load_counterparties
         from sscard.jobs import factory_returns as run
 
         conn_id = load_counterparties().party(factory_code).conn_id
-        return run(factory_code, context["dag_run"].run_after, Connection.get(conn_id))
+        try:
+            return run(factory_code, context["dag_run"].run_after, Connection.get(conn_id))
+        except IntakeIncomplete as exc:
+            # the same file would fail again at once: no retry, the next run tries it
+            raise AirflowFailException(str(exc)) from exc
 
     results.expand(factory_code=factories())
 

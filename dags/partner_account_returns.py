@@ -13,6 +13,11 @@ how many requests are still open and since when.
 - A file rejected as a whole gets `NAME.rej` in the partner's `drop` directory.
 - Lines the hub cannot apply (unknown `req_no`, a second different answer) are listed
   in table `return_problem` and the task log; they never change an application.
+- `IntakeIncomplete`: a file failed for a reason no reason code covers (its error is
+  in the log, without field values). Nothing of it was stored; it stays in `pickup`
+  and the next scheduled run tries it again (the task is not retried); the other files
+  were taken and the rest of the run was done. Report it with the file's name.
+- A file of a TYPE this counterparty does not send is rejected F04 with its `.rej`.
 - Safe to clear and re-run: a file already processed is only archived again.
 """
 
@@ -47,12 +52,18 @@ def partner_account_returns():
     @task(outlets=[CARDS_READY, OUTCOMES], map_index_template="{{ task.op_kwargs['bank_code'] }}")
     def answers(bank_code: str, **context) -> dict:
         from airflow.sdk import Connection
+        from airflow.sdk.exceptions import AirflowFailException
 
+        from issuance.intake import IntakeIncomplete
         from sscard.config import load_counterparties
         from sscard.jobs import partner_account_returns as run
 
         conn_id = load_counterparties().party(bank_code).conn_id
-        return run(bank_code, context["dag_run"].run_after, Connection.get(conn_id))
+        try:
+            return run(bank_code, context["dag_run"].run_after, Connection.get(conn_id))
+        except IntakeIncomplete as exc:
+            # the same file would fail again at once: no retry, the next run tries it
+            raise AirflowFailException(str(exc)) from exc
 
     answers.expand(bank_code=partners())
 

@@ -6,19 +6,24 @@ is answered with ``NAME.rej`` — for any file type and a handler that applies i
 from __future__ import annotations
 
 import logging
+import traceback
 from collections.abc import Callable
 from datetime import date, timedelta
 
 from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from issuance.inbox import PartyInbox
 from issuance.intake import (
+    COMPANION_CODES,
     FileOutcome,
+    IntakeIncomplete,
     Landed,
     _file_values,
     _reject_unsafe,
     archive,
     complete_files,
+    describe_failure,
     land,
     reject_file,
 )
@@ -27,6 +32,7 @@ from schemas.codec import DelimitedReader, FixedReader, Header
 from schemas.codes import FileCode
 from schemas.files import SAFE_NAME, Control, FileLevelError, FileName
 from schemas.layouts import LAYOUTS
+from transport.errors import TransportError
 from transport.remote import Remote
 
 log = logging.getLogger("sscard.inbound")
@@ -57,11 +63,21 @@ def check_answer_header(header: Header, fname: FileName, inbox: PartyInbox) -> N
         raise FileLevelError(FileCode.F04, "business date not allowed")
 
 
+#: what else the counterparty that sends a TYPE sends the hub (ICD §1, §5.4, §5.7, §5.8,
+#: §5.10): left in its pickup for the flows that take them; any other TYPE there is F04
+SENT_ALONGSIDE: dict[str, frozenset[str]] = {
+    "ACCTOPENRSP": frozenset({"STATUSRSP", "DISBRSP", "BANKEVT"}),
+    "PERSORSP": frozenset(),
+}
+
+
 def receive(
     remote: Remote, engine: Engine, inbox: PartyInbox, type_: str, handler: Handler
 ) -> list[FileOutcome]:
-    """Every complete ``type_`` file from ``inbox.party`` in the pickup directory."""
-    layout = LAYOUTS[type_]
+    """Every complete ``type_`` file from ``inbox.party`` in the pickup directory, and
+    every file of a TYPE that party does not send (F04). A file that fails for a reason no
+    reason code covers is left in the pickup, untouched, with the outcome ``failed``
+    (see :func:`raise_if_failed`), and the other files go on."""
     ready, incomplete = complete_files(remote, inbox.pickup)
     if incomplete:
         log.info("%d file(s) not complete yet", len(incomplete))
@@ -71,34 +87,60 @@ def receive(
             fname: FileName | None = FileName.parse(name)
         except FileLevelError:
             fname = None
-        if fname is not None and fname.type != type_:
-            continue
-        if not SAFE_NAME.fullmatch(name):
-            outcomes.append(_reject_unsafe(remote, engine, inbox, name))
-            continue
-        landed = land(remote, inbox, name)
-        with engine.connect() as conn:
-            prior = registry.find_same(conn, inbox.conn_id, name, landed.sha256)
-        if prior is not None:
-            archive(remote, inbox, name, rejected=prior.outcome == "rejected")
-            log.info("%s: delivered again with the same content; archived, nothing else done", name)
-            outcomes.append(FileOutcome(name, "redelivered", prior.file_code))
+        if fname is not None and fname.type in SENT_ALONGSIDE.get(type_, frozenset()):
             continue
         try:
-            outcome = _take(engine, inbox, landed, layout.type, handler)
-        except FileLevelError as exc:
-            outcome = reject_file(engine, inbox, landed, exc, None, inbox.now)
-        archive(remote, inbox, name, rejected=outcome.outcome == "rejected")
-        log.info("%s", outcome.summary())
-        outcomes.append(outcome)
+            outcomes.append(_receive_one(remote, engine, inbox, type_, handler, name))
+        except (TransportError, OperationalError, InterfaceError):
+            raise  # the server or the database, not the file: the whole run is retried
+        except Exception as exc:
+            log.error(
+                "%s: could not be processed (%s); left in pickup for the next run\n%s",
+                name,
+                describe_failure(exc),
+                "".join(traceback.format_tb(exc.__traceback__)),
+            )
+            outcomes.append(FileOutcome(name, "failed"))
     return outcomes
+
+
+def raise_if_failed(outcomes: list[FileOutcome]) -> None:
+    """``IntakeIncomplete`` naming the files :func:`receive` left in the pickup."""
+    failed = [o.name for o in outcomes if o.outcome == "failed"]
+    if failed:
+        raise IntakeIncomplete(failed)
+
+
+def _receive_one(
+    remote: Remote, engine: Engine, inbox: PartyInbox, type_: str, handler: Handler, name: str
+) -> FileOutcome:
+    if not SAFE_NAME.fullmatch(name):
+        return _reject_unsafe(remote, engine, inbox, name)
+    landed = land(remote, inbox, name)
+    with engine.connect() as conn:
+        prior = registry.find_same(conn, inbox.conn_id, name, landed.sha256)
+    if prior is not None and prior.file_code in COMPANION_CODES:
+        log.info("%s: delivered again after %s: taken afresh", name, prior.file_code)
+    elif prior is not None:
+        archive(remote, inbox, name, rejected=prior.outcome == "rejected")
+        log.info("%s: delivered again with the same content; archived, nothing else done", name)
+        return FileOutcome(name, "redelivered", prior.file_code)
+    try:
+        outcome = _take(engine, inbox, landed, type_, handler)
+    except FileLevelError as exc:
+        outcome = reject_file(engine, inbox, landed, exc, None, inbox.now)
+    archive(remote, inbox, name, rejected=outcome.outcome == "rejected")
+    log.info("%s", outcome.summary())
+    return outcome
 
 
 def _take(
     engine: Engine, inbox: PartyInbox, landed: Landed, type_: str, handler: Handler
 ) -> FileOutcome:
     fname = FileName.parse(landed.name)
-    if fname.ext != "txt" or fname.sender != inbox.party or fname.receiver != inbox.hub:
+    if fname.type != type_ or fname.ext != "txt":
+        raise FileLevelError(FileCode.F04, "wrong TYPE: not a file this counterparty sends")
+    if fname.sender != inbox.party or fname.receiver != inbox.hub:
         raise FileLevelError(FileCode.F04, "file is not from this counterparty to this hub")
     control = Control.parse(landed.control, landed.name)
     control.verify(landed.size, landed.sha256)

@@ -18,7 +18,7 @@ from issuance.accounts import (
 )
 from issuance.apply_rules import rules_for
 from issuance.card_returns import write_card_returns
-from issuance.inbound import receive
+from issuance.inbound import raise_if_failed, receive
 from issuance.inbox import PartyInbox
 from issuance.intake import IntakeContext, deliver, run_intake
 from issuance.personalisation import dispatch_perso
@@ -173,6 +173,7 @@ def partner_account_returns(bank_code: str, when: datetime, connection: Any) -> 
             int(parties.party(bank_code).option("partner_wait_days", 1)),
         )
         delivered = deliver(remote, engine, inbox.conn_id, when)
+    raise_if_failed(outcomes)  # after the deadlines and the deliveries that do not wait
     return {
         "partner": bank_code,
         "files": [_summary(o) for o in outcomes],
@@ -227,6 +228,7 @@ def factory_returns(factory_code: str, when: datetime, connection: Any) -> dict[
     with _remote(connection) as remote:
         outcomes = receive(remote, engine, inbox, "PERSORSP", handler)
         delivered = deliver(remote, engine, inbox.conn_id, when)
+    raise_if_failed(outcomes)
     return {
         "factory": factory_code,
         "files": [_summary(o) for o in outcomes],

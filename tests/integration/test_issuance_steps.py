@@ -3,6 +3,7 @@ answers and deadlines, production returns that must not be applied, CARDRSP rule
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 from datetime import UTC, datetime
@@ -21,9 +22,9 @@ from issuance.accounts import (
 )
 from issuance.apply_rules import rules_for
 from issuance.card_returns import write_card_returns
-from issuance.inbound import receive
+from issuance.inbound import raise_if_failed, receive
 from issuance.inbox import PartyInbox
-from issuance.intake import IntakeContext, deliver, run_intake
+from issuance.intake import IntakeContext, IntakeIncomplete, deliver, run_intake
 from issuance.personalisation import dispatch_perso, expiry_of
 from issuance.production import apply_production_results
 from issuance.status import render, work_status
@@ -31,8 +32,9 @@ from persistence.issuance_store import take_serials
 from persistence.models import ApplicationState, Card, ReturnProblem
 from sandbox.bureau import make_apply_batch, write_batch
 from sandbox.factory import CardFactorySimulator
-from schemas.codec import DelimitedReader, read_all
-from schemas.layouts import CARDRSP
+from schemas.codec import DelimitedReader, Header, read_all, write_fixed
+from schemas.files import Control
+from schemas.layouts import CARDRSP, PERSORSP
 from transport.local import LocalRemote
 
 NOW = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
@@ -404,3 +406,70 @@ def test_the_status_report_shows_unanswered_partner_requests_with_their_age(
         {"bank_code": "B002", "unanswered": 3, "oldest_sent": DAY, "age_days": 1, "days_to_e140": 0}
     ]
     assert report["applications"] == [{"bureau": "R440100", "status": "partner_sent", "count": 3}]
+
+
+def _persorsp(seq: int) -> tuple[str, bytes]:
+    out = io.BytesIO()
+    header = Header("PERSORSP", "F01", "B001", f"F01{DAY}{seq:03d}", DAY, 0)
+    write_fixed(out, PERSORSP, header, [])
+    return f"PERSORSP_F01_B001_{DAY}_{seq:03d}.txt", out.getvalue()
+
+
+def test_a_factory_pickup_answers_a_wrong_type_f04_and_takes_a_file_again_after_f01(
+    trees: dict[str, Path], engine: Engine, tmp_path: Path
+) -> None:
+    pickup = trees["F01"] / "pickup"
+    name, data = _persorsp(1)
+    wrong_type = name.replace("PERSORSP", "PERSORESP")
+    (pickup / wrong_type).write_bytes(data)
+    (pickup / f"{wrong_type}.ok").write_bytes(Control.for_bytes(wrong_type, data, 0).render())
+    (pickup / name).write_bytes(data)
+    (pickup / f"{name}.ok").write_bytes(Control.for_bytes(name, data + b"x", 0).render())
+    remote = LocalRemote(trees["F01"])
+
+    def handler(conn, reader, landed, file_id):  # type: ignore[no-untyped-def]
+        return apply_production_results(conn, reader, landed, file_id, DAY)
+
+    first = receive(remote, engine, inbox("F01", tmp_path), "PERSORSP", handler)
+
+    assert sorted((o.name, o.outcome, o.file_code) for o in first) == [
+        (wrong_type, "rejected", "F04"),
+        (name, "rejected", "F01"),
+    ]
+    deliver(remote, engine, "sftp_f01", NOW)
+    rej = (trees["F01"] / "drop" / f"{wrong_type}.rej").read_bytes()
+    assert rej.startswith(f"{wrong_type}|F04|".encode())
+    (pickup / name).write_bytes(data)  # the same file again, with its control file right
+    (pickup / f"{name}.ok").write_bytes(Control.for_bytes(name, data, 0).render())
+
+    again = receive(remote, engine, inbox("F01", tmp_path), "PERSORSP", handler)
+
+    assert [(o.name, o.outcome) for o in again] == [(name, "accepted")]
+
+
+def test_a_factory_file_that_fails_unexpectedly_is_left_while_the_next_one_is_taken(
+    trees: dict[str, Path], engine: Engine, tmp_path: Path
+) -> None:
+    pickup = trees["F01"] / "pickup"
+    names = []
+    for seq in (1, 2):
+        name, data = _persorsp(seq)
+        (pickup / name).write_bytes(data)
+        (pickup / f"{name}.ok").write_bytes(Control.for_bytes(name, data, 0).render())
+        names.append(name)
+    calls: list[int] = []
+
+    def handler(conn, reader, landed, file_id):  # type: ignore[no-untyped-def]
+        calls.append(file_id)
+        if len(calls) == 1:
+            raise RuntimeError("a defect met by the first file only")
+        return apply_production_results(conn, reader, landed, file_id, DAY)
+
+    outcomes = receive(
+        LocalRemote(trees["F01"]), engine, inbox("F01", tmp_path), "PERSORSP", handler
+    )
+
+    assert [(o.name, o.outcome) for o in outcomes] == [(names[0], "failed"), (names[1], "accepted")]
+    assert (pickup / names[0]).exists() and not (pickup / names[1]).exists()
+    with pytest.raises(IntakeIncomplete, match=names[0]):
+        raise_if_failed(outcomes)
