@@ -39,17 +39,33 @@ def expiry_of(issue_date: str, years: int = 10) -> str:
     return f"{y:04d}{md}"
 
 
+#: A replacement without a photo (``05``–``07``) takes the photo on file: that of the
+#: nearest earlier application in its chain of replaced cards that had one (decision 25).
 _PENDING = """
+WITH RECURSIVE earlier (start_id, app_id, photo, file_id, depth) AS (
+    SELECT a.id, prev.id, prev.photo, prev.file_id, 1
+    FROM application_state st
+    JOIN application a ON a.id = st.application_id
+    JOIN card oc ON oc.card_no = a.old_card_no
+    JOIN application prev ON prev.id = oc.application_id
+    WHERE st.status = :s AND st.bureau IN :bureaus AND a.photo = '' AND a.old_card_no <> ''
+  UNION ALL
+    SELECT e.start_id, prev.id, prev.photo, prev.file_id, e.depth + 1
+    FROM earlier e
+    JOIN application cur ON cur.id = e.app_id
+    JOIN card oc ON oc.card_no = cur.old_card_no
+    JOIN application prev ON prev.id = oc.application_id
+    WHERE e.photo = '' AND cur.old_card_no <> '' AND e.depth < 20
+)
 SELECT a.id, a.card_no, a.id_type, a.id_no, a.name, a.gender, a.ethnicity, a.birth_date,
        a.region_code, a.bank_code, st.pan, st.pan_seq,
-       COALESCE(NULLIF(a.photo, ''), old_app.photo, '') AS photo,
+       COALESCE(NULLIF(a.photo, ''), on_file.photo, '') AS photo,
        CASE WHEN a.photo <> '' THEN f.local_path ELSE old_file.local_path END AS source
 FROM application_state st
 JOIN application a ON a.id = st.application_id
 JOIN received_file f ON f.id = a.file_id
-LEFT JOIN card oc ON oc.card_no = a.old_card_no AND a.photo = ''
-LEFT JOIN application old_app ON old_app.id = oc.application_id
-LEFT JOIN received_file old_file ON old_file.id = old_app.file_id
+LEFT JOIN earlier on_file ON on_file.start_id = a.id AND on_file.photo <> ''
+LEFT JOIN received_file old_file ON old_file.id = on_file.file_id
 WHERE st.status = :s AND st.bureau IN :bureaus
 ORDER BY st.application_id
 """

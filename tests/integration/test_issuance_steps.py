@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import threading
+import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -473,3 +474,96 @@ def test_a_factory_file_that_fails_unexpectedly_is_left_while_the_next_one_is_ta
     assert (pickup / names[0]).exists() and not (pickup / names[1]).exists()
     with pytest.raises(IntakeIncomplete, match=names[0]):
         raise_if_failed(outcomes)
+
+
+def test_a_replacement_of_a_replacement_without_photos_takes_the_photo_on_file(
+    trees: dict[str, Path], engine: Engine, tmp_path: Path
+) -> None:
+    import dataclasses
+
+    from sandbox.bureau import render
+    from schemas.codec import FixedReader
+    from schemas.layouts import APPLY, PERSO
+
+    def ctx() -> IntakeContext:
+        return IntakeContext(
+            conn_id="sftp_r440100",
+            hub="B001",
+            bureau="R440100",
+            encoding="GB18030",
+            pickup="pickup",
+            drop="drop",
+            business_date=DAY,
+            now=NOW,
+            rules=rules_for(DAY, frozenset({"B001"}), "R440100"),
+            var_dir=tmp_path / "var",
+        )
+
+    factory_remote = LocalRemote(trees["F01"])
+    factory = CardFactorySimulator(factory_remote, fail_share=0.0, seed=3)
+
+    def produce() -> list[tuple[str, bool]]:
+        open_hub_accounts(engine, "B001", PANS, DAY)
+        names = dispatch_perso(
+            engine,
+            hub="B001",
+            factory="F01",
+            conn_id="sftp_f01",
+            drop="drop",
+            business_date=DAY,
+            now=NOW,
+            bureaus=("R440100",),
+            spool_dir=tmp_path / "outbox",
+        )
+        deliver(factory_remote, engine, "sftp_f01", NOW)
+        photos = []
+        for name in names:
+            table, _ = read_all(FixedReader((trees["F01"] / "drop" / name).read_bytes(), PERSO))
+            with zipfile.ZipFile(trees["F01"] / "drop" / name.replace(".txt", ".zip")) as zf:
+                photos += [
+                    (entry, zf.read(entry) == original)
+                    for entry in table.column("photo").to_pylist()
+                ]
+        factory.run(DAY)
+        receive(
+            factory_remote,
+            engine,
+            inbox("F01", tmp_path),
+            "PERSORSP",
+            lambda conn, reader, landed, file_id: apply_production_results(
+                conn, reader, landed, file_id, DAY
+            ),
+        )
+        return photos
+
+    first = make_apply_batch(size=1, seed=51, bank_codes=("B001",), seq=1)
+    assert first.zip_data is not None
+    with zipfile.ZipFile(io.BytesIO(first.zip_data)) as zf:
+        original = zf.read(first.rows[0][APPLY.index("photo")])
+    write_batch(first, trees["R440100"] / "pickup")
+    run_intake(LocalRemote(trees["R440100"]), engine, ctx())
+    card_no = first.rows[0][APPLY.index("card_no")]
+    assert produce() == [(f"{card_no}.jpg", True)]
+    for seq in (2, 3):  # a replacement without a photo, then a replacement of that card
+        other = make_apply_batch(size=1, seed=51 + seq, bank_codes=("B001",), seq=seq)
+        row = list(first.rows[0])
+        for field in ("app_no", "card_no"):
+            row[APPLY.index(field)] = other.rows[0][APPLY.index(field)]
+        for field, value in (
+            ("app_type", "06"),
+            ("old_card_no", card_no),
+            ("keep_account", "0"),
+            ("replace_reason", "2"),
+            ("photo", ""),
+        ):
+            row[APPLY.index(field)] = value
+        data = render(other.header, [row])
+        control = Control.for_bytes(other.name, data, 1).render()
+        write_batch(
+            dataclasses.replace(other, data=data, control=control, rows=[row]),
+            trees["R440100"] / "pickup",
+        )
+        assert [o.accepted for o in run_intake(LocalRemote(trees["R440100"]), engine, ctx())] == [1]
+        card_no = row[APPLY.index("card_no")]
+
+        assert produce() == [(f"{card_no}.jpg", True)]  # the first application's photo
