@@ -52,8 +52,11 @@ class OpenedAccounts:
     kept_numbers: int
 
 
+#: a card keeping its number takes the PAN's highest pan_seq on any card + 1 (DOMAIN §1),
+#: not its old card's: that card may have been replaced keeping the number before
 _HUB_PENDING = """
-SELECT a.id, a.id_no, a.keep_account, c.pan AS old_pan, c.pan_seq AS old_pan_seq
+SELECT a.id, a.id_no, a.keep_account, c.pan AS old_pan,
+       (SELECT MAX(other.pan_seq) FROM card other WHERE other.pan = c.pan) AS old_pan_seq
 FROM application_state st
 JOIN application a ON a.id = st.application_id
 LEFT JOIN card c ON c.card_no = a.old_card_no AND a.keep_account = '1'

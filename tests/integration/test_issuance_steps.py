@@ -299,7 +299,7 @@ def test_a_failed_card_is_final(trees: dict[str, Path], engine: Engine, tmp_path
         assert conn.scalar(select(func.count()).where(ApplicationState.status == "failed")) == 2
 
 
-def test_a_replacement_keeping_its_number_takes_the_old_pan_with_the_next_pan_seq(
+def test_a_replacement_keeping_its_number_takes_the_old_pan_with_the_pans_next_pan_seq(
     trees: dict[str, Path], engine: Engine, tmp_path: Path
 ) -> None:
     from sqlalchemy import insert
@@ -325,6 +325,21 @@ def test_a_replacement_keeping_its_number_takes_the_old_pan_with_the_next_pan_se
                 status="1",
                 issue_date="20200101",
                 expiry_date="20300101",
+            )
+        )
+        conn.execute(  # the old card was replaced keeping its number before, not enabled yet
+            insert(Card).values(
+                card_no="NEW000008",
+                bureau="R440100",
+                id_type="01",
+                id_no=row[APPLY.index("id_no")],
+                name=row[APPLY.index("name")],
+                bank_code="B001",
+                pan="6217881000000099998",
+                pan_seq="04",
+                status="0",
+                issue_date="20261101",
+                expiry_date="20361101",
             )
         )
         conn.execute(
@@ -369,7 +384,7 @@ def test_a_replacement_keeping_its_number_takes_the_old_pan_with_the_next_pan_se
     with engine.connect() as conn:
         assert conn.execute(select(ApplicationState.pan, ApplicationState.pan_seq)).one() == (
             "6217881000000099998",
-            "04",
+            "05",  # the PAN's highest pan_seq + 1, not the old card's
         )
         assert conn.scalar(select(func.count()).select_from(Account)) == 1
 
