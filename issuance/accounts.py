@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from sqlalchemy import Connection, Engine, String, bindparam, text
 
-from banking.pan import PanRange, make_pans
+from banking.pan import PanRange, is_valid_pan, make_pans
 from issuance.intake import Landed
 from persistence import registry
 from persistence.db import bulk_load, query_batches
@@ -247,7 +247,8 @@ def apply_account_answers(
 ) -> dict[str, int]:
     """Apply an ACCTOPENRSP: PAN and ``pan_seq`` for ``00``; stage-1 failure with the
     partner's own reason code for ``01`` (it reaches the bureau unchanged, ICD §5.4).
-    An unknown key or a second, different answer is reported and never applied."""
+    An unknown key, a second, different answer or a PAN failing its check digit is
+    reported and never applied (the request waits for a right answer, or E140)."""
     counts = {"applied": 0, "opened": 0, "refused": 0, "problems": 0}
     problems: list[dict[str, object]] = []
     sender = reader.header.sender
@@ -267,6 +268,8 @@ def apply_account_answers(
             answer = (rec["result"], rec["reason_code"])
             if not chunk.ok[i]:
                 problem = f"layout {chunk.fail_code[i]}"
+            elif rec["result"] == "00" and not is_valid_pan(str(rec["pan"])):
+                problem = "pan fails its Luhn check (DOMAIN §1)"
             elif (r := known.get(req_no)) is None or r.bank_code != sender:
                 problem = "unknown req_no"
             elif before := answered.get(req_no) or (r.result and (r.result, r.reason_code or "")):

@@ -264,7 +264,10 @@ ACCTOPENRSP = Layout(
     (
         _key("req_no"),
         _result(("00", "01")),
-        *_reason(("01",)),
+        # a partner's own refusal code passes to the bureau unchanged (ICD §5.4; decision
+        # 28): any E code, which CARDRSP can carry, not only those of ICD §6
+        Field("reason_code", "C", pattern=r"E[0-9]{3}", cond=Cond("result", ("01",))),
+        Field("reason_text", "C", max_bytes=200, cond=Cond("result", ("01",))),
         Field("pan", "C", pattern=PAN, code="E119", cond=Cond("result", ("00",))),
         Field("pan_seq", "C", pattern=r"[0-9]{2}", cond=Cond("result", ("00",))),
     ),

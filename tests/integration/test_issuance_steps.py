@@ -33,7 +33,7 @@ from persistence.issuance_store import take_serials
 from persistence.models import ApplicationState, Card, ReturnProblem
 from sandbox.bureau import make_apply_batch, write_batch
 from sandbox.factory import CardFactorySimulator
-from schemas.codec import DelimitedReader, Header, read_all, write_fixed
+from schemas.codec import DelimitedReader, Header, read_all, write_delimited, write_fixed
 from schemas.files import Control
 from schemas.layouts import CARDRSP, PERSORSP
 from transport.local import LocalRemote
@@ -582,3 +582,58 @@ def test_a_replacement_of_a_replacement_without_photos_takes_the_photo_on_file(
         card_no = row[APPLY.index("card_no")]
 
         assert produce() == [(f"{card_no}.jpg", True)]  # the first application's photo
+
+
+def test_a_partner_refusal_code_passes_unchanged_and_a_pan_failing_luhn_is_never_applied(
+    trees: dict[str, Path], engine: Engine, tmp_path: Path
+) -> None:
+    from schemas.layouts import ACCTOPEN, ACCTOPENRSP
+
+    intake(trees, engine, tmp_path, 3, ("B002",), 44)
+    name = request_b002_accounts(engine)
+    assert name is not None
+    remote = LocalRemote(trees["B002"])
+    deliver(remote, engine, "sftp_b002", NOW)
+    table, _ = read_all(DelimitedReader((trees["B002"] / "drop" / name).read_bytes(), ACCTOPEN))
+    req = table.column("req_no").to_pylist()
+    good = make_pans(PanRange("6229990"), 1, 1)[0]
+    bad = good[:-1] + str((int(good[-1]) + 1) % 10)
+    rows = [
+        [req[0], "00", "", "", bad, "01"],
+        [req[1], "01", "E199", "对方机构拒绝", "", ""],
+        [req[2], "00", "", "", good, "01"],
+    ]
+    out = io.BytesIO()
+    write_delimited(out, ACCTOPENRSP, Header("ACCTOPENRSP", "B002", "B001", "R1", DAY, 3), rows)
+    answer = f"ACCTOPENRSP_B002_B001_{DAY}_001.txt"
+    (trees["B002"] / "pickup" / answer).write_bytes(out.getvalue())
+    control = Control.for_bytes(answer, out.getvalue(), 3).render()
+    (trees["B002"] / "pickup" / f"{answer}.ok").write_bytes(control)
+
+    outcomes = receive(
+        remote,
+        engine,
+        inbox("B002", tmp_path),
+        "ACCTOPENRSP",
+        lambda conn, reader, landed, file_id: apply_account_answers(
+            conn, reader, landed, file_id, DAY
+        ),
+    )
+
+    assert [(o.counts["applied"], o.counts["problems"]) for o in outcomes] == [(2, 1)]
+    with engine.connect() as conn:
+        states = conn.execute(
+            select(
+                ApplicationState.status,
+                ApplicationState.fail_stage,
+                ApplicationState.reason_code,
+                ApplicationState.pan,
+            ).order_by(ApplicationState.application_id)
+        ).all()
+        problem = conn.execute(select(ReturnProblem.problem)).scalar_one()
+    assert states == [
+        ("partner_sent", None, None, None),
+        ("failed", "1", "E199", None),
+        ("account_open", None, None, good),
+    ]
+    assert "Luhn" in problem
