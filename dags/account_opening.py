@@ -12,8 +12,9 @@ file in that bank's `drop` directory.
 **When it fails**
 - A database error rolls the whole step back: clear and re-run; nothing is opened twice
   (an application moves on only in the same transaction that opens its account).
-- An exhausted PAN range stops the hub step with `ValueError: PAN range … is exhausted`:
-  add a range to `hub_pan_ranges` in `config/counterparties.yaml`.
+- PANs come from the first range of `hub_pan_ranges` (`config/counterparties.yaml`) with
+  serials left, then from the next. When every range is used up the hub step stops
+  with `ValueError: every hub PAN range is exhausted`: add a range there.
 - A partner's server unreachable: the ACCTOPEN stays in the outbox and is sent by the
   next run; a wrong host key (`HostKeyError`) is never retried.
 """

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -24,7 +25,7 @@ from banking.pan import PanRange, is_valid_pan, make_pans
 from issuance.intake import Landed
 from persistence import registry
 from persistence.db import bulk_load, query_batches
-from persistence.issuance_store import bulk_update, execute, rows, take_serials
+from persistence.issuance_store import bulk_update, execute, rows, take_serials_upto
 from schemas.codec import DelimitedReader, FixedReader, Header, write_delimited
 from schemas.layouts import ACCTOPEN
 
@@ -72,16 +73,35 @@ _HUB_PENDING_COLUMNS = {
 }
 
 
+def _new_pans(conn: Connection, ranges: Sequence[PanRange], count: int) -> list[str]:
+    """``count`` new PANs, from the configured ranges in order (DOMAIN §1)."""
+    pans: list[str] = []
+    for pan_range in ranges:
+        first, taken = take_serials_upto(
+            conn, pan_range.prefix, count - len(pans), pan_range.capacity
+        )
+        pans += make_pans(pan_range, first, taken)
+        if len(pans) == count:
+            return pans
+    prefixes = ", ".join(r.prefix for r in ranges)
+    raise ValueError(
+        f"every hub PAN range is exhausted ({prefixes}): {count - len(pans)} more PANs "
+        "needed; add a range to hub_pan_ranges"
+    )
+
+
 def open_hub_accounts(
     engine: Engine,
     hub: str,
-    pan_range: PanRange,
+    pan_range: PanRange | Sequence[PanRange],
     business_date: str,
     chunk_size: int = 50_000,
 ) -> OpenedAccounts:
     """Pre-open accounts at the hub for every accepted application whose service bank is
     the hub, in one transaction (re-running finds nothing left to do). Applications are
-    taken ``chunk_size`` at a time, so memory does not grow with their number."""
+    taken ``chunk_size`` at a time, so memory does not grow with their number. PANs come
+    from the first of ``pan_range`` with serials left, then from the next."""
+    ranges = [pan_range] if isinstance(pan_range, PanRange) else list(pan_range)
     opened = kept = 0
     with engine.begin() as conn:
         pending = query_batches(
@@ -104,8 +124,7 @@ def open_hub_accounts(
             keep = part.filter(keeps)
             pans: list[str] = []
             if new.num_rows:
-                first = take_serials(conn, pan_range.prefix, new.num_rows)
-                pans = make_pans(pan_range, first, new.num_rows)
+                pans = _new_pans(conn, ranges, new.num_rows)
                 n = new.num_rows
                 accounts = pa.table(
                     {

@@ -12,24 +12,30 @@ from sqlalchemy import Connection, text
 from persistence.db import bulk_load, is_postgres
 
 
-def take_serials(conn: Connection, prefix: str, count: int) -> int:
-    """Reserve ``count`` consecutive serials of ``prefix``; returns the first. One UPDATE
-    (a row lock on PostgreSQL, the write lock on SQLite), so concurrent runs never share
-    a serial and a serial is never handed out twice."""
+def take_serials_upto(conn: Connection, prefix: str, count: int, capacity: int) -> tuple[int, int]:
+    """Reserve up to ``count`` consecutive serials of ``prefix`` among ``1..capacity``;
+    returns the first and how many were taken (0 when the prefix is used up). The
+    counter's row is locked first (``FOR UPDATE`` on PostgreSQL, the write lock on
+    SQLite), so concurrent runs never share a serial."""
     conn.execute(
         text(
             "INSERT INTO pan_counter (prefix, next_serial) VALUES (:p, 1) ON CONFLICT (prefix) DO NOTHING"
         ),
         {"p": prefix},
     )
-    row = conn.execute(
-        text(
-            "UPDATE pan_counter SET next_serial = next_serial + :n WHERE prefix = :p "
-            "RETURNING next_serial - :n"
-        ),
-        {"p": prefix, "n": count},
-    ).one()
-    return int(row[0])
+    lock = " FOR UPDATE" if conn.dialect.name == "postgresql" else ""
+    first = int(
+        conn.execute(
+            text(f"SELECT next_serial FROM pan_counter WHERE prefix = :p{lock}"), {"p": prefix}
+        ).scalar_one()
+    )
+    taken = max(0, min(count, capacity - first + 1))
+    if taken:
+        conn.execute(
+            text("UPDATE pan_counter SET next_serial = :n WHERE prefix = :p"),
+            {"p": prefix, "n": first + taken},
+        )
+    return first, taken
 
 
 def bulk_update(conn: Connection, table: str, key: str, data: pa.Table) -> None:

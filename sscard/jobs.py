@@ -125,11 +125,10 @@ def factory_codes() -> list[str]:
 def open_hub_accounts_job(when: datetime) -> dict[str, int]:
     """Pre-open hub accounts with PANs for the hub's accepted applications."""
     parties = load_counterparties()
-    prefix, length = parties.pan_ranges[0]
     result = open_hub_accounts(
         engine_for(database_url()),
         parties.hub,
-        PanRange(prefix, length),
+        [PanRange(prefix, length) for prefix, length in parties.pan_ranges],
         business_date_of(when, parties.timezone),
     )
     return {"opened": result.new_accounts, "kept_number": result.kept_numbers}

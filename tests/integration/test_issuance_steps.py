@@ -16,6 +16,7 @@ from stdnum import luhn
 
 from banking.pan import PanRange, make_pans
 from issuance.accounts import (
+    _new_pans,
     apply_account_answers,
     expire_account_requests,
     open_hub_accounts,
@@ -29,7 +30,7 @@ from issuance.intake import IntakeContext, IntakeIncomplete, deliver, run_intake
 from issuance.personalisation import dispatch_perso, expiry_of
 from issuance.production import apply_production_results
 from issuance.status import render, work_status
-from persistence.issuance_store import take_serials
+from persistence.issuance_store import take_serials_upto
 from persistence.models import ApplicationState, Card, ReturnProblem
 from sandbox.bureau import make_apply_batch, write_batch
 from sandbox.factory import CardFactorySimulator
@@ -115,9 +116,9 @@ def test_pans_pass_luhn_and_serials_are_never_handed_out_twice_under_concurrent_
     def worker() -> None:
         for _ in range(20):
             with engine.begin() as conn:
-                first = take_serials(conn, PANS.prefix, 5)
+                first, count = take_serials_upto(conn, PANS.prefix, 5, 390)
             with lock:
-                taken.extend(range(first, first + 5))
+                taken.extend(range(first, first + count))
 
     threads = [threading.Thread(target=worker) for _ in range(4)]
     for t in threads:
@@ -125,10 +126,30 @@ def test_pans_pass_luhn_and_serials_are_never_handed_out_twice_under_concurrent_
     for t in threads:
         t.join()
 
-    assert sorted(taken) == list(range(1, 401))
+    assert sorted(taken) == list(range(1, 391))  # up to the capacity given, never beyond
     pans = make_pans(PANS, 1, 400)
     assert all(len(p) == 19 and luhn.is_valid(p) for p in pans)
     assert len(set(pans)) == 400
+
+
+def test_hub_pans_come_from_the_next_configured_range_once_the_first_is_used_up(
+    trees: dict[str, Path], engine: Engine, tmp_path: Path
+) -> None:
+    intake(trees, engine, tmp_path, 5, ("B001",), 47)
+    small = PanRange("62178819999999999")  # serials 1-9 only
+    with engine.begin() as conn:
+        take_serials_upto(conn, small.prefix, 7, small.capacity)  # 2 left
+
+    opened = open_hub_accounts(engine, "B001", [small, PanRange("6217882")], DAY)
+
+    assert opened.new_accounts == 5
+    with engine.connect() as conn:
+        pans = sorted(conn.execute(select(ApplicationState.pan)).scalars())
+    assert [p[:7] for p in pans] == ["6217881"] * 2 + ["6217882"] * 3
+    assert all(luhn.is_valid(p) for p in pans)
+    with pytest.raises(ValueError, match="every hub PAN range is exhausted"):
+        with engine.begin() as conn:
+            _new_pans(conn, [small], 1)
 
 
 def test_hub_accounts_are_preopened_once_with_pan_seq_01(
