@@ -27,6 +27,7 @@ from persistence import registry
 from persistence.db import bulk_load, query_batches
 from persistence.issuance_store import bulk_update, execute, rows, take_serials_upto
 from schemas.codec import DelimitedReader, FixedReader, Header, write_delimited
+from schemas.files import hub_batch_no
 from schemas.layouts import ACCTOPEN
 
 log = logging.getLogger("sscard.accounts")
@@ -219,7 +220,12 @@ def send_account_requests(
             )
         out = io.BytesIO()
         header = Header(
-            "ACCTOPEN", hub, bank_code, f"{business_date}{seq}", business_date, len(lines)
+            "ACCTOPEN",
+            hub,
+            bank_code,
+            hub_batch_no("ACCTOPEN", bank_code, business_date, seq),
+            business_date,
+            len(lines),
         )
         write_delimited(out, ACCTOPEN, header, lines, encoding)
         registry.queue_outbound(

@@ -15,6 +15,7 @@ from persistence import registry
 from persistence.issuance_store import bulk_update, rows
 from schemas.codec import Header, write_delimited
 from schemas.codes import reason_text
+from schemas.files import hub_batch_no
 from schemas.layouts import CARDRSP
 
 log = logging.getLogger("sscard.card_returns")
@@ -77,7 +78,12 @@ def write_card_returns(
             )
         out = io.BytesIO()
         header = Header(
-            "CARDRSP", hub, bureau, f"{business_date}{seq:03d}", business_date, len(lines)
+            "CARDRSP",
+            hub,
+            bureau,
+            hub_batch_no("CARDRSP", bureau, business_date, seq),
+            business_date,
+            len(lines),
         )
         write_delimited(out, CARDRSP, header, lines, encoding)
         registry.queue_outbound(

@@ -26,6 +26,7 @@ from persistence import registry
 from persistence.db import bulk_load, query_batches
 from persistence.issuance_store import set_status
 from schemas.codec import Header, write_fixed_table
+from schemas.files import hub_batch_no
 from schemas.layouts import PERSO
 
 log = logging.getLogger("sscard.personalisation")
@@ -169,7 +170,12 @@ def dispatch_perso(
                 name = f"PERSO_{hub}_{factory}_{business_date}_{seq:03d}.txt"
                 spool.mkdir(parents=True, exist_ok=True)
                 header = Header(
-                    "PERSO", hub, factory, f"{business_date}{seq:03d}", business_date, count
+                    "PERSO",
+                    hub,
+                    factory,
+                    hub_batch_no("PERSO", factory, business_date, seq),
+                    business_date,
+                    count,
                 )
                 with (spool / name).open("wb") as out:
                     write_fixed_table(

@@ -114,3 +114,22 @@ def sha256_of(stream: BinaryIO, block: int = 1 << 20) -> tuple[int, str]:
         digest.update(chunk)
         size += len(chunk)
     return size, digest.hexdigest()
+
+
+#: one letter per TYPE the hub originates, so its BATCH_NOs never repeat across types
+_BATCH_LETTER = {
+    "ACCTOPEN": "A",
+    "BANKEVT": "E",
+    "CARDRSP": "C",
+    "DISB": "D",
+    "PERSO": "P",
+    "RECON": "R",
+    "STATUS": "S",
+}
+
+
+def hub_batch_no(type_: str, receiver: str, business_date: str, seq: int | str) -> str:
+    """The BATCH_NO of a file the hub originates (ICD §3: its own BATCH_NO; §4.1: unique
+    per sender): a letter for the TYPE, the receiver, the business date and the SEQ,
+    e.g. ``CR44010020261122001`` (at most 20 characters for any party code)."""
+    return f"{_BATCH_LETTER[type_]}{receiver}{business_date}{int(seq):03d}"
