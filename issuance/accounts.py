@@ -15,11 +15,12 @@ import io
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from sqlalchemy import Connection, Engine, String, bindparam, text
+from sqlalchemy import Connection, DateTime, Engine, String, bindparam, text
 
 from banking.pan import PanRange, is_valid_pan, make_pans
 from issuance.intake import Landed
@@ -403,21 +404,32 @@ def _fail(
     )
 
 
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+_LATE_REQUESTS = text(
+    "SELECT p.req_no, p.application_id FROM partner_request p "
+    "JOIN outbound_file o ON o.name = p.request_name AND o.type = 'ACCTOPEN' "
+    "WHERE p.bank_code = :b AND p.answered_date IS NULL "
+    "AND o.delivered_at IS NOT NULL AND o.delivered_at < :cutoff ORDER BY p.req_no"
+).bindparams(bindparam("cutoff", type_=DateTime(timezone=True)))
+
+
 def expire_account_requests(
     engine: Engine, bank_code: str, business_date: str, wait_days: int
 ) -> int:
-    """Requests still unanswered ``wait_days`` after they were sent fail with E140
-    (ICD §2 ``partner_wait``; days are calendar days in Asia/Shanghai)."""
+    """Requests still unanswered ``wait_days`` after they were forwarded fail with E140
+    (ICD §2 ``partner_wait``): counted from the day their ACCTOPEN was delivered to the
+    partner, in calendar days in Asia/Shanghai. A request whose file has not reached the
+    partner yet (its server down) has not been forwarded: it waits, and the delivery
+    step's failures say why."""
     d = date(int(business_date[:4]), int(business_date[4:6]), int(business_date[6:]))
-    limit = (d - timedelta(days=wait_days)).strftime("%Y%m%d")
+    day_after_limit = d - timedelta(days=wait_days - 1)
+    cutoff = datetime(
+        day_after_limit.year, day_after_limit.month, day_after_limit.day, tzinfo=SHANGHAI
+    )
     with engine.begin() as conn:
-        late = rows(
-            conn,
-            "SELECT req_no, application_id FROM partner_request WHERE bank_code = :b "
-            "AND answered_date IS NULL AND sent_date <= :limit ORDER BY req_no",
-            b=bank_code,
-            limit=limit,
-        )
+        late = conn.execute(
+            _LATE_REQUESTS, {"b": bank_code, "cutoff": cutoff.astimezone(UTC)}
+        ).all()
         for r in late:
             execute(
                 conn,

@@ -276,6 +276,7 @@ def test_cardrsp_is_written_every_day_even_empty_and_reports_each_outcome_once(
     assert cardrsp(DAY) is None
     intake(trees, engine, tmp_path, 4, ("B002",), 44)
     request_b002_accounts(engine)
+    deliver(LocalRemote(trees["B002"]), engine, "sftp_b002", NOW)
     expire_account_requests(engine, "B002", "20261123", 1)
 
     assert cardrsp("20261123") == "CARDRSP_B001_R440100_20261123_001.txt"
@@ -292,6 +293,22 @@ def test_cardrsp_is_written_every_day_even_empty_and_reports_each_outcome_once(
     assert counts == [0, 4, 0]
 
 
+def test_partner_wait_counts_from_the_day_the_request_reached_the_partner(
+    trees: dict[str, Path], engine: Engine, tmp_path: Path
+) -> None:
+    intake(trees, engine, tmp_path, 3, ("B002",), 49)
+    request_b002_accounts(engine)  # queued on 20261122; the partner's server is down
+
+    assert expire_account_requests(engine, "B002", "20261124", 1) == 0
+    # delivered on 20261124 at 23:30 in Shanghai
+    deliver(
+        LocalRemote(trees["B002"]), engine, "sftp_b002", datetime(2026, 11, 24, 15, 30, tzinfo=UTC)
+    )
+
+    assert expire_account_requests(engine, "B002", "20261124", 1) == 0
+    assert expire_account_requests(engine, "B002", "20261125", 1) == 3
+
+
 def test_expiry_is_ten_years_on_and_29_february_becomes_28_february() -> None:
     assert expiry_of("20261122") == "20361122"
     assert expiry_of("20280229") == "20380228"
@@ -301,6 +318,7 @@ def test_expiry_is_ten_years_on_and_29_february_becomes_28_february() -> None:
 def test_a_failed_card_is_final(trees: dict[str, Path], engine: Engine, tmp_path: Path) -> None:
     intake(trees, engine, tmp_path, 2, ("B002",), 45)
     request_b002_accounts(engine)
+    deliver(LocalRemote(trees["B002"]), engine, "sftp_b002", NOW)
     expire_account_requests(engine, "B002", "20261123", 1)
     open_hub_accounts(engine, "B001", PANS, "20261123")
     sent = dispatch_perso(
