@@ -703,7 +703,9 @@ def deliver(remote: Remote, engine: Engine, conn_id: str, now: datetime) -> int:
         try:
             remote.publish(item.directory, item.name, item.data, item.record_count)
         except PublishConflictError:
-            # an earlier file of this name (a .rej of an earlier delivery) is still there
+            if item.type != "REJ":
+                raise  # a file the hub names itself never meets another of its name
+            # the .rej of an earlier delivery of the same NAME is still there
             log.warning(
                 "%s: an earlier file of this name is still in %s; kept in the outbox until "
                 "the counterparty has taken it",
@@ -712,7 +714,7 @@ def deliver(remote: Remote, engine: Engine, conn_id: str, now: datetime) -> int:
             )
             continue
         with engine.begin() as conn:
-            registry.mark_delivered(conn, item.id, now)
+            registry.mark_delivered(conn, item, now)
         delivered += 1
         log.info("delivered %s to %s (%d records)", item.name, item.directory, item.record_count)
     return delivered

@@ -188,6 +188,8 @@ class PendingOutbound:
     stored: bytes | None
     path: str | None
     record_count: int
+    type: str
+    sha256: str
 
     @property
     def data(self) -> bytes:
@@ -207,6 +209,8 @@ def pending_outbound(conn: Connection, conn_id: str) -> list[PendingOutbound]:
             OUTBOUND.c.data,
             OUTBOUND.c.path,
             OUTBOUND.c.record_count,
+            OUTBOUND.c.type,
+            OUTBOUND.c.sha256,
         )
         .where(OUTBOUND.c.conn_id == conn_id, OUTBOUND.c.delivered_at.is_(None))
         .order_by(OUTBOUND.c.id)
@@ -219,13 +223,21 @@ def pending_outbound(conn: Connection, conn_id: str) -> list[PendingOutbound]:
             bytes(r.data) if r.data is not None else None,
             r.path,
             r.record_count,
+            r.type,
+            r.sha256,
         )
         for r in rows
     ]
 
 
-def mark_delivered(conn: Connection, outbound_id: int, when: datetime) -> None:
-    conn.execute(update(OUTBOUND).where(OUTBOUND.c.id == outbound_id).values(delivered_at=when))
+def mark_delivered(conn: Connection, item: PendingOutbound, when: datetime) -> None:
+    """Delivered, unless the row was given other content meanwhile (an answer queued again,
+    :func:`queue_answer_again`): that content is still to be delivered."""
+    conn.execute(
+        update(OUTBOUND)
+        .where(OUTBOUND.c.id == item.id, OUTBOUND.c.sha256 == item.sha256)
+        .values(delivered_at=when)
+    )
 
 
 def next_seq(conn: Connection, type_: str, sender: str, receiver: str, business_date: str) -> int:

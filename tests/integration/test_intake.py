@@ -757,6 +757,37 @@ def test_a_name_rejected_twice_gets_its_second_rej_once_the_bureau_has_taken_the
     assert count(engine, OutboundFile) == 1
 
 
+def test_a_rej_queued_again_while_the_earlier_one_is_being_delivered_is_still_delivered(
+    server: Path, engine: Engine, tmp_path: Path
+) -> None:
+    from persistence import registry
+
+    first = make_bad_file("F08", size=4)
+    write_batch(first, server / "pickup")
+    ctx = context(tmp_path)
+    run_intake(LocalRemote(server), engine, ctx)
+    with engine.connect() as conn:  # a deliverer reads the pending .rej …
+        (older,) = registry.pending_outbound(conn, ctx.conn_id)
+    with engine.begin() as conn:  # … the NAME is rejected again meanwhile …
+        registry.queue_answer_again(
+            conn,
+            conn_id=ctx.conn_id,
+            directory="drop",
+            name=f"{first.name}.rej",
+            type_="REJ",
+            data=b"a later answer",
+            record_count=1,
+            created_at=NOW,
+            source_file_id=conn.scalar(select(func.max(ReceivedFile.id))),
+        )
+    with engine.begin() as conn:  # … and the deliverer marks what it sent
+        registry.mark_delivered(conn, older, NOW)
+
+    with engine.connect() as conn:
+        (still,) = registry.pending_outbound(conn, ctx.conn_id)
+    assert still.data == b"a later answer"
+
+
 def test_a_file_rejected_for_its_own_bytes_and_sent_again_unchanged_is_not_answered_again(
     server: Path, engine: Engine, tmp_path: Path
 ) -> None:

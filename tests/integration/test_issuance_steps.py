@@ -676,3 +676,34 @@ def test_a_partner_refusal_code_passes_unchanged_and_a_pan_failing_luhn_is_never
         ("account_open", None, None, good),
     ]
     assert "Luhn" in problem
+
+
+def test_a_perso_whose_zip_name_is_taken_in_the_drop_is_not_sent_beside_the_other_zip(
+    trees: dict[str, Path], engine: Engine, tmp_path: Path
+) -> None:
+    from transport.errors import PublishConflictError
+
+    intake(trees, engine, tmp_path, 2, ("B001",), 52)
+    open_hub_accounts(engine, "B001", PANS, DAY)
+    names = dispatch_perso(
+        engine,
+        hub="B001",
+        factory="F01",
+        conn_id="sftp_f01",
+        drop="drop",
+        business_date=DAY,
+        now=NOW,
+        bureaus=("R440100",),
+        spool_dir=tmp_path / "outbox",
+    )
+    zip_name = names[0].replace(".txt", ".zip")
+    stale = trees["F01"] / "drop" / zip_name
+    stale.write_bytes(b"an older zip of the same name")
+    (trees["F01"] / "drop" / f"{zip_name}.ok").write_bytes(
+        Control.for_bytes(zip_name, stale.read_bytes(), 1).render()
+    )
+
+    with pytest.raises(PublishConflictError):
+        deliver(LocalRemote(trees["F01"]), engine, "sftp_f01", NOW)
+
+    assert not (trees["F01"] / "drop" / names[0]).exists()
