@@ -11,7 +11,6 @@ from collections.abc import Callable
 from datetime import date, timedelta
 
 from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import InterfaceError, OperationalError
 
 from issuance.inbox import PartyInbox
 from issuance.intake import (
@@ -28,6 +27,7 @@ from issuance.intake import (
     reject_file,
 )
 from persistence import registry
+from persistence.db import is_outage
 from schemas.codec import DelimitedReader, FixedReader, Header
 from schemas.codes import FileCode
 from schemas.files import SAFE_NAME, Control, FileLevelError, FileName
@@ -91,9 +91,11 @@ def receive(
             continue
         try:
             outcomes.append(_receive_one(remote, engine, inbox, type_, handler, name))
-        except (TransportError, OperationalError, InterfaceError):
-            raise  # the server or the database, not the file: the whole run is retried
+        except TransportError:
+            raise  # the server, not the file: the whole run is retried
         except Exception as exc:
+            if is_outage(exc):
+                raise  # the database, not the file: the whole run is retried
             log.error(
                 "%s: could not be processed (%s); left in pickup for the next run\n%s",
                 name,

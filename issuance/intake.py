@@ -32,7 +32,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from issuance.apply_rules import (
     ApplyRules,
@@ -44,6 +43,7 @@ from issuance.apply_rules import (
 from issuance.inbox import Inbox
 from issuance.photos import PhotoNames, PhotoZip, check_photo_zip
 from persistence import apply_store, registry
+from persistence.db import describe_database_error, is_outage
 from schemas.codec import NO_FAIL, Chunk, DelimitedReader, Header, write_delimited
 from schemas.codes import FileCode, LineCode, message, reason_text
 from schemas.files import SAFE_NAME, Control, FileLevelError, FileName
@@ -741,9 +741,11 @@ def run_intake(remote: Remote, engine: Engine, ctx: IntakeContext) -> list[FileO
             continue
         try:
             outcomes.append(process_file(remote, engine, ctx, name))
-        except (TransportError, OperationalError, InterfaceError):
-            raise  # the server or the database, not the file: the whole run is retried
+        except TransportError:
+            raise  # the server, not the file: the whole run is retried
         except Exception as exc:
+            if is_outage(exc):
+                raise  # the database, not the file: the whole run is retried
             # Nothing of the file was committed; it stays in the pickup and the bureau's
             # other files go on. The run fails at the end so the operators see it.
             log.error(
@@ -772,16 +774,11 @@ def describe_failure(exc: BaseException) -> str:
     SQLSTATE and its statement (the database's own message and detail may quote the
     values, such as a key that already exists); any other error by its type and message,
     and the types of the errors that caused it."""
-    if isinstance(exc, DBAPIError):
-        state = getattr(exc.orig, "sqlstate", None) or "-"
-        statement = " ".join(str(exc.statement or "").split())[:300]
-        text = f"{type(exc).__name__} {type(exc.orig).__name__} (SQLSTATE {state}): {statement}"
-    else:
-        text = f"{type(exc).__name__}: {str(exc)[:300]}"
+    text = describe_database_error(exc) or f"{type(exc).__name__}: {str(exc)[:300]}"
     causes: list[str] = []
     cause = exc.__cause__ or exc.__context__
     while cause is not None and len(causes) < 5:
-        if not isinstance(exc, DBAPIError) or cause is not exc.orig:
+        if cause is not getattr(exc, "orig", None):
             causes.append(type(cause).__name__)
         cause = cause.__cause__ or cause.__context__
     return text + (f" (caused by {', '.join(causes)})" if causes else "")

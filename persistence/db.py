@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import io
+import sqlite3
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pyarrow as pa
 import pyarrow.csv as pacsv
 from sqlalchemy import Connection, Engine, TextClause, create_engine, event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
 
 from sscard.config import database_url
@@ -164,3 +167,33 @@ def query_batches(
                 count = rest.num_rows
         if count:
             yield pa.Table.from_batches(held, schema=reader.schema).combine_chunks()
+
+
+#: a database that cannot be reached or used right now, as SQLAlchemy or a driver used
+#: directly (COPY, executemany) raises it: the run is retried, no file is blamed
+_OUTAGES: tuple[type[BaseException], ...] = (
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+    sqlite3.OperationalError,
+    sqlite3.InterfaceError,
+)
+
+
+def is_outage(exc: BaseException) -> bool:
+    return isinstance(exc, _OUTAGES)
+
+
+def describe_database_error(exc: BaseException) -> str | None:
+    """A database error for the log without a value: its type, SQLSTATE and statement
+    (the database's own message and detail may quote values, such as a key that already
+    exists or the row a COPY stopped at). ``None`` for any other error."""
+    if isinstance(exc, sa_exc.DBAPIError):
+        state = getattr(exc.orig, "sqlstate", None) or "-"
+        statement = " ".join(str(exc.statement or "").split())[:300]
+        return f"{type(exc).__name__} {type(exc.orig).__name__} (SQLSTATE {state}): {statement}"
+    if isinstance(exc, psycopg.Error | sqlite3.Error):
+        state = getattr(exc, "sqlstate", None) or "-"
+        return f"{type(exc).__module__}.{type(exc).__name__} (SQLSTATE {state})"
+    return None
