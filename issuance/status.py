@@ -1,7 +1,8 @@
 """Where the work stands: a report for operations (``sscard status``).
 
 Counts of applications per bureau and status, account requests partner banks have not
-answered (how many, the oldest, how many days before E140), cards at the factory not yet
+answered (how many, how many not delivered yet, the oldest delivered, how many days
+before E140), cards at the factory not yet
 returned, files queued but not yet delivered, and production records refused today. No
 ID number, name or PAN appears: counts, dates and file names only.
 """
@@ -9,23 +10,28 @@ ID number, name or PAN appears: counts, dates and file names only.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import date
+from datetime import UTC, date
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, and_, func, select
 
-from issuance.accounts import PERSO_SENT
+from issuance.accounts import PERSO_SENT, SHANGHAI
 from persistence.issuance_store import rows
+from persistence.models import OutboundFile, PartnerRequest
 
 
 @dataclass(frozen=True)
 class PartnerWait:
     bank_code: str
     unanswered: int
+    #: of them, requests whose ACCTOPEN has not reached the partner yet (no E140 clock)
+    not_delivered: int
+    #: the day (Asia/Shanghai) the oldest delivered one reached the partner ("" if none)
     oldest_sent: str
     age_days: int
-    #: days left before the oldest request fails E140 (0: it fails at the next run)
-    days_to_e140: int
+    #: days left before the oldest delivered request fails E140 (0: at the next run;
+    #: None: none has been delivered)
+    days_to_e140: int | None
 
 
 @dataclass(frozen=True)
@@ -71,14 +77,37 @@ def work_status(
             )
         }
         partners = []
-        for r in rows(
-            conn,
-            "SELECT bank_code, COUNT(*) AS n, MIN(sent_date) AS oldest FROM partner_request "
-            "WHERE answered_date IS NULL GROUP BY bank_code ORDER BY bank_code",
+        request, sent = PartnerRequest.__table__.c, OutboundFile.__table__.c
+        for r in conn.execute(
+            select(
+                request.bank_code,
+                func.count().label("n"),
+                func.count(sent.delivered_at).label("delivered"),
+                func.min(sent.delivered_at).label("oldest"),
+            )
+            .select_from(
+                PartnerRequest.__table__.outerjoin(
+                    OutboundFile.__table__,
+                    and_(sent.name == request.request_name, sent.type == "ACCTOPEN"),
+                )
+            )
+            .where(request.answered_date.is_(None))
+            .group_by(request.bank_code)
+            .order_by(request.bank_code)
         ):
-            age = _days(r.oldest, business_date)
+            waiting, delivered = int(r.n), int(r.delivered)
+            if r.oldest is None:
+                partners.append(PartnerWait(r.bank_code, waiting, waiting, "", 0, None))
+                continue
+            when = r.oldest if r.oldest.tzinfo else r.oldest.replace(tzinfo=UTC)
+            oldest = when.astimezone(SHANGHAI).strftime("%Y%m%d")
+            age = _days(oldest, business_date)
             wait = partner_wait_days.get(r.bank_code, 1)
-            partners.append(PartnerWait(r.bank_code, int(r.n), r.oldest, age, max(wait - age, 0)))
+            partners.append(
+                PartnerWait(
+                    r.bank_code, waiting, waiting - delivered, oldest, age, max(wait - age, 0)
+                )
+            )
         factory = rows(
             conn,
             "SELECT COUNT(*) AS n, MIN(p.issue_date) AS oldest FROM perso_record p "
@@ -121,10 +150,15 @@ def render(status: WorkStatus) -> str:
     if not status.partners:
         lines.append("  none")
     for p in status.partners:
-        lines.append(
-            f"  {p.bank_code}  {p.unanswered:>9,} unanswered, oldest sent {p.oldest_sent} "
-            f"({p.age_days} day(s) ago; E140 in {p.days_to_e140} day(s))"
-        )
+        waiting = f"  {p.bank_code}  {p.unanswered:>9,} unanswered"
+        if p.not_delivered:
+            waiting += f" ({p.not_delivered:,} not delivered yet: no E140 clock)"
+        if p.days_to_e140 is not None:
+            waiting += (
+                f", oldest sent {p.oldest_sent} "
+                f"({p.age_days} day(s) ago; E140 in {p.days_to_e140} day(s))"
+            )
+        lines.append(waiting)
     oldest = f", oldest PERSO {status.oldest_perso}" if status.oldest_perso else ""
     lines.append(f"cards at the factory, not yet returned: {status.at_factory:,}{oldest}")
     lines.append(f"files queued, not yet delivered: {len(status.undelivered)}")

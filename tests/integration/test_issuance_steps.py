@@ -439,12 +439,20 @@ def test_the_status_report_shows_unanswered_partner_requests_with_their_age(
     intake(trees, engine, tmp_path, 3, ("B002",), 42)
     request_b002_accounts(engine)
 
+    undelivered = work_status(engine, "20261123", {"B002": 2})
+
+    assert [(p.unanswered, p.not_delivered, p.days_to_e140) for p in undelivered.partners] == [
+        (3, 3, None)
+    ]
+    assert "3 unanswered (3 not delivered yet: no E140 clock)" in render(undelivered)
+    deliver(LocalRemote(trees["B002"]), engine, "sftp_b002", NOW)
+
     status = work_status(engine, "20261123", {"B002": 2})
 
     assert [
-        (p.bank_code, p.unanswered, p.oldest_sent, p.age_days, p.days_to_e140)
+        (p.bank_code, p.unanswered, p.not_delivered, p.oldest_sent, p.age_days, p.days_to_e140)
         for p in status.partners
-    ] == [("B002", 3, DAY, 1, 1)]
+    ] == [("B002", 3, 0, DAY, 1, 1)]
     assert status.applications == {("R440100", "partner_sent"): 3}
     assert status.undelivered[0][1] == "APPLYRSP_B001_R440100_20261122_001.txt"
     text = render(status)
@@ -458,7 +466,14 @@ def test_the_status_report_shows_unanswered_partner_requests_with_their_age(
     assert main(["status", "--json", "--business-date", "20261123"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["partners"] == [
-        {"bank_code": "B002", "unanswered": 3, "oldest_sent": DAY, "age_days": 1, "days_to_e140": 0}
+        {
+            "bank_code": "B002",
+            "unanswered": 3,
+            "not_delivered": 0,
+            "oldest_sent": DAY,
+            "age_days": 1,
+            "days_to_e140": 0,
+        }
     ]
     assert report["applications"] == [{"bureau": "R440100", "status": "partner_sent", "count": 3}]
 
