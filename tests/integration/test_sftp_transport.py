@@ -18,6 +18,7 @@ import pytest
 from sandbox import openssh as sshd_support
 from schemas.files import Control
 from tests.support.sshd import OpenSshServer, free_port, generate_key
+from transport import fetch
 from transport.errors import (
     AuthenticationError,
     HostKeyError,
@@ -167,12 +168,20 @@ def test_a_download_apart_copies_the_file_from_a_process_of_its_own_while_this_o
 
 @pytest.mark.parametrize("over", [-1, 0, 1])
 def test_a_download_of_a_large_file_is_copied_whole_by_a_process_of_its_own(
-    over: int, remote: SftpRemote, base: Path, tmp_path: Path
+    over: int, remote: SftpRemote, base: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     data = DATA * 400_000
     (base / "pickup").mkdir()
     (base / "pickup" / NAME).write_bytes(data)
     remote.apart_from = len(data) - over  # at, below and above the limit
+    children: list[str] = []
+    real = fetch.download_apart
+
+    def counted(*args: Any) -> tuple[int, str]:
+        children.append(args[1])
+        return real(*args)
+
+    monkeypatch.setattr(fetch, "download_apart", counted)
 
     with ThreadPoolExecutor(1) as other:
         got = other.submit(remote.download, f"pickup/{NAME}", tmp_path / NAME)
@@ -181,6 +190,7 @@ def test_a_download_of_a_large_file_is_copied_whole_by_a_process_of_its_own(
 
     assert got.result() == (len(data), hashlib.sha256(data).hexdigest())
     assert (tmp_path / NAME).read_bytes() == data
+    assert len(children) == (1 if over >= 0 else 0)  # by the child from the limit on
     with pytest.raises(FileNotFoundError):
         remote.download("pickup/nothing.txt", tmp_path / "nothing.txt")
     assert not (tmp_path / "nothing.txt").exists()
