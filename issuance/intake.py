@@ -730,7 +730,7 @@ def run_intake(remote: Remote, engine: Engine, ctx: IntakeContext) -> list[FileO
             len(incomplete),
             ", ".join(incomplete[:20]),
         )
-    outcomes: list[FileOutcome] = []
+    outcomes = _zips_alone(remote, engine, ctx, [n for n in incomplete if n.endswith(".zip")])
     failed: list[str] = []
     for name in ready:
         try:
@@ -782,6 +782,52 @@ def describe_failure(exc: BaseException) -> str:
             causes.append(type(cause).__name__)
         cause = cause.__cause__ or cause.__context__
     return text + (f" (caused by {', '.join(causes)})" if causes else "")
+
+
+def _zips_alone(
+    remote: Remote, engine: Engine, ctx: IntakeContext, zips: list[str]
+) -> list[FileOutcome]:
+    """Photo zips whose data file has not come: they wait for it up to ``zip_wait`` from
+    the first run that saw them alone, then are rejected F04 (a zip is no file of its
+    own) with their ``.rej``, so nothing waits unanswered for ever."""
+    with engine.begin() as conn:
+        since = registry.zips_waiting_alone(conn, ctx.conn_id, zips, ctx.now)
+    outcomes = []
+    for name, (row_id, first_seen) in since.items():
+        if ctx.now - first_seen < ctx.zip_wait:
+            log.info(
+                "%s: photo zip waiting for its data file until %s",
+                name,
+                (first_seen + ctx.zip_wait).isoformat(),
+            )
+            continue
+        with engine.begin() as conn:
+            registry.update_file(
+                conn,
+                row_id,
+                outcome="rejected",
+                file_code=str(FileCode.F04),
+                detail="photo zip without its data file past zip_wait",
+                processed_at=ctx.now,
+            )
+            if SAFE_NAME.fullmatch(name):
+                registry.queue_answer_again(
+                    conn,
+                    conn_id=ctx.conn_id,
+                    directory=ctx.drop,
+                    name=f"{name}.rej",
+                    type_="REJ",
+                    data=render_rej(name, FileCode.F04),
+                    record_count=1,
+                    created_at=ctx.now,
+                    source_file_id=row_id,
+                )
+        for n in (name, f"{name}.ok"):
+            if remote.exists(f"{ctx.pickup}/{n}"):
+                remote.move(f"{ctx.pickup}/{n}", f"{ctx.pickup}/rejected/{ctx.business_date}")
+        log.warning("%s: photo zip without its data file past zip_wait: rejected F04", name)
+        outcomes.append(FileOutcome(name, "rejected", str(FileCode.F04)))
+    return outcomes
 
 
 class IntakeIncomplete(Exception):

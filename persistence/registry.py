@@ -7,12 +7,13 @@ response to send are committed in one transaction.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import cast
 
-from sqlalchemy import Connection, Table, and_, insert, or_, select, update
+from sqlalchemy import Connection, Table, and_, delete, insert, or_, select, update
 
 from persistence.models import OutboundFile, ReceivedFile
 from schemas.files import sha256_of
@@ -64,6 +65,51 @@ def conflicting(
         .limit(1)
     ).first()
     return row is not None
+
+
+#: ``detail`` of the row that dates a photo zip waiting for its data file
+ZIP_ALONE = "photo zip waiting for its data file"
+
+
+def zips_waiting_alone(
+    conn: Connection, conn_id: str, names: Sequence[str], now: datetime
+) -> dict[str, tuple[int, datetime]]:
+    """Since when each of ``names`` (photo zips whose data file has not arrived) has been
+    seen alone, as (registry id, first seen), recording the ones seen for the first time.
+    Zips no longer alone (their data file came, or they left) are forgotten."""
+    rows = conn.execute(
+        select(RECEIVED.c.id, RECEIVED.c.name, RECEIVED.c.first_seen_at).where(
+            RECEIVED.c.conn_id == conn_id,
+            RECEIVED.c.outcome == "waiting",
+            RECEIVED.c.detail == ZIP_ALONE,
+        )
+    ).all()
+    seen = {r.name: r for r in rows}
+    gone = [r.id for name, r in seen.items() if name not in names]
+    if gone:
+        conn.execute(delete(RECEIVED).where(RECEIVED.c.id.in_(gone)))
+    since: dict[str, tuple[int, datetime]] = {}
+    for name in names:
+        if name in seen:
+            first = seen[name].first_seen_at
+            since[name] = (seen[name].id, first if first.tzinfo else first.replace(tzinfo=UTC))
+        else:
+            since[name] = (
+                record_file(
+                    conn,
+                    conn_id=conn_id,
+                    name=name[:100],
+                    sha256="",
+                    size=0,
+                    outcome="waiting",
+                    detail=ZIP_ALONE,
+                    accepted_count=0,
+                    rejected_count=0,
+                    first_seen_at=now,
+                ),
+                now,
+            )
+    return since
 
 
 def record_file(conn: Connection, **values: object) -> int:

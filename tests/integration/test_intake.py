@@ -848,7 +848,10 @@ def test_a_photo_zip_arriving_before_its_data_file_waits_for_it(
 
     assert run(server, engine, tmp_path) == []
     assert (pickup / batch.zip_name).exists() and not list((server / "drop").iterdir())
-    assert count(engine, ReceivedFile) == 0
+    with engine.connect() as conn:  # dated, for its zip_wait
+        assert conn.execute(select(ReceivedFile.name, ReceivedFile.outcome)).all() == [
+            (batch.zip_name, "waiting")
+        ]
     (pickup / f"{batch.name}.part").unlink(missing_ok=True)
     write_batch(batch, pickup)
 
@@ -857,6 +860,48 @@ def test_a_photo_zip_arriving_before_its_data_file_waits_for_it(
     assert [(o.outcome, o.file_code) for o in outcomes] == [("accepted", None)]
     assert response_codes(server, RSP) == ["", "", ""]
     assert (pickup / "archive" / "20261122" / batch.zip_name).exists()
+
+
+def test_a_photo_zip_whose_data_file_never_comes_is_f04_after_zip_wait(
+    server: Path, engine: Engine, tmp_path: Path
+) -> None:
+    batch = make_apply_batch(size=3, seed=18)
+    assert batch.zip_data is not None and batch.zip_control is not None
+    pickup = server / "pickup"
+    (pickup / batch.zip_name).write_bytes(batch.zip_data)
+    (pickup / f"{batch.zip_name}.ok").write_bytes(batch.zip_control)
+
+    assert run(server, engine, tmp_path) == []
+    assert run(server, engine, tmp_path, now=NOW + timedelta(minutes=119)) == []
+    outcomes = run(server, engine, tmp_path, now=NOW + timedelta(minutes=120))
+
+    assert [(o.name, o.outcome, o.file_code) for o in outcomes] == [
+        (batch.zip_name, "rejected", "F04")
+    ]
+    rej = (server / "drop" / f"{batch.zip_name}.rej").read_bytes()
+    assert rej.startswith(f"{batch.zip_name}|F04|".encode())
+    assert (pickup / "rejected" / "20261122" / batch.zip_name).exists()
+    assert not (pickup / batch.zip_name).exists()
+
+
+def test_a_photo_zip_alone_for_a_while_is_forgotten_once_its_data_file_comes(
+    server: Path, engine: Engine, tmp_path: Path
+) -> None:
+    batch = make_apply_batch(size=3, seed=19)
+    assert batch.zip_data is not None and batch.zip_control is not None
+    pickup = server / "pickup"
+    (pickup / batch.zip_name).write_bytes(batch.zip_data)
+    (pickup / f"{batch.zip_name}.ok").write_bytes(batch.zip_control)
+    assert run(server, engine, tmp_path) == []
+    write_batch(batch, pickup)
+
+    outcomes = run(server, engine, tmp_path, now=NOW + timedelta(minutes=119))
+
+    assert [(o.outcome, o.file_code) for o in outcomes] == [("accepted", None)]
+    with engine.connect() as conn:
+        assert conn.execute(select(ReceivedFile.name, ReceivedFile.outcome)).all() == [
+            (batch.name, "accepted")
+        ]
 
 
 def test_a_file_of_a_type_no_bureau_sends_is_f04_and_status_and_disb_are_left_for_their_flows(
