@@ -4,8 +4,8 @@
 **Moves:** `ACCTOPENRSP_<bank>_<hub>_…` from each partner bank's `pickup` → sets PAN and
 `pan_seq` of each answered application, or fails it at stage 1 with the partner's own
 reason code (reported to the bureau in CARDRSP) → archives the file. Requests still
-unanswered `partner_wait_days` after they were sent fail with E140. The task log shows
-how many requests are still open and since when.
+unanswered `partner_wait_days` after their ACCTOPEN reached the partner fail with E140.
+The task log shows how many requests are still open and since when.
 
 **Runs** every 15 minutes.
 
