@@ -14,13 +14,13 @@ from sqlalchemy import Connection, Engine
 
 from issuance.inbox import PartyInbox
 from issuance.intake import (
-    COMPANION_CODES,
     FileOutcome,
     IntakeIncomplete,
     Landed,
     _file_values,
     _reject_unsafe,
     archive,
+    companions_changed,
     complete_files,
     describe_failure,
     land,
@@ -121,8 +121,12 @@ def _receive_one(
     landed = land(remote, inbox, name)
     with engine.connect() as conn:
         prior = registry.find_same(conn, inbox.conn_id, name, landed.sha256)
-    if prior is not None and prior.file_code in COMPANION_CODES:
-        log.info("%s: delivered again after %s: taken afresh", name, prior.file_code)
+    if prior is not None and companions_changed(prior, landed):
+        log.info(
+            "%s: delivered again after %s with its control file changed: taken afresh",
+            name,
+            prior.file_code,
+        )
     elif prior is not None:
         archive(remote, inbox, name, rejected=prior.outcome == "rejected")
         log.info("%s: delivered again with the same content; archived, nothing else done", name)

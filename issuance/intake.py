@@ -264,6 +264,8 @@ class Landed:
     #: the photo zip of an APPLY, when it and its control file have arrived; landed by
     #: :func:`land_photos` while the lines are read
     zip_name: str | None = None
+    #: the digest of the companions as found: the control file, the zip's control file
+    companions: str = ""
 
 
 #: file-level rejections decided by a file's companions (its control file, its photo zip)
@@ -311,13 +313,16 @@ def land(remote: Remote, ctx: Inbox, name: str) -> Landed:
     control = remote.read_bytes(f"{ctx.pickup}/{name}.ok")
     path.with_name(f"{path.name}.ok").write_bytes(control)
     zip_name: str | None = None
+    zip_control = b"(no photo zip)"
     if name.endswith(".txt"):
         candidate = name[:-4] + ".zip"
         if remote.exists(f"{ctx.pickup}/{candidate}") and remote.exists(
             f"{ctx.pickup}/{candidate}.ok"
         ):
             zip_name = candidate
-    return Landed(name, path, control, size, sha, zip_name)
+            zip_control = remote.read_bytes(f"{ctx.pickup}/{candidate}.ok")
+    companions = hashlib.sha256(control + b"\n--\n" + zip_control).hexdigest()
+    return Landed(name, path, control, size, sha, zip_name, companions)
 
 
 def land_photos(remote: Remote, ctx: Inbox, landed: Landed) -> PhotoZip:
@@ -355,6 +360,12 @@ def archive(remote: Remote, ctx: Inbox, name: str, rejected: bool) -> None:
         remote.move(f"{ctx.pickup}/{n}", dest)
 
 
+def companions_changed(prior: registry.PriorFile, landed: Landed) -> bool:
+    """The same data file was rejected F01 or F10 (decided by its companions) and comes
+    again with other companions: it is taken afresh (docs/decisions.md 4)."""
+    return prior.file_code in COMPANION_CODES and prior.companions_sha256 != landed.companions
+
+
 def process_file(remote: Remote, engine: Engine, ctx: IntakeContext, name: str) -> FileOutcome:
     """Take one complete file from the pickup directory to its committed outcome."""
     if not SAFE_NAME.fullmatch(name):
@@ -363,9 +374,9 @@ def process_file(remote: Remote, engine: Engine, ctx: IntakeContext, name: str) 
     with engine.connect() as conn:
         prior = registry.find_same(conn, ctx.conn_id, name, landed.sha256)
     if prior is not None and prior.outcome in ("accepted", "rejected"):
-        if prior.file_code in COMPANION_CODES:
+        if companions_changed(prior, landed):
             log.info(
-                "%s: delivered again after %s, which its companions decided: taken afresh",
+                "%s: delivered again after %s with its companions changed: taken afresh",
                 name,
                 prior.file_code,
             )
@@ -672,6 +683,8 @@ def reject_file(
         fname = None
     values = _file_values(ctx, landed, fname, "rejected", first_seen)
     values.update(file_code=str(exc.code), detail=exc.detail[:200], processed_at=ctx.now)
+    if str(exc.code) in COMPANION_CODES:
+        values.update(companions_sha256=landed.companions)
     with engine.begin() as conn:
         if waiting_id is None:
             file_id = registry.record_file(conn, **values)

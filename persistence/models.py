@@ -61,6 +61,10 @@ class ReceivedFile(Base):
     local_path: Mapped[str | None] = mapped_column(String(500))
     first_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     processed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: of a file rejected F01 or F10: the digest of its companions then (its control file,
+    #: its photo zip's control file), so the same file sent again with them unchanged is
+    #: only archived again, and with them corrected is taken afresh
+    companions_sha256: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (
         Index("ix_received_file_lookup", "conn_id", "name", "sha256"),

@@ -28,12 +28,19 @@ class PriorFile:
     outcome: str
     file_code: str | None
     first_seen_at: datetime
+    companions_sha256: str | None = None
 
 
 def find_same(conn: Connection, conn_id: str, name: str, sha256: str) -> PriorFile | None:
     """The latest record of this exact file (name and content) from this connection."""
     row = conn.execute(
-        select(RECEIVED.c.id, RECEIVED.c.outcome, RECEIVED.c.file_code, RECEIVED.c.first_seen_at)
+        select(
+            RECEIVED.c.id,
+            RECEIVED.c.outcome,
+            RECEIVED.c.file_code,
+            RECEIVED.c.first_seen_at,
+            RECEIVED.c.companions_sha256,
+        )
         .where(RECEIVED.c.conn_id == conn_id, RECEIVED.c.name == name, RECEIVED.c.sha256 == sha256)
         .order_by(RECEIVED.c.id.desc())
         .limit(1)
@@ -43,7 +50,11 @@ def find_same(conn: Connection, conn_id: str, name: str, sha256: str) -> PriorFi
     seen = row.first_seen_at
     # SQLite keeps no zone: the hub writes UTC everywhere
     return PriorFile(
-        row.id, row.outcome, row.file_code, seen if seen.tzinfo else seen.replace(tzinfo=UTC)
+        row.id,
+        row.outcome,
+        row.file_code,
+        seen if seen.tzinfo else seen.replace(tzinfo=UTC),
+        row.companions_sha256,
     )
 
 

@@ -728,6 +728,10 @@ def test_the_same_data_file_sent_again_with_its_zip_after_f10_is_taken_afresh(
     ]
     for taken in (server / "drop").iterdir():  # the bureau collects the .rej
         taken.unlink()
+    write_batch(dataclasses.replace(batch, zip_data=None, zip_control=None), server / "pickup")
+    again = run(server, engine, tmp_path, now=NOW + timedelta(hours=2, minutes=30))
+    assert [(o.outcome, o.file_code) for o in again] == [("redelivered", "F10")]  # unchanged
+    assert not list((server / "drop").iterdir())
     write_batch(batch, server / "pickup")  # the same data file, now with its zip
 
     outcomes = run(server, engine, tmp_path, now=NOW + timedelta(hours=3))

@@ -509,6 +509,10 @@ def test_a_factory_pickup_answers_a_wrong_type_f04_and_takes_a_file_again_after_
     deliver(remote, engine, "sftp_f01", NOW)
     rej = (trees["F01"] / "drop" / f"{wrong_type}.rej").read_bytes()
     assert rej.startswith(f"{wrong_type}|F04|".encode())
+    (pickup / name).write_bytes(data)  # the same file, the same wrong control file
+    (pickup / f"{name}.ok").write_bytes(Control.for_bytes(name, data + b"x", 0).render())
+    unchanged = receive(remote, engine, inbox("F01", tmp_path), "PERSORSP", handler)
+    assert [(o.outcome, o.file_code) for o in unchanged] == [("redelivered", "F01")]
     (pickup / name).write_bytes(data)  # the same file again, with its control file right
     (pickup / f"{name}.ok").write_bytes(Control.for_bytes(name, data, 0).render())
 
