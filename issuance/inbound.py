@@ -6,33 +6,30 @@ is answered with ``NAME.rej`` — for any file type and a handler that applies i
 from __future__ import annotations
 
 import logging
-import traceback
 from collections.abc import Callable
 from datetime import date, timedelta
+from functools import partial
 
 from sqlalchemy import Connection, Engine
 
 from issuance.inbox import PartyInbox
 from issuance.intake import (
     FileOutcome,
-    IntakeIncomplete,
     Landed,
     _file_values,
     _reject_unsafe,
     archive,
     companions_changed,
     complete_files,
-    describe_failure,
     land,
     reject_file,
+    take_apart,
 )
 from persistence import registry
-from persistence.db import is_outage
 from schemas.codec import DelimitedReader, FixedReader, Header
 from schemas.codes import FileCode
 from schemas.files import SAFE_NAME, Control, FileLevelError, FileName
 from schemas.layouts import LAYOUTS
-from transport.errors import TransportError
 from transport.remote import Remote
 
 log = logging.getLogger("sscard.inbound")
@@ -77,7 +74,7 @@ def receive(
     """Every complete ``type_`` file from ``inbox.party`` in the pickup directory, and
     every file of a TYPE that party does not send (F04). A file that fails for a reason no
     reason code covers is left in the pickup, untouched, with the outcome ``failed``
-    (see :func:`raise_if_failed`), and the other files go on."""
+    (see :func:`issuance.intake.raise_if_failed`), and the other files go on."""
     ready, incomplete = complete_files(remote, inbox.pickup)
     if incomplete:
         log.info("%d file(s) not complete yet", len(incomplete))
@@ -89,28 +86,10 @@ def receive(
             fname = None
         if fname is not None and fname.type in SENT_ALONGSIDE.get(type_, frozenset()):
             continue
-        try:
-            outcomes.append(_receive_one(remote, engine, inbox, type_, handler, name))
-        except TransportError:
-            raise  # the server, not the file: the whole run is retried
-        except Exception as exc:
-            if is_outage(exc):
-                raise  # the database, not the file: the whole run is retried
-            log.error(
-                "%s: could not be processed (%s); left in pickup for the next run\n%s",
-                name,
-                describe_failure(exc),
-                "".join(traceback.format_tb(exc.__traceback__)),
-            )
-            outcomes.append(FileOutcome(name, "failed"))
+        outcomes.append(
+            take_apart(name, partial(_receive_one, remote, engine, inbox, type_, handler))
+        )
     return outcomes
-
-
-def raise_if_failed(outcomes: list[FileOutcome]) -> None:
-    """``IntakeIncomplete`` naming the files :func:`receive` left in the pickup."""
-    failed = [o.name for o in outcomes if o.outcome == "failed"]
-    if failed:
-        raise IntakeIncomplete(failed)
 
 
 def _receive_one(

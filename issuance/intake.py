@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from functools import partial
 from itertools import pairwise
 from pathlib import Path
 from typing import BinaryIO
@@ -691,20 +692,25 @@ def reject_file(
         else:
             file_id = waiting_id
             registry.update_file(conn, file_id, **values)
-        if SAFE_NAME.fullmatch(landed.name):
-            registry.queue_answer_again(
-                conn,
-                conn_id=ctx.conn_id,
-                directory=ctx.drop,
-                name=f"{landed.name}.rej",
-                type_="REJ",
-                data=render_rej(landed.name, exc.code),
-                record_count=1,
-                created_at=ctx.now,
-                source_file_id=file_id,
-            )
+        _queue_rej(conn, ctx, landed.name, exc.code, file_id)
     log.warning("%s: rejected as a whole, %s: %s", landed.name, exc.code, exc.detail)
     return FileOutcome(landed.name, "rejected", str(exc.code))
+
+
+def _queue_rej(conn: Connection, ctx: Inbox, name: str, code: str, file_id: int) -> None:
+    """``NAME.rej`` for the sender (ICD §6), only for a name safe to write (ICD §2)."""
+    if SAFE_NAME.fullmatch(name):
+        registry.queue_answer_again(
+            conn,
+            conn_id=ctx.conn_id,
+            directory=ctx.drop,
+            name=f"{name}.rej",
+            type_="REJ",
+            data=render_rej(name, code),
+            record_count=1,
+            created_at=ctx.now,
+            source_file_id=file_id,
+        )
 
 
 def deliver(remote: Remote, engine: Engine, conn_id: str, now: datetime) -> int:
@@ -744,7 +750,6 @@ def run_intake(remote: Remote, engine: Engine, ctx: IntakeContext) -> list[FileO
             ", ".join(incomplete[:20]),
         )
     outcomes = _zips_alone(remote, engine, ctx, [n for n in incomplete if n.endswith(".zip")])
-    failed: list[str] = []
     for name in ready:
         try:
             fname: FileName | None = FileName.parse(name)
@@ -752,22 +757,7 @@ def run_intake(remote: Remote, engine: Engine, ctx: IntakeContext) -> list[FileO
             fname = None
         if fname is not None and fname.type in OTHER_BUREAU_TYPES:
             continue
-        try:
-            outcomes.append(process_file(remote, engine, ctx, name))
-        except TransportError:
-            raise  # the server, not the file: the whole run is retried
-        except Exception as exc:
-            if is_outage(exc):
-                raise  # the database, not the file: the whole run is retried
-            # Nothing of the file was committed; it stays in the pickup and the bureau's
-            # other files go on. The run fails at the end so the operators see it.
-            log.error(
-                "%s: could not be processed (%s); left in pickup for the next run\n%s",
-                name,
-                describe_failure(exc),
-                "".join(traceback.format_tb(exc.__traceback__)),
-            )
-            failed.append(name)
+        outcomes.append(take_apart(name, partial(process_file, remote, engine, ctx)))
     tally = Counter(o.outcome for o in outcomes)
     log.info(
         "intake %s: %d file(s): %s; lines accepted=%d rejected=%d",
@@ -777,9 +767,36 @@ def run_intake(remote: Remote, engine: Engine, ctx: IntakeContext) -> list[FileO
         sum(o.accepted for o in outcomes),
         sum(o.rejected for o in outcomes),
     )
+    raise_if_failed(outcomes)  # the run fails at the end so the operators see it
+    return outcomes
+
+
+def take_apart(name: str, take: Callable[[str], FileOutcome]) -> FileOutcome:
+    """``take(name)`` for one file, or the outcome ``failed`` when it fails for a reason no
+    reason code covers: nothing of the file was committed, it stays in the pickup, the
+    error is logged without a field value and the other files go on. A server or a
+    database that cannot be used is raised: the whole run is retried."""
+    try:
+        return take(name)
+    except TransportError:
+        raise
+    except Exception as exc:
+        if is_outage(exc):
+            raise
+        log.error(
+            "%s: could not be processed (%s); left in pickup for the next run\n%s",
+            name,
+            describe_failure(exc),
+            "".join(traceback.format_tb(exc.__traceback__)),
+        )
+        return FileOutcome(name, "failed")
+
+
+def raise_if_failed(outcomes: list[FileOutcome]) -> None:
+    """``IntakeIncomplete`` naming the files :func:`take_apart` left in the pickup."""
+    failed = [o.name for o in outcomes if o.outcome == "failed"]
     if failed:
         raise IntakeIncomplete(failed)
-    return outcomes
 
 
 def describe_failure(exc: BaseException) -> str:
@@ -823,21 +840,8 @@ def _zips_alone(
                 detail="photo zip without its data file past zip_wait",
                 processed_at=ctx.now,
             )
-            if SAFE_NAME.fullmatch(name):
-                registry.queue_answer_again(
-                    conn,
-                    conn_id=ctx.conn_id,
-                    directory=ctx.drop,
-                    name=f"{name}.rej",
-                    type_="REJ",
-                    data=render_rej(name, FileCode.F04),
-                    record_count=1,
-                    created_at=ctx.now,
-                    source_file_id=row_id,
-                )
-        for n in (name, f"{name}.ok"):
-            if remote.exists(f"{ctx.pickup}/{n}"):
-                remote.move(f"{ctx.pickup}/{n}", f"{ctx.pickup}/rejected/{ctx.business_date}")
+            _queue_rej(conn, ctx, name, FileCode.F04, row_id)
+        archive(remote, ctx, name, rejected=True)
         log.warning("%s: photo zip without its data file past zip_wait: rejected F04", name)
         outcomes.append(FileOutcome(name, "rejected", str(FileCode.F04)))
     return outcomes

@@ -18,9 +18,9 @@ from issuance.accounts import (
 )
 from issuance.apply_rules import rules_for
 from issuance.card_returns import write_card_returns
-from issuance.inbound import raise_if_failed, receive
+from issuance.inbound import receive
 from issuance.inbox import PartyInbox
-from issuance.intake import IntakeContext, deliver, run_intake
+from issuance.intake import IntakeContext, deliver, raise_if_failed, run_intake
 from issuance.personalisation import dispatch_perso
 from issuance.production import apply_production_results
 from persistence.db import engine_for

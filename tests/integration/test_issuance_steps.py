@@ -24,9 +24,15 @@ from issuance.accounts import (
 )
 from issuance.apply_rules import rules_for
 from issuance.card_returns import write_card_returns
-from issuance.inbound import raise_if_failed, receive
+from issuance.inbound import receive
 from issuance.inbox import PartyInbox
-from issuance.intake import IntakeContext, IntakeIncomplete, deliver, run_intake
+from issuance.intake import (
+    IntakeContext,
+    IntakeIncomplete,
+    deliver,
+    raise_if_failed,
+    run_intake,
+)
 from issuance.personalisation import dispatch_perso, expiry_of
 from issuance.production import apply_production_results
 from issuance.status import render, work_status
@@ -54,17 +60,9 @@ def trees(tmp_path: Path) -> dict[str, Path]:
     return out
 
 
-def intake(
-    trees: dict[str, Path],
-    engine: Engine,
-    tmp_path: Path,
-    size: int,
-    banks: tuple[str, ...],
-    seed: int,
-) -> None:
-    batch = make_apply_batch(size=size, seed=seed, bank_codes=banks)
-    write_batch(batch, trees["R440100"] / "pickup")
-    ctx = IntakeContext(
+def bureau_context(tmp_path: Path) -> IntakeContext:
+    """Intake of bureau R440100's pickup on DAY, partner banks B002 and B003 configured."""
+    return IntakeContext(
         conn_id="sftp_r440100",
         hub="B001",
         bureau="R440100",
@@ -76,7 +74,19 @@ def intake(
         rules=rules_for(DAY, frozenset({"B001", "B002", "B003"}), "R440100"),
         var_dir=tmp_path / "var",
     )
-    run_intake(LocalRemote(trees["R440100"]), engine, ctx)
+
+
+def intake(
+    trees: dict[str, Path],
+    engine: Engine,
+    tmp_path: Path,
+    size: int,
+    banks: tuple[str, ...],
+    seed: int,
+) -> None:
+    batch = make_apply_batch(size=size, seed=seed, bank_codes=banks)
+    write_batch(batch, trees["R440100"] / "pickup")
+    run_intake(LocalRemote(trees["R440100"]), engine, bureau_context(tmp_path))
 
 
 def request_b002_accounts(engine: Engine) -> str | None:
@@ -351,35 +361,35 @@ def test_a_replacement_keeping_its_number_takes_the_old_pan_with_the_pans_next_p
     batch = make_apply_batch(size=1, seed=46, bank_codes=("B001",))
     row = list(batch.rows[0])
     with engine.begin() as conn:
+        holder = {
+            "bureau": "R440100",
+            "id_type": "01",
+            "id_no": row[APPLY.index("id_no")],
+            "name": row[APPLY.index("name")],
+            "bank_code": "B001",
+            "pan": "6217881000000099998",
+        }
         conn.execute(
-            insert(Card).values(
-                card_no="OLD000009",
-                bureau="R440100",
-                id_type="01",
-                id_no=row[APPLY.index("id_no")],
-                name=row[APPLY.index("name")],
-                bank_code="B001",
-                pan="6217881000000099998",
-                pan_seq="03",
-                status="1",
-                issue_date="20200101",
-                expiry_date="20300101",
-            )
-        )
-        conn.execute(  # the old card was replaced keeping its number before, not enabled yet
-            insert(Card).values(
-                card_no="NEW000008",
-                bureau="R440100",
-                id_type="01",
-                id_no=row[APPLY.index("id_no")],
-                name=row[APPLY.index("name")],
-                bank_code="B001",
-                pan="6217881000000099998",
-                pan_seq="04",
-                status="0",
-                issue_date="20261101",
-                expiry_date="20361101",
-            )
+            insert(Card),
+            [
+                {
+                    **holder,
+                    "card_no": "OLD000009",
+                    "pan_seq": "03",
+                    "status": "1",
+                    "issue_date": "20200101",
+                    "expiry_date": "20300101",
+                },
+                # the old card was replaced keeping its number before, not enabled yet
+                {
+                    **holder,
+                    "card_no": "NEW000008",
+                    "pan_seq": "04",
+                    "status": "0",
+                    "issue_date": "20261101",
+                    "expiry_date": "20361101",
+                },
+            ],
         )
         conn.execute(
             insert(Account).values(
@@ -403,18 +413,7 @@ def test_a_replacement_keeping_its_number_takes_the_old_pan_with_the_pans_next_p
         batch, data=data, control=Control.for_bytes(batch.name, data, 1).render(), rows=[row]
     )
     write_batch(batch, trees["R440100"] / "pickup")
-    ctx = IntakeContext(
-        conn_id="sftp_r440100",
-        hub="B001",
-        bureau="R440100",
-        encoding="GB18030",
-        pickup="pickup",
-        drop="drop",
-        business_date=DAY,
-        now=NOW,
-        rules=rules_for(DAY, frozenset({"B001"}), "R440100"),
-        var_dir=tmp_path / "var",
-    )
+    ctx = bureau_context(tmp_path)
     assert [o.accepted for o in run_intake(LocalRemote(trees["R440100"]), engine, ctx)] == [1]
 
     opened = open_hub_accounts(engine, "B001", PANS, DAY)
@@ -558,20 +557,6 @@ def test_a_replacement_of_a_replacement_without_photos_takes_the_photo_on_file(
     from schemas.codec import FixedReader
     from schemas.layouts import APPLY, PERSO
 
-    def ctx() -> IntakeContext:
-        return IntakeContext(
-            conn_id="sftp_r440100",
-            hub="B001",
-            bureau="R440100",
-            encoding="GB18030",
-            pickup="pickup",
-            drop="drop",
-            business_date=DAY,
-            now=NOW,
-            rules=rules_for(DAY, frozenset({"B001"}), "R440100"),
-            var_dir=tmp_path / "var",
-        )
-
     factory_remote = LocalRemote(trees["F01"])
     factory = CardFactorySimulator(factory_remote, fail_share=0.0, seed=3)
 
@@ -614,7 +599,7 @@ def test_a_replacement_of_a_replacement_without_photos_takes_the_photo_on_file(
     with zipfile.ZipFile(io.BytesIO(first.zip_data)) as zf:
         original = zf.read(first.rows[0][APPLY.index("photo")])
     write_batch(first, trees["R440100"] / "pickup")
-    run_intake(LocalRemote(trees["R440100"]), engine, ctx())
+    run_intake(LocalRemote(trees["R440100"]), engine, bureau_context(tmp_path))
     card_no = first.rows[0][APPLY.index("card_no")]
     assert produce() == [(f"{card_no}.jpg", True)]
     for seq in (2, 3):  # a replacement without a photo, then a replacement of that card
@@ -636,7 +621,10 @@ def test_a_replacement_of_a_replacement_without_photos_takes_the_photo_on_file(
             dataclasses.replace(other, data=data, control=control, rows=[row]),
             trees["R440100"] / "pickup",
         )
-        assert [o.accepted for o in run_intake(LocalRemote(trees["R440100"]), engine, ctx())] == [1]
+        assert [
+            o.accepted
+            for o in run_intake(LocalRemote(trees["R440100"]), engine, bureau_context(tmp_path))
+        ] == [1]
         card_no = row[APPLY.index("card_no")]
 
         assert produce() == [(f"{card_no}.jpg", True)]  # the first application's photo
