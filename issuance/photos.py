@@ -13,7 +13,7 @@ import io
 import struct
 import zipfile
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -318,31 +318,93 @@ _METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
 _ENCRYPTED = 0x1
 
 
-def _entry_bytes(fh: BinaryIO, name: bytes, header: np.void) -> bytes:
-    """One entry, decompressed and checked against its CRC by ``zipfile``."""
-    fh.seek(int(header["offset"]))
+#: compressed bytes read at a time while an entry is inflated
+_INFLATE_BLOCK = 1 << 16
+
+
+def unpack_entry(
+    read: Callable[[int], bytes], method: int, csize: int, size: int, crc: int
+) -> bytes:
+    """A photo entry's bytes, from its data as ``read(n)`` gives it (at most ``n`` bytes a
+    call, ``b""`` at its end), checked against the central directory's sizes and CRC-32:
+    ``zipfile.BadZipFile`` otherwise.
+
+    An entry declared larger than a photo may be is refused unread, and never more than
+    its declared size and one byte are inflated, ``_INFLATE_BLOCK`` compressed bytes at a
+    time: a header that declares less than its data inflates to (a zip bomb: 1.3 MB of
+    zeros inflate to 1.3 GB) is found after one byte too many. (``zipfile`` inflates up
+    to 1 GiB at once and then cuts it to the declared size.)"""
+    if size > PHOTO_MAX_BYTES:
+        raise zipfile.BadZipFile("photo entry declared larger than a photo may be")
+    if method == zipfile.ZIP_STORED:
+        if csize != size:
+            raise zipfile.BadZipFile("stored photo entry's sizes differ")
+        data = read(size)
+    elif method == zipfile.ZIP_DEFLATED:
+        data = _inflate(read, csize, size + 1)
+    else:
+        raise zipfile.BadZipFile("photo entry stored other than plain or deflated")
+    if len(data) != size:
+        raise zipfile.BadZipFile("photo entry inflates to other than its declared size")
+    if zlib.crc32(data) != crc:
+        raise zipfile.BadZipFile("photo entry differs from its CRC-32")
+    return data
+
+
+def _inflate(read: Callable[[int], bytes], csize: int, limit: int) -> bytes:
+    """A raw deflate stream of ``csize`` bytes, inflated up to ``limit`` bytes at most."""
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    parts: list[bytes] = []
+    made = 0
+    left = csize
+    pending = b""
+    try:
+        while made < limit:
+            if not pending:
+                if inflater.eof or left <= 0:
+                    break
+                pending = read(min(_INFLATE_BLOCK, left))
+                if not pending:
+                    raise zipfile.BadZipFile("photo entry cut short")
+                left -= len(pending)
+            part = inflater.decompress(pending, limit - made)
+            pending = inflater.unconsumed_tail
+            parts.append(part)
+            made += len(part)
+    except zlib.error as exc:
+        raise zipfile.BadZipFile("photo entry not a deflate stream") from exc
+    return b"".join(parts)
+
+
+def _seek_data(fh: BinaryIO, offset: int, name: bytes) -> None:
+    """Move ``fh`` to an entry's data, past its local header (APPNOTE 4.3.7), which must
+    name the entry as its central directory does."""
+    fh.seek(offset)
     local = fh.read(_LOCAL.size)
     if len(local) != _LOCAL.size:
-        raise _corrupt()
+        raise zipfile.BadZipFile("photo entry's local header cut short")
     fields = _LOCAL.unpack(local)
-    if fields[0] != b"PK\x03\x04":
-        raise _corrupt()
-    if fh.read(fields[9]).split(b"\x00", 1)[0] != name:
-        raise _corrupt()
+    if fields[0] != b"PK\x03\x04" or fh.read(fields[9]).split(b"\x00", 1)[0] != name:
+        raise zipfile.BadZipFile("photo entry's local header differs from its directory")
     fh.seek(fields[10], io.SEEK_CUR)
+
+
+def _entry_bytes(fh: BinaryIO, name: bytes, header: np.void) -> bytes:
+    """One entry of the central directory, unpacked with the bounds of
+    :func:`unpack_entry`: F10 when it cannot be, or inflates to other than its declared
+    size (a header that lies about its size is a corrupt zip, as a CRC that differs)."""
+    try:
+        _seek_data(fh, int(header["offset"]), name)
+    except zipfile.BadZipFile as exc:
+        raise _corrupt() from exc
     method, flags = int(header["method"]), int(header["flags"])
     if method not in _METHODS or flags & _ENCRYPTED:
         raise FileLevelError(FileCode.F10, "photo zip entry stored other than plain or deflated")
-    info = zipfile.ZipInfo(name.decode("ascii"))
-    info.compress_type = method
-    info.compress_size = int(header["csize"])
-    info.file_size = int(header["size"])
-    info.CRC = int(header["crc"])
-    info.flag_bits = flags
     try:
-        with zipfile.ZipExtFile(fh, "r", info) as entry:
-            return entry.read()
-    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:  # bad data, short stream
+        return unpack_entry(
+            fh.read, method, int(header["csize"]), int(header["size"]), int(header["crc"])
+        )
+    except zipfile.BadZipFile as exc:
         raise _corrupt() from exc
 
 
@@ -448,6 +510,18 @@ def _valid_entries(fh: BinaryIO, directory: _Directory, judged: _Judged) -> npt.
 
 
 def read_photo(path: Path, entry: str) -> bytes:
-    """One photo, byte for byte as the bureau sent it (for personalisation)."""
-    with zipfile.ZipFile(path) as zf:
-        return zf.read(entry)
+    """One photo, byte for byte as the bureau sent it (for personalisation), unpacked with
+    the bounds of :func:`unpack_entry` (``zipfile.BadZipFile`` when it cannot be)."""
+    with zipfile.ZipFile(path) as zf, path.open("rb") as fh:
+        info = zf.getinfo(entry)
+        if info.flag_bits & _ENCRYPTED:
+            raise zipfile.BadZipFile("photo entry encrypted")
+        _seek_data(fh, info.header_offset, info.orig_filename.encode(_name_encoding(info)))
+        return unpack_entry(
+            fh.read, info.compress_type, info.compress_size, info.file_size, info.CRC
+        )
+
+
+def _name_encoding(info: zipfile.ZipInfo) -> str:
+    """How an entry's name is encoded in its headers (APPNOTE 4.4.4, bit 11)."""
+    return "utf-8" if info.flag_bits & 0x800 else "cp437"

@@ -3,9 +3,11 @@
 A stored entry's bytes are taken as they are and their CRC-32 checked against the
 source's, so no photo is decoded or re-encoded: the copy costs one ``pread``, a CRC and
 two header packs per photo, and the target's SHA-256 is computed as it is written. The
-central directory of each source zip is read once per :class:`PhotoSources`, however
-many PERSO files take photos from it. Compressed entries, and zips that would need
-ZIP64, go through :mod:`zipfile`.
+central directory of each source zip is read once per :class:`PhotoSources` (by
+:mod:`zipfile`, ZIP64 included), however many PERSO files take photos from it.
+Compressed entries are inflated by :func:`issuance.photos.unpack_entry`. No entry is
+read past its declared size, nor one declared larger than a photo may be: never more
+than a photo's bytes are held per entry, whatever the source's headers say.
 """
 
 from __future__ import annotations
@@ -20,10 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from issuance.photos import PHOTO_MAX_BYTES, unpack_entry
+
 _LOCAL = struct.Struct("<IHHHHHIIIHH")
 _CENTRAL = struct.Struct("<IHHHHHHIIIHHHHHII")
 _END = struct.Struct("<IHHHHIIH")
 _LIMIT = 0xFFFFFFFF
+#: general purpose flag bits (APPNOTE 4.4.4): encrypted, sizes in a data descriptor
+_ENCRYPTED, _DESCRIPTOR = 0x1, 0x8
 #: bytes read past a stored entry's name in the same ``pread``, for its extra field
 _EXTRA_SLACK = 64
 #: bytes gathered before one write to the target
@@ -40,8 +46,36 @@ class _Entry:
     header_offset: int
     name_len: int
     size: int
+    csize: int
     crc: int
-    stored: bool
+    method: int
+    flags: int
+
+    @property
+    def stored(self) -> bool:
+        """Stored as is, with its sizes in its local header: copied with one ``pread``."""
+        return self.method == zipfile.ZIP_STORED and not self.flags & _DESCRIPTOR
+
+
+def _unpacked(fd: int, entry: _Entry, zip_path: str) -> bytes:
+    """A compressed entry (or one with a data descriptor), read in blocks after its
+    local header and inflated with the bounds of ``unpack_entry``."""
+    local = os.pread(fd, 30, entry.header_offset)
+    if len(local) != 30:
+        raise zipfile.BadZipFile(f"photo entry damaged in {Path(zip_path).name}")
+    name_len, extra_len = struct.unpack_from("<HH", local, 26)
+    at = entry.header_offset + 30 + name_len + extra_len
+
+    def read(n: int) -> bytes:
+        nonlocal at
+        block = os.pread(fd, n, at)
+        at += len(block)
+        return block
+
+    try:
+        return unpack_entry(read, entry.method, entry.csize, entry.size, entry.crc)
+    except zipfile.BadZipFile as exc:
+        raise zipfile.BadZipFile(f"photo entry damaged in {Path(zip_path).name}") from exc
 
 
 class PhotoSources:
@@ -72,8 +106,10 @@ class PhotoSources:
                             )
                         ),
                         info.file_size,
+                        info.compress_size,
                         info.CRC,
-                        info.compress_type == zipfile.ZIP_STORED and not info.flag_bits & 0x08,
+                        info.compress_type,
+                        info.flag_bits,
                     )
                     for info in zf.infolist()
                 }
@@ -82,14 +118,19 @@ class PhotoSources:
         return index
 
     def read(self, zip_path: str, name: str) -> tuple[bytes, int]:
-        """An entry's bytes and CRC-32, checked against the source's central directory."""
+        """An entry's bytes and CRC-32, checked against the source's central directory;
+        ``zipfile.BadZipFile`` for an entry missing, encrypted, declared larger than a
+        photo may be, or whose data is not what its header declares."""
         entry = self._entries(zip_path).get(name)
         if entry is None:
             raise zipfile.BadZipFile(f"photo entry missing in {Path(zip_path).name}")
-        if not entry.stored:
-            with zipfile.ZipFile(zip_path) as zf:
-                return zf.read(name), entry.crc
+        if entry.size > PHOTO_MAX_BYTES:
+            raise zipfile.BadZipFile(f"photo entry larger than a photo in {Path(zip_path).name}")
+        if entry.flags & _ENCRYPTED:
+            raise zipfile.BadZipFile(f"photo entry encrypted in {Path(zip_path).name}")
         fd = self._files[zip_path].fileno()
+        if not entry.stored:
+            return _unpacked(fd, entry, zip_path), entry.crc
         start = 30 + entry.name_len
         block = os.pread(fd, start + _EXTRA_SLACK + entry.size, entry.header_offset)
         name_len, extra_len = struct.unpack_from("<HH", block, 26)

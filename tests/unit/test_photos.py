@@ -6,13 +6,22 @@ from __future__ import annotations
 import io
 import random
 import struct
+import tracemalloc
 import zipfile
+import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
 
-from issuance.photos import PhotoNames, _read_directory, check_photo_zip
+from issuance.photos import (
+    PHOTO_MAX_BYTES,
+    PhotoNames,
+    _read_directory,
+    check_photo_zip,
+    read_photo,
+)
 from sandbox.people import oversized_photo, photo_cache, png_photo, small_photo
 from schemas.files import Control, FileLevelError
 
@@ -164,6 +173,99 @@ def test_a_photo_that_cannot_be_unpacked_makes_the_zip_f10(
         "photo zip corrupt",
         "photo zip entry stored other than plain or deflated",
     )
+
+
+def deflated_zeros(n: int) -> bytes:
+    """A raw deflate stream of ``n`` zero bytes, made in milliseconds: after a full flush
+    each mebibyte of zeros compresses to the same bytes (about 1 KB)."""
+    deflater = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    mebibyte = deflater.compress(bytes(1 << 20)) + deflater.flush(zlib.Z_FULL_FLUSH)
+    rest = deflater.compress(bytes(n % (1 << 20))) + deflater.flush()
+    return mebibyte * (n >> 20) + rest
+
+
+def with_lying_size(
+    path: Path, declared: int, actual: int, *, method: int = zipfile.ZIP_DEFLATED
+) -> Path:
+    """A zip of one entry ``A1.jpg`` of ``actual`` zero bytes whose headers declare
+    ``declared`` bytes, and the CRC-32 of what a reader that stops at the declared size
+    sees: a zip bomb behind a lying header (200 MB of zeros deflate to 200 KB)."""
+    data = deflated_zeros(actual) if method == zipfile.ZIP_DEFLATED else bytes(actual)
+    name = b"A1.jpg"
+    crc = 0
+    for start in range(0, min(declared, actual), 1 << 20):
+        crc = zlib.crc32(bytes(min(1 << 20, declared - start, actual - start)), crc)
+    sizes = (crc, len(data), declared)
+    local = struct.pack("<4s5H3L2H", b"PK\x03\x04", 20, 0, method, 0, 0, *sizes, len(name), 0)
+    central = struct.pack(
+        "<4s6H3L5H2L", b"PK\x01\x02", 20, 20, 0, method, 0, 0, *sizes, len(name), 0, 0, 0, 0, 0, 0
+    )
+    end_at = len(local) + len(name) + len(data)
+    end = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, 1, 1, len(central) + len(name), end_at, 0)
+    path.write_bytes(local + name + data + central + name + end)
+    return path
+
+
+def peak_memory(work: Callable[[], object]) -> tuple[object, int]:
+    """What ``work`` returns (or raises) and the most memory Python held meanwhile."""
+    tracemalloc.start()
+    try:
+        outcome = work()
+    except Exception as exc:  # handed back to be asserted on
+        outcome = exc
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return outcome, peak
+
+
+#: a bomb's inflated size, and the most memory reading it may take
+BOMB, BOUND = 200_000_000, 4 << 20
+
+
+def test_an_entry_that_inflates_beyond_its_declared_size_makes_the_zip_f10_without_inflating_it_all(
+    tmp_path: Path,
+) -> None:
+    path = with_lying_size(tmp_path / NAME, 10_240, BOMB)
+    control = control_of(path)
+
+    refused, peak = peak_memory(lambda: check_photo_zip(path, control, NAME))
+
+    assert isinstance(refused, FileLevelError) and refused.code == "F10"
+    assert refused.detail == "photo zip corrupt"
+    assert peak < BOUND
+
+
+def test_an_entry_that_inflates_to_less_than_its_declared_size_makes_the_zip_f10(
+    tmp_path: Path,
+) -> None:
+    path = with_lying_size(tmp_path / NAME, 20_480, 10_240)
+
+    assert f10_detail(path) == "photo zip corrupt"
+
+
+@pytest.mark.parametrize("method", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])
+def test_an_entry_declared_larger_than_a_photo_may_be_is_no_valid_photo_and_is_never_unpacked(
+    tmp_path: Path, method: int
+) -> None:
+    # unpacked, its 100 bytes would not be the size it declares: the zip would be F10
+    path = with_lying_size(tmp_path / NAME, PHOTO_MAX_BYTES + 1, 100, method=method)
+
+    assert list(checked(path)) == []
+
+
+def test_a_photo_read_for_personalisation_is_unpacked_whole_and_never_beyond_its_declared_size(
+    tmp_path: Path, photos: tuple[bytes, ...]
+) -> None:
+    for compression in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        path = write_zip(tmp_path / NAME, [("A1.jpg", photos[0])], compression=compression)
+        assert read_photo(path, "A1.jpg") == photos[0]
+    path = with_lying_size(tmp_path / NAME, 10_240, BOMB)
+
+    refused, peak = peak_memory(lambda: read_photo(path, "A1.jpg"))
+
+    assert isinstance(refused, zipfile.BadZipFile)
+    assert peak < BOUND
 
 
 @pytest.mark.parametrize("kept", [200, 1_000, -2])
