@@ -19,7 +19,7 @@ answering is dropped (keepalives, and a limit on each read), so intake never wai
 ever on a stalled download.
 
 The request (standard input, one JSON object, so no key material is ever on a command
-line): ``settings`` (:class:`transport.sftp.SftpSettings` fields, paths as strings),
+line): ``settings`` (:class:`transport.settings.SftpSettings` fields, paths as strings),
 ``remote`` (the path on the server) and ``local_path``. The answer (standard output, one
 JSON object): ``{"size": N, "sha256": HEX}``, or ``{"error": TYPE, "message": TEXT}`` with
 exit status 1. :func:`download_apart` runs this and raises what the child raised.
@@ -40,7 +40,7 @@ import asyncssh
 import paramiko
 
 from transport import errors
-from transport.sftp import SftpSettings, parse_host_key
+from transport.settings import SftpSettings, parse_host_key
 
 #: bytes asked of the server per read; asyncssh splits them into parallel requests
 _READ = 8 << 20
