@@ -84,7 +84,12 @@ class _Server(asyncssh.SSHServer):
 class EmbeddedSftpServer:
     """An asyncssh SFTP server on ``host:port`` (0: any free port), its event loop in a
     daemon thread. ``start()`` returns once it listens; ``stop()`` closes it and every
-    open connection."""
+    open connection.
+
+    ``sftp_class`` serves each session; a test gives a subclass of its own to make the
+    server misbehave (stall, list names no file system holds) as a counterparty might."""
+
+    sftp_class: type[asyncssh.SFTPServer] = asyncssh.SFTPServer
 
     def __init__(
         self,
@@ -141,7 +146,7 @@ class EmbeddedSftpServer:
         home = self.root / username
         home.mkdir(parents=True, exist_ok=True)
         log.info("SFTP session for %s", username)
-        return asyncssh.SFTPServer(chan, chroot=os.fsencode(home))
+        return self.sftp_class(chan, chroot=os.fsencode(home))
 
     async def _listen(self) -> asyncssh.SSHAcceptor:
         return await asyncssh.listen(

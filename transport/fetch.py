@@ -18,11 +18,15 @@ else: no certificate authority, no agent, no ``~/.ssh`` file. A server that stop
 answering is dropped (keepalives, and a limit on each read), so intake never waits for
 ever on a stalled download.
 
+The same child computes a large file's size and SHA-256 without copying it
+(``SftpRemote.checksum``: a file rejected F07 is recorded by its digest, never landed).
+
 The request (standard input, one JSON object, so no key material is ever on a command
 line): ``settings`` (:class:`transport.settings.SftpSettings` fields, paths as strings),
-``remote`` (the path on the server) and ``local_path``. The answer (standard output, one
-JSON object): ``{"size": N, "sha256": HEX}``, or ``{"error": TYPE, "message": TEXT}`` with
-exit status 1. :func:`download_apart` runs this and raises what the child raised.
+``remote`` (the path on the server) and ``local_path`` (``null``: read and hash only). The
+answer (standard output, one JSON object): ``{"size": N, "sha256": HEX}``, or
+``{"error": TYPE, "message": TEXT}`` with exit status 1. :func:`download_apart` and
+:func:`checksum_apart` run this and raise what the child raised.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, cast
+from typing import IO, Any, cast
 
 import asyncssh
 import paramiko
@@ -62,11 +66,17 @@ _ERRORS: dict[str, type[Exception]] = {
 }
 
 
-def _request(settings: SftpSettings, remote: str, local_path: Path) -> str:
+def _request(settings: SftpSettings, remote: str, local_path: Path | None) -> str:
     values = {
         k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(settings).items()
     }
-    return json.dumps({"settings": values, "remote": remote, "local_path": str(local_path)})
+    return json.dumps(
+        {
+            "settings": values,
+            "remote": remote,
+            "local_path": None if local_path is None else str(local_path),
+        }
+    )
 
 
 def download_apart(settings: SftpSettings, remote: str, local_path: Path) -> tuple[int, str]:
@@ -75,6 +85,16 @@ def download_apart(settings: SftpSettings, remote: str, local_path: Path) -> tup
     failure is raised as the child's exception type (``FileNotFoundError``, a
     :mod:`transport.errors` type), else as ``TransportError``; nothing is left at
     ``local_path``."""
+    return _run_child(settings, remote, local_path)
+
+
+def checksum_apart(settings: SftpSettings, remote: str) -> tuple[int, str]:
+    """Size and SHA-256 of the server's file ``remote`` (``base_dir`` already applied),
+    read in a child process and written nowhere; failures as :func:`download_apart`."""
+    return _run_child(settings, remote, None)
+
+
+def _run_child(settings: SftpSettings, remote: str, local_path: Path | None) -> tuple[int, str]:
     child = subprocess.run(
         [sys.executable, "-m", "transport.fetch"],
         input=_request(settings, remote, local_path),
@@ -85,10 +105,11 @@ def download_apart(settings: SftpSettings, remote: str, local_path: Path) -> tup
     try:
         answer: dict[str, Any] = json.loads(child.stdout.strip().splitlines()[-1])
     except (IndexError, ValueError):
-        local_path.unlink(missing_ok=True)
+        if local_path is not None:
+            local_path.unlink(missing_ok=True)
         tail = " | ".join(child.stderr.strip().splitlines()[-3:])
         raise errors.TransportError(
-            f"downloading {remote} in a separate process failed (exit {child.returncode}): {tail}"
+            f"reading {remote} in a separate process failed (exit {child.returncode}): {tail}"
         ) from None
     if "error" in answer:
         raise _ERRORS.get(answer["error"], errors.TransportError)(answer["message"])
@@ -167,16 +188,34 @@ async def _connect(s: SftpSettings) -> asyncssh.SSHClientConnection:
     raise AssertionError("unreachable")
 
 
-async def _download(s: SftpSettings, remote: str, local_path: Path) -> tuple[int, str]:
+class _Discard:
+    """Where the blocks go when only the digest is wanted."""
+
+    def write(self, block: bytes) -> int:
+        return len(block)
+
+    def __enter__(self) -> _Discard:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+async def _download(s: SftpSettings, remote: str, local_path: Path | None) -> tuple[int, str]:
+    """Copy ``remote`` to ``local_path`` (None: nowhere) and return its size and digest."""
     digest = hashlib.sha256()
     size = 0
     # A step that brings nothing for this long means the server has stalled (a minute with
     # the default timeout of 10 s); the connection is then aborted, never waited on.
     stalled = s.timeout * 6
-    try:
-        out = open(local_path, "wb")
-    except OSError as exc:
-        raise errors.TransportError(f"cannot write {local_path.name}: {exc}") from exc
+    out: IO[bytes] | _Discard
+    if local_path is None:
+        out = _Discard()
+    else:
+        try:
+            out = open(local_path, "wb")
+        except OSError as exc:
+            raise errors.TransportError(f"cannot write {local_path.name}: {exc}") from exc
     with out:
         conn = await _connect(s)
         try:
@@ -192,7 +231,8 @@ async def _download(s: SftpSettings, remote: str, local_path: Path) -> tuple[int
                 try:
                     out.write(block)
                 except OSError as exc:
-                    raise errors.TransportError(f"cannot write {local_path.name}: {exc}") from exc
+                    written = local_path.name if local_path is not None else remote
+                    raise errors.TransportError(f"cannot write {written}: {exc}") from exc
                 size += len(block)
             try:  # every byte is here: a goodbye the server does not answer changes nothing
                 await asyncio.wait_for(source.close(), s.timeout)
@@ -220,11 +260,12 @@ def main() -> int:
     for name in ("key_file", "known_hosts"):
         if values.get(name) is not None:
             values[name] = Path(values[name])
-    local_path = Path(request["local_path"])
+    local_path = Path(request["local_path"]) if request["local_path"] is not None else None
     try:
         size, sha = asyncio.run(_download(SftpSettings(**values), request["remote"], local_path))
     except Exception as exc:  # reported to the caller, raised again there
-        local_path.unlink(missing_ok=True)
+        if local_path is not None:
+            local_path.unlink(missing_ok=True)
         print(json.dumps({"error": _error_name(exc), "message": str(exc)}), flush=True)
         return 1
     print(json.dumps({"size": size, "sha256": sha}), flush=True)

@@ -7,13 +7,23 @@ import os
 from pathlib import Path
 from typing import ClassVar
 
-from transport.remote import BaseRemote, RemoteEntry, copy_to_file, split_path
+from transport.remote import (
+    BaseRemote,
+    EntryKind,
+    RemoteEntry,
+    copy_to_file,
+    decode_name,
+    digest_of,
+    sorted_entries,
+    split_path,
+)
 
 
 class LocalRemote(BaseRemote):
     """The tree under ``root`` seen as a counterparty's SFTP tree, with the same semantics
     as ``SftpRemote``: ``.part`` then an atomic ``os.replace``, and moves that never
-    overwrite (hard link, then unlink)."""
+    overwrite (a file: hard link, then unlink; a directory: a rename when nothing has the
+    name, as OpenSSH's sftp-server does)."""
 
     _log: ClassVar[logging.Logger] = logging.getLogger(__name__)
 
@@ -24,16 +34,22 @@ class LocalRemote(BaseRemote):
         return self.root.joinpath(*split_path(path, allow_base=allow_base))
 
     def list_dir(self, path: str) -> list[RemoteEntry]:
+        """Names are read as bytes and decoded as a server's would be
+        (:func:`~transport.remote.decode_name`); a symbolic link is ``other``."""
+        found = []
         try:
-            with os.scandir(self._path(path, allow_base=True)) as entries:
-                found = [
-                    RemoteEntry(e.name, e.stat(follow_symlinks=False).st_size)
-                    for e in entries
-                    if e.is_file(follow_symlinks=False)
-                ]
+            with os.scandir(os.fsencode(self._path(path, allow_base=True))) as entries:
+                for e in entries:
+                    kind: EntryKind = "other"
+                    if e.is_file(follow_symlinks=False):
+                        kind = "file"
+                    elif e.is_dir(follow_symlinks=False):
+                        kind = "dir"
+                    size = e.stat(follow_symlinks=False).st_size if kind == "file" else 0
+                    found.append(RemoteEntry(decode_name(e.name), size, kind))
         except FileNotFoundError:
             return []
-        return sorted(found, key=lambda e: e.name)
+        return sorted_entries(found)
 
     def read_bytes(self, path: str) -> bytes:
         return self._path(path).read_bytes()
@@ -41,6 +57,10 @@ class LocalRemote(BaseRemote):
     def download(self, path: str, local_path: Path) -> tuple[int, str]:
         with self._path(path).open("rb") as src:
             return copy_to_file(src, local_path)
+
+    def checksum(self, path: str) -> tuple[int, str]:
+        with self._path(path).open("rb") as src:
+            return digest_of(src)
 
     def exists(self, path: str) -> bool:
         return self._path(path, allow_base=True).exists()
@@ -54,12 +74,6 @@ class LocalRemote(BaseRemote):
     def close(self) -> None:
         pass
 
-    def _names(self, dir: str) -> set[str]:
-        try:
-            return set(os.listdir(self._path(dir, allow_base=True)))
-        except FileNotFoundError:
-            return set()
-
     def _upload(self, path: str, data: bytes) -> None:
         target = self._path(path)
         part = target.with_name(target.name + ".part")
@@ -70,9 +84,14 @@ class LocalRemote(BaseRemote):
         os.replace(part, target)
 
     def _rename_no_replace(self, src: str, dst: str) -> bool:
-        source = self._path(src)
+        source, target = self._path(src), self._path(dst)
+        if source.is_dir() and not source.is_symlink():
+            if os.path.lexists(target):
+                return False
+            os.rename(source, target)
+            return True
         try:
-            os.link(source, self._path(dst))
+            os.link(source, target, follow_symlinks=False)
         except FileExistsError:
             return False
         source.unlink()

@@ -8,6 +8,12 @@ overwritten.
 
 Paths are POSIX strings relative to the remote's base directory (``"pickup"``,
 ``"pickup/archive/20261122"``); ``""`` is the base directory itself.
+
+A listing is untrusted input too (ICD §2): ``list_dir`` returns every entry a server
+lists, whatever its name or kind, and never raises for one. A name that cannot be used as
+a path component (not UTF-8, ``.``, ``..``, or holding ``/`` or NUL) comes back with
+``addressable`` False and every method refuses it as a path (``RemoteNameError``); any
+other name is addressable, ICD-valid or not (the reader rejects it F07).
 """
 
 from __future__ import annotations
@@ -16,34 +22,86 @@ import hashlib
 import logging
 import posixpath
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import ClassVar, Protocol, Self
+from typing import ClassVar, Literal, Protocol, Self
 
 from schemas.files import SAFE_NAME, Control
 from transport.errors import PublishConflictError, RemoteNameError, TransportError
 
 #: how many ``NAME.1``, ``NAME.2``… are tried before a move gives up
 MAX_ARCHIVE_SUFFIX = 999
-#: bytes read and written at a time by ``download``
+#: bytes read and written at a time by ``download`` and ``checksum``
 DOWNLOAD_BLOCK = 1 << 20
+
+#: what a listed entry is: a regular file, a directory, or anything else (a symbolic
+#: link, a device, a socket, an entry the server gave no type)
+EntryKind = Literal["file", "dir", "other"]
+
+
+def decode_name(raw: bytes) -> str:
+    """A listed name as text: UTF-8, with any byte that is not UTF-8 kept as a lone
+    surrogate (``surrogateescape``), so the name is shown and compared, never lost, and
+    is not addressable (:func:`addressable`)."""
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def addressable(name: str) -> bool:
+    """Whether a listed name can be used as one component of a remote path: valid UTF-8
+    (no lone surrogate from :func:`decode_name`), not empty, ``.`` or ``..``, and
+    holding no ``/`` or NUL. The same rule :func:`split_path` applies to every path."""
+    if name in ("", ".", "..") or "/" in name or "\x00" in name:
+        return False
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
 class RemoteEntry:
-    """A regular file in a remote directory; ``name`` is untrusted input (ICD §2)."""
+    """One entry of a remote directory; ``name`` is untrusted input (ICD §2). ``size`` is
+    the file's size for a regular file and 0 for anything else. ``addressable`` says
+    whether ``name`` can be used in a path (:func:`addressable`); an entry that is not
+    can be reported, never read, moved or removed through a ``Remote``."""
 
     name: str
     size: int
+    kind: EntryKind
+
+    @property
+    def is_file(self) -> bool:
+        return self.kind == "file"
+
+    @property
+    def addressable(self) -> bool:
+        return addressable(self.name)
+
+
+def files(entries: Iterable[RemoteEntry]) -> list[RemoteEntry]:
+    """The addressable regular files among ``entries``, in their order: what a reader
+    may take. Directories, other kinds and names unfit for a path are left out; a caller
+    that answers those (F07, a directory moved to ``rejected/``) looks at ``entries``."""
+    return [e for e in entries if e.is_file and e.addressable]
+
+
+def sorted_entries(entries: Iterable[RemoteEntry]) -> list[RemoteEntry]:
+    """Entries in the order ``list_dir`` returns them: by name (code point order)."""
+    return sorted(entries, key=lambda e: e.name)
 
 
 class Remote(Protocol):
     """A counterparty's SFTP tree (or a local stand-in for it)."""
 
     def list_dir(self, path: str) -> list[RemoteEntry]:
-        """Regular files in ``path`` sorted by name, ``.part`` files included;
-        a missing directory is empty."""
+        """Every entry of ``path`` (files, directories, anything else) sorted by name,
+        ``.part`` files included, ``.`` and ``..`` left out when they are the directory
+        and its parent; a missing directory is empty. Never raises for an entry, whatever
+        its name: a name unfit for a path comes back with ``addressable`` False.
+        :func:`files` keeps the regular files a reader may take."""
         ...
 
     def read_bytes(self, path: str) -> bytes:
@@ -61,13 +119,21 @@ class Remote(Protocol):
         other work (never with this remote at the same time)."""
         ...
 
+    def checksum(self, path: str) -> tuple[int, str]:
+        """Size and SHA-256 (hex) of the file, read in blocks: memory stays flat however
+        large the file, and nothing is written locally (a file rejected F07 is recorded by
+        its digest, never copied). ``FileNotFoundError`` when it is missing."""
+        ...
+
     def exists(self, path: str) -> bool: ...
 
     def makedirs(self, path: str) -> None: ...
 
     def move(self, path: str, dest_dir: str) -> str:
-        """Move a file into ``dest_dir`` (created if missing) keeping its name, or
-        ``NAME.1``, ``NAME.2``… when the name is taken. Returns the new path."""
+        """Move a file or a directory into ``dest_dir`` (created if missing) keeping its
+        name, or ``NAME.1``, ``NAME.2``… when the name is taken; nothing there is ever
+        overwritten. Returns the new path; ``FileNotFoundError`` when ``path`` is
+        missing."""
         ...
 
     def publish(self, dir: str, name: str, data: bytes, record_count: int) -> bool:
@@ -99,22 +165,33 @@ def safe_join(base: Path, name: str) -> Path:
 
 
 def split_path(path: str, *, allow_base: bool = False) -> tuple[str, ...]:
-    """The components of a relative remote path. Refuses absolute paths and empty, ``.``,
-    ``..`` or NUL-bearing components, so no path leaves the base directory. ``""`` is the
-    base directory itself, allowed only where a directory is meant."""
+    """The components of a relative remote path. Refuses absolute paths and components
+    that are not :func:`addressable` (empty, ``.``, ``..``, NUL-bearing, not UTF-8), so no
+    path leaves the base directory or names what a listing could not. ``""`` is the base
+    directory itself, allowed only where a directory is meant."""
     if path == "":
         if allow_base:
             return ()
         raise RemoteNameError("empty remote path")
     parts = tuple(path.split("/"))
     for part in parts:
-        if part in ("", ".", "..") or "\x00" in part:
+        if not addressable(part):
             raise RemoteNameError(f"unsafe remote path {path!r}")
     return parts
 
 
 class _Readable(Protocol):
     def read(self, size: int) -> bytes: ...
+
+
+def digest_of(src: _Readable) -> tuple[int, str]:
+    """Size and SHA-256 (hex) of what ``src`` yields, read in ``DOWNLOAD_BLOCK`` blocks."""
+    digest = hashlib.sha256()
+    size = 0
+    while block := src.read(DOWNLOAD_BLOCK):
+        digest.update(block)
+        size += len(block)
+    return size, digest.hexdigest()
 
 
 def copy_to_file(src: _Readable, local_path: Path) -> tuple[int, str]:
@@ -161,6 +238,9 @@ class BaseRemote(ABC):
         return self.download(path, local_path)
 
     @abstractmethod
+    def checksum(self, path: str) -> tuple[int, str]: ...
+
+    @abstractmethod
     def exists(self, path: str) -> bool: ...
 
     @abstractmethod
@@ -173,16 +253,13 @@ class BaseRemote(ABC):
     def close(self) -> None: ...
 
     @abstractmethod
-    def _names(self, dir: str) -> set[str]:
-        """Every entry name in ``dir`` (files and directories); empty when it is missing."""
-
-    @abstractmethod
     def _upload(self, path: str, data: bytes) -> None:
         """Write ``path.part``, then atomically rename it over ``path``."""
 
     @abstractmethod
     def _rename_no_replace(self, src: str, dst: str) -> bool:
-        """Rename ``src`` to ``dst``; False, with nothing changed, when ``dst`` exists."""
+        """Rename the file or directory ``src`` to ``dst``; False, with nothing changed,
+        when ``dst`` exists."""
 
     def publish(self, dir: str, name: str, data: bytes, record_count: int) -> bool:
         """ICD §2 write protocol, idempotent for a re-run of the same task.
@@ -217,12 +294,13 @@ class BaseRemote(ABC):
         return True
 
     def move(self, path: str, dest_dir: str) -> str:
-        """Move ``path`` into ``dest_dir`` keeping its name; an archived file is never
-        overwritten, a later arrival of the same name becomes ``NAME.1``, ``NAME.2``…"""
+        """Move the file or directory ``path`` into ``dest_dir`` keeping its name; an
+        archived entry is never overwritten, a later arrival of the same name becomes
+        ``NAME.1``, ``NAME.2``…"""
         name = split_path(path)[-1]
         split_path(dest_dir, allow_base=True)
         self.makedirs(dest_dir)
-        taken = self._names(dest_dir)
+        taken = {e.name for e in self.list_dir(dest_dir)}
         for candidate in archive_names(name):
             if candidate in taken:
                 continue

@@ -11,12 +11,14 @@ import io
 import logging
 import posixpath
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import ClassVar, NoReturn, Self
 
 import paramiko
+from paramiko.message import Message
+from paramiko.sftp import CMD_CLOSE, CMD_HANDLE, CMD_NAME, CMD_OPENDIR, CMD_READDIR
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -31,7 +33,16 @@ from transport.errors import (
     TransientTransportError,
     TransportError,
 )
-from transport.remote import BaseRemote, RemoteEntry, copy_to_file, split_path
+from transport.remote import (
+    BaseRemote,
+    EntryKind,
+    RemoteEntry,
+    copy_to_file,
+    decode_name,
+    digest_of,
+    sorted_entries,
+    split_path,
+)
 from transport.settings import AirflowConnection, SftpSettings, parse_host_key
 
 __all__ = [
@@ -43,6 +54,58 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+
+def entry_kind(mode: int | None) -> EntryKind:
+    """The kind of a listed entry from its ``st_mode`` (None: the server gave none)."""
+    if mode is None:
+        return "other"
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISDIR(mode):
+        return "dir"
+    return "other"
+
+
+def read_dir(sftp: paramiko.SFTPClient, remote: str) -> list[RemoteEntry]:
+    """Every entry of the directory ``remote`` with its name as the server sent it.
+
+    paramiko's ``listdir_attr`` decodes each name as strict UTF-8, so one name that is not
+    UTF-8 makes the whole listing raise and hides the files beside it. This reads the
+    SFTP NAME responses itself (SSH_FXP_OPENDIR, READDIR until EOF, CLOSE; SFTP v3
+    §6.7), through paramiko's request machinery, and decodes each name with
+    :func:`~transport.remote.decode_name`. ``.`` and ``..`` listed as directories (the
+    directory and its parent, as every server lists them) are left out; a ``.`` or
+    ``..`` listed as anything else is a hostile server's and is kept, not addressable.
+    """
+    # paramiko's own request machinery (status codes become FileNotFoundError, EOFError…)
+    request: Callable[..., tuple[int, Message]] = sftp._request  # type: ignore[attr-defined]
+    attributes: Callable[[Message], paramiko.SFTPAttributes] = paramiko.SFTPAttributes._from_msg  # type: ignore[attr-defined]
+    kind, msg = request(CMD_OPENDIR, remote)
+    if kind != CMD_HANDLE:
+        raise paramiko.SFTPError("Expected handle")
+    handle = msg.get_binary()
+    found: list[RemoteEntry] = []
+    try:
+        while True:
+            try:
+                kind, msg = request(CMD_READDIR, handle)
+            except EOFError:  # SSH_FX_EOF: the listing is complete
+                break
+            if kind != CMD_NAME:
+                raise paramiko.SFTPError("Expected name response")
+            for _ in range(msg.get_int()):
+                name = decode_name(msg.get_string())
+                msg.get_string()  # longname: display text, may hold the raw name too
+                attrs = attributes(msg)
+                entry_type = entry_kind(attrs.st_mode)
+                if name in (".", "..") and entry_type == "dir":
+                    continue
+                size = (attrs.st_size or 0) if entry_type == "file" else 0
+                found.append(RemoteEntry(name, size, entry_type))
+    finally:
+        request(CMD_CLOSE, handle)
+    return sorted_entries(found)
 
 
 def load_private_key(settings: SftpSettings) -> paramiko.PKey:
@@ -223,15 +286,9 @@ class SftpRemote(BaseRemote):
         remote = self._remote(path, allow_base=True)
         with self._session() as sftp:
             try:
-                attrs = sftp.listdir_attr(remote)
+                return read_dir(sftp, remote)
             except FileNotFoundError:
                 return []
-        found = [
-            RemoteEntry(a.filename, a.st_size or 0)
-            for a in attrs
-            if a.st_mode is not None and stat.S_ISREG(a.st_mode)
-        ]
-        return sorted(found, key=lambda e: e.name)
 
     def read_bytes(self, path: str) -> bytes:
         remote = self._remote(path)
@@ -264,6 +321,21 @@ class SftpRemote(BaseRemote):
 
         return download_apart(self.settings, self._remote(path), local_path)
 
+    def checksum(self, path: str) -> tuple[int, str]:
+        """As ``download``: a file of :attr:`apart_from` bytes or more is read by a
+        process of its own (:func:`transport.fetch.checksum_apart`), a smaller one here
+        with paramiko's pipelined reads; the blocks are hashed as they arrive and dropped."""
+        remote = self._remote(path)
+        with self._session() as sftp:
+            size = sftp.stat(remote).st_size or 0
+        if size >= self.apart_from:
+            from transport.fetch import checksum_apart
+
+            return checksum_apart(self.settings, remote)
+        with self._session() as sftp, sftp.open(remote, "rb") as src:
+            src.prefetch(size)
+            return digest_of(src)
+
     def exists(self, path: str) -> bool:
         remote = self._remote(path, allow_base=True)
         with self._session() as sftp:
@@ -292,14 +364,6 @@ class SftpRemote(BaseRemote):
         with self._session() as sftp:
             sftp.remove(remote)
 
-    def _names(self, dir: str) -> set[str]:
-        remote = self._remote(dir, allow_base=True)
-        with self._session() as sftp:
-            try:
-                return set(sftp.listdir(remote))
-            except FileNotFoundError:
-                return set()
-
     def _upload(self, path: str, data: bytes) -> None:
         remote = self._remote(path)
         with self._session() as sftp:
@@ -307,7 +371,8 @@ class SftpRemote(BaseRemote):
             sftp.posix_rename(remote + ".part", remote)
 
     def _rename_no_replace(self, src: str, dst: str) -> bool:
-        """SFTP's plain rename never replaces an existing file (OpenSSH: link + unlink)."""
+        """SFTP's plain rename never replaces an existing entry (OpenSSH: link + unlink for
+        a file, a rename only when nothing has the name for a directory)."""
         remote_src, remote_dst = self._remote(src), self._remote(dst)
         with self._session() as sftp:
             try:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -123,10 +122,7 @@ class _StallingSftp(asyncssh.SFTPServer):
 class _StallingServer(EmbeddedSftpServer):
     """Opens files, then never answers a read, keeping the connection up."""
 
-    def _sftp_factory(self, chan: asyncssh.SSHServerChannel[Any]) -> asyncssh.SFTPServer:
-        home = self.root / chan.get_extra_info("username")
-        home.mkdir(parents=True, exist_ok=True)
-        return _StallingSftp(chan, chroot=os.fsencode(home))
+    sftp_class = _StallingSftp
 
 
 def test_a_download_apart_from_a_server_that_stops_answering_fails_as_transient(

@@ -1,10 +1,11 @@
-"""SftpRemote against a real OpenSSH sshd on loopback (ICD §2)."""
+"""SftpRemote against a real OpenSSH sshd on loopback (ICD §2): what only this adapter
+has (host keys, connecting and reconnecting, the child process for large files). What
+every ``Remote`` does is in tests/contract."""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -16,17 +17,14 @@ import paramiko
 import pytest
 
 from sandbox import openssh as sshd_support
-from schemas.files import Control
 from tests.support.sshd import OpenSshServer, free_port, generate_key
 from transport import fetch
 from transport.errors import (
     AuthenticationError,
     HostKeyError,
-    PublishConflictError,
     RemoteNameError,
     TransientTransportError,
 )
-from transport.remote import safe_join
 from transport.sftp import SftpRemote, SftpSettings
 
 pytestmark = pytest.mark.sftp
@@ -58,97 +56,6 @@ def settings(sshd: OpenSshServer, base: Path) -> SftpSettings:
 def remote(settings: SftpSettings):
     with SftpRemote(settings) as r:
         yield r
-
-
-def test_publish_writes_the_data_and_a_matching_control_file_and_leaves_no_part_file(
-    remote: SftpRemote, base: Path
-) -> None:
-    assert remote.publish("drop", NAME, DATA, 2) is True
-
-    drop = base / "drop"
-    assert (drop / NAME).read_bytes() == DATA
-    control = Control.parse((drop / f"{NAME}.ok").read_bytes(), NAME)
-    assert control == Control.for_bytes(NAME, DATA, 2)
-    assert (drop / f"{NAME}.ok").read_bytes().endswith(b"\r\n")
-    assert sorted(p.name for p in drop.iterdir()) == [NAME, f"{NAME}.ok"]
-
-
-def test_publishing_the_same_file_twice_uploads_it_once(remote: SftpRemote, base: Path) -> None:
-    assert remote.publish("drop", NAME, DATA, 2) is True
-    before = (base / "drop" / f"{NAME}.ok").stat().st_mtime_ns
-    time.sleep(0.01)
-
-    assert remote.publish("drop", NAME, DATA, 2) is False
-    assert (base / "drop" / f"{NAME}.ok").stat().st_mtime_ns == before
-
-
-def test_a_half_published_file_is_completed(remote: SftpRemote, base: Path) -> None:
-    (base / "drop").mkdir()
-    (base / "drop" / NAME).write_bytes(DATA[:5])
-    (base / "drop" / f"{NAME}.part").write_bytes(DATA[:3])
-
-    assert remote.publish("drop", NAME, DATA, 2) is True
-
-    assert (base / "drop" / NAME).read_bytes() == DATA
-    assert (base / "drop" / f"{NAME}.ok").read_bytes() == Control.for_bytes(NAME, DATA, 2).render()
-    assert sorted(p.name for p in (base / "drop").iterdir()) == [NAME, f"{NAME}.ok"]
-
-
-def test_a_different_complete_file_of_the_same_name_is_never_overwritten(
-    remote: SftpRemote, base: Path
-) -> None:
-    remote.publish("drop", NAME, DATA, 2)
-
-    with pytest.raises(PublishConflictError):
-        remote.publish("drop", NAME, b"other content\r\n", 1)
-
-    assert (base / "drop" / NAME).read_bytes() == DATA
-    assert Control.parse((base / "drop" / f"{NAME}.ok").read_bytes(), NAME).size == len(DATA)
-
-
-def test_list_dir_shows_regular_files_sorted_by_name_part_files_included(
-    remote: SftpRemote, base: Path
-) -> None:
-    pickup = base / "pickup"
-    (pickup / "archive").mkdir(parents=True)
-    (pickup / "b.txt").write_bytes(b"12345")
-    (pickup / "a.txt").write_bytes(b"1")
-    (pickup / "a.txt.ok.part").write_bytes(b"")
-
-    names = [(e.name, e.size) for e in remote.list_dir("pickup")]
-
-    assert names == [("a.txt", 1), ("a.txt.ok.part", 0), ("b.txt", 5)]
-
-
-def test_listing_a_missing_directory_finds_nothing(remote: SftpRemote) -> None:
-    assert remote.list_dir("pickup") == []
-
-
-def test_reading_a_missing_file_raises_file_not_found(remote: SftpRemote) -> None:
-    with pytest.raises(FileNotFoundError):
-        remote.read_bytes("pickup/nothing.txt")
-
-
-def test_download_copies_the_file_and_returns_its_size_and_sha256(
-    remote: SftpRemote, base: Path, tmp_path: Path
-) -> None:
-    data = DATA * 100_000
-    (base / "pickup").mkdir()
-    (base / "pickup" / NAME).write_bytes(data)
-
-    got = remote.download(f"pickup/{NAME}", tmp_path / NAME)
-
-    assert got == (len(data), hashlib.sha256(data).hexdigest())
-    assert (tmp_path / NAME).read_bytes() == data
-
-
-def test_downloading_a_missing_file_raises_file_not_found_and_writes_nothing(
-    remote: SftpRemote, tmp_path: Path
-) -> None:
-    with pytest.raises(FileNotFoundError):
-        remote.download("pickup/nothing.txt", tmp_path / "nothing.txt")
-
-    assert not (tmp_path / "nothing.txt").exists()
 
 
 def test_a_download_apart_copies_the_file_from_a_process_of_its_own_while_this_one_is_busy(
@@ -194,6 +101,31 @@ def test_a_download_of_a_large_file_is_copied_whole_by_a_process_of_its_own(
     with pytest.raises(FileNotFoundError):
         remote.download("pickup/nothing.txt", tmp_path / "nothing.txt")
     assert not (tmp_path / "nothing.txt").exists()
+
+
+@pytest.mark.parametrize("over", [-1, 0, 1])
+def test_a_checksum_of_a_large_file_is_read_by_a_process_of_its_own_and_written_nowhere(
+    over: int, remote: SftpRemote, base: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = DATA * 400_000
+    (base / "pickup").mkdir()
+    (base / "pickup" / NAME).write_bytes(data)
+    remote.apart_from = len(data) - over  # at, below and above the limit
+    children: list[str] = []
+    real = fetch.checksum_apart
+
+    def counted(*args: Any) -> tuple[int, str]:
+        children.append(args[1])
+        return real(*args)
+
+    monkeypatch.setattr(fetch, "checksum_apart", counted)
+
+    assert remote.checksum(f"pickup/{NAME}") == (len(data), hashlib.sha256(data).hexdigest())
+    assert len(children) == (1 if over >= 0 else 0)  # by the child from the limit on
+    assert sorted(base.rglob("*")) == [base / "pickup", base / "pickup" / NAME]
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(FileNotFoundError):
+        real(remote.settings, f"{remote.settings.base_dir}/pickup/nothing.txt")
 
 
 def test_a_download_apart_raises_what_the_download_raised(
@@ -292,34 +224,6 @@ def test_a_lost_connection_makes_a_download_transient_and_the_next_one_reconnect
     assert remote.download(f"pickup/{NAME}", tmp_path / NAME)[0] == len(DATA) * 100_000
 
 
-def test_move_into_a_dated_archive_creates_it_and_never_overwrites(
-    remote: SftpRemote, base: Path
-) -> None:
-    (base / "pickup").mkdir()
-    (base / "pickup" / NAME).write_bytes(b"first")
-
-    assert remote.move(f"pickup/{NAME}", "pickup/archive/20261122") == (
-        f"pickup/archive/20261122/{NAME}"
-    )
-    (base / "pickup" / NAME).write_bytes(b"second")
-    assert remote.move(f"pickup/{NAME}", "pickup/archive/20261122") == (
-        f"pickup/archive/20261122/{NAME}.1"
-    )
-
-    archive = base / "pickup" / "archive" / "20261122"
-    assert (archive / NAME).read_bytes() == b"first"
-    assert (archive / f"{NAME}.1").read_bytes() == b"second"
-    assert remote.list_dir("pickup") == []
-
-
-def test_remote_paths_cannot_leave_the_base_directory(remote: SftpRemote) -> None:
-    for path in ("../x", "/etc/passwd", "pickup/../../x", "pickup//x", ""):
-        with pytest.raises(RemoteNameError):
-            remote.read_bytes(path)
-    with pytest.raises(RemoteNameError):
-        remote.publish("drop", "a/b", DATA, 1)
-
-
 def test_a_wrong_pinned_host_key_fails_at_once_and_is_not_retried(
     settings: SftpSettings, tmp_path: Path
 ) -> None:
@@ -412,19 +316,6 @@ def test_a_dropped_connection_is_a_transient_error_and_the_next_call_reconnects(
 
     assert remote.list_dir("") == []
     assert remote.attempts == 2
-
-
-@pytest.mark.parametrize(
-    "name", ["../x", "a/b", "", ".", "..", "x" * 101, "名单.txt", "a b.txt", "a\x00b"]
-)
-def test_safe_join_refuses_names_that_could_escape_or_surprise(name: str, tmp_path: Path) -> None:
-    with pytest.raises(RemoteNameError):
-        safe_join(tmp_path, name)
-
-
-def test_safe_join_accepts_icd_names(tmp_path: Path) -> None:
-    assert safe_join(tmp_path, NAME) == tmp_path / NAME
-    assert safe_join(tmp_path, f"{NAME}.ok") == tmp_path / f"{NAME}.ok"
 
 
 def test_the_test_server_says_how_to_install_openssh_when_it_is_missing(

@@ -1,156 +1,68 @@
-"""LocalRemote keeps the ICD §2 write, read and archive rules on a local directory."""
+"""The name rules of the ``Remote`` port, decided without any server (ICD §2: remote names
+are untrusted). What every adapter, ``LocalRemote`` included, does with a remote tree is
+in tests/contract."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import pytest
 
-from schemas.files import Control
-from transport.errors import PublishConflictError, RemoteNameError
-from transport.local import LocalRemote
-from transport.remote import RemoteEntry
+from transport.errors import RemoteNameError
+from transport.remote import RemoteEntry, addressable, decode_name, files, safe_join
 
 NAME = "APPLY_H01_B01_20261122_001.txt"
-DATA = b"1|A|B\r\n2|C|D\r\n"
 
 
-@pytest.fixture
-def remote(tmp_path: Path) -> LocalRemote:
-    return LocalRemote(tmp_path)
-
-
-def test_publish_writes_the_data_then_its_control_file_and_leaves_no_part_file(
-    remote: LocalRemote, tmp_path: Path
-) -> None:
-    assert remote.publish("drop", NAME, DATA, 2) is True
-
-    assert (tmp_path / "drop" / NAME).read_bytes() == DATA
-    assert (tmp_path / "drop" / f"{NAME}.ok").read_bytes() == (
-        f"{NAME}|{len(DATA)}|{Control.for_bytes(NAME, DATA, 2).sha256}|2\r\n".encode()
-    )
-    assert remote.list_dir("drop") == [
-        RemoteEntry(NAME, len(DATA)),
-        RemoteEntry(f"{NAME}.ok", len(Control.for_bytes(NAME, DATA, 2).render())),
-    ]
-
-
-def test_publishing_the_same_file_again_changes_nothing(
-    remote: LocalRemote, tmp_path: Path
-) -> None:
-    remote.publish("drop", NAME, DATA, 2)
-    before = (tmp_path / "drop" / NAME).stat().st_ino
-
-    assert remote.publish("drop", NAME, DATA, 2) is False
-    assert (tmp_path / "drop" / NAME).stat().st_ino == before
-
-
-def test_a_data_file_without_its_control_file_is_uploaded_again_and_completed(
-    remote: LocalRemote, tmp_path: Path
-) -> None:
-    (tmp_path / "drop").mkdir()
-    (tmp_path / "drop" / NAME).write_bytes(b"trunc")
-
-    assert remote.publish("drop", NAME, DATA, 2) is True
-
-    assert remote.read_bytes(f"drop/{NAME}") == DATA
-    assert remote.exists(f"drop/{NAME}.ok")
-
-
-def test_a_different_control_file_already_there_is_a_conflict_and_nothing_changes(
-    remote: LocalRemote, tmp_path: Path
-) -> None:
-    remote.publish("drop", NAME, DATA, 2)
-
-    with pytest.raises(PublishConflictError):
-        remote.publish("drop", NAME, DATA, 3)
-
-    assert Control.parse((tmp_path / "drop" / f"{NAME}.ok").read_bytes(), NAME).record_count == 2
-
-
-def test_a_file_name_unfit_for_a_control_line_is_not_published(remote: LocalRemote) -> None:
-    for name in ("a/b.txt", "a|b.txt", "..", ""):
-        with pytest.raises(RemoteNameError):
-            remote.publish("drop", name, DATA, 1)
-
-
-def test_list_dir_lists_regular_files_by_name_and_skips_directories(
-    remote: LocalRemote, tmp_path: Path
-) -> None:
-    (tmp_path / "pickup" / "archive").mkdir(parents=True)
-    (tmp_path / "pickup" / "z.txt").write_bytes(b"zz")
-    (tmp_path / "pickup" / "a.txt.part").write_bytes(b"a")
-
-    assert remote.list_dir("pickup") == [RemoteEntry("a.txt.part", 1), RemoteEntry("z.txt", 2)]
-    assert remote.list_dir("missing") == []
-
-
-def test_moving_a_file_twice_into_the_same_archive_keeps_both(
-    remote: LocalRemote, tmp_path: Path
-) -> None:
-    pickup = tmp_path / "pickup"
-    pickup.mkdir()
-    for content in (b"one", b"two", b"three"):
-        (pickup / NAME).write_bytes(content)
-        remote.move(f"pickup/{NAME}", "pickup/archive/20261122")
-
-    archive = pickup / "archive" / "20261122"
-    assert [(p.name, p.read_bytes()) for p in sorted(archive.iterdir())] == [
-        (NAME, b"one"),
-        (f"{NAME}.1", b"two"),
-        (f"{NAME}.2", b"three"),
-    ]
-    assert not (pickup / NAME).exists()
-
-
-def test_moving_a_missing_file_raises_file_not_found(remote: LocalRemote) -> None:
-    with pytest.raises(FileNotFoundError):
-        remote.move(f"pickup/{NAME}", "pickup/archive/20261122")
-
-
-def test_reading_a_missing_file_raises_file_not_found(remote: LocalRemote) -> None:
-    with pytest.raises(FileNotFoundError):
-        remote.read_bytes(f"pickup/{NAME}")
-
-
-def test_download_copies_the_file_and_returns_its_size_and_sha256(
-    remote: LocalRemote, tmp_path: Path
-) -> None:
-    data = bytes(range(256)) * 9000 + b"tail"
-    (tmp_path / "pickup").mkdir()
-    (tmp_path / "pickup" / NAME).write_bytes(data)
-    local = tmp_path / "local" / NAME
-    local.parent.mkdir()
-
-    assert remote.download(f"pickup/{NAME}", local) == (
-        len(data),
-        hashlib.sha256(data).hexdigest(),
-    )
-    assert local.read_bytes() == data
-
-
-def test_downloading_a_missing_file_raises_file_not_found_and_writes_nothing(
-    remote: LocalRemote, tmp_path: Path
-) -> None:
-    with pytest.raises(FileNotFoundError):
-        remote.download(f"pickup/{NAME}", tmp_path / NAME)
-
-    assert not (tmp_path / NAME).exists()
-
-
-def test_paths_outside_the_root_are_refused(remote: LocalRemote) -> None:
-    for path in ("../secret", "/etc/passwd", "pickup/../../x", "pickup/./x", "pickup/"):
-        with pytest.raises(RemoteNameError):
-            remote.read_bytes(path)
+@pytest.mark.parametrize(
+    "name", ["../x", "a/b", "", ".", "..", "x" * 101, "名单.txt", "a b.txt", "a\x00b"]
+)
+def test_safe_join_refuses_names_that_could_escape_or_surprise(name: str, tmp_path: Path) -> None:
     with pytest.raises(RemoteNameError):
-        remote.move(f"pickup/{NAME}", "../elsewhere")
+        safe_join(tmp_path, name)
 
 
-def test_remove_deletes_a_file(remote: LocalRemote, tmp_path: Path) -> None:
-    remote.publish("drop", NAME, DATA, 2)
+def test_safe_join_accepts_icd_names(tmp_path: Path) -> None:
+    assert safe_join(tmp_path, NAME) == tmp_path / NAME
+    assert safe_join(tmp_path, f"{NAME}.ok") == tmp_path / f"{NAME}.ok"
 
-    remote.remove(f"drop/{NAME}")
 
-    assert not remote.exists(f"drop/{NAME}")
-    assert remote.exists(f"drop/{NAME}.ok")
+@pytest.mark.parametrize(
+    ("raw", "fit"),
+    [
+        (NAME.encode(), True),
+        ("名单.txt".encode(), True),  # not ICD §3, yet a path can name it: the reader says F07
+        (b"a b.txt", True),
+        (b"x" * 300, True),
+        (b"bad\xff\xfe.txt", False),  # not UTF-8
+        (b"\xe5\x90", False),  # a cut multi-byte character
+        (b"a/b.txt", False),
+        (b"../x", False),
+        (b"a\x00b", False),
+        (b".", False),
+        (b"..", False),
+        (b"", False),
+    ],
+)
+def test_a_listed_name_is_addressable_only_when_it_can_be_one_path_component(
+    raw: bytes, fit: bool
+) -> None:
+    name = decode_name(raw)
+
+    assert name.encode("utf-8", "surrogateescape") == raw  # nothing is lost
+    assert addressable(name) is fit
+    assert RemoteEntry(name, 0, "file").addressable is fit
+
+
+def test_files_keeps_the_addressable_regular_files_in_their_order() -> None:
+    entries = [
+        RemoteEntry(NAME, 3, "file"),
+        RemoteEntry(f"{NAME}.ok", 99, "file"),
+        RemoteEntry("archive", 0, "dir"),
+        RemoteEntry("link", 0, "other"),
+        RemoteEntry(decode_name(b"bad\xff.txt"), 4, "file"),
+        RemoteEntry("a b.txt", 1, "file"),
+    ]
+
+    assert files(entries) == [entries[0], entries[1], entries[5]]
+    assert [e.is_file for e in entries] == [True, True, False, False, True, True]
