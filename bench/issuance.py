@@ -40,6 +40,7 @@ def setup(url: str, n: int, workdir: Path) -> None:
     """N accepted applications and the archived photo zip they name."""
     from persistence.db import bulk_load, make_engine
     from sandbox.people import make_people, photo_cache
+    from schemas.states import ApplicationStatus
 
     photos = photo_cache(4, 0, fast=True)
     source = workdir / "APPLY_R440100_B001_20261122_001.txt"
@@ -99,7 +100,7 @@ def setup(url: str, n: int, workdir: Path) -> None:
                 {
                     "application_id": table.column("id"),
                     "bureau": table.column("bureau"),
-                    "status": ["accepted"] * len(ids),
+                    "status": [ApplicationStatus.ACCEPTED.value] * len(ids),
                 }
             )
             bulk_load(conn, "application_state", state, state.column_names)

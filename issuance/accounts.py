@@ -30,18 +30,9 @@ from persistence.issuance_store import bulk_update, execute, rows, take_serials_
 from schemas.codec import DelimitedReader, FixedReader, Header, write_delimited
 from schemas.files import hub_batch_no
 from schemas.layouts import ACCTOPEN
+from schemas.states import REPLACEABLE, AccountStatus, ApplicationStatus, FailStage, Loss
 
 log = logging.getLogger("sscard.accounts")
-
-#: application statuses, in order (a failure ends at ``failed`` with its stage)
-ACCEPTED, PARTNER_SENT, ACCOUNT_OPEN, PERSO_SENT, MADE, FAILED = (
-    "accepted",
-    "partner_sent",
-    "account_open",
-    "perso_sent",
-    "made",
-    "failed",
-)
 
 
 def req_no_for(application_id: int) -> str:
@@ -111,7 +102,7 @@ def open_hub_accounts(
             text(_HUB_PENDING).bindparams(
                 bindparam("s", type_=String), bindparam("hub", type_=String)
             ),
-            {"s": ACCEPTED, "hub": hub},
+            {"s": ApplicationStatus.ACCEPTED, "hub": hub},
             _HUB_PENDING_COLUMNS,
             chunk_size,
         )
@@ -133,8 +124,8 @@ def open_hub_accounts(
                         "pan": pa.array(pans, pa.string()),
                         "bank_code": pa.array([hub] * n, pa.string()),
                         "id_no": new.column("id_no"),
-                        "status": pa.array(["preopened"] * n, pa.string()),
-                        "loss": pa.array(["none"] * n, pa.string()),
+                        "status": pa.array([AccountStatus.PREOPENED] * n, pa.string()),
+                        "loss": pa.array([Loss.NONE] * n, pa.string()),
                         "pin_locked": pa.array([False] * n),
                         "debit_blocked": pa.array([False] * n),
                         "credit_blocked": pa.array([False] * n),
@@ -154,7 +145,9 @@ def open_hub_accounts(
                         ),
                         "pan": pa.array(pans + keep.column("old_pan").to_pylist(), pa.string()),
                         "pan_seq": pa.array(["01"] * new.num_rows + next_seq, pa.string()),
-                        "status": pa.array([ACCOUNT_OPEN] * part.num_rows, pa.string()),
+                        "status": pa.array(
+                            [ApplicationStatus.ACCOUNT_OPEN] * part.num_rows, pa.string()
+                        ),
                     }
                 ),
             )
@@ -190,7 +183,7 @@ def send_account_requests(
             "JOIN application a ON a.id = st.application_id "
             "LEFT JOIN card c ON c.card_no = a.old_card_no "
             "WHERE st.status = :s AND a.bank_code = :b ORDER BY st.application_id",
-            s=ACCEPTED,
+            s=ApplicationStatus.ACCEPTED,
             b=bank_code,
         )
         if not pending:
@@ -199,7 +192,7 @@ def send_account_requests(
         name = f"ACCTOPEN_{hub}_{bank_code}_{business_date}_{seq}.txt"
         lines = []
         for r in pending:
-            replacement = r.app_type in ("05", "06", "07")
+            replacement = r.app_type in REPLACEABLE
             lines.append(
                 (
                     req_no_for(r.id),
@@ -256,7 +249,7 @@ def send_account_requests(
             pa.table(
                 {
                     "application_id": pa.array([r.id for r in pending], pa.int64()),
-                    "status": [PARTNER_SENT] * len(pending),
+                    "status": [ApplicationStatus.PARTNER_SENT] * len(pending),
                 }
             ),
         )
@@ -357,7 +350,7 @@ def _apply_answers(
                 "application_id": pa.array([o[0] for o in opened], pa.int64()),
                 "pan": [o[1] for o in opened],
                 "pan_seq": [o[2] for o in opened],
-                "status": [ACCOUNT_OPEN] * len(opened),
+                "status": [ApplicationStatus.ACCOUNT_OPEN] * len(opened),
             }
         ),
     )
@@ -368,8 +361,8 @@ def _apply_answers(
         pa.table(
             {
                 "application_id": pa.array([f[0] for f in refused], pa.int64()),
-                "status": [FAILED] * len(refused),
-                "fail_stage": ["1"] * len(refused),
+                "status": [ApplicationStatus.FAILED] * len(refused),
+                "fail_stage": [FailStage.BANK] * len(refused),
                 "reason_code": [f[1] for f in refused],
                 "final_date": [business_date] * len(refused),
             }
@@ -390,13 +383,13 @@ def _problem(
 
 
 def _fail(
-    conn: Connection, application_id: int, stage: str, reason: str, business_date: str
+    conn: Connection, application_id: int, stage: FailStage, reason: str, business_date: str
 ) -> None:
     execute(
         conn,
         "UPDATE application_state SET status = :s, fail_stage = :st, reason_code = :rc, "
         "final_date = :d WHERE application_id = :id",
-        s=FAILED,
+        s=ApplicationStatus.FAILED,
         st=stage,
         rc=reason,
         d=business_date,
@@ -437,7 +430,7 @@ def expire_account_requests(
                 d=business_date,
                 k=r.req_no,
             )
-            _fail(conn, r.application_id, "1", "E140", business_date)
+            _fail(conn, r.application_id, FailStage.BANK, "E140", business_date)
         waiting = rows(
             conn,
             "SELECT COUNT(*) AS n, MIN(sent_date) AS oldest FROM partner_request "

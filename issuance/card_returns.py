@@ -17,6 +17,7 @@ from schemas.codec import Header, write_delimited
 from schemas.codes import reason_text
 from schemas.files import hub_batch_no
 from schemas.layouts import CARDRSP
+from schemas.states import FailStage
 
 log = logging.getLogger("sscard.card_returns")
 
@@ -56,7 +57,7 @@ def write_card_returns(
         lines = []
         for r in final:
             made = r.fail_stage is None
-            at_bank = r.fail_stage == "1"
+            at_bank = r.fail_stage == FailStage.BANK
             lines.append(
                 (
                     r.app_no,
@@ -71,7 +72,7 @@ def write_card_returns(
                     "" if at_bank else (r.pan or ""),
                     "" if at_bank else (r.pan_seq or ""),
                     r.box_no if made else "",
-                    "0" if made else r.fail_stage,
+                    FailStage.MADE if made else r.fail_stage,
                     "" if made else r.reason_code,
                     "" if made else reason_text(r.reason_code),
                 )
@@ -112,8 +113,8 @@ def write_card_returns(
         "%s: %d card(s): %d made, %d failed at the bank, %d failed at the factory",
         name,
         len(lines),
-        sum(1 for line in lines if line[12] == "0"),
-        sum(1 for line in lines if line[12] == "1"),
-        sum(1 for line in lines if line[12] == "2"),
+        sum(1 for line in lines if line[12] == FailStage.MADE),
+        sum(1 for line in lines if line[12] == FailStage.BANK),
+        sum(1 for line in lines if line[12] == FailStage.FACTORY),
     )
     return name

@@ -20,7 +20,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from sqlalchemy import Connection, Engine, String, bindparam, text
 
-from issuance.accounts import ACCOUNT_OPEN, PERSO_SENT
 from issuance.zipcopy import PhotoSources, copy_photos
 from persistence import registry
 from persistence.db import bulk_load, query_batches
@@ -28,6 +27,7 @@ from persistence.issuance_store import set_status
 from schemas.codec import Header, write_fixed_table
 from schemas.files import hub_batch_no
 from schemas.layouts import PERSO
+from schemas.states import ApplicationStatus
 
 log = logging.getLogger("sscard.personalisation")
 
@@ -153,7 +153,7 @@ def dispatch_perso(
             text(_PENDING).bindparams(
                 bindparam("s", type_=String), bindparam("bureaus", expanding=True, type_=String)
             ),
-            {"s": ACCOUNT_OPEN, "bureaus": list(bureaus)},
+            {"s": ApplicationStatus.ACCOUNT_OPEN, "bureaus": list(bureaus)},
             _PENDING_COLUMNS,
             max_records,
         )
@@ -240,7 +240,7 @@ def _store(
     """Record the cards of one PERSO as sent, then queue its photo zip (once written) and
     the PERSO itself."""
     bulk_load(conn, "perso_record", sent, sent.column_names)
-    set_status(conn, sent.column("application_id"), PERSO_SENT)
+    set_status(conn, sent.column("application_id"), ApplicationStatus.PERSO_SENT)
     count, sha = photos.result()
     zip_name = outbox.name[:-4] + ".zip"
     registry.queue_outbound(

@@ -15,11 +15,11 @@ import logging
 import pyarrow as pa
 from sqlalchemy import Connection, bindparam, text
 
-from issuance.accounts import FAILED, MADE, PERSO_SENT
 from issuance.intake import Landed
 from persistence.db import bulk_load
 from persistence.issuance_store import bulk_update
 from schemas.codec import DelimitedReader, FixedReader
+from schemas.states import ApplicationStatus, CardStatus, FailStage
 
 log = logging.getLogger("sscard.production")
 
@@ -76,7 +76,7 @@ def apply_production_results(
             if s.pan != r["pan"]:
                 problem("pan differs from the PERSO")
                 continue
-            if s.result is not None or card_no in seen or s.status != PERSO_SENT:
+            if s.result is not None or card_no in seen or s.status != ApplicationStatus.PERSO_SENT:
                 problem("card returned before")
                 continue
             seen.add(card_no)
@@ -93,7 +93,7 @@ def apply_production_results(
                         "bank_code": s.bank_code,
                         "pan": s.pan,
                         "pan_seq": s.pan_seq,
-                        "status": "0",
+                        "status": CardStatus.SEALED,
                         "issue_date": s.issue_date,
                         "expiry_date": s.expiry_date,
                         "card_id_code": r["card_id_code"],
@@ -102,10 +102,17 @@ def apply_production_results(
                         "made_date": r["made_date"],
                     }
                 )
-                app_updates.append((s.application_id, MADE, None, None))
+                app_updates.append((s.application_id, ApplicationStatus.MADE, None, None))
                 counts["made"] += 1
             else:
-                app_updates.append((s.application_id, FAILED, "2", r["reason_code"]))
+                app_updates.append(
+                    (
+                        s.application_id,
+                        ApplicationStatus.FAILED,
+                        FailStage.FACTORY,
+                        r["reason_code"],
+                    )
+                )
                 counts["failed"] += 1
         if new_cards:
             bulk_load(conn, "card", pa.Table.from_pylist(new_cards), list(new_cards[0]))

@@ -15,9 +15,10 @@ from typing import Any
 
 from sqlalchemy import Engine, and_, func, select
 
-from issuance.accounts import PERSO_SENT, SHANGHAI
+from issuance.accounts import SHANGHAI
 from persistence.issuance_store import rows
 from persistence.models import OutboundFile, PartnerRequest
+from schemas.states import ApplicationStatus
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,7 @@ def work_status(
             "SELECT COUNT(*) AS n, MIN(p.issue_date) AS oldest FROM perso_record p "
             "JOIN application_state st ON st.application_id = p.application_id "
             "WHERE st.status = :s",
-            s=PERSO_SENT,
+            s=ApplicationStatus.PERSO_SENT,
         )[0]
         undelivered = [
             (r.conn_id, r.name, str(r.created_at))

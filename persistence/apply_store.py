@@ -25,8 +25,10 @@ import pyarrow.compute as pc
 from sqlalchemy import Connection, text
 
 from persistence.db import bulk_load, is_postgres
+from persistence.models import in_list
 from schemas.codec import NO_FAIL
 from schemas.layouts import APPLY
+from schemas.states import OPEN_ACCOUNT, REPLACEABLE, ApplicationStatus, CardStatus
 
 FIELDS = APPLY.names
 STAGE = "apply_stage"
@@ -121,6 +123,11 @@ _REPEAT_FIELD = " ".join(f"WHEN {_IDX[field]} THEN '{field}'" for field, _, _, _
 
 
 _S = STAGE
+#: the old card is in a status its line's app_type allows (DOMAIN §5)
+_REPLACEABLE = " OR ".join(
+    f"({_S}.app_type = '{app_type}' AND c.status IN {in_list(sorted(statuses))})"
+    for app_type, statuses in REPLACEABLE.items()
+)
 #: the database rules (field, code, lines they apply to, failing condition), one statement
 #: each so that every condition is a plain join the planner can drive from the chunk
 _RULES: tuple[tuple[str, str, str, str], ...] = (
@@ -144,7 +151,8 @@ _RULES: tuple[tuple[str, str, str, str], ...] = (
         "id_no",
         "E108",
         f"{_S}.app_type = '01'",
-        f"EXISTS (SELECT 1 FROM card c WHERE c.id_no = {_S}.id_no AND c.status <> '9')",
+        f"EXISTS (SELECT 1 FROM card c WHERE c.id_no = {_S}.id_no "
+        f"AND c.status <> '{CardStatus.CANCELLED}')",
     ),
     (
         "id_no",
@@ -164,16 +172,15 @@ _RULES: tuple[tuple[str, str, str, str], ...] = (
     (
         "old_card_no",
         "E109",
-        f"{_S}.app_type IN ('05', '06', '07')",
+        f"{_S}.app_type IN {in_list(REPLACEABLE)}",
         f"""NOT EXISTS (
               SELECT 1 FROM card c WHERE c.card_no = {_S}.old_card_no AND c.id_no = {_S}.id_no
-                AND ((({_S}.app_type = '05') AND c.status = '2')
-                  OR ({_S}.app_type IN ('06', '07') AND c.status IN ('0', '1', '2', '4'))))""",
+                AND ({_REPLACEABLE}))""",
     ),
     (
         "old_card_no",
         "E109",
-        f"{_S}.app_type IN ('05', '06', '07')",
+        f"{_S}.app_type IN {in_list(REPLACEABLE)}",
         f"""EXISTS (SELECT 1 FROM application a
                     JOIN application_state st ON st.application_id = a.id
                     WHERE a.old_card_no = {_S}.old_card_no AND a.old_card_no <> ''
@@ -204,7 +211,7 @@ _RULES: tuple[tuple[str, str, str, str], ...] = (
                 AND c.pan IS NOT NULL
                 AND (c.bank_code <> :hub OR EXISTS (
                       SELECT 1 FROM account ac
-                      WHERE ac.pan = c.pan AND ac.status IN ('preopened', 'active'))))""",
+                      WHERE ac.pan = c.pan AND ac.status IN {in_list(sorted(OPEN_ACCOUNT))})))""",
     ),
     # E118: renewal for expiry only from 60 days before the old card's expiry date.
     (
@@ -426,7 +433,11 @@ def store_chunk(
         }
         bulk_load(conn, "application", pa.table(rows), APPLICATION_COLUMNS)
         state = pa.table(
-            {"application_id": ids, "bureau": bureau, "status": pa.repeat("accepted", n)}
+            {
+                "application_id": ids,
+                "bureau": bureau,
+                "status": pa.repeat(ApplicationStatus.ACCEPTED.value, n),
+            }
         )
         bulk_load(conn, "application_state", state, ("application_id", "bureau", "status"))
         stored = pa.table({"seq": accepted.column("seq").cast(pa.int64()), "id": ids})

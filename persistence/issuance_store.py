@@ -10,6 +10,7 @@ import pyarrow as pa
 from sqlalchemy import Connection, text
 
 from persistence.db import bulk_load, is_postgres
+from schemas.states import ApplicationStatus
 
 
 def take_serials_upto(conn: Connection, prefix: str, count: int, capacity: int) -> tuple[int, int]:
@@ -59,7 +60,9 @@ def bulk_update(conn: Connection, table: str, key: str, data: pa.Table) -> None:
     )
 
 
-def set_status(conn: Connection, application_ids: pa.Array | pa.ChunkedArray, status: str) -> None:
+def set_status(
+    conn: Connection, application_ids: pa.Array | pa.ChunkedArray, status: ApplicationStatus
+) -> None:
     """Move the given applications to ``status``: one statement over an array of ids on
     PostgreSQL, through :func:`bulk_update` on SQLite."""
     if not len(application_ids):

@@ -4,10 +4,12 @@ two in step."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
+    CheckConstraint,
     DateTime,
     ForeignKey,
     Index,
@@ -18,6 +20,8 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from schemas.states import AccountStatus, ApplicationStatus, CardStatus, Loss
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -30,6 +34,17 @@ NAMING = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
+
+
+def in_list(values: Iterable[str]) -> str:
+    """``('a', 'b')``: the values of a status enum (:mod:`schemas.states`, whose values
+    hold no quote) as an SQL list, for CHECK constraints and statements' text."""
+    return "(" + ", ".join(f"'{value}'" for value in values) + ")"
+
+
+def one_of(column: str, values: Iterable[str]) -> CheckConstraint:
+    """The CHECK constraint ``ck_<table>_<column>``: ``column`` holds one of ``values``."""
+    return CheckConstraint(f"{column} IN {in_list(values)}", name=column)
 
 
 class ReceivedFile(Base):
@@ -194,8 +209,8 @@ class ApplicationState(Base):
     issuance steps update, so moving 200,000 applications on touches small rows and two
     small indexes rather than the application itself.
 
-    ``status``: ``accepted`` at intake; ``partner_sent``, ``account_open``,
-    ``perso_sent``, ``made`` or ``failed`` later. ``final_date`` is set with a final
+    ``status``: a :class:`schemas.states.ApplicationStatus`, ``accepted`` at intake and
+    moved on by the steps of ``APPLICATION_STEPS``. ``final_date`` is set with a final
     outcome (made, or failed at ``fail_stage`` 1 bank / 2 factory with ``reason_code``);
     ``cardrsp_name`` names the CARDRSP that reported it.
     """
@@ -216,6 +231,7 @@ class ApplicationState(Base):
 
     __table_args__ = (
         Index("ix_application_state_status", "status"),
+        one_of("status", ApplicationStatus),
         Index(
             "ix_application_state_unreported",
             "bureau",
@@ -227,8 +243,8 @@ class ApplicationState(Base):
 
 
 class Card(Base):
-    """A made card and its status (DOMAIN §2, AAZ502: 0 sealed, 1 normal, 2 formal loss,
-    3 locked, 4 temporary loss, 9 cancelled)."""
+    """A made card and its status (DOMAIN §2, AAZ502: :class:`schemas.states.CardStatus`,
+    moved by ``CARD_RULES``)."""
 
     __tablename__ = "card"
 
@@ -249,11 +265,17 @@ class Card(Base):
     box_no: Mapped[str | None] = mapped_column(String(20))
     made_date: Mapped[str | None] = mapped_column(String(8))
 
-    __table_args__ = (Index("ix_card_id_no", "id_no"), Index("ix_card_pan", "pan"))
+    __table_args__ = (
+        Index("ix_card_id_no", "id_no"),
+        Index("ix_card_pan", "pan"),
+        one_of("status", CardStatus),
+    )
 
 
 class Account(Base):
-    """A customer account, one per PAN (DOMAIN §3): preopened → active → closed."""
+    """A customer account, one per PAN (DOMAIN §3): ``status`` an
+    :class:`schemas.states.AccountStatus` (preopened → active → closed, moved by
+    ``ACCOUNT_RULES``), ``loss`` a :class:`schemas.states.Loss`."""
 
     __tablename__ = "account"
 
@@ -261,11 +283,13 @@ class Account(Base):
     bank_code: Mapped[str] = mapped_column(String(4))
     id_no: Mapped[str] = mapped_column(String(18))
     status: Mapped[str] = mapped_column(String(10))
-    loss: Mapped[str] = mapped_column(String(10), default="none")
+    loss: Mapped[str] = mapped_column(String(10), default=Loss.NONE.value)
     pin_locked: Mapped[bool] = mapped_column(default=False)
     debit_blocked: Mapped[bool] = mapped_column(default=False)
     credit_blocked: Mapped[bool] = mapped_column(default=False)
     balance_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+
+    __table_args__ = (one_of("status", AccountStatus), one_of("loss", Loss))
 
 
 class PanCounter(Base):

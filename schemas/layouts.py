@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
+from schemas.states import CardOp, ChannelOp, FailStage, Result
+
 Presence = Literal["M", "O", "C"]
 Kind = Literal["text", "date", "month", "time", "amount", "signed_amount", "count"]
 Framing = Literal["delimited", "fixed"]
@@ -198,9 +200,9 @@ APPLYRSP = Layout(
     description="intake result (hub → bureau), ICD §5.2",
 )
 
-_MADE = Cond("fail_stage", ("0",))
-_FAILED = Cond("fail_stage", ("1", "2"))
-_HAS_PAN = Cond("fail_stage", ("0", "2"))
+_MADE = Cond("fail_stage", (FailStage.MADE,))
+_FAILED = Cond("fail_stage", (FailStage.BANK, FailStage.FACTORY))
+_HAS_PAN = Cond("fail_stage", (FailStage.MADE, FailStage.FACTORY))
 
 CARDRSP = Layout(
     "CARDRSP",
@@ -218,7 +220,7 @@ CARDRSP = Layout(
         Field("pan", "C", pattern=PAN, cond=_HAS_PAN),
         Field("pan_seq", "C", pattern=r"[0-9]{2}", cond=_HAS_PAN),
         Field("box_no", "C", max_bytes=20, cond=_MADE),
-        Field("fail_stage", "M", values=("0", "1", "2")),
+        Field("fail_stage", "M", values=tuple(FailStage)),
         Field(
             "reason_code", "C", pattern=r"E[0-9]{3}|M[0-9]{3}|[0-9]{3}", max_bytes=4, cond=_FAILED
         ),
@@ -323,7 +325,7 @@ STATUS = Layout(
     "delimited",
     (
         _key("req_no"),
-        Field("op", "M", values=("01", "02", "03", "04", "11"), code="E117"),
+        Field("op", "M", values=tuple(CardOp), code="E117"),
         Field("card_no", "M", pattern=CARD_NO, code="E105"),
         Field("id_no", "M", pattern=ID_NO, code="E101"),
         Field("name", "M", max_bytes=30, code="E104"),
@@ -338,7 +340,7 @@ STATUS = Layout(
 STATUSRSP = Layout(
     "STATUSRSP",
     "delimited",
-    (_key("req_no"), _result(("00", "01", "02")), *_reason(("01",))),
+    (_key("req_no"), _result(tuple(Result)), *_reason((Result.REFUSED,))),
     key="req_no",
     description="answer to STATUS, ICD §5.7",
 )
@@ -348,7 +350,7 @@ BANKEVT = Layout(
     "delimited",
     (
         _key("evt_no"),
-        Field("op", "M", values=("01", "02", "03", "04", "11", "21", "22", "23"), code="E117"),
+        Field("op", "M", values=(*CardOp, "21", "22", "23"), code="E117"),
         Field("card_no", "M", pattern=CARD_NO, code="E105"),
         Field("id_no", "M", pattern=ID_NO, code="E101"),
         Field("op_time", "M", kind="time"),
@@ -358,19 +360,25 @@ BANKEVT = Layout(
     description="events the bureau must learn (hub → bureau, partner → hub), ICD §5.8",
 )
 
-_IDENTITY = Cond("op", ("E1", "A1", "P1", "P2", "L2"))
+_IDENTITY = Cond("op", (ChannelOp.E1, ChannelOp.A1, ChannelOp.P1, ChannelOp.P2, ChannelOp.L2))
 
 CHANNEL = Layout(
     "CHANNEL",
     "delimited",
     (
         _key("req_no"),
-        Field("op", "M", values=("E1", "A1", "P1", "P2", "L1", "L2", "L3"), code="E117"),
+        Field("op", "M", values=tuple(ChannelOp), code="E117"),
         Field("pan", "M", pattern=PAN, code="E119"),
         Field("card_no", "M", pattern=CARD_NO, code="E105"),
         Field("id_no", "C", pattern=ID_NO, code="E132", cond=_IDENTITY),
         Field("name", "C", max_bytes=30, code="E132", cond=_IDENTITY),
-        Field("pin_block", "C", pattern=r"[0-9a-f]+", code="E130", cond=Cond("op", ("A1", "P1"))),
+        Field(
+            "pin_block",
+            "C",
+            pattern=r"[0-9a-f]+",
+            code="E130",
+            cond=Cond("op", (ChannelOp.A1, ChannelOp.P1)),
+        ),
         Field("op_time", "M", kind="time"),
         Field("branch", "M", pattern=r"[0-9A-Za-z]{1,20}"),
         Field("teller", "M", pattern=r"[0-9A-Za-z]{1,20}"),
@@ -382,7 +390,7 @@ CHANNEL = Layout(
 CHANNELRSP = Layout(
     "CHANNELRSP",
     "delimited",
-    (_key("req_no"), _result(("00", "01", "02")), *_reason(("01",))),
+    (_key("req_no"), _result(tuple(Result)), *_reason((Result.REFUSED,))),
     key="req_no",
     description="answer to CHANNEL, ICD §5.9",
 )

@@ -3,14 +3,18 @@ again with data present."""
 
 from __future__ import annotations
 
+from enum import StrEnum
+
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import Engine, exc, inspect, text
 
 from persistence.db import MIGRATIONS, downgrade, upgrade
 from persistence.models import Base
+from schemas.states import AccountStatus, ApplicationStatus, CardStatus, Loss
 
 
 def _scripts() -> ScriptDirectory:
@@ -147,3 +151,40 @@ def test_0005_moves_where_applications_stand_to_application_state_and_back(
     ]
     engine.dispose()
     upgrade(db_url)
+
+
+#: a row of each table with a status column, ``:v`` in the column checked
+_STATUS_ROWS = {
+    ("card", "status"): "INSERT INTO card (card_no, bureau, id_type, id_no, name, bank_code, "
+    "status) VALUES ('A00000001', 'R440100', '01', 'X', 'N', 'B001', :v)",
+    ("account", "status"): "INSERT INTO account (pan, bank_code, id_no, status, loss, "
+    "pin_locked, debit_blocked, credit_blocked, balance_fen) VALUES ('6217000000000000017', "
+    "'B001', 'X', :v, 'none', false, false, false, 0)",
+    ("account", "loss"): "INSERT INTO account (pan, bank_code, id_no, status, loss, "
+    "pin_locked, debit_blocked, credit_blocked, balance_fen) VALUES ('6217000000000000017', "
+    "'B001', 'X', 'preopened', :v, false, false, false, 0)",
+    ("application_state", "status"): "INSERT INTO application_state (application_id, bureau, "
+    "status) VALUES (1, 'R440100', :v)",
+}
+_ENUMS: dict[tuple[str, str], type[StrEnum]] = {
+    ("card", "status"): CardStatus,
+    ("account", "status"): AccountStatus,
+    ("account", "loss"): Loss,
+    ("application_state", "status"): ApplicationStatus,
+}
+
+
+@pytest.mark.parametrize("column", list(_ENUMS), ids=lambda c: ".".join(c))
+def test_the_migrated_database_holds_each_status_column_to_its_enum(
+    engine: Engine, column: tuple[str, str]
+) -> None:
+    """The CHECK constraints of the migrations accept exactly the values schemas/states.py
+    declares: an enum changed without a migration fails here."""
+    insert = text(_STATUS_ROWS[column])
+    for value in _ENUMS[column]:
+        with engine.begin() as conn:
+            conn.execute(insert, {"v": value.value})
+            conn.execute(text(f"DELETE FROM {column[0]}"))
+    for value in ("", "5", "x"):
+        with pytest.raises(exc.IntegrityError), engine.begin() as conn:
+            conn.execute(insert, {"v": value})
