@@ -451,8 +451,10 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
 
     from sqlalchemy import text
 
+    from exchange.outbox import deliver
+    from exchange.storage import Storage
     from issuance.apply_rules import rules_for
-    from issuance.intake import IntakeContext, deliver, run_intake
+    from issuance.intake import IntakeContext, run_intake
     from persistence.db import make_engine
     from transport.local import LocalRemote
     from transport.remote import Remote
@@ -490,7 +492,8 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
         business_date=BUSINESS_DATE,
         now=NOW,
         rules=rules_for(BUSINESS_DATE, frozenset(BANKS), BUREAU),
-        var_dir=run_dir / "var",
+        work_dir=run_dir / "work",
+        store=Storage(str(run_dir / "storage")),
     )
     warm_up_s = _warm_up()
     baseline = _rss_mib()
@@ -508,7 +511,7 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     intake_s = perf_counter() - start
     intake_peak = _peak_mib()
     start = perf_counter()
-    delivered = deliver(remote, engine, CONN_ID, NOW)
+    delivered = deliver(remote, engine, ctx.store, CONN_ID, NOW)
     deliver_s = perf_counter() - start
     if profiler is not None:
         profiler.dump_stats(spec["profile"])

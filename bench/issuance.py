@@ -60,7 +60,7 @@ def setup(url: str, n: int, workdir: Path) -> None:
                 " rejected_count, local_path, first_seen_at) VALUES (1, 'bench', :n, :s, 0, 'accepted',"
                 " :c, 0, :p, :t)"
             ),
-            {"n": source.name, "s": "0" * 64, "c": n, "p": str(source), "t": NOW},
+            {"n": source.name, "s": "0" * 64, "c": n, "p": source.name, "t": NOW},
         )
         for start in range(0, n, 50_000):
             ids = range(start + 1, min(n, start + 50_000) + 1)
@@ -109,6 +109,7 @@ def setup(url: str, n: int, workdir: Path) -> None:
 
 def measure(spec: dict[str, Any]) -> dict[str, Any]:
     from banking.pan import PanRange
+    from exchange.storage import Storage
     from issuance.accounts import open_hub_accounts
     from issuance.personalisation import dispatch_perso
     from persistence.db import make_engine
@@ -129,9 +130,8 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
             business_date=DAY,
             now=NOW,
             bureaus=("R440100",),
-            spool_dir=Path(spec["url"].replace("sqlite:///", "")).parent / "outbox"
-            if spec["db"] == "sqlite"
-            else DEFAULT_WORKDIR / "issuance" / "outbox",
+            work_dir=Path(spec["workdir"]) / "work",
+            store=Storage(spec["workdir"]),
         )
         seconds = perf_counter() - start
         from sqlalchemy import text
@@ -182,7 +182,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"setting up {n:,} accepted applications on {db} …", flush=True)
             setup(url, n, run_dir / "archive")
             for step in ("accounts", "perso"):
-                spec = {"step": step, "db": db, "n": n, "url": url}
+                spec = {
+                    "step": step,
+                    "db": db,
+                    "n": n,
+                    "url": url,
+                    "workdir": str(run_dir / "archive"),
+                }
                 child = subprocess.run(
                     [sys.executable, "-m", "bench.issuance", "--measure", json.dumps(spec)],
                     cwd=ROOT,

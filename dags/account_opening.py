@@ -60,13 +60,15 @@ def account_opening():
     def partner_requests(bank_code: str, **context) -> dict:
         from airflow.sdk import Connection
 
+        from sscard.airflow_tasks import no_retry_for_hard_failures
         from sscard.config import load_counterparties
         from sscard.jobs import request_partner_accounts
 
         conn_id = load_counterparties().party(bank_code).conn_id
-        return request_partner_accounts(
-            bank_code, context["dag_run"].run_after, Connection.get(conn_id)
-        )
+        with no_retry_for_hard_failures():
+            return request_partner_accounts(
+                bank_code, context["dag_run"].run_after, Connection.get(conn_id)
+            )
 
     hub_accounts() >> partner_requests.expand(bank_code=partners())
 

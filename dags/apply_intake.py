@@ -67,29 +67,27 @@ def apply_intake():
     @task(outlets=[APPLICATIONS], map_index_template="{{ task.op_kwargs['bureau'] }}")
     def intake(bureau: str, **context) -> dict:
         from airflow.sdk import Connection
-        from airflow.sdk.exceptions import AirflowFailException
 
-        from issuance.intake import IntakeIncomplete
+        from sscard.airflow_tasks import no_retry_for_hard_failures
         from sscard.config import load_counterparties
         from sscard.jobs import apply_intake
 
         conn_id = load_counterparties().bureau(bureau).conn_id
-        try:
+        with no_retry_for_hard_failures():
             return apply_intake(bureau, _when(context), Connection.get(conn_id))
-        except IntakeIncomplete as exc:
-            # the same file would fail again at once: no retry, the next run tries it
-            raise AirflowFailException(str(exc)) from exc
 
     # whatever intake's outcome: the outbox holds only what was committed
     @task(map_index_template="{{ task.op_kwargs['bureau'] }}", trigger_rule="all_done")
     def deliver_responses(bureau: str, **context) -> int:
         from airflow.sdk import Connection
 
+        from sscard.airflow_tasks import no_retry_for_hard_failures
         from sscard.config import load_counterparties
         from sscard.jobs import deliver_outbox
 
         conn_id = load_counterparties().bureau(bureau).conn_id
-        return deliver_outbox(bureau, _when(context), Connection.get(conn_id))
+        with no_retry_for_hard_failures():
+            return deliver_outbox(bureau, _when(context), Connection.get(conn_id))
 
     @task(trigger_rule="one_failed", retries=0)
     def run_failed() -> None:

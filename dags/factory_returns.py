@@ -50,18 +50,14 @@ def factory_returns():
     @task(outlets=[OUTCOMES], map_index_template="{{ task.op_kwargs['factory_code'] }}")
     def results(factory_code: str, **context) -> dict:
         from airflow.sdk import Connection
-        from airflow.sdk.exceptions import AirflowFailException
 
-        from issuance.intake import IntakeIncomplete
+        from sscard.airflow_tasks import no_retry_for_hard_failures
         from sscard.config import load_counterparties
         from sscard.jobs import factory_returns as run
 
         conn_id = load_counterparties().party(factory_code).conn_id
-        try:
+        with no_retry_for_hard_failures():
             return run(factory_code, context["dag_run"].run_after, Connection.get(conn_id))
-        except IntakeIncomplete as exc:
-            # the same file would fail again at once: no retry, the next run tries it
-            raise AirflowFailException(str(exc)) from exc
 
     results.expand(factory_code=factories())
 

@@ -52,18 +52,14 @@ def partner_account_returns():
     @task(outlets=[CARDS_READY, OUTCOMES], map_index_template="{{ task.op_kwargs['bank_code'] }}")
     def answers(bank_code: str, **context) -> dict:
         from airflow.sdk import Connection
-        from airflow.sdk.exceptions import AirflowFailException
 
-        from issuance.intake import IntakeIncomplete
+        from sscard.airflow_tasks import no_retry_for_hard_failures
         from sscard.config import load_counterparties
         from sscard.jobs import partner_account_returns as run
 
         conn_id = load_counterparties().party(bank_code).conn_id
-        try:
+        with no_retry_for_hard_failures():
             return run(bank_code, context["dag_run"].run_after, Connection.get(conn_id))
-        except IntakeIncomplete as exc:
-            # the same file would fail again at once: no retry, the next run tries it
-            raise AirflowFailException(str(exc)) from exc
 
     answers.expand(bank_code=partners())
 

@@ -4,18 +4,19 @@ cards, and failures at the bank (stage 1) and at the factory (stage 2)."""
 
 from __future__ import annotations
 
-import io
 import logging
 from datetime import datetime
+from pathlib import Path
 
 import pyarrow as pa
 from sqlalchemy import Engine
 
+from exchange.outbox import Drop, compose, originate
+from exchange.storage import Storage
 from persistence import registry
 from persistence.issuance_store import bulk_update, rows
-from schemas.codec import Header, write_delimited
+from schemas.codec import write_delimited
 from schemas.codes import reason_text
-from schemas.files import hub_batch_no
 from schemas.layouts import CARDRSP
 from schemas.states import FailStage
 
@@ -43,6 +44,8 @@ def write_card_returns(
     encoding: str,
     business_date: str,
     now: datetime,
+    work_dir: Path,
+    store: Storage,
 ) -> str | None:
     """Queue the day's CARDRSP for ``bureau``. The first run of a day always writes one
     (with no lines when nothing happened); a later run of the same day writes another
@@ -53,7 +56,8 @@ def write_card_returns(
         if seq > 1 and not final:
             log.info("CARDRSP for %s of %s already written; nothing new", bureau, business_date)
             return None
-        name = f"CARDRSP_{hub}_{bureau}_{business_date}_{seq:03d}.txt"
+        cardrsp = originate(conn, "CARDRSP", hub, bureau, business_date, len(final), seq=seq)
+        name = cardrsp.name
         lines = []
         for r in final:
             made = r.fail_stage is None
@@ -77,25 +81,14 @@ def write_card_returns(
                     "" if made else reason_text(r.reason_code),
                 )
             )
-        out = io.BytesIO()
-        header = Header(
-            "CARDRSP",
-            hub,
-            bureau,
-            hub_batch_no("CARDRSP", bureau, business_date, seq),
-            business_date,
-            len(lines),
-        )
-        write_delimited(out, CARDRSP, header, lines, encoding)
-        registry.queue_outbound(
+        compose(
             conn,
-            conn_id=conn_id,
-            directory=drop,
+            Drop(conn_id, drop, now, store),
+            work_dir,
             name=name,
             type_="CARDRSP",
-            data=out.getvalue(),
             record_count=len(lines),
-            created_at=now,
+            write=lambda out: write_delimited(out, CARDRSP, cardrsp.header, lines, encoding),
         )
         if final:
             bulk_update(

@@ -10,22 +10,23 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from sqlalchemy import Connection, Engine, String, bindparam, text
 
+from exchange.outbox import Drop, originate, queue_path
+from exchange.storage import Storage
 from issuance.zipcopy import PhotoSources, copy_photos
 from persistence import registry
 from persistence.db import bulk_load, query_batches
 from persistence.issuance_store import set_status
-from schemas.codec import Header, write_fixed_table
-from schemas.files import hub_batch_no
+from schemas.codec import write_fixed_table
 from schemas.layouts import PERSO
 from schemas.states import ApplicationStatus
 
@@ -83,6 +84,7 @@ def _write_photos(
     target: Path,
     business_date: str,
     sources: PhotoSources,
+    zips: Callable[[str], Path],
 ) -> tuple[int, str]:
     """Copy the named photos from the bureaus' zips kept on arrival into ``target``,
     byte for byte (never re-encoded), each under its card's entry name; returns the
@@ -91,7 +93,10 @@ def _write_photos(
     for card_no, photo, source in records:
         if photo and source:
             by_source[source].append((photo, photo_entry(card_no)))
-    by_zip = {str(Path(source).with_suffix(".zip")): names for source, names in by_source.items()}
+    by_zip = {
+        str(zips(str(PurePosixPath(source).with_suffix(".zip")))): names
+        for source, names in by_source.items()
+    }
     return copy_photos(by_zip, target, business_date, sources)
 
 
@@ -133,20 +138,27 @@ def dispatch_perso(
     business_date: str,
     now: datetime,
     bureaus: tuple[str, ...],
-    spool_dir: Path,
+    work_dir: Path,
+    store: Storage,
     max_records: int = 10_000,
 ) -> list[str]:
     """Queue PERSO files (and their photo zips) for every card of ``bureaus`` ready for
     production: all of them, in files of at most ``max_records`` records, in one
-    transaction. Both files of a PERSO are spooled under ``spool_dir/<date>/`` and named
-    by their outbox rows; each zip is queued before its PERSO, so it is published first.
+    transaction. Both files of a PERSO are written in the run's working directory and
+    queued (into object storage when large); each zip is queued before its PERSO, so it
+    is published first. The bureaus' photo zips are read from object storage.
 
     Three things overlap: this thread writes each PERSO file, one worker copies its
     photos, and another stores its records and queues its files (the only user of the
     connection once the cards are read), so Python and the database work at once."""
     names: list[str] = []
     expiry = expiry_of(business_date)
-    spool = spool_dir / business_date
+    spool = work_dir / "perso"
+    drop_to = Drop(conn_id, drop, now, store)
+
+    def zips(key: str) -> Path:
+        return store.local_copy(key, work_dir)
+
     with engine.begin() as conn:
         pending = query_batches(
             conn,
@@ -166,17 +178,11 @@ def dispatch_perso(
         ):
             for number, part in enumerate(pending):
                 count = part.num_rows
-                seq = first_seq + number
-                name = f"PERSO_{hub}_{factory}_{business_date}_{seq:03d}.txt"
-                spool.mkdir(parents=True, exist_ok=True)
-                header = Header(
-                    "PERSO",
-                    hub,
-                    factory,
-                    hub_batch_no("PERSO", factory, business_date, seq),
-                    business_date,
-                    count,
+                perso = originate(
+                    conn, "PERSO", hub, factory, business_date, count, seq=first_seq + number
                 )
+                name, header = perso.name, perso.header
+                spool.mkdir(parents=True, exist_ok=True)
                 with (spool / name).open("wb") as out:
                     write_fixed_table(
                         out, PERSO, header, perso_columns(part, business_date, expiry)
@@ -192,6 +198,7 @@ def dispatch_perso(
                     spool / (name[:-4] + ".zip"),
                     business_date,
                     sources,
+                    zips,
                 )
                 sent = pa.table(
                     {
@@ -205,7 +212,7 @@ def dispatch_perso(
                         "expiry_date": pa.array([expiry] * count, pa.string()),
                     }
                 )
-                outbox = _Outbox(conn_id, drop, spool, name, count, now, factory)
+                outbox = _Outbox(drop_to, spool, name, count, factory)
                 stored.append(database.submit(_store, conn, sent, photos, outbox))
                 names.append(name)
                 while len(stored) > _IN_FLIGHT or (stored and stored[0].done()):
@@ -225,12 +232,10 @@ _IN_FLIGHT = 2
 class _Outbox:
     """Where a PERSO and its photo zip go."""
 
-    conn_id: str
-    drop: str
+    dest: Drop
     spool: Path
     name: str
     records: int
-    now: datetime
     factory: str
 
 
@@ -243,27 +248,25 @@ def _store(
     set_status(conn, sent.column("application_id"), ApplicationStatus.PERSO_SENT)
     count, sha = photos.result()
     zip_name = outbox.name[:-4] + ".zip"
-    registry.queue_outbound(
+    queue_path(
         conn,
-        conn_id=outbox.conn_id,
-        directory=outbox.drop,
+        outbox.dest,
         name=zip_name,
         type_="PERSOZIP",
         path=outbox.spool / zip_name,
         sha256=sha,
         record_count=count,
-        created_at=outbox.now,
     )
-    registry.queue_outbound(
+    queue_path(
         conn,
-        conn_id=outbox.conn_id,
-        directory=outbox.drop,
+        outbox.dest,
         name=outbox.name,
         type_="PERSO",
         path=outbox.spool / outbox.name,
         record_count=outbox.records,
-        created_at=outbox.now,
     )
+    for done in (zip_name, outbox.name):
+        (outbox.spool / done).unlink(missing_ok=True)
     log.info(
         "%s: %d card(s), %d photo(s) for factory %s",
         outbox.name,

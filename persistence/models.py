@@ -80,6 +80,9 @@ class ReceivedFile(Base):
     #: its photo zip's control file), so the same file sent again with them unchanged is
     #: only archived again, and with them corrected is taken afresh
     companions_sha256: Mapped[str | None] = mapped_column(String(64))
+    #: when the file and its companions were all moved to ``archive/`` or ``rejected/``;
+    #: NULL while a move is due or was cut short (a later run finishes it)
+    archived_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (
         Index("ix_received_file_lookup", "conn_id", "name", "sha256"),
@@ -103,9 +106,21 @@ class ReceivedFile(Base):
     )
 
 
+class RunLock(Base):
+    """A lease held by the run taking a connection's files, where the database has no
+    advisory locks (SQLite; see :mod:`exchange.locks`)."""
+
+    __tablename__ = "run_lock"
+
+    name: Mapped[str] = mapped_column(String(120), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(80))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class OutboundFile(Base):
-    """A file the hub writes (responses, ``.rej``), stored with its bytes in the same
-    transaction as the outcome it reports, then published by the delivery step (outbox)."""
+    """A file the hub writes (responses, ``.rej``), queued in the same transaction as the
+    outcome it reports, then published by the delivery step (outbox). Its bytes are in
+    ``data``, or, for a large file, in object storage under the key ``path``."""
 
     __tablename__ = "outbound_file"
 

@@ -10,13 +10,11 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import cast
 
 from sqlalchemy import Connection, Table, and_, delete, insert, or_, select, update
 
 from persistence.models import OutboundFile, ReceivedFile
-from schemas.files import sha256_of
 
 RECEIVED = cast(Table, ReceivedFile.__table__)
 OUTBOUND = cast(Table, OutboundFile.__table__)
@@ -61,21 +59,49 @@ def find_same(conn: Connection, conn_id: str, name: str, sha256: str) -> PriorFi
 def conflicting(
     conn: Connection, sender: str, type_: str, name: str, batch_no: str, sha256: str
 ) -> bool:
-    """An accepted file of this sender with the same NAME or BATCH_NO but other content (F05)."""
+    """An accepted file of this sender that consumed this NAME with other content, or this
+    BATCH_NO under another NAME or with other content (F05). The same bytes under another
+    NAME are no re-delivery of that file (ICD §2 names NAME and SHA-256 together): its
+    BATCH_NO is taken."""
     row = conn.execute(
         select(RECEIVED.c.id)
         .where(
             RECEIVED.c.outcome == "accepted",
             RECEIVED.c.sender == sender,
-            RECEIVED.c.sha256 != sha256,
             or_(
-                RECEIVED.c.name == name,
-                and_(RECEIVED.c.type == type_, RECEIVED.c.batch_no == batch_no),
+                and_(RECEIVED.c.name == name, RECEIVED.c.sha256 != sha256),
+                and_(
+                    RECEIVED.c.type == type_,
+                    RECEIVED.c.batch_no == batch_no,
+                    or_(RECEIVED.c.name != name, RECEIVED.c.sha256 != sha256),
+                ),
             ),
         )
         .limit(1)
     ).first()
     return row is not None
+
+
+@dataclass(frozen=True)
+class Unarchived:
+    id: int
+    name: str
+    outcome: str
+
+
+def unarchived(conn: Connection, conn_id: str) -> list[Unarchived]:
+    """Files of ``conn_id`` whose outcome is committed but whose move to ``archive/`` or
+    ``rejected/`` did not finish (a connection dropped half-way)."""
+    rows = conn.execute(
+        select(RECEIVED.c.id, RECEIVED.c.name, RECEIVED.c.outcome)
+        .where(
+            RECEIVED.c.conn_id == conn_id,
+            RECEIVED.c.outcome.in_(("accepted", "rejected")),
+            RECEIVED.c.archived_at.is_(None),
+        )
+        .order_by(RECEIVED.c.id)
+    ).all()
+    return [Unarchived(r.id, r.name, r.outcome) for r in rows]
 
 
 #: ``detail`` of the row that dates a photo zip waiting for its data file
@@ -141,7 +167,7 @@ def queue_outbound(
     name: str,
     type_: str,
     data: bytes | None = None,
-    path: Path | None = None,
+    stored_as: str | None = None,
     sha256: str | None = None,
     record_count: int,
     created_at: datetime,
@@ -150,16 +176,15 @@ def queue_outbound(
     """Put a file in the outbox; the delivery step publishes it (``.part`` → rename → ``.ok``).
 
     Small files keep their bytes in the row (``data``). A large one (a PERSO photo zip) is
-    written to ``path`` under the hub's var directory first and only its path is stored;
-    a crash before the commit leaves at most an unreferenced file there. ``sha256`` is
-    the digest of the file at ``path`` when its writer computed it on the way."""
-    if (data is None) == (path is None):
-        raise ValueError("an outbound file has either data or a path")
-    if sha256 is not None and path is not None:
+    put into object storage first and only its key is stored (``path``), with the
+    ``sha256`` its writer computed; a crash before the commit leaves at most an object no
+    row names (see :mod:`exchange.outbox`)."""
+    if (data is None) == (stored_as is None):
+        raise ValueError("an outbound file has either data or a storage key")
+    if stored_as is not None:
+        if sha256 is None:
+            raise ValueError("a stored outbound file needs its SHA-256")
         sha = sha256
-    elif path is not None:
-        with path.open("rb") as fh:
-            sha = sha256_of(fh)[1]
     else:
         assert data is not None
         sha = hashlib.sha256(data).hexdigest()
@@ -171,7 +196,7 @@ def queue_outbound(
             name=name,
             type=type_,
             data=data,
-            path=str(path) if path is not None else None,
+            path=stored_as,
             sha256=sha,
             record_count=record_count,
             with_control=True,
@@ -247,14 +272,6 @@ class PendingOutbound:
     record_count: int
     type: str
     sha256: str
-
-    @property
-    def data(self) -> bytes:
-        """The file's bytes (read from the outbox directory when kept there)."""
-        if self.stored is not None:
-            return self.stored
-        assert self.path is not None
-        return Path(self.path).read_bytes()
 
 
 def pending_outbound(conn: Connection, conn_id: str) -> list[PendingOutbound]:

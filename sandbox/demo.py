@@ -26,7 +26,8 @@ from sandbox.factory import CardFactorySimulator
 from sandbox.partner_bank import PartnerBankSimulator
 from sandbox.sftp_server import EmbeddedSftpServer
 from schemas.codes import message
-from sscard.config import ROOT, database_url, load_counterparties, var_dir
+from sscard.config import ROOT, database_url, load_counterparties, storage_url, var_dir
+from transport.remote import files
 from transport.sftp import SftpRemote, SftpSettings
 
 
@@ -168,8 +169,8 @@ def main(size: int = 200, business_date: str | None = None) -> int:
     print(
         "  every file the hub sent                         table outbound_file of the hub database"
     )
-    print(f"    large ones (APPLYRSP, PERSO and its zip)     {var_dir() / 'outbox'}/")
-    print(f"  hub's copies of what arrived                   {var_dir() / 'received'}/")
+    print(f"    large ones (APPLYRSP, PERSO and its zip)     {storage_url()}/outbox/")
+    print(f"  hub's copies of what arrived                   {storage_url()}/received/")
     print(f"  hub database                                   {database_url()}")
     print(
         f"  where the work stands                          uv run sscard status --business-date {business_date}"
@@ -189,7 +190,7 @@ def main(size: int = 200, business_date: str | None = None) -> int:
 def _collect(remote: SftpRemote, drop: str, inbox: Path) -> list[str]:
     """The bureau takes every complete file from its drop directory (and removes it)."""
     taken = []
-    names = {e.name for e in remote.list_dir(drop)}
+    names = {e.name for e in files(remote.list_dir(drop))}
     for name in sorted(names):
         if name.endswith((".ok", ".part")) or f"{name}.ok" not in names:
             continue

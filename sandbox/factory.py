@@ -57,7 +57,7 @@ from stdnum import luhn
 from schemas.codec import FixedReader, Header, write_fixed
 from schemas.files import NAME_PATTERN, Control, FileLevelError, FileName
 from schemas.layouts import PERSO, PERSORSP
-from transport.remote import Remote, join
+from transport.remote import Remote, files, join
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +226,7 @@ class CardFactorySimulator:
         return data, control
 
     def _persos(self, business_date: str) -> list[_Perso]:
-        names = {e.name for e in self.remote.list_dir(self.drop)}
+        names = {e.name for e in files(self.remote.list_dir(self.drop))}
         found: list[_Perso] = []
         for name in sorted(names):
             m = NAME_PATTERN.fullmatch(name)
@@ -287,7 +287,7 @@ class CardFactorySimulator:
             join(self.pickup, f"archive/{business_date}"),
             join(self.pickup, f"rejected/{business_date}"),
         ):
-            for entry in self.remote.list_dir(folder):
+            for entry in files(self.remote.list_dir(folder)):
                 m = NAME_PATTERN.match(entry.name)
                 if (
                     m is not None

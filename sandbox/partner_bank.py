@@ -48,7 +48,7 @@ from schemas.codec import DelimitedReader, Header, write_delimited
 from schemas.codes import reason_text
 from schemas.files import NAME_PATTERN, Control, FileLevelError, FileName
 from schemas.layouts import ACCTOPEN, ACCTOPENRSP
-from transport.remote import Remote, join
+from transport.remote import Remote, files, join
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +164,7 @@ class PartnerBankSimulator:
     # ------------------------------------------------------------------ files
 
     def _requests(self, business_date: str) -> list[_Request]:
-        entries = {e.name: e for e in self.remote.list_dir(self.drop)}
+        entries = {e.name: e for e in files(self.remote.list_dir(self.drop))}
         found: list[_Request] = []
         for name in sorted(entries):
             m = NAME_PATTERN.fullmatch(name)

@@ -19,6 +19,9 @@ DEFAULT_VAR = ROOT / "var"
 ENV_DATABASE_URL = "SSCARD_DATABASE_URL"
 ENV_COUNTERPARTIES = "SSCARD_COUNTERPARTIES"
 ENV_VAR_DIR = "SSCARD_VAR_DIR"
+ENV_STORAGE_URL = "SSCARD_STORAGE_URL"
+ENV_STORAGE_OPTIONS = "SSCARD_STORAGE_OPTIONS"
+ENV_WORK_DIR = "SSCARD_WORK_DIR"
 
 
 class ConfigError(ValueError):
@@ -145,5 +148,31 @@ def database_url() -> str:
 
 
 def var_dir() -> Path:
-    """Where the hub keeps what it received and what it wrote (``SSCARD_VAR_DIR``)."""
+    """The embedded default's home: its SQLite database and its storage
+    (``SSCARD_VAR_DIR``)."""
     return Path(os.environ.get(ENV_VAR_DIR) or DEFAULT_VAR)
+
+
+def storage_url() -> str:
+    """Where one task leaves files for another (``SSCARD_STORAGE_URL``): an fsspec URL
+    (``s3://bucket/prefix``, ``file:///srv/sscard``); the embedded default is
+    ``<var>/storage``. Every worker must reach the same storage."""
+    return os.environ.get(ENV_STORAGE_URL) or str(var_dir() / "storage")
+
+
+def storage_options() -> dict[str, Any]:
+    """fsspec options for the storage (``SSCARD_STORAGE_OPTIONS``, a JSON object)."""
+    import json
+
+    raw = os.environ.get(ENV_STORAGE_OPTIONS)
+    options = json.loads(raw) if raw else {}
+    if not isinstance(options, dict):
+        raise ConfigError(f"{ENV_STORAGE_OPTIONS} must be a JSON object")
+    return options
+
+
+def work_root() -> Path | None:
+    """Where a task makes its own empty working directory, removed when it ends
+    (``SSCARD_WORK_DIR``; default: the system's temporary directory)."""
+    raw = os.environ.get(ENV_WORK_DIR)
+    return Path(raw) if raw else None

@@ -1,15 +1,28 @@
 """What a DAG task calls: build the settings and adapters for one counterparty from the
 configuration and an Airflow connection, run one service, return a small summary for
-XCom. Nothing here imports Airflow; the DAG passes the connection in."""
+XCom. Nothing here imports Airflow; the DAG passes the connection in.
+
+Each job works in a working directory of its own, empty when it starts and removed when
+it ends: whatever a later task needs is in the hub database or the object storage
+(``SSCARD_STORAGE_URL``), so any task may run on any worker."""
 
 from __future__ import annotations
 
 import logging
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from banking.pan import PanRange
+from exchange.answers import receive
+from exchange.flows import Party, flow
+from exchange.outbox import deliver
+from exchange.pickup import PartyInbox, raise_if_failed
+from exchange.storage import Storage
 from issuance.accounts import (
     apply_account_answers,
     expire_account_requests,
@@ -18,13 +31,17 @@ from issuance.accounts import (
 )
 from issuance.apply_rules import rules_for
 from issuance.card_returns import write_card_returns
-from issuance.inbound import receive
-from issuance.inbox import PartyInbox
-from issuance.intake import IntakeContext, deliver, raise_if_failed, run_intake
+from issuance.intake import IntakeContext, run_intake
 from issuance.personalisation import dispatch_perso
 from issuance.production import apply_production_results
 from persistence.db import engine_for
-from sscard.config import database_url, load_counterparties, var_dir
+from sscard.config import (
+    database_url,
+    load_counterparties,
+    storage_options,
+    storage_url,
+    work_root,
+)
 from transport.sftp import SftpRemote, SftpSettings
 
 log = logging.getLogger("sscard.jobs")
@@ -35,11 +52,26 @@ def business_date_of(when: datetime, timezone: str = "Asia/Shanghai") -> str:
     return when.astimezone(ZoneInfo(timezone)).strftime("%Y%m%d")
 
 
+def storage() -> Storage:
+    """The hub's object storage (``SSCARD_STORAGE_URL``)."""
+    return Storage(storage_url(), storage_options())
+
+
+@contextmanager
+def working_directory() -> Iterator[Path]:
+    """A working directory of this task's own, empty, removed when the task ends."""
+    root = work_root()
+    if root is not None:
+        root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="sscard-", dir=root) as path:
+        yield Path(path)
+
+
 def bureau_codes() -> list[str]:
     return [b.code for b in load_counterparties().bureaus]
 
 
-def intake_context(bureau_code: str, when: datetime) -> IntakeContext:
+def intake_context(bureau_code: str, when: datetime, work_dir: Path) -> IntakeContext:
     parties = load_counterparties()
     bureau = parties.bureau(bureau_code)
     business_date = business_date_of(when, parties.timezone)
@@ -55,15 +87,19 @@ def intake_context(bureau_code: str, when: datetime) -> IntakeContext:
         rules=rules_for(business_date, parties.bank_codes, bureau.code),
         max_forward_days=int(bureau.option("max_forward_days", 5)),
         zip_wait=timedelta(minutes=int(bureau.option("zip_wait_minutes", 120))),
-        var_dir=var_dir(),
+        work_dir=work_dir,
+        store=storage(),
     )
 
 
 def apply_intake(bureau_code: str, when: datetime, connection: Any) -> dict[str, Any]:
     """Intake of every complete APPLY file of one bureau; a summary per file."""
-    ctx = intake_context(bureau_code, when)
     engine = engine_for(database_url())
-    with SftpRemote(SftpSettings.from_airflow(connection)) as remote:
+    with (
+        working_directory() as work_dir,
+        SftpRemote(SftpSettings.from_airflow(connection)) as remote,
+    ):
+        ctx = intake_context(bureau_code, when, work_dir)
         outcomes = run_intake(remote, engine, ctx)
     return {
         "bureau": bureau_code,
@@ -87,13 +123,13 @@ def deliver_outbox(bureau_code: str, when: datetime, connection: Any) -> int:
     bureau = parties.bureau(bureau_code)
     engine = engine_for(database_url())
     with SftpRemote(SftpSettings.from_airflow(connection)) as remote:
-        return deliver(remote, engine, bureau.conn_id, when)
+        return deliver(remote, engine, storage(), bureau.conn_id, when)
 
 
 # --------------------------------------------------------------------------- issuance after intake
 
 
-def _party_inbox(code: str, when: datetime) -> PartyInbox:
+def _party_inbox(code: str, when: datetime, work_dir: Path) -> PartyInbox:
     parties = load_counterparties()
     party = parties.party(code)
     return PartyInbox(
@@ -105,7 +141,8 @@ def _party_inbox(code: str, when: datetime) -> PartyInbox:
         encoding=party.encoding,
         business_date=business_date_of(when, parties.timezone),
         now=when,
-        var_dir=var_dir(),
+        work_dir=work_dir,
+        store=storage(),
         max_back_days=int(party.option("max_back_days", 10)),
     )
 
@@ -139,39 +176,42 @@ def request_partner_accounts(bank_code: str, when: datetime, connection: Any) ->
     parties = load_counterparties()
     partner = parties.party(bank_code)
     engine = engine_for(database_url())
-    name = send_account_requests(
-        engine,
-        hub=parties.hub,
-        bank_code=partner.code,
-        conn_id=partner.conn_id,
-        drop=partner.drop,
-        encoding=partner.encoding,
-        business_date=business_date_of(when, parties.timezone),
-        now=when,
-    )
+    with working_directory() as work_dir:
+        name = send_account_requests(
+            engine,
+            hub=parties.hub,
+            bank_code=partner.code,
+            conn_id=partner.conn_id,
+            drop=partner.drop,
+            encoding=partner.encoding,
+            business_date=business_date_of(when, parties.timezone),
+            now=when,
+            work_dir=work_dir,
+            store=storage(),
+        )
     with _remote(connection) as remote:
-        delivered = deliver(remote, engine, partner.conn_id, when)
+        delivered = deliver(remote, engine, storage(), partner.conn_id, when)
     return {"partner": bank_code, "request": name, "delivered": delivered}
 
 
 def partner_account_returns(bank_code: str, when: datetime, connection: Any) -> dict[str, Any]:
     """ACCTOPENRSP from one partner bank; E140 for requests past partner_wait."""
-    inbox = _party_inbox(bank_code, when)
     parties = load_counterparties()
     engine = engine_for(database_url())
+    with working_directory() as work_dir, _remote(connection) as remote:
+        inbox = _party_inbox(bank_code, when, work_dir)
 
-    def handler(conn: Any, reader: Any, landed: Any, file_id: int) -> dict[str, int]:
-        return apply_account_answers(conn, reader, landed, file_id, inbox.business_date)
+        def handler(conn: Any, reader: Any, landed: Any, file_id: int) -> dict[str, int]:
+            return apply_account_answers(conn, reader, landed, file_id, inbox.business_date)
 
-    with _remote(connection) as remote:
-        outcomes = receive(remote, engine, inbox, "ACCTOPENRSP", handler)
+        outcomes = receive(remote, engine, inbox, flow("ACCTOPENRSP", Party.PARTNER), handler)
         expired = expire_account_requests(
             engine,
             bank_code,
             inbox.business_date,
             int(parties.party(bank_code).option("partner_wait_days", 1)),
         )
-        delivered = deliver(remote, engine, inbox.conn_id, when)
+        delivered = deliver(remote, engine, inbox.store, inbox.conn_id, when)
     raise_if_failed(outcomes)  # after the deadlines and the deliveries that do not wait
     return {
         "partner": bank_code,
@@ -199,34 +239,36 @@ def dispatch_to_factory(factory_code: str, when: datetime, connection: Any) -> d
     parties = load_counterparties()
     factory = parties.party(factory_code)
     engine = engine_for(database_url())
-    names = dispatch_perso(
-        engine,
-        hub=parties.hub,
-        factory=factory.code,
-        conn_id=factory.conn_id,
-        drop=factory.drop,
-        business_date=business_date_of(when, parties.timezone),
-        now=when,
-        bureaus=served_bureaus(factory_code),
-        spool_dir=var_dir() / "outbox",
-        max_records=int(factory.option("max_records", 10_000)),
-    )
+    with working_directory() as work_dir:
+        names = dispatch_perso(
+            engine,
+            hub=parties.hub,
+            factory=factory.code,
+            conn_id=factory.conn_id,
+            drop=factory.drop,
+            business_date=business_date_of(when, parties.timezone),
+            now=when,
+            bureaus=served_bureaus(factory_code),
+            work_dir=work_dir,
+            store=storage(),
+            max_records=int(factory.option("max_records", 10_000)),
+        )
     with _remote(connection) as remote:
-        delivered = deliver(remote, engine, factory.conn_id, when)
+        delivered = deliver(remote, engine, storage(), factory.conn_id, when)
     return {"factory": factory_code, "perso": names, "delivered": delivered}
 
 
 def factory_returns(factory_code: str, when: datetime, connection: Any) -> dict[str, Any]:
     """PERSORSP from one factory."""
-    inbox = _party_inbox(factory_code, when)
     engine = engine_for(database_url())
+    with working_directory() as work_dir, _remote(connection) as remote:
+        inbox = _party_inbox(factory_code, when, work_dir)
 
-    def handler(conn: Any, reader: Any, landed: Any, file_id: int) -> dict[str, int]:
-        return apply_production_results(conn, reader, landed, file_id, inbox.business_date)
+        def handler(conn: Any, reader: Any, landed: Any, file_id: int) -> dict[str, int]:
+            return apply_production_results(conn, reader, landed, file_id, inbox.business_date)
 
-    with _remote(connection) as remote:
-        outcomes = receive(remote, engine, inbox, "PERSORSP", handler)
-        delivered = deliver(remote, engine, inbox.conn_id, when)
+        outcomes = receive(remote, engine, inbox, flow("PERSORSP", Party.FACTORY), handler)
+        delivered = deliver(remote, engine, inbox.store, inbox.conn_id, when)
     raise_if_failed(outcomes)
     return {
         "factory": factory_code,
@@ -240,18 +282,21 @@ def bureau_card_returns(bureau_code: str, when: datetime, connection: Any) -> di
     parties = load_counterparties()
     bureau = parties.bureau(bureau_code)
     engine = engine_for(database_url())
-    name = write_card_returns(
-        engine,
-        hub=parties.hub,
-        bureau=bureau.code,
-        conn_id=bureau.conn_id,
-        drop=bureau.drop,
-        encoding=bureau.encoding,
-        business_date=business_date_of(when, parties.timezone),
-        now=when,
-    )
+    with working_directory() as work_dir:
+        name = write_card_returns(
+            engine,
+            hub=parties.hub,
+            bureau=bureau.code,
+            conn_id=bureau.conn_id,
+            drop=bureau.drop,
+            encoding=bureau.encoding,
+            business_date=business_date_of(when, parties.timezone),
+            now=when,
+            work_dir=work_dir,
+            store=storage(),
+        )
     with _remote(connection) as remote:
-        delivered = deliver(remote, engine, bureau.conn_id, when)
+        delivered = deliver(remote, engine, storage(), bureau.conn_id, when)
     return {"bureau": bureau_code, "cardrsp": name, "delivered": delivered}
 
 

@@ -16,9 +16,12 @@ import pyarrow as pa
 import pytest
 from sqlalchemy import Engine, func, insert, select, text
 
+from exchange.outbox import deliver
+from exchange.pickup import FileOutcome, IntakeIncomplete
+from exchange.storage import Storage
 from issuance import intake as intake_module
 from issuance.apply_rules import rules_for
-from issuance.intake import IntakeContext, deliver, run_intake
+from issuance.intake import IntakeContext, run_intake
 from persistence import apply_store
 from persistence.db import bulk_load
 from persistence.models import (
@@ -68,7 +71,8 @@ def context(tmp_path: Path, now: datetime = NOW, **overrides: object) -> IntakeC
         "business_date": "20261122",
         "now": now,
         "rules": rules_for("20261122", frozenset({"B001", "B002", "B003"}), "R440100"),
-        "var_dir": tmp_path / "var",
+        "work_dir": tmp_path / "work",
+        "store": Storage(str(tmp_path / "storage")),
         "chunk_lines": 300,
     }
     values.update(overrides)
@@ -83,13 +87,11 @@ def rebuilt(batch: ApplyBatch, rows: list[list[str]]) -> ApplyBatch:
     return dataclasses.replace(batch, data=data, control=control, rows=rows, header=header)
 
 
-def run(
-    server: Path, engine: Engine, tmp_path: Path, **kw: object
-) -> list[intake_module.FileOutcome]:
+def run(server: Path, engine: Engine, tmp_path: Path, **kw: object) -> list[FileOutcome]:
     remote = LocalRemote(server)
     ctx = context(tmp_path, **kw)
     outcomes = run_intake(remote, engine, ctx)
-    deliver(remote, engine, ctx.conn_id, ctx.now)
+    deliver(remote, engine, ctx.store, ctx.conn_id, ctx.now)
     return outcomes
 
 
@@ -662,7 +664,7 @@ def test_a_crash_half_way_leaves_no_trace_and_the_next_run_redoes_the_file(
 
     with monkeypatch.context() as m:
         m.setattr(intake_module.apply_store, step, crash)
-        with pytest.raises(intake_module.IntakeIncomplete, match=batch.name):
+        with pytest.raises(IntakeIncomplete, match=batch.name):
             run(server, engine, tmp_path)  # the error met half-way is logged
     assert (
         count(engine, ReceivedFile),
@@ -671,7 +673,8 @@ def test_a_crash_half_way_leaves_no_trace_and_the_next_run_redoes_the_file(
         count(engine, ApplyLine),
         count(engine, OutboundFile),
     ) == (0, 0, 0, 0, 0)
-    assert not list((tmp_path / "var" / "outbox").rglob("APPLYRSP*"))
+    assert not list((tmp_path / "work").rglob("APPLYRSP*"))
+    assert not Storage(str(tmp_path / "storage")).keys("outbox")
     assert (server / "pickup" / batch.name).exists()
     assert not (server / "drop" / RSP).exists()
 
@@ -691,8 +694,8 @@ def test_an_undelivered_response_is_sent_by_the_next_run_and_only_once(
     run_intake(remote, engine, ctx)
     assert not (server / "drop" / RSP).exists()
 
-    assert deliver(remote, engine, ctx.conn_id, ctx.now) == 1
-    assert deliver(remote, engine, ctx.conn_id, ctx.now) == 0
+    assert deliver(remote, engine, ctx.store, ctx.conn_id, ctx.now) == 1
+    assert deliver(remote, engine, ctx.store, ctx.conn_id, ctx.now) == 0
     assert (server / "drop" / f"{RSP}.ok").exists()
 
 
@@ -758,7 +761,7 @@ def test_a_name_rejected_twice_gets_its_second_rej_once_the_bureau_has_taken_the
     for taken in (server / "drop").iterdir():
         taken.unlink()
     ctx = context(tmp_path)
-    assert deliver(LocalRemote(server), engine, ctx.conn_id, ctx.now) == 1
+    assert deliver(LocalRemote(server), engine, ctx.store, ctx.conn_id, ctx.now) == 1
     assert rej.read_bytes().startswith(f"{first.name}|F02|".encode())
     assert count(engine, OutboundFile) == 1
 
@@ -791,7 +794,7 @@ def test_a_rej_queued_again_while_the_earlier_one_is_being_delivered_is_still_de
 
     with engine.connect() as conn:
         (still,) = registry.pending_outbound(conn, ctx.conn_id)
-    assert still.data == b"a later answer"
+    assert still.stored == b"a later answer"
 
 
 def test_a_file_rejected_for_its_own_bytes_and_sent_again_unchanged_is_not_answered_again(
@@ -945,7 +948,7 @@ def test_a_name_that_does_not_match_the_icd_is_f07_and_builds_no_local_path(
 
     assert [(o.outcome, o.file_code) for o in outcomes] == [("rejected", "F07")]
     assert (server / "drop" / f"{name}.rej").read_bytes().startswith(f"{name}|F07|".encode())
-    received = [p.name for p in (tmp_path / "var" / "received").rglob("*") if p.is_file()]
+    received = Storage(str(tmp_path / "storage")).keys("received")
     assert received and not [n for n in received if name in n]
     assert (server / "pickup" / "rejected" / "20261122" / name).exists()
 
@@ -978,7 +981,7 @@ def test_a_file_that_fails_unexpectedly_is_left_in_pickup_while_the_others_go_on
 
     monkeypatch.setattr(apply_store, "commit_lines", failing)
 
-    with pytest.raises(intake_module.IntakeIncomplete) as caught:
+    with pytest.raises(IntakeIncomplete) as caught:
         run(server, engine, tmp_path)
 
     assert caught.value.names == [first.name]
@@ -995,7 +998,7 @@ def test_a_file_that_fails_unexpectedly_is_left_in_pickup_while_the_others_go_on
     assert holder not in caplog.text  # not even where the database's message quotes it
     monkeypatch.setattr(apply_store, "commit_lines", commit_lines)
     ctx = context(tmp_path)
-    deliver(LocalRemote(server), engine, ctx.conn_id, ctx.now)
+    deliver(LocalRemote(server), engine, ctx.store, ctx.conn_id, ctx.now)
     assert (server / "drop" / "APPLYRSP_B001_R440100_20261122_002.txt").exists()
 
     assert [o.outcome for o in run(server, engine, tmp_path)] == ["accepted"]

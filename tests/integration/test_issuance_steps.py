@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import tempfile
 import threading
 import zipfile
 from datetime import UTC, datetime
@@ -15,6 +16,11 @@ from sqlalchemy import Engine, func, select
 from stdnum import luhn
 
 from banking.pan import PanRange, make_pans
+from exchange.answers import receive
+from exchange.flows import Party, flow
+from exchange.outbox import deliver
+from exchange.pickup import IntakeIncomplete, PartyInbox, raise_if_failed
+from exchange.storage import Storage
 from issuance.accounts import (
     _new_pans,
     apply_account_answers,
@@ -24,15 +30,7 @@ from issuance.accounts import (
 )
 from issuance.apply_rules import rules_for
 from issuance.card_returns import write_card_returns
-from issuance.inbound import receive
-from issuance.inbox import PartyInbox
-from issuance.intake import (
-    IntakeContext,
-    IntakeIncomplete,
-    deliver,
-    raise_if_failed,
-    run_intake,
-)
+from issuance.intake import IntakeContext, run_intake
 from issuance.personalisation import dispatch_perso, expiry_of
 from issuance.production import apply_production_results
 from issuance.status import render, work_status
@@ -48,6 +46,19 @@ from transport.local import LocalRemote
 NOW = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
 DAY = "20261122"
 PANS = PanRange("6217881")
+ACCTOPENRSP_FLOW = flow("ACCTOPENRSP", Party.PARTNER)
+PERSORSP_FLOW = flow("PERSORSP", Party.FACTORY)
+_stores: list[Storage] = []
+
+
+@pytest.fixture(autouse=True)
+def _storage(tmp_path: Path) -> None:
+    """Each test's object storage (what one step leaves for the next)."""
+    _stores[:] = [Storage(str(tmp_path / "storage"))]
+
+
+def store() -> Storage:
+    return _stores[0]
 
 
 @pytest.fixture
@@ -72,7 +83,8 @@ def bureau_context(tmp_path: Path) -> IntakeContext:
         business_date=DAY,
         now=NOW,
         rules=rules_for(DAY, frozenset({"B001", "B002", "B003"}), "R440100"),
-        var_dir=tmp_path / "var",
+        work_dir=tmp_path / "work",
+        store=store(),
     )
 
 
@@ -100,6 +112,8 @@ def request_b002_accounts(engine: Engine) -> str | None:
         encoding="GB18030",
         business_date=DAY,
         now=NOW,
+        work_dir=Path(tempfile.mkdtemp()),
+        store=store(),
     )
 
 
@@ -113,7 +127,8 @@ def inbox(code: str, tmp_path: Path, day: str = DAY) -> PartyInbox:
         encoding="GB18030",
         business_date=day,
         now=NOW,
-        var_dir=tmp_path / "var",
+        work_dir=tmp_path / "work",
+        store=store(),
     )
 
 
@@ -187,7 +202,7 @@ def test_a_partner_answer_applies_once_a_late_answer_after_e140_is_reported_not_
     assert name == "ACCTOPEN_B001_B002_20261122_001.txt"
     assert request_b002_accounts(engine) is None
     remote = LocalRemote(trees["B002"])
-    deliver(remote, engine, "sftp_b002", NOW)
+    deliver(remote, engine, store(), "sftp_b002", NOW)
 
     assert expire_account_requests(engine, "B002", DAY, 1) == 0
     assert expire_account_requests(engine, "B002", "20261123", 1) == 3
@@ -199,7 +214,7 @@ def test_a_partner_answer_applies_once_a_late_answer_after_e140_is_reported_not_
         remote,
         engine,
         inbox("B002", tmp_path, "20261123"),
-        "ACCTOPENRSP",
+        ACCTOPENRSP_FLOW,
         lambda conn, reader, landed, file_id: apply_account_answers(
             conn, reader, landed, file_id, "20261123"
         ),
@@ -231,17 +246,18 @@ def test_returned_records_for_unknown_repeated_or_contradicting_cards_are_report
         business_date=DAY,
         now=NOW,
         bureaus=("R440100",),
-        spool_dir=tmp_path / "outbox",
+        work_dir=tmp_path / "work",
+        store=store(),
     )
     remote = LocalRemote(trees["F01"])
-    deliver(remote, engine, "sftp_f01", NOW)
+    deliver(remote, engine, store(), "sftp_f01", NOW)
     factory = CardFactorySimulator(remote, fail_share=0.0, seed=3)
     factory.run(DAY)
 
     def handler(conn, reader, landed, file_id):  # type: ignore[no-untyped-def]
         return apply_production_results(conn, reader, landed, file_id, DAY)
 
-    first = receive(remote, engine, inbox("F01", tmp_path), "PERSORSP", handler)
+    first = receive(remote, engine, inbox("F01", tmp_path), PERSORSP_FLOW, handler)
     assert [o.counts["made"] for o in first] == [6]
     with engine.connect() as conn:
         before = conn.execute(
@@ -249,7 +265,7 @@ def test_returned_records_for_unknown_repeated_or_contradicting_cards_are_report
         ).all()
 
     factory.run("20261123", anomalies={"unknown_card": 1, "duplicate": 2, "wrong_pan": 1})
-    second = receive(remote, engine, inbox("F01", tmp_path, "20261123"), "PERSORSP", handler)
+    second = receive(remote, engine, inbox("F01", tmp_path, "20261123"), PERSORSP_FLOW, handler)
 
     assert [(o.counts["applied"], o.counts["problems"]) for o in second] == [(0, 4)]
     with engine.connect() as conn:
@@ -280,19 +296,21 @@ def test_cardrsp_is_written_every_day_even_empty_and_reports_each_outcome_once(
             encoding="GB18030",
             business_date=day,
             now=NOW,
+            work_dir=Path(tempfile.mkdtemp()),
+            store=store(),
         )
 
     assert cardrsp(DAY) == "CARDRSP_B001_R440100_20261122_001.txt"
     assert cardrsp(DAY) is None
     intake(trees, engine, tmp_path, 4, ("B002",), 44)
     request_b002_accounts(engine)
-    deliver(LocalRemote(trees["B002"]), engine, "sftp_b002", NOW)
+    deliver(LocalRemote(trees["B002"]), engine, store(), "sftp_b002", NOW)
     expire_account_requests(engine, "B002", "20261123", 1)
 
     assert cardrsp("20261123") == "CARDRSP_B001_R440100_20261123_001.txt"
     assert cardrsp("20261123") is None
     assert cardrsp("20261124") == "CARDRSP_B001_R440100_20261124_001.txt"
-    deliver(LocalRemote(trees["R440100"]), engine, "sftp_r440100", NOW)
+    deliver(LocalRemote(trees["R440100"]), engine, store(), "sftp_r440100", NOW)
 
     counts = []
     for day in ("20261122", "20261123", "20261124"):
@@ -312,7 +330,11 @@ def test_partner_wait_counts_from_the_day_the_request_reached_the_partner(
     assert expire_account_requests(engine, "B002", "20261124", 1) == 0
     # delivered on 20261124 at 23:30 in Shanghai
     deliver(
-        LocalRemote(trees["B002"]), engine, "sftp_b002", datetime(2026, 11, 24, 15, 30, tzinfo=UTC)
+        LocalRemote(trees["B002"]),
+        engine,
+        store(),
+        "sftp_b002",
+        datetime(2026, 11, 24, 15, 30, tzinfo=UTC),
     )
 
     assert expire_account_requests(engine, "B002", "20261124", 1) == 0
@@ -328,7 +350,7 @@ def test_expiry_is_ten_years_on_and_29_february_becomes_28_february() -> None:
 def test_a_failed_card_is_final(trees: dict[str, Path], engine: Engine, tmp_path: Path) -> None:
     intake(trees, engine, tmp_path, 2, ("B002",), 45)
     request_b002_accounts(engine)
-    deliver(LocalRemote(trees["B002"]), engine, "sftp_b002", NOW)
+    deliver(LocalRemote(trees["B002"]), engine, store(), "sftp_b002", NOW)
     expire_account_requests(engine, "B002", "20261123", 1)
     open_hub_accounts(engine, "B001", PANS, "20261123")
     sent = dispatch_perso(
@@ -340,7 +362,8 @@ def test_a_failed_card_is_final(trees: dict[str, Path], engine: Engine, tmp_path
         business_date="20261123",
         now=NOW,
         bureaus=("R440100",),
-        spool_dir=tmp_path / "outbox",
+        work_dir=tmp_path / "work",
+        store=store(),
     )
 
     assert sent == []
@@ -444,7 +467,7 @@ def test_the_status_report_shows_unanswered_partner_requests_with_their_age(
         (3, 3, None)
     ]
     assert "3 unanswered (3 not delivered yet: no E140 clock)" in render(undelivered)
-    deliver(LocalRemote(trees["B002"]), engine, "sftp_b002", NOW)
+    deliver(LocalRemote(trees["B002"]), engine, store(), "sftp_b002", NOW)
 
     status = work_status(engine, "20261123", {"B002": 2})
 
@@ -499,23 +522,23 @@ def test_a_factory_pickup_answers_a_wrong_type_f04_and_takes_a_file_again_after_
     def handler(conn, reader, landed, file_id):  # type: ignore[no-untyped-def]
         return apply_production_results(conn, reader, landed, file_id, DAY)
 
-    first = receive(remote, engine, inbox("F01", tmp_path), "PERSORSP", handler)
+    first = receive(remote, engine, inbox("F01", tmp_path), PERSORSP_FLOW, handler)
 
     assert sorted((o.name, o.outcome, o.file_code) for o in first) == [
         (wrong_type, "rejected", "F04"),
         (name, "rejected", "F01"),
     ]
-    deliver(remote, engine, "sftp_f01", NOW)
+    deliver(remote, engine, store(), "sftp_f01", NOW)
     rej = (trees["F01"] / "drop" / f"{wrong_type}.rej").read_bytes()
     assert rej.startswith(f"{wrong_type}|F04|".encode())
     (pickup / name).write_bytes(data)  # the same file, the same wrong control file
     (pickup / f"{name}.ok").write_bytes(Control.for_bytes(name, data + b"x", 0).render())
-    unchanged = receive(remote, engine, inbox("F01", tmp_path), "PERSORSP", handler)
+    unchanged = receive(remote, engine, inbox("F01", tmp_path), PERSORSP_FLOW, handler)
     assert [(o.outcome, o.file_code) for o in unchanged] == [("redelivered", "F01")]
     (pickup / name).write_bytes(data)  # the same file again, with its control file right
     (pickup / f"{name}.ok").write_bytes(Control.for_bytes(name, data, 0).render())
 
-    again = receive(remote, engine, inbox("F01", tmp_path), "PERSORSP", handler)
+    again = receive(remote, engine, inbox("F01", tmp_path), PERSORSP_FLOW, handler)
 
     assert [(o.name, o.outcome) for o in again] == [(name, "accepted")]
 
@@ -539,7 +562,7 @@ def test_a_factory_file_that_fails_unexpectedly_is_left_while_the_next_one_is_ta
         return apply_production_results(conn, reader, landed, file_id, DAY)
 
     outcomes = receive(
-        LocalRemote(trees["F01"]), engine, inbox("F01", tmp_path), "PERSORSP", handler
+        LocalRemote(trees["F01"]), engine, inbox("F01", tmp_path), PERSORSP_FLOW, handler
     )
 
     assert [(o.name, o.outcome) for o in outcomes] == [(names[0], "failed"), (names[1], "accepted")]
@@ -571,9 +594,10 @@ def test_a_replacement_of_a_replacement_without_photos_takes_the_photo_on_file(
             business_date=DAY,
             now=NOW,
             bureaus=("R440100",),
-            spool_dir=tmp_path / "outbox",
+            work_dir=tmp_path / "work",
+            store=store(),
         )
-        deliver(factory_remote, engine, "sftp_f01", NOW)
+        deliver(factory_remote, engine, store(), "sftp_f01", NOW)
         photos = []
         for name in names:
             table, _ = read_all(FixedReader((trees["F01"] / "drop" / name).read_bytes(), PERSO))
@@ -587,7 +611,7 @@ def test_a_replacement_of_a_replacement_without_photos_takes_the_photo_on_file(
             factory_remote,
             engine,
             inbox("F01", tmp_path),
-            "PERSORSP",
+            PERSORSP_FLOW,
             lambda conn, reader, landed, file_id: apply_production_results(
                 conn, reader, landed, file_id, DAY
             ),
@@ -639,7 +663,7 @@ def test_a_partner_refusal_code_passes_unchanged_and_a_pan_failing_luhn_is_never
     name = request_b002_accounts(engine)
     assert name is not None
     remote = LocalRemote(trees["B002"])
-    deliver(remote, engine, "sftp_b002", NOW)
+    deliver(remote, engine, store(), "sftp_b002", NOW)
     table, _ = read_all(DelimitedReader((trees["B002"] / "drop" / name).read_bytes(), ACCTOPEN))
     req = table.column("req_no").to_pylist()
     good = make_pans(PanRange("6229990"), 1, 1)[0]
@@ -660,7 +684,7 @@ def test_a_partner_refusal_code_passes_unchanged_and_a_pan_failing_luhn_is_never
         remote,
         engine,
         inbox("B002", tmp_path),
-        "ACCTOPENRSP",
+        ACCTOPENRSP_FLOW,
         lambda conn, reader, landed, file_id: apply_account_answers(
             conn, reader, landed, file_id, DAY
         ),
@@ -701,7 +725,8 @@ def test_a_perso_whose_zip_name_is_taken_in_the_drop_is_not_sent_beside_the_othe
         business_date=DAY,
         now=NOW,
         bureaus=("R440100",),
-        spool_dir=tmp_path / "outbox",
+        work_dir=tmp_path / "work",
+        store=store(),
     )
     zip_name = names[0].replace(".txt", ".zip")
     stale = trees["F01"] / "drop" / zip_name
@@ -711,6 +736,6 @@ def test_a_perso_whose_zip_name_is_taken_in_the_drop_is_not_sent_beside_the_othe
     )
 
     with pytest.raises(PublishConflictError):
-        deliver(LocalRemote(trees["F01"]), engine, "sftp_f01", NOW)
+        deliver(LocalRemote(trees["F01"]), engine, store(), "sftp_f01", NOW)
 
     assert not (trees["F01"] / "drop" / names[0]).exists()

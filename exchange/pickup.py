@@ -1,0 +1,617 @@
+"""Taking files from a counterparty's pickup directory (ICD §2), for every flow.
+
+The promises every flow keeps, written once here:
+
+- only complete files (``NAME.ok`` there), never a ``.part``; a flow takes only its own
+  TYPE (:mod:`exchange.flows`) and the kind's first flow answers strangers (F04);
+- one transaction per file: its outcome, its answers and its outbound files are
+  committed together or not at all; what a later task reads of it (the received copy,
+  large outbound files) is in object storage before that commit;
+- a file seen before (same NAME and SHA-256) is archived again and changes nothing
+  else; other content under a used NAME or BATCH_NO is F05;
+- archiving is restartable: the outcome row records when the move finished, and a
+  later run finishes a move a dropped connection cut short (companions included);
+- one file's failure is that file's: a file-level code and ``NAME.rej``, or, for a
+  failure no code covers, the file left untouched for the next run (``failed``) while
+  the others go on; a hostile name is F07 (never read whole, never a local path) or,
+  when it cannot even be addressed, skipped with an escaped log line;
+- one run at a time per connection (:mod:`exchange.locks`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+import traceback
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Protocol
+
+from sqlalchemy import Engine
+
+from exchange.flows import Flow, answers_strangers, companions_of, sent_by
+from exchange.locks import exclusive
+from exchange.logsafe import shown
+from exchange.outbox import queue_rej
+from exchange.storage import Storage
+from persistence import registry
+from persistence.db import describe_database_error, is_outage
+from schemas.codes import FileCode, message
+from schemas.files import SAFE_NAME, FileLevelError, FileName
+from transport.errors import TransportError
+from transport.remote import Remote, RemoteEntry, safe_join
+
+log = logging.getLogger("sscard.exchange")
+
+#: a control file is one short line (ICD §2); a longer one is F01 without being read
+MAX_CONTROL_BYTES = 4096
+#: the directories the hub itself keeps in a pickup directory
+KEPT_DIRS = frozenset({"archive", "rejected"})
+
+
+class Inbox(Protocol):
+    """One counterparty connection on one business date, as every flow sees it."""
+
+    @property
+    def conn_id(self) -> str: ...
+    @property
+    def party(self) -> str: ...
+    @property
+    def hub(self) -> str: ...
+    @property
+    def pickup(self) -> str: ...
+    @property
+    def drop(self) -> str: ...
+    @property
+    def encoding(self) -> str: ...
+    @property
+    def business_date(self) -> str: ...
+    @property
+    def now(self) -> datetime: ...
+    @property
+    def work_dir(self) -> Path: ...
+    @property
+    def store(self) -> Storage: ...
+
+
+@dataclass(frozen=True)
+class PartyInbox:
+    """An :class:`Inbox` for a partner bank or a card factory."""
+
+    conn_id: str
+    party: str
+    hub: str
+    pickup: str
+    drop: str
+    encoding: str
+    business_date: str
+    now: datetime
+    work_dir: Path
+    store: Storage
+    max_back_days: int = 10
+
+
+@dataclass
+class FileOutcome:
+    """What happened to one file: shown in task logs and returned to the DAG."""
+
+    name: str
+    outcome: str
+    file_code: str | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+    response: str | None = None
+
+    @property
+    def accepted(self) -> int:
+        return self.counts.get("00", 0)
+
+    @property
+    def rejected(self) -> int:
+        return sum(n for k, n in self.counts.items() if k != "00")
+
+    def summary(self) -> str:
+        name = shown(self.name)
+        if self.outcome == "accepted" and self.response is None:
+            return f"{name}: accepted; " + ", ".join(f"{k}={n}" for k, n in self.counts.items())
+        if self.outcome == "accepted":
+            by_code = (
+                ", ".join(f"{k}={n}" for k, n in sorted(self.counts.items()) if k != "00") or "none"
+            )
+            return (
+                f"{name}: accepted; lines={self.accepted + self.rejected} "
+                f"accepted={self.accepted} rejected={self.rejected} ({by_code}); "
+                f"response {self.response}"
+            )
+        if self.outcome == "rejected":
+            return f"{name}: file rejected {self.file_code} ({message(self.file_code or 'F01')})"
+        return f"{name}: {self.outcome}"
+
+
+@dataclass(frozen=True)
+class Landed:
+    """A data file and its control file copied from the pickup directory into the run's
+    working directory. ``problem`` is the file-level code found while landing (a
+    directory where the file or its control file should be)."""
+
+    name: str
+    path: Path | None
+    control: bytes
+    size: int
+    sha256: str
+    #: the photo zip of an APPLY, when it and its control file have arrived
+    zip_name: str | None = None
+    #: the digest of the companions as found: the control file, the zip's control file
+    companions: str = ""
+    problem: FileLevelError | None = None
+
+    @property
+    def local_name(self) -> str:
+        """The name of the hub's copy: the remote name, or ``F07-<digest>`` for a name
+        that does not match ICD §3 (never a local path built from it)."""
+        return self.path.name if self.path is not None else self.name
+
+    def stored_key(self, conn_id: str, business_date: str, name: str | None = None) -> str:
+        """Where the hub keeps its copy of this file (or of ``name`` beside it)."""
+        return f"received/{conn_id}/{business_date}/{self.sha256[:16] or 'none'}/{name or self.local_name}"
+
+
+#: file-level rejections decided by a file's companions (its control file, its photo zip)
+#: rather than its own bytes: the same data file delivered again with them corrected is
+#: taken afresh (docs/decisions.md 4)
+COMPANION_CODES = frozenset({str(FileCode.F01), str(FileCode.F10)})
+
+
+# --------------------------------------------------------------------------- listing
+
+
+@dataclass(frozen=True)
+class Survey:
+    """What a flow finds in a pickup directory."""
+
+    entries: Mapping[str, RemoteEntry]
+    #: data files of the flow whose ``.ok`` has arrived
+    ready: list[str]
+    #: data files still without their ``.ok``
+    incomplete: list[str]
+    #: companions (photo zips) whose data file has not arrived
+    alone: list[str]
+
+
+def survey(remote: Remote, inbox: Inbox, flow: Flow) -> Survey:
+    """List the pickup directory once. An entry whose name cannot be used at all (not
+    UTF-8, holding ``/`` or NUL, ``.`` or ``..``) is skipped with an escaped log line and
+    the others go on; a directory where a data file, a control file or a zip should be
+    is listed like a file and answered by its code when taken."""
+    entries: dict[str, RemoteEntry] = {}
+    for e in remote.list_dir(inbox.pickup):
+        if not getattr(e, "addressable", True):
+            log.warning(
+                "%s: an entry named %s in %s cannot be addressed and was skipped; ask the "
+                "counterparty to remove it",
+                inbox.conn_id,
+                shown(e.name),
+                inbox.pickup,
+            )
+            continue
+        if getattr(e, "kind", "file") == "dir" and e.name in KEPT_DIRS:
+            continue
+        entries[e.name] = e
+    names = set(entries)
+    kinds_types = sent_by(flow.sender)
+    takes_strangers = answers_strangers(flow)
+
+    def companion(n: str) -> bool:
+        return n.endswith((".ok", ".part", ".rej", *(f".{ext}" for ext in flow.companions)))
+
+    def mine(n: str) -> bool:
+        try:
+            fname = FileName.parse(n)
+        except FileLevelError:
+            return takes_strangers
+        if fname.type == flow.type and fname.ext == "txt":
+            return True
+        return takes_strangers and (fname.type not in kinds_types or fname.ext != "txt")
+
+    data = sorted(n for n in names if not companion(n) and mine(n))
+    ready = [n for n in data if f"{n}.ok" in names]
+    alone = sorted(
+        n
+        for n in names
+        if n.endswith(tuple(f".{e}" for e in flow.companions))
+        and f"{n.rsplit('.', 1)[0]}.txt" not in names
+    )
+    return Survey(entries, ready, [n for n in data if n not in ready], alone)
+
+
+# --------------------------------------------------------------------------- landing
+
+
+def land(remote: Remote, inbox: Inbox, name: str, entries: Mapping[str, RemoteEntry]) -> Landed:
+    """Copy a data file and its control file into the run's working directory, and note
+    whether its photo zip and the zip's control file have both arrived. A name that does
+    not match ICD §3 (to be rejected F07) is kept as ``F07-<SHA-256 prefix>``, never
+    under its own name; a directory where the file or its control file should be is
+    F01 (no file to check against its control file)."""
+    local_dir = inbox.work_dir / "received"
+    local_dir.mkdir(parents=True, exist_ok=True)
+    ok = entries.get(f"{name}.ok")
+    zip_name: str | None = None
+    zip_control = b"(no photo zip)"
+    if name.endswith(".txt"):
+        candidate = name[:-4] + ".zip"
+        if candidate in entries and f"{candidate}.ok" in entries:
+            zip_name = candidate
+            zip_ok = entries[f"{candidate}.ok"]
+            zip_control = (
+                remote.read_bytes(f"{inbox.pickup}/{candidate}.ok")
+                if _is_file(zip_ok) and zip_ok.size <= MAX_CONTROL_BYTES
+                else b"(not a control file)"
+            )
+    if not _is_file(entries.get(name)):
+        return Landed(
+            name,
+            None,
+            b"",
+            0,
+            "",
+            zip_name,
+            problem=FileLevelError(
+                FileCode.F01, "a directory stands where the data file should be"
+            ),
+        )
+    if ok is None or not _is_file(ok) or ok.size > MAX_CONTROL_BYTES:
+        control = b""
+        problem: FileLevelError | None = FileLevelError(FileCode.F01, "control file malformed")
+    else:
+        control = remote.read_bytes(f"{inbox.pickup}/{name}.ok")
+        problem = None
+    try:
+        FileName.parse(name)
+        named = True
+    except FileLevelError:  # F07: such a name never builds a local path (ICD §2)
+        named = False
+    path = safe_join(local_dir, name if named else f"landing-{os.getpid()}-{threading.get_ident()}")
+    size, sha = remote.download(f"{inbox.pickup}/{name}", path)
+    if not named:
+        path = path.replace(local_dir / f"F07-{sha[:32]}")
+    companions = hashlib.sha256(control + b"\n--\n" + zip_control).hexdigest()
+    return Landed(name, path, control, size, sha, zip_name, companions, problem)
+
+
+def _is_file(entry: RemoteEntry | None) -> bool:
+    return entry is not None and getattr(entry, "kind", "file") == "file"
+
+
+def keep_copy(inbox: Inbox, landed: Landed) -> str | None:
+    """Put the hub's copy of a landed file into object storage (before the transaction
+    that records it commits); its key, recorded as the file's ``local_path``."""
+    if landed.path is None or not landed.path.exists():
+        return None
+    key = landed.stored_key(inbox.conn_id, inbox.business_date)
+    inbox.store.put_file(landed.path, key, move=True)
+    return key
+
+
+# --------------------------------------------------------------------------- archiving
+
+
+def archive(
+    remote: Remote,
+    engine: Engine,
+    inbox: Inbox,
+    flow: Flow,
+    name: str,
+    rejected: bool,
+    file_id: int | None,
+) -> None:
+    """Move the file, then its control file and companions, to
+    ``pickup/archive|rejected/YYYYMMDD/`` (ICD §2). The registry row ``file_id`` is
+    marked archived only once every move is done: a run cut short is finished by the
+    next (:func:`finish_archives`)."""
+    dest = f"{inbox.pickup}/{'rejected' if rejected else 'archive'}/{inbox.business_date}"
+    if file_id is not None:
+        with engine.begin() as conn:
+            registry.update_file(conn, file_id, archived_at=None)
+    for n in [name, *companions_of(flow, name)]:
+        if remote.exists(f"{inbox.pickup}/{n}"):
+            remote.move(f"{inbox.pickup}/{n}", dest)
+    if file_id is not None:
+        with engine.begin() as conn:
+            registry.update_file(conn, file_id, archived_at=inbox.now)
+
+
+def finish_archives(remote: Remote, engine: Engine, inbox: Inbox, flow: Flow) -> int:
+    """Finish the moves an earlier run started and could not end (a dropped
+    connection): whatever of those files is still in the pickup goes where the rest went."""
+    with engine.connect() as conn:
+        unfinished = registry.unarchived(conn, inbox.conn_id)
+    for row in unfinished:
+        log.info("%s: finishing its archiving, cut short by an earlier run", shown(row.name))
+        archive(remote, engine, inbox, flow, row.name, row.outcome == "rejected", row.id)
+    return len(unfinished)
+
+
+# --------------------------------------------------------------------------- rejections
+
+
+def file_values(
+    inbox: Inbox, landed: Landed, fname: FileName | None, outcome: str, first_seen: datetime
+) -> dict[str, object]:
+    """A registry row's values for ``landed``."""
+    return {
+        "conn_id": inbox.conn_id,
+        "name": landed.name[:100],
+        "type": fname.type if fname else None,
+        "sender": fname.sender if fname else None,
+        "receiver": fname.receiver if fname else None,
+        "business_date": fname.business_date if fname else None,
+        "sha256": landed.sha256,
+        "size": landed.size,
+        "outcome": outcome,
+        "accepted_count": 0,
+        "rejected_count": 0,
+        "first_seen_at": first_seen,
+    }
+
+
+def reject_file(
+    engine: Engine,
+    inbox: Inbox,
+    landed: Landed,
+    exc: FileLevelError,
+    waiting_id: int | None,
+    first_seen: datetime,
+) -> tuple[FileOutcome, int]:
+    """Record a file-level rejection, keep the file's copy and queue ``NAME.rej`` (only
+    for a name safe to write)."""
+    try:
+        fname: FileName | None = FileName.parse(landed.name)
+    except FileLevelError:
+        fname = None
+    values = file_values(inbox, landed, fname, "rejected", first_seen)
+    values.update(file_code=str(exc.code), detail=exc.detail[:200], processed_at=inbox.now)
+    if str(exc.code) in COMPANION_CODES:
+        values.update(companions_sha256=landed.companions)
+    values.update(local_path=keep_copy(inbox, landed))
+    with engine.begin() as conn:
+        if waiting_id is None:
+            file_id = registry.record_file(conn, **values)
+        else:
+            file_id = waiting_id
+            registry.update_file(conn, file_id, **values)
+        queue_rej(conn, inbox, landed.name, exc.code, file_id)
+    log.warning("%s: rejected as a whole, %s: %s", shown(landed.name), exc.code, exc.detail)
+    return FileOutcome(landed.name, "rejected", str(exc.code)), file_id
+
+
+def reject_unsafe(
+    remote: Remote, engine: Engine, inbox: Inbox, flow: Flow, name: str
+) -> FileOutcome:
+    """A name unsafe to write (ICD §2): F07, no local copy and no ``.rej``; the file is
+    digested on the server in blocks, never read whole."""
+    size, sha = remote.checksum(f"{inbox.pickup}/{name}")
+    with engine.begin() as conn:
+        prior = registry.find_same(conn, inbox.conn_id, name[:100], sha)
+        if prior is None:
+            registry.record_file(
+                conn,
+                conn_id=inbox.conn_id,
+                name=name[:100],
+                sha256=sha,
+                size=size,
+                outcome="rejected",
+                file_code=str(FileCode.F07),
+                detail="file name unsafe; no .rej written",
+                accepted_count=0,
+                rejected_count=0,
+                first_seen_at=inbox.now,
+                processed_at=inbox.now,
+                archived_at=inbox.now,
+            )
+    archive(remote, engine, inbox, flow, name, True, None)
+    log.warning("%s: file name unsafe: rejected F07 and moved to rejected/", shown(name))
+    return FileOutcome(name, "rejected", str(FileCode.F07))
+
+
+def companions_changed(prior: registry.PriorFile, landed: Landed) -> bool:
+    """The same data file was rejected F01 or F10 (decided by its companions) and comes
+    again with other companions: it is taken afresh (docs/decisions.md 4)."""
+    return prior.file_code in COMPANION_CODES and prior.companions_sha256 != landed.companions
+
+
+# --------------------------------------------------------------------------- the run
+
+#: what a flow does with one landed file: its committed outcome and registry id, or a
+#: ``FileLevelError`` (answered here with ``NAME.rej``); ``(waiting_id, first_seen)``
+#: tell a file that waited before (for its photo zip) from a new one
+Accept = Callable[[Landed, int | None, datetime], tuple[FileOutcome, int | None]]
+
+
+@dataclass(frozen=True)
+class Intake:
+    """One flow's run over one pickup directory."""
+
+    remote: Remote
+    engine: Engine
+    inbox: Inbox
+    flow: Flow
+    accept: Accept
+    #: how long a companion (photo zip) may wait alone for its data file
+    alone_wait: timedelta = timedelta(hours=2)
+
+    def run(self) -> list[FileOutcome]:
+        """Every complete file of the flow, one transaction each; files that failed for
+        a reason no code covers are listed by :func:`raise_if_failed` (not raised here,
+        so the caller may go on with deadlines and deliveries first)."""
+        inbox = self.inbox
+        with exclusive(self.engine, f"pickup:{inbox.conn_id}") as mine:
+            if not mine:
+                log.warning(
+                    "%s: another run is taking files from %s; this run leaves them to it",
+                    inbox.conn_id,
+                    inbox.pickup,
+                )
+                return []
+            found = survey(self.remote, inbox, self.flow)
+            if found.incomplete or found.alone:
+                log.info(
+                    "%d file(s) not complete yet (a data file without its .ok, or a photo "
+                    "zip without its data file): %s",
+                    len(found.incomplete) + len(found.alone),
+                    ", ".join(shown(n) for n in (found.incomplete + found.alone)[:20]),
+                )
+            finish_archives(self.remote, self.engine, inbox, self.flow)
+            outcomes = self._alone(found.alone) if self.flow.companions else []
+            for name in found.ready:
+                outcomes.append(take_apart(name, lambda n: self.take(n, found.entries)))
+        tally = Counter(o.outcome for o in outcomes)
+        log.info(
+            "%s %s from %s: %d file(s): %s; lines accepted=%d rejected=%d",
+            self.flow.type,
+            inbox.business_date,
+            inbox.party,
+            len(outcomes),
+            dict(tally),
+            sum(o.accepted for o in outcomes),
+            sum(o.rejected for o in outcomes),
+        )
+        return outcomes
+
+    def take(self, name: str, entries: Mapping[str, RemoteEntry]) -> FileOutcome:
+        """One complete file from the pickup directory to its committed outcome."""
+        remote, engine, inbox, flow = self.remote, self.engine, self.inbox, self.flow
+        if not SAFE_NAME.fullmatch(name):
+            return reject_unsafe(remote, engine, inbox, flow, name)
+        landed = land(remote, inbox, name, entries)
+        with engine.connect() as conn:
+            prior = (
+                registry.find_same(conn, inbox.conn_id, name, landed.sha256)
+                if landed.problem is None or landed.path is not None
+                else None
+            )
+        if prior is not None and prior.outcome in ("accepted", "rejected"):
+            if companions_changed(prior, landed):
+                log.info(
+                    "%s: delivered again after %s with its companions changed: taken afresh",
+                    shown(name),
+                    prior.file_code,
+                )
+                prior = None
+            else:
+                archive(remote, engine, inbox, flow, name, prior.outcome == "rejected", prior.id)
+                log.info(
+                    "%s: delivered again with the same content; archived, nothing else done",
+                    shown(name),
+                )
+                return FileOutcome(name, "redelivered", prior.file_code)
+        waiting_id = prior.id if prior is not None else None
+        first_seen = prior.first_seen_at if prior is not None else inbox.now
+        try:
+            if landed.problem is not None:
+                raise landed.problem
+            outcome, file_id = self.accept(landed, waiting_id, first_seen)
+        except FileLevelError as exc:
+            outcome, file_id = reject_file(engine, inbox, landed, exc, waiting_id, first_seen)
+        if outcome.outcome in ("accepted", "rejected"):
+            archive(remote, engine, inbox, flow, name, outcome.outcome == "rejected", file_id)
+        log.info("%s", outcome.summary())
+        return outcome
+
+    def _alone(self, names: list[str]) -> list[FileOutcome]:
+        """Companions (photo zips) whose data file has not come: they wait for it up to
+        ``alone_wait`` from the first run that saw them alone, then are rejected F04 (a
+        zip is no file of its own) with their ``.rej``, so nothing waits unanswered."""
+        inbox, engine = self.inbox, self.engine
+        with engine.begin() as conn:
+            since = registry.zips_waiting_alone(conn, inbox.conn_id, names, inbox.now)
+        outcomes = []
+        for name, (row_id, first_seen) in since.items():
+            if inbox.now - first_seen < self.alone_wait:
+                log.info(
+                    "%s: photo zip waiting for its data file until %s",
+                    shown(name),
+                    (first_seen + self.alone_wait).isoformat(),
+                )
+                continue
+            with engine.begin() as conn:
+                registry.update_file(
+                    conn,
+                    row_id,
+                    outcome="rejected",
+                    file_code=str(FileCode.F04),
+                    detail="photo zip without its data file past zip_wait",
+                    processed_at=inbox.now,
+                )
+                queue_rej(conn, inbox, name, FileCode.F04, row_id)
+            archive(self.remote, engine, inbox, _lone(self.flow), name, True, row_id)
+            log.warning(
+                "%s: photo zip without its data file past zip_wait: rejected F04", shown(name)
+            )
+            outcomes.append(FileOutcome(name, "rejected", str(FileCode.F04)))
+        return outcomes
+
+
+def _lone(flow: Flow) -> Flow:
+    """``flow`` with no companions: a lone zip moves with its own control file only."""
+    return Flow(flow.type, flow.sender, flow.dag)
+
+
+def take_apart(name: str, take: Callable[[str], FileOutcome]) -> FileOutcome:
+    """``take(name)`` for one file, or the outcome ``failed`` when it fails for a reason no
+    reason code covers: nothing of the file was committed, it stays in the pickup, the
+    error is logged without a field value and the other files go on. A server or a
+    database that cannot be used is raised: the whole run is retried."""
+    try:
+        return take(name)
+    except TransportError:
+        raise
+    except Exception as exc:
+        if is_outage(exc):
+            raise
+        log.error(
+            "%s: could not be processed (%s); left in pickup for the next run\n%s",
+            shown(name),
+            describe_failure(exc),
+            "".join(traceback.format_tb(exc.__traceback__)),
+        )
+        return FileOutcome(name, "failed")
+
+
+def raise_if_failed(outcomes: list[FileOutcome]) -> None:
+    """``IntakeIncomplete`` naming the files :func:`take_apart` left in the pickup."""
+    failed = [o.name for o in outcomes if o.outcome == "failed"]
+    if failed:
+        raise IntakeIncomplete(failed)
+
+
+def describe_failure(exc: BaseException) -> str:
+    """What failed, for the log, without a field value: a database error by its type, its
+    SQLSTATE and its statement (the database's own message and detail may quote the
+    values, such as a key that already exists); any other error by its type and message,
+    and the types of the errors that caused it."""
+    text = describe_database_error(exc) or f"{type(exc).__name__}: {shown(str(exc))[:300]}"
+    causes: list[str] = []
+    cause = exc.__cause__ or exc.__context__
+    while cause is not None and len(causes) < 5:
+        if cause is not getattr(exc, "orig", None):
+            causes.append(type(cause).__name__)
+        cause = cause.__cause__ or cause.__context__
+    return text + (f" (caused by {', '.join(causes)})" if causes else "")
+
+
+class IntakeIncomplete(Exception):
+    """Files that failed for a reason no reason code covers (a defect, or a fault of this
+    machine): each is left in the pickup, untouched, for the next run, after the other
+    files were processed; their errors are in the log above."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.names = names
+        super().__init__(
+            f"{len(names)} file(s) could not be processed and were left in pickup for the "
+            f"next run (see the errors logged above): {', '.join(shown(n) for n in names[:20])}"
+        )
