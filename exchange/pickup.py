@@ -148,6 +148,8 @@ class Landed:
     #: the digest of the companions as found: the control file, the zip's control file
     companions: str = ""
     problem: FileLevelError | None = None
+    #: False when a directory (or anything but a file) stands where the zip should be
+    zip_is_file: bool = True
 
     @property
     def local_name(self) -> str:
@@ -280,7 +282,8 @@ def land(remote: Remote, inbox: Inbox, name: str, entries: Mapping[str, RemoteEn
     if not named:
         path = path.replace(local_dir / f"F07-{sha[:32]}")
     companions = hashlib.sha256(control + b"\n--\n" + zip_control).hexdigest()
-    return Landed(name, path, control, size, sha, zip_name, companions, problem)
+    zip_is_file = zip_name is None or _is_file(entries.get(zip_name))
+    return Landed(name, path, control, size, sha, zip_name, companions, problem, zip_is_file)
 
 
 def _is_file(entry: RemoteEntry | None) -> bool:

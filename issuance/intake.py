@@ -219,6 +219,8 @@ def land_photos(remote: Remote, ctx: Inbox, landed: Landed) -> PhotoZip:
     zip is downloaded apart (``Remote.download_apart``), and nothing else uses ``remote``
     meanwhile."""
     assert landed.zip_name is not None and landed.path is not None
+    if not landed.zip_is_file:
+        raise FileLevelError(FileCode.F10, "a directory stands where the photo zip should be")
     zip_path = safe_join(landed.path.parent, landed.zip_name)
     digest = remote.download_apart(f"{ctx.pickup}/{landed.zip_name}", zip_path)
     control = remote.read_bytes(f"{ctx.pickup}/{landed.zip_name}.ok")

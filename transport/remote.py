@@ -279,7 +279,7 @@ class BaseRemote(ABC):
         except FileNotFoundError:
             existing = None
         if existing == control:
-            self._log.info("already published %s", join(dir, name))
+            self._log.info("already published %r", join(dir, name))
             return False
         if existing is not None:
             raise PublishConflictError(
@@ -306,7 +306,7 @@ class BaseRemote(ABC):
                 continue
             target = join(dest_dir, candidate)
             if self._rename_no_replace(path, target):
-                self._log.info("moved %s to %s", path, target)
+                self._log.info("moved %r to %r", path, target)
                 return target
             taken.add(candidate)
         raise TransportError(f"no free name for {name} in {dest_dir}")

@@ -142,3 +142,33 @@ def test_responses_of_the_other_files_are_delivered_when_one_file_fails_unexpect
     assert (bureau_server / "pickup" / first.name).exists()
     assert (bureau_server / "drop" / "APPLYRSP_B001_R440100_20261122_002.txt").exists()
     assert not (bureau_server / "drop" / "APPLYRSP_B001_R440100_20261122_001.txt").exists()
+
+
+def test_a_host_key_that_does_not_match_fails_intake_at_once_and_is_never_retried(
+    intake_dag,
+    bureau_server: Path,
+    sshd: OpenSshServer,
+    engine: Engine,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from airflow.utils.state import DagRunState, TaskInstanceState
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    other = (
+        Ed25519PrivateKey.generate()
+        .public_key()
+        .public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+        .decode()
+    )
+    connection = sshd.connection(bureau_server)
+    connection["extra"]["host_key"] = other
+    monkeypatch.setenv("AIRFLOW_CONN_SFTP_R440100", json.dumps(connection))
+    write_batch(make_apply_batch(size=3, seed=9), bureau_server / "pickup")
+
+    run = intake_dag.test(run_after=RUN_AT, logical_date=RUN_AT)
+
+    intake = [ti for ti in run.get_task_instances() if ti.task_id == "intake"]
+    assert run.state == DagRunState.FAILED
+    assert [(ti.state, ti.try_number) for ti in intake] == [(TaskInstanceState.FAILED, 1)]
+    assert len(os.listdir(bureau_server / "pickup")) == 4  # nothing taken

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -15,6 +18,7 @@ import pytest
 from sqlalchemy import Engine, func, select
 from stdnum import luhn
 
+from exchange.storage import Storage
 from persistence.models import (
     Account,
     Application,
@@ -54,7 +58,28 @@ def servers(
         monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(sshd.connection(base)))
         trees[code] = base
     monkeypatch.setenv("SSCARD_VAR_DIR", str(tmp_path / "var"))
+    monkeypatch.setenv("SSCARD_STORAGE_URL", str(tmp_path / "storage"))
+    monkeypatch.setenv("SSCARD_WORK_DIR", str(tmp_path / "work"))
     return trees
+
+
+@pytest.fixture
+def own_directories(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """Every working directory a task is given: each must be new and empty."""
+    from sscard import jobs
+
+    given: list[Path] = []
+    real = jobs.working_directory
+
+    @contextmanager
+    def watched() -> Iterator[Path]:
+        with real() as path:
+            assert path not in given and not any(path.iterdir())
+            given.append(path)
+            yield path
+
+    monkeypatch.setattr(jobs, "working_directory", watched)
+    return given
 
 
 @pytest.fixture(scope="module")
@@ -67,9 +92,15 @@ def dags(airflow_db: None) -> dict:
 
 
 def run(dags: dict, dag_id: str, when: datetime) -> None:
+    """Run a DAG; then, as if the next one ran on another worker, nothing of this one is
+    left on local disk: every task's working directory is gone, and the hub's ``var``
+    directory is wiped (what a later task needs is in the database or the storage)."""
     from airflow.utils.state import DagRunState
 
     assert dags[dag_id].test(run_after=when, logical_date=when).state == DagRunState.SUCCESS
+    work = Path(os.environ["SSCARD_WORK_DIR"])
+    assert not work.exists() or not any(work.iterdir())
+    shutil.rmtree(os.environ["SSCARD_VAR_DIR"], ignore_errors=True)
 
 
 def state(engine: Engine) -> tuple:
@@ -96,7 +127,7 @@ def cardrsp_lines(tree: Path) -> list[dict]:
 
 
 def test_an_issuance_day_ends_with_one_final_cardrsp_line_per_application(
-    dags: dict, servers: dict[str, Path], engine: Engine
+    dags: dict, servers: dict[str, Path], engine: Engine, own_directories: list[Path]
 ) -> None:
     bureau = servers["R440100"]
     partners = {
@@ -183,6 +214,10 @@ def test_an_issuance_day_ends_with_one_final_cardrsp_line_per_application(
             assert (line["fail_stage"], line["reason_code"]) == ("2", made[1])
             assert line["card_id_code"] == line["issue_date"] == ""
     assert stages["0"] > 900 and stages["1"] >= 20 and stages["2"] > 0
+    # every task worked in a directory of its own; what crossed tasks is in the storage
+    assert len(own_directories) >= 20
+    stored = Storage(os.environ["SSCARD_STORAGE_URL"]).keys()
+    assert [k for k in stored if k.startswith("received/sftp_r440100/") and k.endswith(".zip")]
 
     pans = [line["pan"] for line in lines if line["pan"]]
     assert len(pans) == len(set(pans))

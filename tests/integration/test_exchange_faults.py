@@ -1,0 +1,236 @@
+"""What a hostile counterparty or a faulty connection does to a bureau's pickup, answered
+file by file (ICD §2, §6): the other files always go on, nothing is answered twice."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, select
+
+from exchange.locks import exclusive
+from persistence.models import OutboundFile, ReceivedFile
+from sandbox.bureau import make_apply_batch, write_batch
+from schemas.files import Control
+from tests.integration.test_intake import context, count, run
+from transport.errors import TransientTransportError
+from transport.local import LocalRemote
+from transport.remote import RemoteEntry
+
+DAY = "20261122"
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Path:
+    (tmp_path / "sftp" / "pickup").mkdir(parents=True)
+    (tmp_path / "sftp" / "drop").mkdir()
+    return tmp_path / "sftp"
+
+
+def names_in(directory: Path) -> set[str]:
+    return {p.name for p in directory.iterdir()} if directory.exists() else set()
+
+
+def test_the_same_bytes_under_another_name_with_the_same_batch_no_are_f05_and_intake_goes_on(
+    server: Path, engine: Engine, tmp_path: Path
+) -> None:
+    first = make_apply_batch(size=5, seed=41)
+    write_batch(first, server / "pickup")
+    assert [o.outcome for o in run(server, engine, tmp_path)] == ["accepted"]
+    copy = first.name.replace("_001.txt", "_002.txt")
+    (server / "pickup" / copy).write_bytes(first.data)
+    (server / "pickup" / f"{copy}.ok").write_bytes(Control.for_bytes(copy, first.data, 5).render())
+
+    again = run(server, engine, tmp_path)
+    later = run(server, engine, tmp_path)
+
+    assert [(o.name, o.outcome, o.file_code) for o in again] == [(copy, "rejected", "F05")]
+    assert later == []
+    assert (server / "drop" / f"{copy}.rej").read_bytes().startswith(f"{copy}|F05|".encode())
+    assert copy in names_in(server / "pickup" / "rejected" / DAY)
+
+
+def test_a_directory_where_a_data_file_or_its_zip_should_be_is_that_files_code_and_the_others_go_on(
+    server: Path, engine: Engine, tmp_path: Path
+) -> None:
+    pickup = server / "pickup"
+    good = make_apply_batch(size=3, seed=42)
+    write_batch(good, pickup)
+    as_dir = good.name.replace("_001.txt", "_002.txt")
+    (pickup / as_dir).mkdir()
+    (pickup / f"{as_dir}.ok").write_bytes(b"%s|0|%s|0\r\n" % (as_dir.encode(), b"0" * 64))
+    zipped = make_apply_batch(size=3, seed=43, seq=3)
+    write_batch(zipped, pickup)
+    (pickup / zipped.zip_name).unlink()
+    (pickup / zipped.zip_name).mkdir()
+
+    outcomes = {o.name: (o.outcome, o.file_code) for o in run(server, engine, tmp_path)}
+
+    assert outcomes == {
+        good.name: ("accepted", None),
+        as_dir: ("rejected", "F01"),
+        zipped.name: ("rejected", "F10"),
+    }
+    assert {as_dir, f"{as_dir}.ok"} <= names_in(pickup / "rejected" / DAY)
+    assert (server / "drop" / f"{as_dir}.rej").exists()
+
+
+class HostileListing(LocalRemote):
+    """A server listing names no file system holds: ``/`` inside, ``..``, not UTF-8."""
+
+    def list_dir(self, path: str) -> list[RemoteEntry]:
+        hostile = [
+            RemoteEntry("APPLY_R440100_B001_20261122_009.txt/..", 10, "file"),
+            RemoteEntry("..", 10, "file"),
+            RemoteEntry("APPLY_\udcff_B001.txt", 10, "file"),
+            RemoteEntry("APPLY_\udcff_B001.txt.ok", 10, "file"),
+        ]
+        return sorted([*super().list_dir(path), *hostile], key=lambda e: e.name)
+
+
+def test_names_that_cannot_be_addressed_are_skipped_with_an_escaped_log_line_and_the_others_go_on(
+    server: Path, engine: Engine, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from exchange.outbox import deliver
+    from issuance.intake import run_intake
+
+    good = make_apply_batch(size=3, seed=44)
+    write_batch(good, server / "pickup")
+    ctx = context(tmp_path)
+    remote = HostileListing(server)
+
+    with caplog.at_level(logging.WARNING, logger="sscard.exchange"):
+        outcomes = run_intake(remote, engine, ctx)
+    deliver(remote, engine, ctx.store, ctx.conn_id, ctx.now)
+
+    assert [(o.name, o.outcome) for o in outcomes] == [(good.name, "accepted")]
+    skipped = [r.getMessage() for r in caplog.records if "cannot be addressed" in r.getMessage()]
+    assert len(skipped) == 4
+    assert not any("\udcff" in m or "\n" in m for m in skipped)
+    assert any("APPLY_\\udcff_B001.txt" in m for m in skipped)
+
+
+def test_a_name_with_a_newline_is_f07_its_log_lines_escaped_and_it_is_never_read_whole(
+    server: Path, engine: Engine, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from issuance.intake import run_intake
+
+    pickup = server / "pickup"
+    forged = "APPLY_R440100_B001_20261122_001.txt\n2026-12-06 INFO all files accepted"
+    (pickup / forged).write_bytes(b"x" * 100_000)
+    (pickup / f"{forged}.ok").write_bytes(b"whatever")
+    read: list[str] = []
+
+    class Watched(LocalRemote):
+        def read_bytes(self, path: str) -> bytes:
+            read.append(path)
+            return super().read_bytes(path)
+
+        def download(self, path: str, local_path: Path) -> tuple[int, str]:
+            read.append(path)
+            return super().download(path, local_path)
+
+    with caplog.at_level(logging.INFO):
+        outcomes = run_intake(Watched(server), engine, context(tmp_path))
+
+    assert [(o.outcome, o.file_code) for o in outcomes] == [("rejected", "F07")]
+    assert read == []
+    assert all("\n" not in r.getMessage().split("could not")[0] for r in caplog.records)
+    assert "\\n2026-12-06 INFO all files accepted" in caplog.text
+    assert forged in names_in(pickup / "rejected" / DAY)
+    assert not [n for n in names_in(server / "drop") if n.endswith(".rej")]
+
+
+class DropsWhileArchiving(LocalRemote):
+    """A connection that drops after ``moves`` moves."""
+
+    def __init__(self, root: Path, moves: int) -> None:
+        super().__init__(root)
+        self.moves = moves
+
+    def move(self, path: str, dest_dir: str) -> str:
+        if self.moves == 0:
+            raise TransientTransportError("connection reset by peer")
+        self.moves -= 1
+        return super().move(path, dest_dir)
+
+
+def test_archiving_cut_short_by_a_dropped_connection_is_finished_by_the_next_run_answering_nothing_twice(
+    server: Path, engine: Engine, tmp_path: Path
+) -> None:
+    from exchange.outbox import deliver
+    from issuance.intake import run_intake
+
+    batch = make_apply_batch(size=4, seed=45)
+    write_batch(batch, server / "pickup")
+    ctx = context(tmp_path)
+
+    with pytest.raises(TransientTransportError):
+        run_intake(DropsWhileArchiving(server, moves=1), engine, ctx)
+    assert names_in(server / "pickup") >= {f"{batch.name}.ok", batch.zip_name}
+
+    later = context(tmp_path)
+    outcomes = run_intake(LocalRemote(server), engine, later)
+    deliver(LocalRemote(server), engine, later.store, later.conn_id, later.now)
+
+    assert outcomes == []
+    assert names_in(server / "pickup") == {"archive"}
+    assert names_in(server / "pickup" / "archive" / DAY) == {
+        batch.name,
+        f"{batch.name}.ok",
+        batch.zip_name,
+        f"{batch.zip_name}.ok",
+    }
+    assert [n for n in names_in(server / "drop") if not n.endswith(".ok")] == [
+        batch.name.replace("APPLY_R440100_B001", "APPLYRSP_B001_R440100")
+    ]
+    with engine.connect() as conn:
+        assert conn.scalar(select(ReceivedFile.archived_at)) is not None
+
+
+def test_a_second_run_of_the_same_bureau_meanwhile_leaves_the_files_to_the_first(
+    server: Path, engine: Engine, tmp_path: Path
+) -> None:
+    batch = make_apply_batch(size=3, seed=46)
+    write_batch(batch, server / "pickup")
+
+    with exclusive(engine, "pickup:sftp_r440100") as first:
+        assert first
+        meanwhile = run(server, engine, tmp_path)
+    afterwards = run(server, engine, tmp_path)
+
+    assert meanwhile == []
+    assert [o.outcome for o in afterwards] == ["accepted"]
+    assert count(engine, OutboundFile) == 1
+
+
+def test_two_runs_of_one_bureau_at_once_answer_each_file_once(
+    server: Path, engine: Engine, tmp_path: Path
+) -> None:
+    for seq in (1, 2, 3):
+        write_batch(make_apply_batch(size=20, seed=47 + seq, seq=seq), server / "pickup")
+    results: list[object] = []
+
+    def one_run(n: int) -> None:
+        try:
+            results.append(run(server, engine, tmp_path / f"run{n}"))
+        except Exception as exc:  # pragma: no cover - shown in the assertion below
+            results.append(exc)
+
+    threads = [threading.Thread(target=one_run, args=(n,)) for n in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    run(server, engine, tmp_path / "after")
+
+    assert not [r for r in results if isinstance(r, Exception)]
+    drop = names_in(server / "drop")
+    assert sorted(n for n in drop if n.startswith("APPLYRSP") and n.endswith(".txt")) == [
+        f"APPLYRSP_B001_R440100_20261122_00{seq}.txt" for seq in (1, 2, 3)
+    ]
+    with engine.connect() as conn:
+        rows = conn.execute(select(OutboundFile.name, OutboundFile.delivered_at)).all()
+    assert len(rows) == 3 and all(r.delivered_at is not None for r in rows)
