@@ -8,6 +8,7 @@ replacement (E109, E110, E118).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +21,16 @@ from schemas.codec import Chunk, DelimitedReader, Rejection
 from schemas.codes import FileCode
 from schemas.files import Control, FileLevelError, sha256_of
 from schemas.layouts import APPLY
-from sscard.config import ConfigError, Counterparties
+
+
+@dataclass(frozen=True)
+class PrecheckSettings:
+    """What the pre-check needs of the counterparty configuration."""
+
+    hub: str
+    bank_codes: frozenset[str]
+    #: per bureau code: its encoding and ``max_forward_days``
+    bureaus: Mapping[str, tuple[str, int]]
 
 
 @dataclass
@@ -87,7 +97,7 @@ class _InFileRepeats:
         chunk.reject(marks["o"], "old_card_no", "E109")
 
 
-def precheck(path: Path, parties: Counterparties, business_date: str) -> PrecheckResult:
+def precheck(path: Path, parties: PrecheckSettings, business_date: str) -> PrecheckResult:
     """Check ``path`` (and ``path.ok``, ``path.zip``, ``path.zip.ok`` beside it)."""
     result = PrecheckResult(path.name)
     try:
@@ -100,13 +110,11 @@ def precheck(path: Path, parties: Counterparties, business_date: str) -> Prechec
     return result
 
 
-def _run(path: Path, parties: Counterparties, business_date: str, result: PrecheckResult) -> None:
+def _run(
+    path: Path, parties: PrecheckSettings, business_date: str, result: PrecheckResult
+) -> None:
     fname = check_name(path.name, parties.hub, None)
-    try:
-        bureau = parties.bureau(fname.sender)
-        encoding, forward = bureau.encoding, int(bureau.option("max_forward_days", 5))
-    except ConfigError:
-        encoding, forward = "GB18030", 5
+    encoding, forward = parties.bureaus.get(fname.sender, ("GB18030", 5))
     control_path = path.with_name(path.name + ".ok")
     count = None
     if control_path.exists():

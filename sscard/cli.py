@@ -40,7 +40,7 @@ def _business_date(text: str) -> str:
 
 def _validate(args: argparse.Namespace) -> int:
     from issuance.precheck import precheck
-    from sscard.config import load_counterparties
+    from sscard.config import load_counterparties, precheck_settings
 
     path = Path(args.file)
     if not path.is_file():
@@ -51,7 +51,7 @@ def _validate(args: argparse.Namespace) -> int:
     except (OSError, ValueError, yaml.YAMLError) as exc:  # ConfigError is a ValueError
         print(f"sscard validate: counterparty configuration unusable: {exc}", file=sys.stderr)
         return 2
-    result = precheck(path, parties, args.business_date or _today())
+    result = precheck(path, precheck_settings(parties), args.business_date or _today())
     if args.json:
         print(json.dumps(result.as_json(), ensure_ascii=False))
     else:

@@ -7,9 +7,12 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
+
+if TYPE_CHECKING:
+    from issuance.precheck import PrecheckSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_COUNTERPARTIES = ROOT / "config" / "counterparties.yaml"
@@ -176,3 +179,16 @@ def work_root() -> Path | None:
     (``SSCARD_WORK_DIR``; default: the system's temporary directory)."""
     raw = os.environ.get(ENV_WORK_DIR)
     return Path(raw) if raw else None
+
+
+def precheck_settings(parties: Counterparties) -> PrecheckSettings:
+    """What ``sscard validate`` needs of the configuration."""
+    from issuance.precheck import PrecheckSettings
+
+    return PrecheckSettings(
+        hub=parties.hub,
+        bank_codes=parties.bank_codes,
+        bureaus={
+            b.code: (b.encoding, int(b.option("max_forward_days", 5))) for b in parties.bureaus
+        },
+    )

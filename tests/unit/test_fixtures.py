@@ -12,7 +12,7 @@ import pytest
 
 from issuance.precheck import PrecheckResult, precheck
 from sandbox.bureau import FILE_KINDS
-from sscard.config import load_counterparties
+from sscard.config import load_counterparties, precheck_settings
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "apply"
 BUSINESS_DATE = "20261122"
@@ -45,7 +45,7 @@ def data_file(folder: Path) -> Path:
 
 
 def check(path: Path) -> PrecheckResult:
-    return precheck(path, load_counterparties(), BUSINESS_DATE)
+    return precheck(path, precheck_settings(load_counterparties()), BUSINESS_DATE)
 
 
 def test_there_is_a_fixture_folder_for_every_file_level_variant_but_f05() -> None:
