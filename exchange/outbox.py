@@ -105,29 +105,6 @@ def queue_path(
     )
 
 
-def queue_bytes(
-    conn: Connection,
-    dest: Destination,
-    *,
-    name: str,
-    type_: str,
-    data: bytes,
-    record_count: int,
-    source_file_id: int | None = None,
-) -> int:
-    return registry.queue_outbound(
-        conn,
-        conn_id=dest.conn_id,
-        directory=dest.drop,
-        name=name,
-        type_=type_,
-        data=data,
-        record_count=record_count,
-        created_at=dest.now,
-        source_file_id=source_file_id,
-    )
-
-
 def response_name(request: FileName) -> str:
     """A response's name: ``<TYPE>RSP``, parties swapped, the request's date and SEQ (ICD §3)."""
     return str(request.response())

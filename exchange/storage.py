@@ -71,17 +71,6 @@ class Storage:
                 local.unlink()
         return key
 
-    def put_bytes(self, data: bytes, key: str) -> str:
-        target = self._path(key)
-        if self._local:
-            Path(target).parent.mkdir(parents=True, exist_ok=True)
-            tmp = f"{target}.{os.getpid()}.tmp"
-            Path(tmp).write_bytes(data)
-            os.replace(tmp, target)
-        else:
-            self._fs.pipe_file(target, data)
-        return key
-
     @contextlib.contextmanager
     def open(self, key: str) -> Iterator[IO[bytes]]:
         """The object, seekable (a zip is read through it)."""

@@ -192,12 +192,6 @@ def photo_missing(
     return named & ~present
 
 
-def renewal_opens(expiry_date: str) -> str:
-    """First day a renewal (``06`` reason ``1``) may be applied for: 60 days before expiry."""
-    d = date(int(expiry_date[:4]), int(expiry_date[4:6]), int(expiry_date[6:]))
-    return (d - timedelta(days=60)).strftime("%Y%m%d")
-
-
 def business_window(business_date: str, max_forward_days: int) -> tuple[str, str]:
     """The dates a request may carry (ICD §3): today up to ``max_forward_days`` ahead."""
     d = date(int(business_date[:4]), int(business_date[4:6]), int(business_date[6:]))

@@ -509,19 +509,6 @@ def _valid_entries(fh: BinaryIO, directory: _Directory, judged: _Judged) -> npt.
     return valid
 
 
-def read_photo(path: Path, entry: str) -> bytes:
-    """One photo, byte for byte as the bureau sent it (for personalisation), unpacked with
-    the bounds of :func:`unpack_entry` (``zipfile.BadZipFile`` when it cannot be)."""
-    with zipfile.ZipFile(path) as zf, path.open("rb") as fh:
-        info = zf.getinfo(entry)
-        if info.flag_bits & _ENCRYPTED:
-            raise zipfile.BadZipFile("photo entry encrypted")
-        _seek_data(fh, info.header_offset, info.orig_filename.encode(_name_encoding(info)))
-        return unpack_entry(
-            fh.read, info.compress_type, info.compress_size, info.file_size, info.CRC
-        )
-
-
 def _name_encoding(info: zipfile.ZipInfo) -> str:
     """How an entry's name is encoded in its headers (APPNOTE 4.4.4, bit 11)."""
     return "utf-8" if info.flag_bits & 0x800 else "cp437"

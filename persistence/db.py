@@ -15,17 +15,13 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 from sqlalchemy import Connection, Engine, TextClause, create_engine, event
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.orm import Session, sessionmaker
-
-from sscard.config import database_url
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
-def make_engine(url: str | None = None) -> Engine:
+def make_engine(url: str) -> Engine:
     """The database engine. A statement's parameters never appear in its error message
     (``hide_parameters``): they hold names, ID numbers and PANs, and errors are logged."""
-    url = url or database_url()
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 60}, hide_parameters=True)
 
@@ -46,32 +42,24 @@ def engine_for(url: str) -> Engine:
     return make_engine(url)
 
 
-def default_engine() -> Engine:
-    return engine_for(database_url())
-
-
-def session_factory(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
-
-
-def upgrade(url: str | None = None, revision: str = "head") -> None:
+def upgrade(url: str, revision: str = "head") -> None:
     """Bring the database to ``revision`` with Alembic."""
     from alembic import command
     from alembic.config import Config
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
-    cfg.set_main_option("sqlalchemy.url", (url or database_url()).replace("%", "%%"))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     command.upgrade(cfg, revision)
 
 
-def downgrade(url: str | None = None, revision: str = "base") -> None:
+def downgrade(url: str, revision: str = "base") -> None:
     from alembic import command
     from alembic.config import Config
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
-    cfg.set_main_option("sqlalchemy.url", (url or database_url()).replace("%", "%%"))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     command.downgrade(cfg, revision)
 
 

@@ -3,7 +3,7 @@ personalisation records, production results and the card returns to the bureau."
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -92,13 +92,3 @@ def rows(conn: Connection, sql: str, **params: Any) -> Sequence[Any]:
 
 def execute(conn: Connection, sql: str, **params: Any) -> int:
     return int(conn.execute(text(sql), params).rowcount or 0)
-
-
-def insert_rows(conn: Connection, table: str, records: Iterable[dict[str, Any]]) -> int:
-    records = list(records)
-    if not records:
-        return 0
-    cols = list(records[0])
-    data = pa.table({c: [r[c] for r in records] for c in cols})
-    bulk_load(conn, table, data, cols)
-    return len(records)

@@ -83,8 +83,8 @@ def _db(args: argparse.Namespace) -> int:
     from persistence.db import upgrade
     from sscard.config import database_url
 
-    upgrade()
     url = database_url()
+    upgrade(url)
     print(f"database at head: {url.split('@')[-1]}")
     return 0
 
@@ -92,11 +92,11 @@ def _db(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     from issuance.status import render, work_status
     from persistence.db import make_engine
-    from sscard.config import load_counterparties
+    from sscard.config import database_url, load_counterparties
 
     parties = load_counterparties(args.config)
     waits = {p.code: int(p.option("partner_wait_days", 1)) for p in parties.partner_banks}
-    engine = make_engine()
+    engine = make_engine(database_url())
     try:
         status = work_status(engine, args.business_date or _today(), waits)
     finally:

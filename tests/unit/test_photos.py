@@ -20,7 +20,6 @@ from issuance.photos import (
     PhotoNames,
     _read_directory,
     check_photo_zip,
-    read_photo,
 )
 from sandbox.people import oversized_photo, photo_cache, png_photo, small_photo
 from schemas.files import Control, FileLevelError
@@ -252,20 +251,6 @@ def test_an_entry_declared_larger_than_a_photo_may_be_is_no_valid_photo_and_is_n
     path = with_lying_size(tmp_path / NAME, PHOTO_MAX_BYTES + 1, 100, method=method)
 
     assert list(checked(path)) == []
-
-
-def test_a_photo_read_for_personalisation_is_unpacked_whole_and_never_beyond_its_declared_size(
-    tmp_path: Path, photos: tuple[bytes, ...]
-) -> None:
-    for compression in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-        path = write_zip(tmp_path / NAME, [("A1.jpg", photos[0])], compression=compression)
-        assert read_photo(path, "A1.jpg") == photos[0]
-    path = with_lying_size(tmp_path / NAME, 10_240, BOMB)
-
-    refused, peak = peak_memory(lambda: read_photo(path, "A1.jpg"))
-
-    assert isinstance(refused, zipfile.BadZipFile)
-    assert peak < BOUND
 
 
 @pytest.mark.parametrize("kept", [200, 1_000, -2])
