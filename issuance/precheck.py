@@ -110,9 +110,7 @@ def precheck(path: Path, parties: PrecheckSettings, business_date: str) -> Prech
     return result
 
 
-def _run(
-    path: Path, parties: PrecheckSettings, business_date: str, result: PrecheckResult
-) -> None:
+def _run(path: Path, parties: PrecheckSettings, business_date: str, result: PrecheckResult) -> None:
     fname = check_name(path.name, parties.hub, None)
     encoding, forward = parties.bureaus.get(fname.sender, ("GB18030", 5))
     control_path = path.with_name(path.name + ".ok")
