@@ -24,12 +24,11 @@ lint: setup
 	@$(UV) run mypy
 
 bench: setup
-	@$(UV) run python -m bench.intake --lines 200000
+	@$(UV) run python -m bench.intake --lines 200000 1000000 --db postgres --floor
 	@$(UV) run python -m bench.issuance --applications 200000
-	@$(UV) run python -m bench.pg_floor --rows 200000
 
 bench-full: setup
-	@$(UV) run python -m bench.intake --lines 200000 1000000
+	@$(UV) run python -m bench.intake --lines 200000 1000000 --db both --floor
 	@$(UV) run python -m bench.issuance --applications 200000 1000000
 
 clean:

@@ -616,6 +616,41 @@ def print_table(results: list[dict[str, Any]]) -> None:
             print(f"    {problem}")
 
 
+#: the ratio of intake to its storage floor the exchange issue aims at
+TARGET_FLOOR_RATIO = 2.0
+
+
+def print_floor_ratios(results: list[dict[str, Any]]) -> None:
+    """The bare cost of storing the same number of accepted lines (``bench.pg_floor``:
+    ``application`` and ``application_state`` rows with their indexes, made inside
+    PostgreSQL, best of three), measured now on this machine, and intake's ratio to it:
+    machines differ by up to 3×, the ratio much less."""
+    from bench.pg_floor import DEFAULT_URL, measure
+
+    runs = [r for r in results if r["db"] == "postgres"]
+    if not runs:
+        return
+    floors: dict[int, float] = {}
+    for r in runs:
+        if r["lines"] not in floors:
+            url = fresh_database(
+                "postgres", Path(), os.environ.get(f"{ENV_PG_URL}_FLOOR", DEFAULT_URL)
+            )
+            seconds = measure(url, r["lines"], lambda label, s: None)
+            floors[r["lines"]] = seconds["application"] + seconds["application_state"]
+    head = f"{'lines':>10} {'intake s':>9} {'floor s':>8} {'intake/floor':>13}"
+    print()
+    print("PostgreSQL intake against its storage floor, same run:")
+    print(head)
+    print("-" * len(head))
+    for r in runs:
+        floor = floors[r["lines"]]
+        print(
+            f"{r['lines']:>10,} {r['intake_s']:>9.2f} {floor:>8.2f} {r['intake_s'] / floor:>12.2f}×"
+            f"  (aim ≤ {TARGET_FLOOR_RATIO:.0f}×)"
+        )
+
+
 def _verdict(ok: bool) -> str:
     return "met   " if ok else "MISSED"
 
@@ -687,6 +722,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--strict", action="store_true", help="exit 2 when a target is missed (for a CI gate)"
     )
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="also measure the storage floor (bench.pg_floor) at each size, in the same run, "
+        "and print intake / floor",
+    )
     parser.add_argument("--measure", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -719,6 +760,8 @@ def main(argv: list[str] | None = None) -> int:
                     profiles.append(profile)
                 results.append(run_one(db, inputs, args.workdir, args.pg_url, profile, sftp))
     print_table(results)
+    if args.floor:
+        print_floor_ratios(results)
     met = print_targets(results)
     for profile in profiles:
         print_profile(profile)
