@@ -460,6 +460,7 @@ class Intake:
                     inbox.pickup,
                 )
                 return []
+            finish_archives(self.remote, self.engine, inbox, self.flow)
             found = survey(self.remote, inbox, self.flow)
             if found.incomplete or found.alone:
                 log.info(
@@ -468,7 +469,6 @@ class Intake:
                     len(found.incomplete) + len(found.alone),
                     ", ".join(shown(n) for n in (found.incomplete + found.alone)[:20]),
                 )
-            finish_archives(self.remote, self.engine, inbox, self.flow)
             outcomes = self._alone(found.alone) if self.flow.companions else []
             for name in found.ready:
                 outcomes.append(take_apart(name, lambda n: self.take(n, found.entries)))

@@ -14,7 +14,8 @@ from exchange.locks import exclusive
 from persistence.models import OutboundFile, ReceivedFile
 from sandbox.bureau import make_apply_batch, write_batch
 from schemas.files import Control
-from tests.integration.test_intake import context, count, run
+from schemas.layouts import APPLY
+from tests.integration.test_intake import context, count, rebuilt, response_codes, run
 from transport.errors import TransientTransportError
 from transport.local import LocalRemote
 from transport.remote import RemoteEntry
@@ -187,7 +188,8 @@ def test_archiving_cut_short_by_a_dropped_connection_is_finished_by_the_next_run
         batch.name.replace("APPLY_R440100_B001", "APPLYRSP_B001_R440100")
     ]
     with engine.connect() as conn:
-        assert conn.scalar(select(ReceivedFile.archived_at)) is not None
+        rows = conn.execute(select(ReceivedFile.outcome, ReceivedFile.archived_at)).all()
+    assert [(outcome, at is not None) for outcome, at in rows] == [("accepted", True)]
 
 
 def test_a_second_run_of_the_same_bureau_meanwhile_leaves_the_files_to_the_first(
@@ -234,3 +236,22 @@ def test_two_runs_of_one_bureau_at_once_answer_each_file_once(
     with engine.connect() as conn:
         rows = conn.execute(select(OutboundFile.name, OutboundFile.delivered_at)).all()
     assert len(rows) == 3 and all(r.delivered_at is not None for r in rows)
+
+
+@pytest.mark.parametrize("fill", ["A" * 3000, "张" * 1500], ids=["3000-ascii", "1500-cjk"])
+@pytest.mark.parametrize("field", APPLY.names)
+def test_a_field_of_thousands_of_characters_is_that_lines_code_never_an_outage(
+    server: Path, engine: Engine, tmp_path: Path, field: str, fill: str
+) -> None:
+    batch = make_apply_batch(size=3, seed=48)
+    rows = [list(r) for r in batch.rows]
+    rows[1][APPLY.index(field)] = fill
+    write_batch(rebuilt(batch, rows), server / "pickup")
+
+    outcomes = run(server, engine, tmp_path)
+
+    assert [(o.outcome, o.accepted, o.rejected) for o in outcomes] == [("accepted", 2, 1)]
+    codes = response_codes(
+        server, batch.name.replace("APPLY_R440100_B001", "APPLYRSP_B001_R440100")
+    )
+    assert codes[0] == codes[2] == "" and codes[1].startswith("E")
