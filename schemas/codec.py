@@ -758,9 +758,23 @@ def _joined(records: pa.Array | pa.ChunkedArray) -> str:
 
 @dataclass
 class FixedReader:
-    """Reads a fixed-width file (ICD §4.3): framing failures raise, fields are validated."""
+    """Streams a fixed-width file (ICD §4.3): header, chunks of validated records, trailer.
 
-    data: bytes
+    ``stream`` is an open binary file, read a block at a time, so memory holds one chunk
+    of records whatever the file's size (bytes already in memory are read the same way).
+    A block is cut only after LF, which no GB18030 multi-byte sequence contains; each
+    field is cut at its byte offsets for every record of a chunk at once, and needs no
+    decoding when its bytes are ASCII.
+
+    Framing failures raise :class:`FileLevelError`: F03 (bytes not valid GB18030: bytes
+    given whole are checked before their header; a stream's when the chunk holding them
+    is read, so :meth:`chunks` may raise it after earlier chunks were yielded), F04
+    (header), F06 (a record between header and trailer that is not a detail, or its seq),
+    and after the last chunk F08 (trailer) and F02 (counts). A field whose own bytes do
+    not decode (a character split at its edge) rejects its record E116 at that field.
+    """
+
+    stream: BinaryIO | bytes
     layout: Layout
     chunk_lines: int = 50_000
     control_count: int | None = None
@@ -769,21 +783,51 @@ class FixedReader:
     detail_count: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
-        try:
-            self.data.decode("gb18030")
-        except UnicodeDecodeError as exc:
-            raise FileLevelError(FileCode.F03, "bytes not valid GB18030") from exc
-        self._records = self.data.replace(b"\r\n", b"\n").split(b"\n")
-        if self._records and self._records[-1] == b"":
-            self._records.pop()
-        if not self._records:
+        self._checked_whole = isinstance(self.stream, bytes)
+        if isinstance(self.stream, bytes):
+            _check_gb18030(self.stream)
+        stream = io.BytesIO(self.stream) if isinstance(self.stream, bytes) else self.stream
+        length = self.layout.record_length or 0
+        self._read_size = max(1 << 16, min(_BLOCK, (self.chunk_lines + 1) * (length + 2)))
+        self._blocks = self._record_blocks(stream)
+        self._pending: list[bytes] = []
+        self._exhausted = False
+        self._fill(1)
+        if not self._pending:
             raise FileLevelError(FileCode.F04, "file is empty")
-        self.header = self._parse_header(self._records[0])
+        self.header = self._parse_header(self._pending.pop(0))
+
+    def _record_blocks(self, stream: BinaryIO) -> Iterator[list[bytes]]:
+        """The file's records without their line ends (CRLF or LF; the last record may
+        have none), a block at a time."""
+        rest = b""
+        while True:
+            block = stream.read(self._read_size)
+            if not block:
+                if rest:
+                    yield [rest]
+                return
+            data = rest + block if rest else block
+            cut = data.rfind(b"\n") + 1
+            if cut == 0:
+                rest = data
+                continue
+            rest = data[cut:]
+            yield data[:cut].replace(b"\r\n", b"\n")[:-1].split(b"\n")
+
+    def _fill(self, want: int) -> None:
+        while len(self._pending) < want and not self._exhausted:
+            block = next(self._blocks, None)
+            if block is None:
+                self._exhausted = True
+            else:
+                self._pending.extend(block)
 
     def _parse_header(self, rec: bytes) -> Header:
         layout = self.layout
         if len(rec) != layout.record_length or rec[:1] != b"H":
             raise FileLevelError(FileCode.F04, "header record malformed")
+        _check_gb18030(rec)
         text = rec.decode("gb18030")
         type_, sender, receiver = text[1:11].rstrip(), text[11:18].rstrip(), text[18:25].rstrip()
         batch_no, date, count, version = text[25:45].rstrip(), text[45:53], text[53:61], text[61:64]
@@ -802,75 +846,139 @@ class FixedReader:
         return Header(type_, sender, receiver, batch_no, date, int(count))
 
     def chunks(self) -> Iterator[Chunk]:
+        line_no = 2
+        while True:
+            # keep one record back: the last record of the file is the trailer
+            self._fill(self.chunk_lines + 1)
+            if self._exhausted and len(self._pending) <= 1:
+                break
+            take = min(self.chunk_lines, len(self._pending) - 1)
+            records, self._pending = self._pending[:take], self._pending[take:]
+            chunk = self._chunk(records, line_no)
+            line_no += take
+            yield chunk
+        self._check_trailer(self._pending[0] if self._pending else b"")
+
+    def _chunk(self, records: list[bytes], first_line: int) -> Chunk:
         layout = self.layout
         length = layout.record_length or 0
-        body = self._records[1:]
-        if not body or body[-1][:1] != b"T":
+        n = len(records)
+        joined = b"\n".join(records) + b"\n"
+        if not self._checked_whole:
+            _check_gb18030(joined)
+        good = np.fromiter(map(len, records), dtype=np.int64, count=n) == length
+        if good.all():
+            matrix = np.frombuffer(joined, dtype=np.uint8).reshape(n, length + 1)[:, :length]
+        else:
+            kept = b"".join(rec for rec, ok in zip(records, good.tolist(), strict=True) if ok)
+            matrix = np.frombuffer(kept, dtype=np.uint8).reshape(-1, length)
+        at = np.flatnonzero(good)
+        seqs = np.zeros(n, dtype=np.int64)
+        if at.size:
+            digits = matrix[:, 1:9].astype(np.int64) - ord("0")
+            if (matrix[:, 0] != ord("D")).any():
+                raise FileLevelError(
+                    FileCode.F06, "a record between header and trailer is not a detail"
+                )
+            if ((digits < 0) | (digits > 9)).any():
+                raise FileLevelError(FileCode.F06, "detail seq malformed")
+            seqs[at] = digits @ (10 ** np.arange(7, -1, -1, dtype=np.int64))
+        for row in np.flatnonzero(~good).tolist():
+            rec = records[row]
+            if rec[:1] != b"D":
+                raise FileLevelError(
+                    FileCode.F06, "a record between header and trailer is not a detail"
+                )
+            if not rec[1:9].isdigit():
+                raise FileLevelError(FileCode.F06, "detail seq malformed")
+            seqs[row] = int(rec[1:9])
+        expected = np.arange(self.detail_count + 1, self.detail_count + 1 + n, dtype=np.int64)
+        if not np.array_equal(seqs, expected):
+            raise FileLevelError(FileCode.F06, "detail seq not contiguous from 1")
+        self.detail_count += n
+
+        columns: dict[str, pa.Array] = {}
+        undecodable = np.full(n, NO_FAIL, dtype=np.int16)
+        pos = 9
+        for i, f in enumerate(layout.fields):
+            width = f.width or 0
+            values, bad = _fixed_strings(matrix[:, pos : pos + width])
+            pos += width
+            undecodable[at[bad]] = np.minimum(undecodable[at[bad]], i)
+            columns[f.name] = values if at.size == n else _spread(values, good)
+        fail_index, fail_code = validate_columns(layout, columns, n)
+        for row in np.flatnonzero(undecodable != NO_FAIL).tolist():
+            i = int(undecodable[row])
+            if fail_index[row] > i:
+                fail_index[row] = i
+                fail_code[row] = "E116"
+        fail_index[~good] = WHOLE_LINE
+        fail_code[~good] = "E116"
+        table = pa.table(
+            {
+                "_line": pa.array(np.arange(first_line, first_line + n, dtype=np.int64)),
+                "_seq": pa.array(seqs),
+                **columns,
+            }
+        )
+        return Chunk(layout, table, fail_index, fail_code)
+
+    def _check_trailer(self, rec: bytes) -> None:
+        if rec[:1] != b"T":
             raise FileLevelError(FileCode.F08, "last record is not a trailer")
-        trailer_rec = body.pop()
-        for start in range(0, len(body), self.chunk_lines):
-            records = body[start : start + self.chunk_lines]
-            n = len(records)
-            values: dict[str, list[str]] = {f.name: [] for f in layout.fields}
-            good = np.ones(n, dtype=bool)
-            undecodable = np.full(n, NO_FAIL, dtype=np.int16)
-            seqs = np.zeros(n, dtype=np.int64)
-            for row, rec in enumerate(records):
-                if rec[:1] != b"D":
-                    raise FileLevelError(
-                        FileCode.F06, "a record between header and trailer is not a detail"
-                    )
-                seq = rec[1:9]
-                if not seq.isdigit():
-                    raise FileLevelError(FileCode.F06, "detail seq malformed")
-                seqs[row] = int(seq)
-                if len(rec) != length:
-                    good[row] = False
-                pos = 9
-                for i, f in enumerate(layout.fields):
-                    width = f.width or 0
-                    raw = rec[pos : pos + width] if good[row] else b""
-                    pos += width
-                    try:
-                        text = raw.decode("gb18030")
-                    except UnicodeDecodeError:
-                        text = ""
-                        undecodable[row] = min(undecodable[row], i)
-                    values[f.name].append(text.rstrip(" "))
-            expected = np.arange(self.detail_count + 1, self.detail_count + 1 + n, dtype=np.int64)
-            if not np.array_equal(seqs, expected):
-                raise FileLevelError(FileCode.F06, "detail seq not contiguous from 1")
-            self.detail_count += n
-            columns = {name: pa.array(vals, pa.string()) for name, vals in values.items()}
-            fail_index, fail_code = validate_columns(layout, columns, n)
-            for row in np.flatnonzero(undecodable != NO_FAIL).tolist():
-                i = int(undecodable[row])
-                if fail_index[row] > i:
-                    fail_index[row] = i
-                    fail_code[row] = "E116"
-            fail_index[~good] = WHOLE_LINE
-            fail_code[~good] = "E116"
-            first_line = start + 2
-            table = pa.table(
-                {
-                    "_line": pa.array(np.arange(first_line, first_line + n, dtype=np.int64)),
-                    "_seq": pa.array(seqs),
-                    **columns,
-                }
-            )
-            yield Chunk(layout, table, fail_index, fail_code)
-        if (
-            len(trailer_rec) != length
-            or not trailer_rec[1:9].isdigit()
-            or trailer_rec[9:].strip(b" ")
-        ):
+        if not self._checked_whole:
+            _check_gb18030(rec)
+        if len(rec) != self.layout.record_length or not rec[1:9].isdigit() or rec[9:].strip(b" "):
             raise FileLevelError(FileCode.F08, "trailer record malformed")
-        self.trailer = Trailer(int(trailer_rec[1:9]))
+        self.trailer = Trailer(int(rec[1:9]))
         counts = {self.header.record_count, self.trailer.record_count, self.detail_count}
         if self.control_count is not None:
             counts.add(self.control_count)
         if len(counts) != 1:
             raise FileLevelError(FileCode.F02, "record counts differ")
+
+
+def _check_gb18030(data: bytes) -> None:
+    """F03 unless ``data`` decodes as GB18030 (ASCII always does)."""
+    if not data.isascii():
+        try:
+            data.decode("gb18030")
+        except UnicodeDecodeError as exc:
+            raise FileLevelError(FileCode.F03, "bytes not valid GB18030") from exc
+
+
+def _fixed_strings(part: npt.NDArray[np.uint8]) -> tuple[pa.Array, npt.NDArray[np.bool_]]:
+    """One field of many records (a row of its bytes per record) as text without its
+    padding, and the records whose bytes do not decode on their own (their text is
+    empty). ASCII bytes are their own UTF-8: they become an Arrow string array as they are."""
+    rows, width = part.shape
+    bad = np.zeros(rows, dtype=bool)
+    if not (part >= 0x80).any():
+        offsets = np.arange(0, (rows + 1) * width, width, dtype=np.int32)
+        data = np.ascontiguousarray(part).tobytes()
+        values = pa.StringArray.from_buffers(rows, pa.py_buffer(offsets), pa.py_buffer(data))
+    else:
+        # LF ends each value: it is no byte of a multi-byte character, so the values
+        # decode in one call exactly when each decodes alone
+        ended = np.concatenate([part, np.full((rows, 1), ord("\n"), dtype=np.uint8)], axis=1)
+        try:
+            texts = ended.tobytes().decode("gb18030").split("\n")[:-1]
+        except UnicodeDecodeError:
+            texts = []
+            for row, raw in enumerate(part):
+                try:
+                    texts.append(raw.tobytes().decode("gb18030"))
+                except UnicodeDecodeError:
+                    texts.append("")
+                    bad[row] = True
+        values = pa.array(texts, pa.string())
+    return pc.utf8_rtrim(values, characters=" "), bad
+
+
+def _spread(values: pa.Array, good: npt.NDArray[np.bool_]) -> pa.Array:
+    """``values`` of the records in ``good`` at their rows; the other rows empty."""
+    index = np.where(good, np.cumsum(good) - 1, len(values))
+    return pa.concat_arrays([values, pa.array([""], pa.string())]).take(pa.array(index))
 
 
 def read_all(reader: DelimitedReader | FixedReader) -> tuple[pa.Table, list[Rejection]]:
