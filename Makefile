@@ -26,10 +26,12 @@ lint: setup
 bench: setup
 	@$(UV) run python -m bench.intake --lines 200000 1000000 --db postgres --floor
 	@$(UV) run python -m bench.issuance --applications 200000
+	@$(UV) run python -m bench.answers --records 200000 --db postgres
 
 bench-full: setup
 	@$(UV) run python -m bench.intake --lines 200000 1000000 --db both --floor
 	@$(UV) run python -m bench.issuance --applications 200000 1000000
+	@$(UV) run python -m bench.answers --records 200000 1000000 --db both
 
 clean:
 	rm -rf var airflow.db logs .pytest_cache

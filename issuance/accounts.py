@@ -11,24 +11,27 @@
 
 from __future__ import annotations
 
-import io
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 from sqlalchemy import Connection, DateTime, Engine, String, bindparam, text
 
-from banking.pan import PanRange, is_valid_pan, make_pans
-from issuance.intake import Landed
-from persistence import registry
+from banking.pan import PanRange, luhn_digits, make_pans
+from exchange.outbox import Drop, compose, originate
+from exchange.pickup import Landed
+from exchange.storage import Storage
+from persistence import answer_store
 from persistence.db import bulk_load, query_batches
 from persistence.issuance_store import bulk_update, execute, rows, take_serials_upto
-from schemas.codec import DelimitedReader, FixedReader, Header, write_delimited
-from schemas.files import hub_batch_no
+from schemas.codec import Chunk, DelimitedReader, FixedReader, write_delimited
 from schemas.layouts import ACCTOPEN
 from schemas.states import REPLACEABLE, AccountStatus, ApplicationStatus, FailStage, Loss
 
@@ -158,10 +161,6 @@ def open_hub_accounts(
     return OpenedAccounts(opened, kept)
 
 
-def _next_seq(conn: Connection, type_: str, sender: str, receiver: str, business_date: str) -> str:
-    return f"{registry.next_seq(conn, type_, sender, receiver, business_date):03d}"
-
-
 def send_account_requests(
     engine: Engine,
     *,
@@ -172,6 +171,8 @@ def send_account_requests(
     encoding: str,
     business_date: str,
     now: datetime,
+    work_dir: Path,
+    store: Storage,
 ) -> str | None:
     """One ACCTOPEN file for a partner bank with every accepted application it serves."""
     with engine.begin() as conn:
@@ -188,8 +189,8 @@ def send_account_requests(
         )
         if not pending:
             return None
-        seq = _next_seq(conn, "ACCTOPEN", hub, bank_code, business_date)
-        name = f"ACCTOPEN_{hub}_{bank_code}_{business_date}_{seq}.txt"
+        request = originate(conn, "ACCTOPEN", hub, bank_code, business_date, len(pending))
+        name = request.name
         lines = []
         for r in pending:
             replacement = r.app_type in REPLACEABLE
@@ -212,25 +213,14 @@ def send_account_requests(
                     r.keep_account if replacement else "",
                 )
             )
-        out = io.BytesIO()
-        header = Header(
-            "ACCTOPEN",
-            hub,
-            bank_code,
-            hub_batch_no("ACCTOPEN", bank_code, business_date, seq),
-            business_date,
-            len(lines),
-        )
-        write_delimited(out, ACCTOPEN, header, lines, encoding)
-        registry.queue_outbound(
+        compose(
             conn,
-            conn_id=conn_id,
-            directory=drop,
+            Drop(conn_id, drop, now, store),
+            work_dir,
             name=name,
             type_="ACCTOPEN",
-            data=out.getvalue(),
             record_count=len(lines),
-            created_at=now,
+            write=lambda out: write_delimited(out, ACCTOPEN, request.header, lines, encoding),
         )
         requests = pa.table(
             {
@@ -267,119 +257,45 @@ def apply_account_answers(
     """Apply an ACCTOPENRSP: PAN and ``pan_seq`` for ``00``; stage-1 failure with the
     partner's own reason code for ``01`` (it reaches the bureau unchanged, ICD §5.4).
     An unknown key, a second, different answer or a PAN failing its check digit is
-    reported and never applied (the request waits for a right answer, or E140)."""
+    reported and never applied (the request waits for a right answer, or E140). A chunk
+    at a time, with a fixed number of statements per chunk
+    (:func:`persistence.answer_store.apply_account_chunk`)."""
     counts = {"applied": 0, "opened": 0, "refused": 0, "problems": 0}
-    problems: list[dict[str, object]] = []
     sender = reader.header.sender
-    answered: dict[str, tuple[str, str]] = {}
+    stage = answer_store.ACCTOPENRSP_STAGE
+    answer_store.open_stage(conn, stage)
     for chunk in reader.chunks():
-        recs = chunk.table.to_pylist()
-        keys = sorted({str(r["req_no"]) for r in recs})
-        known = {}
-        for start in range(0, len(keys), 900):
-            for row in conn.execute(_REQUESTS, {"keys": keys[start : start + 900]}):
-                known[row.req_no] = row
-        answers: list[tuple[str, str, str]] = []
-        opened: list[tuple[int, str, str]] = []
-        refused: list[tuple[int, str]] = []
-        for i, rec in enumerate(recs):
-            line_no, req_no = int(rec["_line"]), str(rec["req_no"])
-            answer = (rec["result"], rec["reason_code"])
-            if not chunk.ok[i]:
-                problem = f"layout {chunk.fail_code[i]}"
-            elif rec["result"] == "00" and not is_valid_pan(str(rec["pan"])):
-                problem = "pan fails its Luhn check (DOMAIN §1)"
-            elif (r := known.get(req_no)) is None or r.bank_code != sender:
-                problem = "unknown req_no"
-            elif before := answered.get(req_no) or (r.result and (r.result, r.reason_code or "")):
-                problem = "" if before == answer else "answered before, differently"
-                if not problem:
-                    continue
-            else:
-                answered[req_no] = answer
-                answers.append((req_no, rec["result"], rec["reason_code"]))
-                if rec["result"] == "00":
-                    opened.append((r.application_id, rec["pan"], rec["pan_seq"]))
-                else:
-                    refused.append((r.application_id, rec["reason_code"]))
-                continue
-            problems.append(_problem(landed.name, line_no, req_no, problem, business_date))
-        _apply_answers(conn, answers, opened, refused, business_date)
-        counts["opened"] += len(opened)
-        counts["refused"] += len(refused)
-        counts["applied"] += len(answers)
-    if problems:
-        bulk_load(conn, "return_problem", pa.Table.from_pylist(problems), list(problems[0]))
-    counts["problems"] = len(problems)
+        problems = pc.if_else(
+            pa.array(_luhn_failures(chunk)),
+            "pan fails its Luhn check (DOMAIN §1)",
+            answer_store.layout_problems(chunk),
+        )
+        answer_store.stage_chunk(conn, stage, chunk, problems)
+        done = answer_store.apply_account_chunk(conn, sender, landed.name, business_date)
+        counts["opened"] += done.done
+        counts["refused"] += done.refused
+        counts["problems"] += done.problems
+    answer_store.close_stage(conn, stage)
+    counts["applied"] = counts["opened"] + counts["refused"]
     return counts
 
 
-_REQUESTS = text(
-    "SELECT req_no, application_id, bank_code, result, reason_code FROM partner_request "
-    "WHERE req_no IN :keys"
-).bindparams(bindparam("keys", expanding=True))
-
-
-def _apply_answers(
-    conn: Connection,
-    answers: list[tuple[str, str, str]],
-    opened: list[tuple[int, str, str]],
-    refused: list[tuple[int, str]],
-    business_date: str,
-) -> None:
-    """Record a chunk's answers and move its applications on, in bulk."""
-    bulk_update(
-        conn,
-        "partner_request",
-        "req_no",
-        pa.table(
-            {
-                "req_no": [a[0] for a in answers],
-                "answered_date": [business_date] * len(answers),
-                "result": [a[1] for a in answers],
-                "reason_code": [a[2] for a in answers],
-            }
-        ),
-    )
-    bulk_update(
-        conn,
-        "application_state",
-        "application_id",
-        pa.table(
-            {
-                "application_id": pa.array([o[0] for o in opened], pa.int64()),
-                "pan": [o[1] for o in opened],
-                "pan_seq": [o[2] for o in opened],
-                "status": [ApplicationStatus.ACCOUNT_OPEN] * len(opened),
-            }
-        ),
-    )
-    bulk_update(
-        conn,
-        "application_state",
-        "application_id",
-        pa.table(
-            {
-                "application_id": pa.array([f[0] for f in refused], pa.int64()),
-                "status": [ApplicationStatus.FAILED] * len(refused),
-                "fail_stage": [FailStage.BANK] * len(refused),
-                "reason_code": [f[1] for f in refused],
-                "final_date": [business_date] * len(refused),
-            }
-        ),
-    )
-
-
-def _problem(
-    file_name: str, line_no: int, key: str, problem: str, business_date: str
-) -> dict[str, object]:
-    return {
-        "file_name": file_name,
-        "line_no": line_no,
-        "key": key[:30],
-        "problem": problem,
-        "business_date": business_date,
-    }
+def _luhn_failures(chunk: Chunk) -> npt.NDArray[np.bool_]:
+    """Lines the layout accepted answering ``00`` whose PAN fails its Luhn check digit
+    (DOMAIN §1). The layout has checked the PAN is 16-19 digits; zeros put in front do
+    not change its check digit, so every PAN is checked at 19 digits, all at once."""
+    result = chunk.column("result").combine_chunks()
+    checked = chunk.ok & np.asarray(pc.equal(result, "00").to_numpy(zero_copy_only=False))
+    failing = np.zeros(len(chunk), dtype=bool)
+    at = np.flatnonzero(checked)
+    if at.size:
+        pans = pc.utf8_lpad(chunk.column("pan").combine_chunks().take(pa.array(at)), 19, "0")
+        fixed = pans.cast(pa.binary(19))
+        raw = np.frombuffer(fixed.buffers()[1], dtype=np.uint8)
+        start = fixed.offset * 19
+        digits = raw[start : start + at.size * 19].reshape(-1, 19).astype(np.int64) - ord("0")
+        failing[at] = luhn_digits(digits[:, :18]) != digits[:, 18]
+    return failing
 
 
 def _fail(
