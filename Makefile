@@ -26,7 +26,7 @@ lint: setup
 bench: setup
 	@$(UV) run python -m bench.intake --lines 200000 1000000 --db postgres --floor
 	@$(UV) run python -m bench.issuance --applications 200000
-	@$(UV) run python -m bench.answers --records 200000 --db postgres
+	@$(UV) run python -m bench.answers --records 200000 1000000 --db postgres
 
 bench-full: setup
 	@$(UV) run python -m bench.intake --lines 200000 1000000 --db both --floor
