@@ -8,7 +8,8 @@ carries, per line, the first failing field in layout order and its reason code
 with :meth:`Chunk.reject`, which keeps the earliest field.
 
 Writing checks what the receiver's parser relies on: no ``|``, CR or LF inside a value,
-byte widths in GB18030, CRLF line ends, header and trailer agreeing with the lines.
+byte widths in GB18030, no fixed-width text value ending in a space (the reader strips
+the padding), CRLF line ends, header and trailer agreeing with the lines.
 """
 
 from __future__ import annotations
@@ -621,6 +622,9 @@ def write_delimited(
 
 
 def _fixed_text(value: str, width: int, numeric: bool, name: str) -> bytes:
+    """One field padded to its byte width (ICD §4.3). A text value ending in a space is
+    refused: its spaces would merge with the padding, which the reader strips, so the
+    receiver would read a shorter value (or none) than the one written."""
     if numeric:
         if not value.isdigit() or not value.isascii():
             raise WriterError(f"{name}: numeric field must be digits")
@@ -628,6 +632,8 @@ def _fixed_text(value: str, width: int, numeric: bool, name: str) -> bytes:
     else:
         if "\r" in value or "\n" in value:
             raise WriterError(f"{name}: a value with CR or LF cannot be written")
+        if value.endswith(" "):
+            raise WriterError(f"{name}: a text value ending in a space cannot be written")
         encoded = value.encode("gb18030")
         encoded += b" " * (width - len(encoded))
     if len(encoded) > width:
@@ -683,7 +689,7 @@ def write_fixed(
                 parts.append(value.zfill(width).encode("ascii"))
             else:
                 encoded = value.encode("gb18030")
-                if len(encoded) > width or "\r" in value or "\n" in value:
+                if len(encoded) > width or "\r" in value or "\n" in value or value.endswith(" "):
                     _fixed_text(value, width, numeric, layout.fields[len(parts) - 1].name)
                 parts.append(encoded.ljust(width, b" "))
         parts.append(b"\r\n")
@@ -711,6 +717,8 @@ def _fixed_column(f: Field, column: pa.Array | pa.ChunkedArray) -> pa.Array:
         return pc.utf8_lpad(col, width, "0")
     if pc.any(pc.match_substring_regex(col, "[\r\n]")).as_py():
         raise WriterError(f"{f.name}: a value with CR or LF cannot be written")
+    if pc.any(pc.ends_with(col, " ")).as_py():
+        raise WriterError(f"{f.name}: a text value ending in a space cannot be written")
     if pc.all(pc.string_is_ascii(col)).as_py() is not False:
         if len(col) and pc.max(pc.utf8_length(col)).as_py() > width:
             raise WriterError(f"{f.name}: value does not fit in {width} bytes")

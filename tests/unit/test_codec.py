@@ -39,11 +39,21 @@ from schemas.layouts import APPLY, APPLYRSP, DISB, DISBRSP, LAYOUTS, PERSO, PERS
 
 MAX_FEN = 999_999_999_999
 FOUR_BYTE = "\U00020bb7\U0002a6a5\U00021484"  # 𠮷 𪚥 𡒄
-TEXT_ALPHABET = string.ascii_letters + "张王李赵刘陈杨黄伟芳娜敏静丽强磊军洋勇艳杰·" + FOUR_BYTE
+#: free text: letters, spaces anywhere (a delimited value carries them all; a fixed-width
+#: value only those before its last character), Chinese and four-byte characters
+TEXT_ALPHABET = string.ascii_letters + " 张王李赵刘陈杨黄伟芳娜敏静丽强磊军洋勇艳杰·" + FOUR_BYTE
 JI = "\U00020bb7"
 
 
 # --------------------------------------------------------------------------- strategies
+
+
+def examples(usual: int) -> int:
+    """A property's usual number of examples, or more when a profile other than the
+    default asks for them (``HYPOTHESIS_PROFILE=thorough``, tests/unit/conftest.py)."""
+    if settings.get_current_profile_name() == "default":
+        return usual
+    return max(usual, settings().max_examples)
 
 
 def _ymd(year: int, month: int, day: int) -> str:
@@ -74,7 +84,16 @@ def _cut_to(limit: int) -> Callable[[str], str]:
 
 
 def value_strategy(f: Field) -> st.SearchStrategy[str]:
-    """A valid, non-empty value of ``f`` drawn from its declaration alone."""
+    """A valid, non-empty value of ``f`` that its writer accepts, drawn from its declaration
+    alone. A fixed-width text value never ends in a space: its spaces would be read as
+    padding, so the writer refuses it (ICD §4.3)."""
+    drawn = _declared_value(f)
+    if f.width is not None and not f.numeric:
+        return drawn.filter(lambda v: not v.endswith(" "))
+    return drawn
+
+
+def _declared_value(f: Field) -> st.SearchStrategy[str]:
     limit = f.byte_limit
     if f.values:
         return st.sampled_from(f.values)
@@ -164,7 +183,7 @@ ROUND_TRIPS = [
 
 
 @pytest.mark.parametrize(("layout", "encoding"), ROUND_TRIPS)
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_every_layout_reads_back_exactly_the_rows_it_wrote(
     layout: Layout, encoding: str, data: st.DataObject
@@ -322,6 +341,67 @@ def test_a_name_over_30_gb18030_bytes_is_refused_when_written_and_rejected_when_
     data = _framed("APPLY", ["D|1|" + "|".join(row)])
     _, rejected = read_all(DelimitedReader(data, APPLY))
     assert [(r.field, r.code) for r in rejected] == [("name", "E104")]
+
+
+def _persorsp_row(box_no: str) -> list[str]:
+    made = ["A00000001", "6217881000000000016", "00", "", "440103D156000005" + "0" * 16]
+    return [*made, "3B6F00", box_no, "20261122"]
+
+
+def _by_rows(layout: Layout, rows: list[list[str]]) -> bytes:
+    out = io.BytesIO()
+    write_fixed(out, layout, _header(layout, len(rows)), rows)
+    return out.getvalue()
+
+
+def _by_columns(layout: Layout, rows: list[list[str]]) -> bytes:
+    out = io.BytesIO()
+    columns = pa.table({n: [r[i] for r in rows] for i, n in enumerate(layout.names)})
+    write_fixed_table(out, layout, _header(layout, len(rows)), columns)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("write", [_by_rows, _by_columns], ids=["by rows", "by columns"])
+@pytest.mark.parametrize(
+    ("layout", "row", "field"),
+    [
+        pytest.param(PERSORSP, _persorsp_row(" "), "box_no", id="a lone space"),
+        pytest.param(PERSORSP, _persorsp_row("0 "), "box_no", id="one after a digit"),
+        pytest.param(PERSORSP, _persorsp_row("BOX 1  "), "box_no", id="two after a word"),
+        pytest.param(PERSO, _perso_row(name="张三 "), "name", id="after a Chinese name"),
+        pytest.param(PERSO, _perso_row(name=f"王{JI} "), "name", id="after a 4-byte character"),
+    ],
+)
+def test_a_fixed_width_text_value_ending_in_a_space_is_refused_before_writing(
+    layout: Layout, row: list[str], field: str, write: Callable[[Layout, list[list[str]]], bytes]
+) -> None:
+    """The reader strips the padding (ICD §4.3), so such a value would be read back shorter,
+    or empty: the writer refuses it and names the field, as it refuses a value too long."""
+    with pytest.raises(WriterError, match=f"^{field}: a text value ending in a space"):
+        write(layout, [row])
+
+
+def test_a_fixed_width_text_value_keeps_its_leading_and_inner_spaces() -> None:
+    data = _by_rows(PERSORSP, [_persorsp_row(" BOX  1")])
+    assert _by_columns(PERSORSP, [_persorsp_row(" BOX  1")]) == data
+
+    table, rejected = read_all(FixedReader(data, PERSORSP))
+
+    assert rejected == []
+    assert table.column("box_no").to_pylist() == [" BOX  1"]
+
+
+@pytest.mark.parametrize("encoding", ["GB18030", "UTF-8"])
+def test_a_delimited_value_keeps_its_spaces_at_both_ends(encoding: str) -> None:
+    row = make_apply_batch(size=1, seed=3).rows[0]
+    row[APPLY.index("address")] = " 广州市 天河区  "
+    out = io.BytesIO()
+    write_delimited(out, APPLY, _header(APPLY, 1), [row], encoding)
+
+    table, rejected = read_all(DelimitedReader(out.getvalue(), APPLY, encoding))
+
+    assert rejected == []
+    assert table.column("address").to_pylist() == [" 广州市 天河区  "]
 
 
 # --------------------------------------------------------------------------- line ends, separators, BOM
@@ -829,7 +909,7 @@ def _digits(width: int) -> st.SearchStrategy[str]:
 
 
 @pytest.mark.parametrize(("width", "fmt"), [(8, "%Y%m%d"), (14, "%Y%m%d%H%M%S")])
-@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(60), suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_dates_are_checked_as_arrow_parses_and_prints_them_back(
     width: int, fmt: str, data: st.DataObject
@@ -841,7 +921,7 @@ def test_dates_are_checked_as_arrow_parses_and_prints_them_back(
     assert ours == _dates_by_round_trip(values, fmt, width)
 
 
-@settings(max_examples=80)
+@settings(max_examples=examples(80))
 @given(
     st.lists(
         st.one_of(st.text(max_size=12), st.text(TEXT_ALPHABET + "é€ŉ丂〇ㄅ", max_size=12)),
