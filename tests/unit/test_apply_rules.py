@@ -19,6 +19,7 @@ from issuance.photos import PhotoNames
 from sandbox.bureau import make_apply_batch, render
 from schemas.codec import DelimitedReader, Header
 from schemas.layouts import APPLY
+from tests.unit.conftest import examples
 
 BUSINESS_DATE = "20261122"
 RULES = rules_for(BUSINESS_DATE, frozenset({"B001", "B002", "B003"}), "R440100")
@@ -92,7 +93,7 @@ ID_LIKE = st.one_of(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(numbers=st.lists(ID_LIKE, min_size=1, max_size=8))
 def test_resident_id_check_agrees_with_stdnum_on_check_digit_and_birth_date(
     numbers: list[str],

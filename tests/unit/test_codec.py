@@ -36,6 +36,7 @@ from schemas.codec import (
 from schemas.codes import FileCode
 from schemas.files import FileLevelError
 from schemas.layouts import APPLY, APPLYRSP, DISB, DISBRSP, LAYOUTS, PERSO, PERSORSP, Field, Layout
+from tests.unit.conftest import examples
 
 MAX_FEN = 999_999_999_999
 FOUR_BYTE = "\U00020bb7\U0002a6a5\U00021484"  # 𠮷 𪚥 𡒄
@@ -46,14 +47,6 @@ JI = "\U00020bb7"
 
 
 # --------------------------------------------------------------------------- strategies
-
-
-def examples(usual: int) -> int:
-    """A property's usual number of examples, or more when a profile other than the
-    default asks for them (``HYPOTHESIS_PROFILE=thorough``, tests/unit/conftest.py)."""
-    if settings.get_current_profile_name() == "default":
-        return usual
-    return max(usual, settings().max_examples)
 
 
 def _ymd(year: int, month: int, day: int) -> str:
