@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import sqlite3
 import tempfile
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Any
 import psycopg
 import pyarrow as pa
 import pyarrow.csv as pacsv
-from sqlalchemy import Connection, Engine, TextClause, create_engine, event
+from sqlalchemy import Connection, Engine, TextClause, create_engine, event, text
 from sqlalchemy import exc as sa_exc
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -93,6 +94,36 @@ def bulk_load(conn: Connection, table: str, table_data: pa.Table, columns: Seque
         raw.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders})", rows)
 
 
+def _sqlite_batches(
+    conn: Connection,
+    sql: str,
+    names: list[str],
+    columns: Mapping[str, pa.DataType],
+    rows_per_batch: int,
+) -> Iterator[pa.Table]:
+    """SQLite: the result is kept in a temporary table (rows numbered in the query's
+    order) and read a batch at a time, each batch fetched whole, so no statement is left
+    open while the caller writes between batches (SQLite aborts a read whose table is
+    changed or dropped under it)."""
+    temp = f"batches_{uuid.uuid4().hex}"
+    conn.execute(text(f"CREATE TEMP TABLE {temp} AS {sql}"))
+    try:
+        last = 0
+        while True:
+            rows = conn.execute(
+                text(f"SELECT rowid, * FROM temp.{temp} WHERE rowid > :r ORDER BY rowid LIMIT :n"),
+                {"r": last, "n": rows_per_batch},
+            ).all()
+            if not rows:
+                return
+            last = rows[-1][0]
+            yield pa.table(
+                {n: pa.array([r[i + 1] for r in rows], columns[n]) for i, n in enumerate(names)}
+            )
+    finally:
+        conn.execute(text(f"DROP TABLE IF EXISTS temp.{temp}"))
+
+
 def query_batches(
     conn: Connection,
     stmt: TextClause,
@@ -106,20 +137,16 @@ def query_batches(
     PostgreSQL: the result is copied out (``COPY … TO STDOUT``, the parameters rendered
     as literals by the dialect) to a temporary file and parsed by Arrow's CSV reader, so
     neither the driver nor Python touches a value and memory holds one batch. SQLite:
-    a cursor read in batches."""
+    see :func:`_sqlite_batches`."""
     names = list(columns)
-    if not is_postgres(conn):
-        result = conn.execute(stmt.execution_options(yield_per=rows_per_batch), dict(params))
-        for rows in result.partitions(rows_per_batch):
-            yield pa.table(
-                {n: pa.array([r[i] for r in rows], columns[n]) for i, n in enumerate(names)}
-            )
-        return
     sql = str(
         stmt.bindparams(**params).compile(
             dialect=conn.dialect, compile_kwargs={"literal_binds": True}
         )
     )
+    if not is_postgres(conn):
+        yield from _sqlite_batches(conn, sql, names, columns, rows_per_batch)
+        return
     raw = conn.connection.driver_connection
     assert raw is not None
     with tempfile.TemporaryFile() as spool:

@@ -3,6 +3,7 @@ personalisation records, production results and the card returns to the bureau."
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -44,19 +45,23 @@ def bulk_update(conn: Connection, table: str, key: str, data: pa.Table) -> None:
     if data.num_rows == 0:
         return
     cols = [c for c in data.column_names if c != key]
-    temp = f"tmp_{table}_update"
     types = {key: "BIGINT" if pa.types.is_integer(data.schema.field(key).type) else "TEXT"}
     ddl = ", ".join(f"{c} {types.get(c, 'TEXT')}" for c in data.column_names)
     if is_postgres(conn):
+        temp = f"tmp_{table}_update"
         conn.execute(text(f"CREATE TEMP TABLE {temp} ({ddl}) ON COMMIT DROP"))
     else:
-        conn.execute(text(f"DROP TABLE IF EXISTS temp.{temp}"))
-        conn.execute(text(f"CREATE TEMP TABLE {temp} ({ddl})"))
+        # SQLite cannot drop a table while a statement of the connection is still being
+        # read (a caller going through a query in batches): the staging table, one per
+        # set of columns, is kept for the connection and emptied instead
+        temp = f"tmp_{table}_{zlib.crc32(ddl.encode()):08x}"
+        conn.execute(text(f"CREATE TEMP TABLE IF NOT EXISTS {temp} ({ddl})"))
+        conn.execute(text(f"DELETE FROM temp.{temp}"))
     bulk_load(conn, temp, data, data.column_names)
     sets = ", ".join(f"{c} = t.{c}" for c in cols)
     conn.execute(text(f"UPDATE {table} SET {sets} FROM {temp} t WHERE {table}.{key} = t.{key}"))
     conn.execute(
-        text(f"DROP TABLE {temp}") if is_postgres(conn) else text(f"DROP TABLE temp.{temp}")
+        text(f"DROP TABLE {temp}") if is_postgres(conn) else text(f"DELETE FROM temp.{temp}")
     )
 
 

@@ -194,6 +194,20 @@ def test_hub_accounts_are_preopened_once_with_pan_seq_01(
     assert len({pan for pan, _, _ in rows}) == 5
 
 
+def test_hub_accounts_for_more_applications_than_one_chunk_are_all_opened(
+    trees: dict[str, Path], engine: Engine, tmp_path: Path
+) -> None:
+    intake(trees, engine, tmp_path, 7, ("B001",), 43)
+
+    opened = open_hub_accounts(engine, "B001", PANS, DAY, chunk_size=2)
+
+    assert opened.new_accounts == 7
+    with engine.connect() as conn:
+        rows = conn.execute(select(ApplicationState.status, ApplicationState.pan)).all()
+    assert {status for status, _ in rows} == {"account_open"}
+    assert len({pan for _, pan in rows}) == 7
+
+
 def test_a_partner_answer_applies_once_a_late_answer_after_e140_is_reported_not_applied(
     trees: dict[str, Path], engine: Engine, tmp_path: Path
 ) -> None:
