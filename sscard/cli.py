@@ -7,6 +7,9 @@
   (applications per status, unanswered partner requests and their age, cards at the
   factory, files not yet delivered).
 - ``sscard demo``: the sandbox's business day, end to end.
+- ``sscard config check [--config PATH] [--json] [--no-connections]``: every problem of the
+  counterparty configuration, one line each (exit 1), or what is configured (exit 0);
+  2 on wrong use.
 """
 
 from __future__ import annotations
@@ -114,6 +117,25 @@ def _demo(args: argparse.Namespace) -> int:
     return demo_main(size=args.size, business_date=args.business_date)
 
 
+def _config_check(args: argparse.Namespace) -> int:
+    from sscard.config import check_counterparties, config_path
+
+    path = config_path(args.config)
+    if not path.is_file():
+        print(f"sscard config check: no such file: {path}", file=sys.stderr)
+        return 2
+    try:
+        check = check_counterparties(path, connections=not args.no_connections)
+    except OSError as exc:
+        print(f"sscard config check: cannot read {path}: {exc.strerror}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(check.as_json(), ensure_ascii=False))
+    else:
+        print(check.render())
+    return 1 if check.problems else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sscard", description="Social security card hub")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -149,6 +171,19 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--size", type=int, default=200)
     demo.add_argument("--business-date", type=_business_date)
     demo.set_defaults(func=_demo)
+
+    cfg = sub.add_parser("config", help="check the counterparty configuration")
+    cfg.add_argument("action", choices=["check"])
+    cfg.add_argument(
+        "--config", help="counterparty file (default: SSCARD_COUNTERPARTIES or the shipped one)"
+    )
+    cfg.add_argument("--json", action="store_true", help="print exactly one JSON object")
+    cfg.add_argument(
+        "--no-connections",
+        action="store_true",
+        help="check the file alone, not whether Airflow resolves each conn_id",
+    )
+    cfg.set_defaults(func=_config_check)
     return parser
 
 
