@@ -5,7 +5,7 @@ export AIRFLOW_HOME := $(CURDIR)
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export UV_PYTHON_PREFERENCE := system
 
-.PHONY: setup demo test lint bench bench-full clean
+.PHONY: setup demo test lint bench bench-full clean airflow airflow-batch airflow-stop
 
 setup:
 	@$(UV) sync --frozen --quiet
@@ -14,6 +14,15 @@ demo: setup
 	@$(UV) run sscard db upgrade
 	@$(UV) run airflow db migrate >/dev/null
 	@$(UV) run sscard demo
+
+airflow: setup
+	@scripts/airflow-local up
+
+airflow-batch:
+	@scripts/airflow-local batch
+
+airflow-stop:
+	@scripts/airflow-local down
 
 test: setup
 	@$(UV) run pytest

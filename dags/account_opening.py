@@ -26,6 +26,8 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, dag, task
 
+from sscard.schedules import cron
+
 APPLICATIONS = Asset("sscard://applications/accepted")
 CARDS_READY = Asset("sscard://cards/ready-for-perso")
 
@@ -33,7 +35,7 @@ CARDS_READY = Asset("sscard://cards/ready-for-perso")
 @dag(
     dag_id="account_opening",
     schedule=AssetOrTimeSchedule(
-        timetable=CronTriggerTimetable("5 * * * *", timezone="Asia/Shanghai"),
+        timetable=CronTriggerTimetable(cron("account_opening"), timezone="Asia/Shanghai"),
         assets=(APPLICATIONS,),
     ),
     start_date=pendulum.datetime(2026, 1, 1, tz="Asia/Shanghai"),

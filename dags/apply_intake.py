@@ -37,7 +37,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import Asset, dag, task
+from airflow.sdk import Asset, CronTriggerTimetable, dag, task
+
+from sscard.schedules import cron
 
 APPLICATIONS = Asset("sscard://applications/accepted")
 
@@ -49,7 +51,7 @@ def _when(context: dict) -> pendulum.DateTime:
 
 @dag(
     dag_id="apply_intake",
-    schedule="*/15 * * * *",
+    schedule=CronTriggerTimetable(cron("apply_intake"), timezone="Asia/Shanghai"),
     start_date=pendulum.datetime(2026, 1, 1, tz="Asia/Shanghai"),
     catchup=False,
     max_active_runs=1,

@@ -19,12 +19,14 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import dag, task
+from airflow.sdk import CronTriggerTimetable, dag, task
+
+from sscard.schedules import cron
 
 
 @dag(
     dag_id="bureau_card_returns",
-    schedule="0 20 * * *",
+    schedule=CronTriggerTimetable(cron("bureau_card_returns"), timezone="Asia/Shanghai"),
     start_date=pendulum.datetime(2026, 1, 1, tz="Asia/Shanghai"),
     catchup=False,
     max_active_runs=1,

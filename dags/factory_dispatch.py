@@ -23,6 +23,8 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, dag, task
 
+from sscard.schedules import cron
+
 CARDS_READY = Asset("sscard://cards/ready-for-perso")
 PERSO_SENT = Asset("sscard://perso/sent")
 
@@ -30,7 +32,7 @@ PERSO_SENT = Asset("sscard://perso/sent")
 @dag(
     dag_id="factory_dispatch",
     schedule=AssetOrTimeSchedule(
-        timetable=CronTriggerTimetable("0 16 * * *", timezone="Asia/Shanghai"),
+        timetable=CronTriggerTimetable(cron("factory_dispatch"), timezone="Asia/Shanghai"),
         assets=(CARDS_READY,),
     ),
     start_date=pendulum.datetime(2026, 1, 1, tz="Asia/Shanghai"),

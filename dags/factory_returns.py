@@ -25,14 +25,16 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import Asset, dag, task
+from airflow.sdk import Asset, CronTriggerTimetable, dag, task
+
+from sscard.schedules import cron
 
 OUTCOMES = Asset("sscard://cards/final-outcomes")
 
 
 @dag(
     dag_id="factory_returns",
-    schedule="*/30 * * * *",
+    schedule=CronTriggerTimetable(cron("factory_returns"), timezone="Asia/Shanghai"),
     start_date=pendulum.datetime(2026, 1, 1, tz="Asia/Shanghai"),
     catchup=False,
     max_active_runs=1,

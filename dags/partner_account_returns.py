@@ -26,7 +26,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import Asset, dag, task
+from airflow.sdk import Asset, CronTriggerTimetable, dag, task
+
+from sscard.schedules import cron
 
 CARDS_READY = Asset("sscard://cards/ready-for-perso")
 OUTCOMES = Asset("sscard://cards/final-outcomes")
@@ -34,7 +36,7 @@ OUTCOMES = Asset("sscard://cards/final-outcomes")
 
 @dag(
     dag_id="partner_account_returns",
-    schedule="*/15 * * * *",
+    schedule=CronTriggerTimetable(cron("partner_account_returns"), timezone="Asia/Shanghai"),
     start_date=pendulum.datetime(2026, 1, 1, tz="Asia/Shanghai"),
     catchup=False,
     max_active_runs=1,

@@ -229,8 +229,8 @@ def main(size: int = 200, business_date: str | None = None) -> int:
                 f"uv run sscard validate {archive / batch.name} --business-date {business_date}",
             ),
             (
-                "Airflow UI",
-                "AIRFLOW_HOME=$PWD uv run airflow standalone  (http://127.0.0.1:8080)",
+                "the hub in a real Airflow, with its UI",
+                "make airflow, then make airflow-batch (http://127.0.0.1:8080)",
             ),
         ]
     ):
