@@ -4,8 +4,11 @@
   the way intake will (exit 0 file accepted, 1 file rejected, 2 wrong use).
 - ``sscard db upgrade``: migrate the hub's database (``SSCARD_DATABASE_URL``).
 - ``sscard status [--json] [--business-date YYYYMMDD]``: where the work stands
-  (applications per status, unanswered partner requests and their age, cards at the
-  factory, files not yet delivered).
+  (applications per stage with their next step and when it is due, partner requests and
+  their E140 day, the day's files per counterparty, the outbox); exit 0 ok, 1 needs
+  attention, 2 critical (the thresholds in ``issuance.status``) or database unusable.
+- ``sscard refused-returns [--json] [--business-date YYYYMMDD]``: the returned records
+  the hub refused to apply (file, line, key, problem).
 - ``sscard demo``: the sandbox's business day, end to end.
 - ``sscard config check [--config PATH] [--json] [--no-connections]``: every problem of the
   counterparty configuration, one line each (exit 1), or what is configured (exit 0);
@@ -18,13 +21,18 @@ import argparse
 import json
 import re
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 import yaml
 
 from schemas.codes import message
+
+if TYPE_CHECKING:
+    from issuance.status import StatusSettings
+    from sscard.config import Counterparties
 
 
 def _today() -> str:
@@ -92,22 +100,82 @@ def _db(args: argparse.Namespace) -> int:
     return 0
 
 
+def _status_settings(parties: Counterparties) -> StatusSettings:
+    from issuance.status import StatusSettings
+    from sscard.schedules import BUSINESS, cron
+
+    return StatusSettings(
+        partner_wait_days={
+            p.code: int(p.option("partner_wait_days", 1)) for p in parties.partner_banks
+        },
+        zip_wait_minutes={
+            b.conn_id: int(b.option("zip_wait_minutes", 120)) for b in parties.bureaus
+        },
+        party_of={p.conn_id: p.code for p in parties.all()},
+        crons={dag_id: cron(dag_id) for dag_id in BUSINESS},
+        timezone=parties.timezone,
+    )
+
+
 def _status(args: argparse.Namespace) -> int:
-    from issuance.status import render, work_status
-    from persistence.db import make_engine
+    from issuance.status import DatabaseUnusable, open_for_reading, render, work_status
     from sscard.config import database_url, load_counterparties
 
-    parties = load_counterparties(args.config)
-    waits = {p.code: int(p.option("partner_wait_days", 1)) for p in parties.partner_banks}
-    engine = make_engine(database_url())
     try:
-        status = work_status(engine, args.business_date or _today(), waits)
-    finally:
-        engine.dispose()
+        parties = load_counterparties(args.config)
+    except (OSError, ValueError, yaml.YAMLError) as exc:  # ConfigError is a ValueError
+        return _unusable(args, f"counterparty configuration unusable: {exc}")
+    day = args.business_date or datetime.now(ZoneInfo(parties.timezone)).strftime("%Y%m%d")
+    try:
+        engine = open_for_reading(database_url())
+        try:
+            status = work_status(engine, day, _status_settings(parties), now=datetime.now(UTC))
+        finally:
+            engine.dispose()
+    except DatabaseUnusable as exc:
+        return _unusable(args, str(exc))
     if args.json:
         print(json.dumps(status.as_json(), ensure_ascii=False))
     else:
         print(render(status))
+    return int(status.level)
+
+
+def _unusable(args: argparse.Namespace, reason: str) -> int:
+    """One line on stderr (and, with ``--json``, one object on stdout); exit 2."""
+    print(f"sscard {args.command}: {reason}", file=sys.stderr)
+    if args.json:
+        print(json.dumps({"level": 2, "status": "critical", "error": reason}, ensure_ascii=False))
+    return 2
+
+
+def _refused_returns(args: argparse.Namespace) -> int:
+    from issuance.status import (
+        DatabaseUnusable,
+        open_for_reading,
+        refused_returns,
+        render_refused,
+    )
+    from sscard.config import database_url
+
+    day = args.business_date or _today()
+    try:
+        engine = open_for_reading(database_url())
+        try:
+            records = refused_returns(engine, day)
+        finally:
+            engine.dispose()
+    except DatabaseUnusable as exc:
+        return _unusable(args, str(exc))
+    if args.json:
+        report = {
+            "business_date": day,
+            "count": len(records),
+            "records": [r.as_json() for r in records],
+        }
+        print(json.dumps(report, ensure_ascii=False))
+    else:
+        print(render_refused(day, records))
     return 0
 
 
@@ -157,15 +225,43 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("action", choices=["upgrade"])
     d.set_defaults(func=_db)
 
-    st = sub.add_parser("status", help="where the work stands (SSCARD_DATABASE_URL)")
-    st.add_argument("--json", action="store_true", help="print exactly one JSON object")
+    from issuance.status import thresholds_help
+
+    st = sub.add_parser(
+        "status",
+        help="where the work stands (SSCARD_DATABASE_URL); exit 0 ok, 1 attention, 2 critical",
+        description="Where the work stands: applications per stage with the next step, who "
+        "takes it and when it is due; partner requests and their E140 day; the day's files "
+        "per counterparty; the outbox. Reads only: a missing database is never created.",
+        epilog=thresholds_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     st.add_argument(
-        "--business-date", type=_business_date, help="YYYYMMDD (default: today in Asia/Shanghai)"
+        "--json", action="store_true", help="print exactly one JSON object (with its level)"
+    )
+    st.add_argument(
+        "--business-date",
+        type=_business_date,
+        help="YYYYMMDD (default: today in Asia/Shanghai); for a past date, ages and "
+        "deadlines are measured at its end",
     )
     st.add_argument(
         "--config", help="counterparty file (default: SSCARD_COUNTERPARTIES or the shipped one)"
     )
     st.set_defaults(func=_status)
+
+    rr = sub.add_parser(
+        "refused-returns",
+        help="returned records the hub refused to apply (table return_problem)",
+        description="The factory's and partner banks' returned records the hub refused to "
+        "apply on a business date (unknown card or request, repeat, PAN differing from the "
+        "PERSO): file, line, key and problem. Settle them with the counterparty.",
+    )
+    rr.add_argument("--json", action="store_true", help="print exactly one JSON object")
+    rr.add_argument(
+        "--business-date", type=_business_date, help="YYYYMMDD (default: today in Asia/Shanghai)"
+    )
+    rr.set_defaults(func=_refused_returns)
 
     demo = sub.add_parser("demo", help="run the sandbox's business day end to end")
     demo.add_argument("--size", type=int, default=200)

@@ -33,7 +33,7 @@ from issuance.card_returns import write_card_returns
 from issuance.intake import IntakeContext, run_intake
 from issuance.personalisation import dispatch_perso, expiry_of
 from issuance.production import apply_production_results
-from issuance.status import render, work_status
+from issuance.status import StatusSettings, render, work_status
 from persistence.issuance_store import take_serials_upto
 from persistence.models import ApplicationState, Card, ReturnProblem
 from sandbox.bureau import make_apply_batch, write_batch
@@ -475,7 +475,8 @@ def test_the_status_report_shows_unanswered_partner_requests_with_their_age(
     intake(trees, engine, tmp_path, 3, ("B002",), 42)
     request_b002_accounts(engine)
 
-    undelivered = work_status(engine, "20261123", {"B002": 2})
+    waits = StatusSettings(partner_wait_days={"B002": 2})
+    undelivered = work_status(engine, "20261123", waits)
 
     assert [(p.unanswered, p.not_delivered, p.days_to_e140) for p in undelivered.partners] == [
         (3, 3, None)
@@ -483,23 +484,26 @@ def test_the_status_report_shows_unanswered_partner_requests_with_their_age(
     assert "3 unanswered (3 not delivered yet: no E140 clock)" in render(undelivered)
     deliver(LocalRemote(trees["B002"]), engine, store(), "sftp_b002", NOW)
 
-    status = work_status(engine, "20261123", {"B002": 2})
+    status = work_status(engine, "20261123", waits)
 
     assert [
         (p.bank_code, p.unanswered, p.not_delivered, p.oldest_sent, p.age_days, p.days_to_e140)
         for p in status.partners
     ] == [("B002", 3, 0, DAY, 1, 1)]
     assert status.applications == {("R440100", "partner_sent"): 3}
-    assert status.undelivered[0][1] == "APPLYRSP_B001_R440100_20261122_001.txt"
+    assert status.undelivered[0].name == "APPLYRSP_B001_R440100_20261122_001.txt"
     text = render(status)
     assert (
-        "B002          3 unanswered, oldest sent 20261122 (1 day(s) ago; E140 in 1 day(s))" in text
+        "B002          3 unanswered, oldest delivered 20261122 (1 day(s) ago), E140 on 20261124"
+        in text
     )
 
     from sscard.cli import main
 
     monkeypatch.setenv("SSCARD_DATABASE_URL", db_url)
-    assert main(["status", "--json", "--business-date", "20261123"]) == 0
+    # partner_wait_days is 1 in the shipped configuration: E140 was due on 20261123, and
+    # the APPLYRSP has waited in the outbox since 20261122: critical
+    assert main(["status", "--json", "--business-date", "20261123"]) == 2
     report = json.loads(capsys.readouterr().out)
     assert report["partners"] == [
         {
@@ -508,10 +512,15 @@ def test_the_status_report_shows_unanswered_partner_requests_with_their_age(
             "not_delivered": 0,
             "oldest_sent": DAY,
             "age_days": 1,
+            "e140_day": "20261123",
             "days_to_e140": 0,
+            "by_e140_day": {"20261123": 3},
         }
     ]
-    assert report["applications"] == [{"bureau": "R440100", "status": "partner_sent", "count": 3}]
+    assert [(s["status"], s["bureaus"]) for s in report["stages"] if s["count"]] == [
+        ("partner_sent", {"R440100": 3})
+    ]
+    assert {f["code"] for f in report["findings"]} == {"e140_overdue", "outbox_stuck"}
 
 
 def _persorsp(seq: int) -> tuple[str, bytes]:

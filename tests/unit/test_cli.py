@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from issuance.status import THRESHOLDS, Level
 from schemas.codes import message
 from sscard.cli import main
 from tests.unit.test_fixtures import BAD_LINES, FIXTURES
@@ -178,3 +179,49 @@ def test_the_module_runs_as_a_program_and_exits_with_the_precheck_result() -> No
     )
     assert truncated.returncode == 1
     assert "F08" in truncated.stdout
+
+
+def test_status_help_names_the_exit_statuses_and_every_threshold_with_what_to_do(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["status", "--help"])
+
+    assert caught.value.code == 0
+    out = capsys.readouterr().out
+    assert "exit status: 0 ok, 1 needs attention, 2 critical" in out
+    for threshold in THRESHOLDS:
+        assert f"{threshold.level.label:<15} {threshold.code}: {threshold.rule}\n" in out
+        assert f"what to do: {threshold.action}\n" in out
+    assert {t.level for t in THRESHOLDS} == {Level.ATTENTION, Level.CRITICAL}
+
+
+@pytest.mark.parametrize("command", ["status", "refused-returns"])
+def test_a_read_of_a_missing_database_exits_2_with_one_line_and_creates_no_file(
+    command: str,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SSCARD_DATABASE_URL", f"sqlite:///{tmp_path / 'sscard.db'}")
+
+    code = main([command, "--business-date", "20261122"])
+
+    out, err = capsys.readouterr()
+    assert (code, out) == (2, "")
+    [line] = err.splitlines()
+    assert line.startswith(f"sscard {command}: no database at {tmp_path / 'sscard.db'}: ")
+    assert "`sscard db upgrade`" in line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_status_with_an_unusable_counterparty_configuration_exits_2_with_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code = main(["status", "--json", "--config", str(tmp_path / "missing.yaml")])
+
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert json.loads(out)["level"] == 2
+    [line] = err.splitlines()
+    assert line.startswith("sscard status: counterparty configuration unusable:")
