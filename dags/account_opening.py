@@ -26,6 +26,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, dag, task
 
+from sscard.alerts import on_failure
 from sscard.schedules import cron
 
 APPLICATIONS = Asset("sscard://applications/accepted")
@@ -43,7 +44,12 @@ CARDS_READY = Asset("sscard://cards/ready-for-perso")
     max_active_runs=1,
     doc_md=__doc__,
     tags=["issuance", "accounts", "partner-bank"],
-    default_args={"owner": "card-operations", "retries": 3, "retry_delay": timedelta(minutes=2)},
+    default_args={
+        "owner": "card-operations",
+        "retries": 3,
+        "retry_delay": timedelta(minutes=2),
+        "on_failure_callback": on_failure(),
+    },
 )
 def account_opening():
     @task(outlets=[CARDS_READY])

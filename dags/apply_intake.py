@@ -39,6 +39,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Asset, CronTriggerTimetable, dag, task
 
+from sscard.alerts import on_failure
 from sscard.schedules import cron
 
 APPLICATIONS = Asset("sscard://applications/accepted")
@@ -57,7 +58,12 @@ def _when(context: dict) -> pendulum.DateTime:
     max_active_runs=1,
     doc_md=__doc__,
     tags=["issuance", "bureau", "intake"],
-    default_args={"owner": "card-operations", "retries": 3, "retry_delay": timedelta(minutes=2)},
+    default_args={
+        "owner": "card-operations",
+        "retries": 3,
+        "retry_delay": timedelta(minutes=2),
+        "on_failure_callback": on_failure(),
+    },
 )
 def apply_intake():
     @task
@@ -91,10 +97,10 @@ def apply_intake():
         with no_retry_for_hard_failures():
             return deliver_outbox(bureau, _when(context), Connection.get(conn_id))
 
-    @task(trigger_rule="one_failed", retries=0)
+    @task(trigger_rule="one_failed", retries=0, on_failure_callback=[])
     def run_failed() -> None:
         """Marks the run failed when a task failed, though responses were delivered after
-        it (a run's state follows its last tasks)."""
+        it (a run's state follows its last tasks). Sends no alert: the failed task did."""
         from airflow.sdk.exceptions import AirflowFailException
 
         raise AirflowFailException("a task of this run failed: see that task's log")

@@ -6,7 +6,8 @@ failed at the bank, failed at the factory), each exactly once → `CARDRSP_<hub>
 in the bureau's `drop` directory. Written every business day, with no lines when
 nothing happened.
 
-**Runs** every day at 20:00 Asia/Shanghai.
+**Runs** every day at 20:00 Asia/Shanghai. When alerting is configured, a run not
+finished by 20:30 raises a deadline alert (the bureaus' CARDRSP is late).
 
 **When it fails**
 - Before the commit nothing is marked as reported: clear and re-run.
@@ -21,6 +22,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import CronTriggerTimetable, dag, task
 
+from sscard.alerts import deadlines, on_failure
 from sscard.schedules import cron
 
 
@@ -31,8 +33,14 @@ from sscard.schedules import cron
     catchup=False,
     max_active_runs=1,
     doc_md=__doc__,
+    deadline=deadlines(),
     tags=["issuance", "bureau"],
-    default_args={"owner": "card-operations", "retries": 3, "retry_delay": timedelta(minutes=2)},
+    default_args={
+        "owner": "card-operations",
+        "retries": 3,
+        "retry_delay": timedelta(minutes=2),
+        "on_failure_callback": on_failure(),
+    },
 )
 def bureau_card_returns():
     @task

@@ -23,6 +23,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, dag, task
 
+from sscard.alerts import on_failure
 from sscard.schedules import cron
 
 CARDS_READY = Asset("sscard://cards/ready-for-perso")
@@ -40,7 +41,12 @@ PERSO_SENT = Asset("sscard://perso/sent")
     max_active_runs=1,
     doc_md=__doc__,
     tags=["issuance", "factory"],
-    default_args={"owner": "card-operations", "retries": 3, "retry_delay": timedelta(minutes=2)},
+    default_args={
+        "owner": "card-operations",
+        "retries": 3,
+        "retry_delay": timedelta(minutes=2),
+        "on_failure_callback": on_failure(),
+    },
 )
 def factory_dispatch():
     @task

@@ -27,6 +27,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Asset, CronTriggerTimetable, dag, task
 
+from sscard.alerts import on_failure
 from sscard.schedules import cron
 
 OUTCOMES = Asset("sscard://cards/final-outcomes")
@@ -40,7 +41,12 @@ OUTCOMES = Asset("sscard://cards/final-outcomes")
     max_active_runs=1,
     doc_md=__doc__,
     tags=["issuance", "factory"],
-    default_args={"owner": "card-operations", "retries": 3, "retry_delay": timedelta(minutes=2)},
+    default_args={
+        "owner": "card-operations",
+        "retries": 3,
+        "retry_delay": timedelta(minutes=2),
+        "on_failure_callback": on_failure(),
+    },
 )
 def factory_returns():
     @task

@@ -28,6 +28,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Asset, CronTriggerTimetable, dag, task
 
+from sscard.alerts import on_failure
 from sscard.schedules import cron
 
 CARDS_READY = Asset("sscard://cards/ready-for-perso")
@@ -42,7 +43,12 @@ OUTCOMES = Asset("sscard://cards/final-outcomes")
     max_active_runs=1,
     doc_md=__doc__,
     tags=["issuance", "accounts", "partner-bank"],
-    default_args={"owner": "card-operations", "retries": 3, "retry_delay": timedelta(minutes=2)},
+    default_args={
+        "owner": "card-operations",
+        "retries": 3,
+        "retry_delay": timedelta(minutes=2),
+        "on_failure_callback": on_failure(),
+    },
 )
 def partner_account_returns():
     @task

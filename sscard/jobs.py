@@ -12,10 +12,12 @@ import logging
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
+
+from sqlalchemy import DateTime, bindparam, select, text
 
 from banking.pan import PanRange
 from exchange.answers import receive
@@ -35,6 +37,8 @@ from issuance.intake import IntakeContext, run_intake
 from issuance.personalisation import dispatch_perso
 from issuance.production import apply_production_results
 from persistence.db import engine_for
+from persistence.models import ReceivedFile
+from sscard import alerts
 from sscard.config import (
     database_url,
     load_counterparties,
@@ -101,6 +105,7 @@ def apply_intake(bureau_code: str, when: datetime, connection: Any) -> dict[str,
     ):
         ctx = intake_context(bureau_code, when, work_dir)
         outcomes = run_intake(remote, engine, ctx)
+    _alert_zips_missing(engine, ctx, [o.name for o in outcomes if o.outcome == "waiting"])
     return {
         "bureau": bureau_code,
         "business_date": ctx.business_date,
@@ -115,6 +120,25 @@ def apply_intake(bureau_code: str, when: datetime, connection: Any) -> dict[str,
             for o in outcomes
         ],
     }
+
+
+def _alert_zips_missing(engine: Any, ctx: IntakeContext, names: list[str]) -> None:
+    """Alert on each APPLY file waiting for its photo zip past half its ``zip_wait``."""
+    if not names:
+        return
+    with engine.connect() as conn:
+        seen = conn.execute(
+            select(ReceivedFile.name, ReceivedFile.first_seen_at).where(
+                ReceivedFile.conn_id == ctx.conn_id,
+                ReceivedFile.outcome == "waiting",
+                ReceivedFile.name.in_(names),
+            )
+        ).all()
+    for name, first_seen in seen:
+        if first_seen.tzinfo is None:
+            first_seen = first_seen.replace(tzinfo=UTC)
+        if ctx.now - first_seen >= ctx.zip_wait / 2:
+            alerts.zip_missing(ctx.bureau, name, first_seen, first_seen + ctx.zip_wait)
 
 
 def deliver_outbox(bureau_code: str, when: datetime, connection: Any) -> int:
@@ -205,12 +229,11 @@ def partner_account_returns(bank_code: str, when: datetime, connection: Any) -> 
             return apply_account_answers(conn, reader, landed, file_id, inbox.business_date)
 
         outcomes = receive(remote, engine, inbox, flow("ACCTOPENRSP", Party.PARTNER), handler)
-        expired = expire_account_requests(
-            engine,
-            bank_code,
-            inbox.business_date,
-            int(parties.party(bank_code).option("partner_wait_days", 1)),
-        )
+        wait_days = int(parties.party(bank_code).option("partner_wait_days", 1))
+        expired = expire_account_requests(engine, bank_code, inbox.business_date, wait_days)
+        if expired:
+            alerts.e140_expired(bank_code, expired, wait_days)
+        _alert_e140_due(engine, bank_code, when, wait_days)
         delivered = deliver(remote, engine, inbox.store, inbox.conn_id, when)
     raise_if_failed(outcomes)  # after the deadlines and the deliveries that do not wait
     return {
@@ -219,6 +242,32 @@ def partner_account_returns(bank_code: str, when: datetime, connection: Any) -> 
         "expired_e140": expired,
         "delivered": delivered,
     }
+
+
+#: how long before partner requests fail E140 their partner is chased (an alert)
+E140_WARNING = timedelta(hours=2)
+
+
+def _alert_e140_due(engine: Any, bank_code: str, when: datetime, wait_days: int) -> None:
+    """Alert when requests still unanswered fail E140 at the next midnight (Asia/Shanghai,
+    as ``expire_account_requests`` counts) and that is less than ``E140_WARNING`` away."""
+    local = when.astimezone(ZoneInfo("Asia/Shanghai"))
+    midnight = datetime.combine(local.date() + timedelta(days=1), time(), local.tzinfo)
+    if midnight - local > E140_WARNING:
+        return
+    cutoff = midnight - timedelta(days=wait_days - 1)
+    with engine.connect() as conn:
+        count = conn.scalar(_DUE_FOR_E140, {"b": bank_code, "cutoff": cutoff.astimezone(UTC)})
+    if count:
+        alerts.e140_due(bank_code, int(count), midnight, wait_days)
+
+
+_DUE_FOR_E140 = text(
+    "SELECT COUNT(*) FROM partner_request p "
+    "JOIN outbound_file o ON o.name = p.request_name AND o.type = 'ACCTOPEN' "
+    "WHERE p.bank_code = :b AND p.answered_date IS NULL "
+    "AND o.delivered_at IS NOT NULL AND o.delivered_at < :cutoff"
+).bindparams(bindparam("cutoff", type_=DateTime(timezone=True)))
 
 
 def served_bureaus(factory_code: str) -> tuple[str, ...]:
