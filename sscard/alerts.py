@@ -217,13 +217,14 @@ def cardrsp_late_alert(context: Mapping[str, Any]) -> Alert:
     """The alert for the day's CARDRSP run still unfinished at its deadline; ``context``
     is what Airflow passes a deadline callback (``dag_run``, ``deadline``)."""
     run = context.get("dag_run") or {}
+    run_id = run.get("run_id") or run.get("dag_run_id")
     deadline = _moment((context.get("deadline") or {}).get("deadline_time"))
     return Alert(
         kind="cardrsp_late",
         counterparty="every bureau",
         subject=f"[sscard] CARDRSP not delivered to the bureaus by {deadline}",
         facts=(
-            f"DAG bureau_card_returns, run {run.get('run_id')} (due "
+            f"DAG bureau_card_returns, run {run_id} (due "
             f"{_moment(run.get('logical_date'))}), is {run.get('state')} at its deadline {deadline}: "
             "the bureaus' daily CARDRSP (ICD §5.3) has not been delivered."
         ),
@@ -235,7 +236,7 @@ def cardrsp_late_alert(context: Mapping[str, Any]) -> Alert:
             "A CARDRSP written but not delivered stays in the outbox and is sent by the "
             "next run; tell the bureau it is late.",
         ),
-        details={"dag": "bureau_card_returns", "run": run.get("run_id"), "deadline": deadline},
+        details={"dag": "bureau_card_returns", "run": run_id, "deadline": deadline},
     )
 
 

@@ -210,7 +210,7 @@ def test_the_cardrsp_deadline_callback_alerts_every_bureau_with_the_run_and_what
     context = {
         "dag_run": {
             "dag_id": "bureau_card_returns",
-            "run_id": "scheduled__2026-11-22T12:00:00+00:00",
+            "dag_run_id": "scheduled__2026-11-22T12:00:00+00:00",
             "logical_date": "2026-11-22T12:00:00Z",
             "state": "running",
         },
