@@ -73,32 +73,24 @@ def queue_path(
 ) -> int:
     """Queue the file written at ``path`` (in the run's working directory) under
     ``name``: its bytes in the row when small, else moved into object storage first."""
-    size = path.stat().st_size
-    if size <= INLINE_BYTES:
-        return registry.queue_outbound(
-            conn,
-            conn_id=dest.conn_id,
-            directory=dest.drop,
-            name=name,
-            type_=type_,
-            data=path.read_bytes(),
-            record_count=record_count,
-            created_at=dest.now,
-            source_file_id=source_file_id,
-        )
-    if sha256 is None:
-        with path.open("rb") as fh:
-            sha256 = sha256_of(fh)[1]
-    key = f"outbox/{dest.conn_id}/{name}/{sha256}"
-    dest.store.put_file(path, key, move=True)
+    data: bytes | None = None
+    key: str | None = None
+    if path.stat().st_size <= INLINE_BYTES:
+        data = path.read_bytes()
+    else:
+        if sha256 is None:
+            with path.open("rb") as fh:
+                sha256 = sha256_of(fh)[1]
+        key = dest.store.put_file(path, f"outbox/{dest.conn_id}/{name}/{sha256}", move=True)
     return registry.queue_outbound(
         conn,
         conn_id=dest.conn_id,
         directory=dest.drop,
         name=name,
         type_=type_,
+        data=data,
         stored_as=key,
-        sha256=sha256,
+        sha256=sha256 if key is not None else None,
         record_count=record_count,
         created_at=dest.now,
         source_file_id=source_file_id,

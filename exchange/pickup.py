@@ -491,12 +491,10 @@ class Intake:
         if not SAFE_NAME.fullmatch(name):
             return reject_unsafe(remote, engine, inbox, flow, name)
         landed = land(remote, inbox, name, entries)
-        with engine.connect() as conn:
-            prior = (
-                registry.find_same(conn, inbox.conn_id, name, landed.sha256)
-                if landed.problem is None or landed.path is not None
-                else None
-            )
+        prior = None
+        if landed.path is not None:  # a directory standing for the file has no content
+            with engine.connect() as conn:
+                prior = registry.find_same(conn, inbox.conn_id, name, landed.sha256)
         if prior is not None and prior.outcome in ("accepted", "rejected"):
             if companions_changed(prior, landed):
                 log.info(

@@ -392,7 +392,6 @@ def _load(
         source_file_id=file_id,
     )
     accepted = counts.get("00", 0)
-    zip_key = None
     if photos is not None:
         assert landed.path is not None
         zip_path = safe_join(landed.path.parent, landed.zip_name or "")

@@ -31,11 +31,11 @@ from zoneinfo import ZoneInfo
 from sandbox.bureau import BureauSimulator, read_applyrsp
 from sandbox.factory import CardFactorySimulator
 from sandbox.partner_bank import PartnerBankSimulator
+from sandbox.services import collect, settings_of
 from sandbox.sftp_server import EmbeddedSftpServer
 from schemas.codes import message
 from sscard.config import ROOT, database_url, load_counterparties, storage_url, var_dir
-from transport.remote import files
-from transport.sftp import SftpRemote, SftpSettings
+from transport.sftp import SftpRemote
 
 if TYPE_CHECKING:
     from sscard.config import Counterparties
@@ -125,7 +125,7 @@ def main(size: int = 200, business_date: str | None = None) -> int:
         for party in counterparties:
             conn = server.connection(party.code)
             os.environ[f"AIRFLOW_CONN_{party.conn_id.upper()}"] = json.dumps(conn)
-            settings[party.code] = SftpSettings.from_airflow(_Conn(conn))
+            settings[party.code] = settings_of(conn)
 
         seq = _next_seq(business_date, bureau.code)
         sim = BureauSimulator(
@@ -188,7 +188,7 @@ def main(size: int = 200, business_date: str | None = None) -> int:
             inbox = demo_dir / "bureau-inbox"
             inbox.mkdir(parents=True, exist_ok=True)
             step(f"bureau {bureau.code}")
-            taken = _collect(remotes[bureau.code], bureau.drop, inbox)
+            taken = collect(remotes[bureau.code], bureau.drop, inbox)
         finally:
             for remote in remotes.values():
                 remote.close()
@@ -467,20 +467,6 @@ def _width(text: str) -> int:
     return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
 
 
-def _collect(remote: SftpRemote, drop: str, inbox: Path) -> list[str]:
-    """The bureau takes every complete file from its drop directory (and removes it)."""
-    taken = []
-    names = {e.name for e in files(remote.list_dir(drop))}
-    for name in sorted(names):
-        if name.endswith((".ok", ".part")) or f"{name}.ok" not in names:
-            continue
-        (inbox / name).write_bytes(remote.read_bytes(f"{drop}/{name}"))
-        remote.remove(f"{drop}/{name}.ok")
-        remote.remove(f"{drop}/{name}")
-        taken.append(name)
-    return taken
-
-
 def _known() -> set[str]:
     from schemas.codes import MESSAGES
 
@@ -500,17 +486,3 @@ def _zip_names(batch: object) -> list[str]:
     data = batch.zip_data  # type: ignore[attr-defined]
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
         return zf.namelist()
-
-
-class _Conn:
-    """The attributes of an Airflow connection, from its JSON form."""
-
-    def __init__(self, raw: dict[str, Any]) -> None:
-        self.host: str | None = raw["host"]
-        self.port: int | None = raw["port"]
-        self.login: str | None = raw["login"]
-        self.extra_dejson: dict[str, Any] = raw["extra"]
-
-
-if __name__ == "__main__":
-    sys.exit(main())

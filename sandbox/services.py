@@ -54,6 +54,11 @@ class _Conn:
         self.extra_dejson = raw["extra"]
 
 
+def settings_of(raw: Mapping[str, Any]) -> SftpSettings:
+    """The SFTP settings of a connection given in its JSON form (``AIRFLOW_CONN_…``)."""
+    return SftpSettings.from_airflow(_Conn(raw))
+
+
 def connections_file(directory: Path) -> Path:
     return directory / "connections.env"
 
@@ -81,9 +86,7 @@ def serve(directory: Path, port: int, every: float) -> int:
         )
         connections_file(directory).write_text(env)
         log.info("counterparties listening on 127.0.0.1:%d (%s)", server.port, ", ".join(conns))
-        remotes = {
-            code: SftpRemote(SftpSettings.from_airflow(_Conn(c))) for code, c in conns.items()
-        }
+        remotes = {code: SftpRemote(settings_of(c)) for code, c in conns.items()}
         partners = [
             PartnerBankSimulator(
                 remotes[p.code],
@@ -111,7 +114,7 @@ def serve(directory: Path, port: int, every: float) -> int:
                         for name in factory.run(day):
                             log.info("card factory %s returned %s", factory.code, name)
                     for bureau in parties.bureaus:
-                        for name in _collect(remotes[bureau.code], bureau.drop, inbox):
+                        for name in collect(remotes[bureau.code], bureau.drop, inbox):
                             log.info("bureau %s collected %s", bureau.code, name)
                 except Exception:
                     log.exception("a counterparty failed this round; trying again")
@@ -121,7 +124,7 @@ def serve(directory: Path, port: int, every: float) -> int:
     return 0
 
 
-def _collect(remote: SftpRemote, drop: str, inbox: Path) -> list[str]:
+def collect(remote: SftpRemote, drop: str, inbox: Path) -> list[str]:
     """The bureau takes every complete file from its drop directory (and removes it)."""
     taken = []
     names = {e.name for e in files(remote.list_dir(drop))}
@@ -160,7 +163,7 @@ def upload(directory: Path, size: int) -> int:
     )
     sim._seqs[day] = seq - 1
     batch = sim.next_batch(day, size=size, bad_share={k: 0.005 for k in LINE_KINDS})
-    with SftpRemote(SftpSettings.from_airflow(_Conn(raw))) as remote:
+    with SftpRemote(settings_of(raw)) as remote:
         if batch.zip_data is not None:
             with zipfile.ZipFile(io.BytesIO(batch.zip_data)) as zf:
                 entries = len(zf.namelist())

@@ -145,9 +145,7 @@ def deliver_outbox(bureau_code: str, when: datetime, connection: Any) -> int:
     """Publish the outbox of one bureau's connection (responses, ``.rej``)."""
     parties = load_counterparties()
     bureau = parties.bureau(bureau_code)
-    engine = engine_for(database_url())
-    with SftpRemote(SftpSettings.from_airflow(connection)) as remote:
-        return deliver(remote, engine, storage(), bureau.conn_id, when)
+    return _publish(connection, engine_for(database_url()), bureau.conn_id, when)
 
 
 # --------------------------------------------------------------------------- issuance after intake
@@ -173,6 +171,12 @@ def _party_inbox(code: str, when: datetime, work_dir: Path) -> PartyInbox:
 
 def _remote(connection: Any) -> SftpRemote:
     return SftpRemote(SftpSettings.from_airflow(connection))
+
+
+def _publish(connection: Any, engine: Any, conn_id: str, when: datetime) -> int:
+    """Deliver the outbox of ``conn_id`` over ``connection``."""
+    with _remote(connection) as remote:
+        return deliver(remote, engine, storage(), conn_id, when)
 
 
 def partner_codes() -> list[str]:
@@ -213,8 +217,7 @@ def request_partner_accounts(bank_code: str, when: datetime, connection: Any) ->
             work_dir=work_dir,
             store=storage(),
         )
-    with _remote(connection) as remote:
-        delivered = deliver(remote, engine, storage(), partner.conn_id, when)
+    delivered = _publish(connection, engine, partner.conn_id, when)
     return {"partner": bank_code, "request": name, "delivered": delivered}
 
 
@@ -302,8 +305,7 @@ def dispatch_to_factory(factory_code: str, when: datetime, connection: Any) -> d
             store=storage(),
             max_records=int(factory.option("max_records", 10_000)),
         )
-    with _remote(connection) as remote:
-        delivered = deliver(remote, engine, storage(), factory.conn_id, when)
+    delivered = _publish(connection, engine, factory.conn_id, when)
     return {"factory": factory_code, "perso": names, "delivered": delivered}
 
 
@@ -344,8 +346,7 @@ def bureau_card_returns(bureau_code: str, when: datetime, connection: Any) -> di
             work_dir=work_dir,
             store=storage(),
         )
-    with _remote(connection) as remote:
-        delivered = deliver(remote, engine, storage(), bureau.conn_id, when)
+    delivered = _publish(connection, engine, bureau.conn_id, when)
     return {"bureau": bureau_code, "cardrsp": name, "delivered": delivered}
 
 

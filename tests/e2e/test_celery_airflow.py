@@ -6,19 +6,13 @@ application comes back in a CARDRSP, and both workers did part of the work."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import time
 from pathlib import Path
 
 import psycopg
 import pytest
 import redis
 
-from sandbox.bureau import read_applyrsp
-from schemas.codec import DelimitedReader, read_all
-from schemas.layouts import CARDRSP
-from tests.e2e.test_local_airflow import DAY_TIMEOUT, SCRIPT, free_port, listening
+from tests.support.airflow_stack import airflow_stack, listening, wait_for_day
 
 pytestmark = pytest.mark.dag
 
@@ -37,38 +31,15 @@ def fresh_databases() -> None:
 @pytest.fixture
 def celery_airflow(tmp_path: Path):
     fresh_databases()
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("AIRFLOW_", "SSCARD_")) or k == "AIRFLOW_HOME"
-    }
-    env.update(
+    with airflow_stack(
+        tmp_path,
         SSCARD_AIRFLOW_EXECUTOR="celery",
         SSCARD_AIRFLOW_WORKERS="2",
         SSCARD_AIRFLOW_METADB=METADB,
         SSCARD_HUB_DB=HUBDB,
         SSCARD_BROKER_URL=f"redis://127.0.0.1:6379/{BROKER_DB}",
-        SSCARD_AIRFLOW_DIR=str(tmp_path / "airflow"),
-        SSCARD_AIRFLOW_PORT=str(free_port()),
-        SSCARD_SANDBOX_SFTP_PORT=str(free_port()),
-    )
-
-    def run(command: str, timeout: int = 400) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(SCRIPT), command],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-
-    started = run("up")
-    try:
-        assert started.returncode == 0, started.stdout + started.stderr
-        yield run, tmp_path / "airflow", env
-    finally:
-        run("down")
+    ) as stack:
+        yield stack
 
 
 def test_two_celery_workers_take_a_batch_through_the_issuance_day_through_the_scheduler(
@@ -80,26 +51,7 @@ def test_two_celery_workers_take_a_batch_through_the_issuance_day_through_the_sc
     uploaded = run("batch")
     assert uploaded.returncode == 0, uploaded.stdout + uploaded.stderr
 
-    inbox = home / "bureau-inbox"
-    deadline = time.monotonic() + DAY_TIMEOUT
-    answered: list[str] = []
-    outcomes: dict[str, str] = {}
-    while time.monotonic() < deadline:
-        rsp = sorted(inbox.glob("APPLYRSP_*.txt"))
-        if rsp and not answered:
-            answered = [
-                app_no for app_no, result, _ in read_applyrsp(rsp[0].read_bytes()) if result == "00"
-            ]
-        outcomes = {}
-        for path in sorted(inbox.glob("CARDRSP_*.txt")):
-            table, rejected = read_all(DelimitedReader(path.read_bytes(), CARDRSP))
-            assert rejected == []
-            for row in table.to_pylist():
-                assert row["app_no"] not in outcomes, "an application reported twice"
-                outcomes[row["app_no"]] = row["fail_stage"]
-        if answered and set(outcomes) >= set(answered):
-            break
-        time.sleep(5)
+    answered, outcomes = wait_for_day(home / "bureau-inbox")
 
     assert len(answered) > 150
     missing = set(answered) - set(outcomes)
