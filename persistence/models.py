@@ -279,6 +279,10 @@ class Card(Base):
     atr: Mapped[str | None] = mapped_column(String(40))
     box_no: Mapped[str | None] = mapped_column(String(20))
     made_date: Mapped[str | None] = mapped_column(String(8))
+    #: the business date of the op that set ``status`` (a temporary loss lapses counted
+    #: from it, DOMAIN §2), and who took it: a bureau code, a channel code or ``AUTO``
+    status_date: Mapped[str | None] = mapped_column(String(8))
+    status_by: Mapped[str | None] = mapped_column(String(8))
 
     __table_args__ = (
         Index("ix_card_id_no", "id_no"),
@@ -302,9 +306,15 @@ class Account(Base):
     pin_locked: Mapped[bool] = mapped_column(default=False)
     debit_blocked: Mapped[bool] = mapped_column(default=False)
     credit_blocked: Mapped[bool] = mapped_column(default=False)
+    #: cached from the ledger (:mod:`banking.ledger`), never the source of truth: the sum
+    #: of the account's entries is; never below zero (DOMAIN §6)
     balance_fen: Mapped[int] = mapped_column(BigInteger, default=0)
 
-    __table_args__ = (one_of("status", AccountStatus), one_of("loss", Loss))
+    __table_args__ = (
+        one_of("status", AccountStatus),
+        one_of("loss", Loss),
+        CheckConstraint("balance_fen >= 0", name="balance_fen"),
+    )
 
 
 class PanCounter(Base):
@@ -373,3 +383,215 @@ class ReturnProblem(Base):
     key: Mapped[str] = mapped_column(String(30))
     problem: Mapped[str] = mapped_column(String(40))
     business_date: Mapped[str] = mapped_column(String(8))
+
+
+class ServiceLine(Base):
+    """A STATUS or CHANNEL line (ICD §5.7, §5.9) and its answer. ``result`` is NULL while
+    the line waits for a partner bank (``partner_req_no``); the response file is written
+    once every line of the file has one. ``content_sha`` answers a key sent again: the
+    same content repeats the first answer, other content is E107 (ICD §4.2)."""
+
+    __tablename__ = "service_line"
+
+    file_id: Mapped[int] = mapped_column(ForeignKey("received_file.id"), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    type: Mapped[str] = mapped_column(String(12))
+    sender: Mapped[str] = mapped_column(String(8))
+    #: as the line had it; of a longer one the first 64 characters
+    req_no: Mapped[str] = mapped_column(String(64))
+    content_sha: Mapped[str] = mapped_column(String(40))
+    op: Mapped[str] = mapped_column(String(2))
+    card_no: Mapped[str] = mapped_column(String(9))
+    result: Mapped[str | None] = mapped_column(String(2))
+    reason_code: Mapped[str] = mapped_column(String(4), default="")
+    reason_field: Mapped[str] = mapped_column(String(20), default="")
+    #: the hub's own req_no of the op forwarded to a partner bank
+    partner_req_no: Mapped[str | None] = mapped_column(String(30))
+
+    __table_args__ = (
+        Index("ix_service_line_sender_req_no", "sender", "type", "req_no"),
+        Index(
+            "ix_service_line_waiting",
+            "file_id",
+            sqlite_where=text("result IS NULL"),
+            postgresql_where=text("result IS NULL"),
+        ),
+    )
+
+
+class PartnerStatus(Base):
+    """A card op forwarded to a partner bank in a STATUS file under the hub's own req_no
+    (ICD §5.7; DOMAIN §5 for a replaced card's cancellation)."""
+
+    __tablename__ = "partner_status"
+
+    req_no: Mapped[str] = mapped_column(String(30), primary_key=True)
+    bank_code: Mapped[str] = mapped_column(String(4))
+    op: Mapped[str] = mapped_column(String(2))
+    card_no: Mapped[str] = mapped_column(String(9))
+    op_time: Mapped[str] = mapped_column(String(14))
+    channel: Mapped[str] = mapped_column(String(8))
+    #: the status the card goes to when the partner agrees
+    target: Mapped[str] = mapped_column(String(1))
+    created_date: Mapped[str] = mapped_column(String(8))
+    request_name: Mapped[str | None] = mapped_column(String(100))
+    sent_date: Mapped[str | None] = mapped_column(String(8))
+    answered_date: Mapped[str | None] = mapped_column(String(8))
+    result: Mapped[str | None] = mapped_column(String(2))
+    reason_code: Mapped[str | None] = mapped_column(String(4))
+
+    __table_args__ = (Index("ix_partner_status_open", "bank_code", "answered_date"),)
+
+
+class BankEvent(Base):
+    """An event the bureau must learn (ICD §5.8), reported in the BANKEVT of its business
+    day (``bankevt_name`` once written). ``evt_no`` is the hub's own key; ``source`` is
+    ``hub`` or the partner bank whose BANKEVT it relays."""
+
+    __tablename__ = "bank_event"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    evt_no: Mapped[str] = mapped_column(String(30))
+    bureau: Mapped[str] = mapped_column(String(8))
+    business_date: Mapped[str] = mapped_column(String(8))
+    op: Mapped[str] = mapped_column(String(2))
+    card_no: Mapped[str] = mapped_column(String(9))
+    op_time: Mapped[str] = mapped_column(String(14))
+    channel: Mapped[str] = mapped_column(String(8))
+    source: Mapped[str] = mapped_column(String(8))
+    #: the key it was known by where it came from (a request's or a partner's evt_no), so
+    #: the same event is never recorded twice
+    origin_key: Mapped[str] = mapped_column(String(80))
+    bankevt_name: Mapped[str | None] = mapped_column(String(100))
+
+    __table_args__ = (
+        Index("uq_bank_event_evt_no", "evt_no", unique=True),
+        Index("uq_bank_event_origin", "source", "origin_key", unique=True),
+        Index("ix_bank_event_day", "bureau", "business_date"),
+    )
+
+
+class BankEventDay(Base):
+    """The BANKEVT written for a bureau's business day (ICD §5.8: every business day,
+    with no detail lines when nothing happened)."""
+
+    __tablename__ = "bank_event_day"
+
+    bureau: Mapped[str] = mapped_column(String(8), primary_key=True)
+    business_date: Mapped[str] = mapped_column(String(8), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    record_count: Mapped[int] = mapped_column(Integer)
+
+
+class PinVerification(Base):
+    """An account's PIN verification value (DOMAIN §4): a keyed HMAC of PAN and PIN under
+    the verification key ``key_id``; the PIN itself is never stored."""
+
+    __tablename__ = "pin_verification"
+
+    pan: Mapped[str] = mapped_column(String(19), primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(20))
+    value: Mapped[str] = mapped_column(String(64))
+    set_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class PinNonce(Base):
+    """A nonce seen in a PIN block that decrypted (ICD §5.9: a replay is E130)."""
+
+    __tablename__ = "pin_nonce"
+
+    channel: Mapped[str] = mapped_column(String(8), primary_key=True)
+    key_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    nonce: Mapped[str] = mapped_column(String(24), primary_key=True)
+
+
+class Replacement(Base):
+    """A replacement finished once its new card was enabled (DOMAIN §5): the old card
+    cancelled and, for a new account, the balance moved; written in the same transaction,
+    so the step is done exactly once."""
+
+    __tablename__ = "replacement"
+
+    application_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    old_card_no: Mapped[str] = mapped_column(String(9))
+    new_card_no: Mapped[str] = mapped_column(String(9))
+    #: ``kept`` (same PAN), ``moved`` (balance moved to the new hub account),
+    #: ``elsewhere`` (new account at another bank), ``partner`` (old account at a partner)
+    kind: Mapped[str] = mapped_column(String(10))
+    moved_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+    business_date: Mapped[str] = mapped_column(String(8))
+    done_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class LedgerAccount(Base):
+    """An account of the hub's own books (DOMAIN §6): ``settlement``, and per bureau
+    ``clearing`` and ``returns``, per partner bank ``due_to_partner``. Customer accounts
+    are :class:`Account` rows (code = the PAN). ``balance_fen`` is a cache, credit
+    positive; the entries are the truth."""
+
+    __tablename__ = "ledger_account"
+
+    code: Mapped[str] = mapped_column(String(40), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    owner: Mapped[str] = mapped_column(String(8), default="")
+    balance_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class LedgerTxn(Base):
+    """A posting: entries summing to zero under one idempotency key (DOMAIN §6)."""
+
+    __tablename__ = "ledger_txn"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    idem_key: Mapped[str] = mapped_column(String(80))
+    kind: Mapped[str] = mapped_column(String(20))
+    business_date: Mapped[str] = mapped_column(String(8))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("uq_ledger_txn_idem_key", "idem_key", unique=True),)
+
+
+class LedgerEntry(Base):
+    """One leg of a posting: ``amount_fen`` credits ``account`` when positive, debits it
+    when negative; a posting's legs sum to zero (DOMAIN §6)."""
+
+    __tablename__ = "ledger_entry"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    txn_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("ledger_txn.id"))
+    #: a customer account's PAN, or a :class:`LedgerAccount` code
+    account: Mapped[str] = mapped_column(String(40))
+    amount_fen: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (
+        Index("ix_ledger_entry_txn", "txn_id"),
+        Index("ix_ledger_entry_account", "account", "txn_id"),
+        CheckConstraint("amount_fen <> 0", name="amount_fen"),
+    )
+
+
+class AuditRecord(Base):
+    """An append-only, hash-chained audit record (who, which channel, when, before,
+    after) of every status change, activation, PIN operation and balance move (DOMAIN §3).
+    ``hash`` covers the record and ``prev_hash``; ``sscard audit verify`` recomputes it."""
+
+    __tablename__ = "audit_record"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    business_date: Mapped[str] = mapped_column(String(8))
+    card_no: Mapped[str] = mapped_column(String(9), default="")
+    pan: Mapped[str] = mapped_column(String(19), default="")
+    op: Mapped[str] = mapped_column(String(20))
+    channel: Mapped[str] = mapped_column(String(8))
+    actor: Mapped[str] = mapped_column(String(40))
+    ref: Mapped[str] = mapped_column(String(64), default="")
+    before: Mapped[str] = mapped_column(String(60), default="")
+    after: Mapped[str] = mapped_column(String(60), default="")
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+    __table_args__ = (
+        Index("ix_audit_record_card_no", "card_no"),
+        Index("ix_audit_record_pan", "pan"),
+    )
