@@ -280,6 +280,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="check the file alone, not whether Airflow resolves each conn_id",
     )
     cfg.set_defaults(func=_config_check)
+
+    from sscard.servicing_cli import add_commands
+
+    add_commands(sub)
     return parser
 
 
