@@ -1,5 +1,6 @@
 """The answer-intake pipeline: files a counterparty sends in answer to the hub's (a
-partner bank's ACCTOPENRSP, a factory's PERSORSP; later STATUSRSP, DISBRSP, BANKEVT).
+partner bank's ACCTOPENRSP, STATUSRSP, BANKEVT, a factory's PERSORSP), and the requests
+answered line by line in one transaction (STATUS, CHANNEL).
 
 A flow gives its TYPE and a handler that applies the lines of one file inside the file's
 transaction; everything else is here: name and header checks (F04), the control file
@@ -60,6 +61,24 @@ def check_answer_header(header: Header, fname: FileName, inbox: PartyInbox) -> N
         raise FileLevelError(FileCode.F04, "business date not allowed")
 
 
+def check_request_header(header: Header, fname: FileName, inbox: PartyInbox) -> None:
+    """A request (STATUS, CHANNEL, DISB) is dated today or up to ``max_forward_days``
+    ahead, never earlier (ICD §3); its header agrees with its name (F04)."""
+    if (header.sender, header.receiver, header.business_date) != (
+        fname.sender,
+        fname.receiver,
+        fname.business_date,
+    ):
+        raise FileLevelError(FileCode.F04, "header differs from the file name")
+    if not (
+        inbox.business_date <= header.business_date <= _day(inbox.business_date, inbox.max_forward_days)
+    ):
+        raise FileLevelError(FileCode.F04, "business date not allowed")
+
+
+HeaderCheck = Callable[[Header, FileName, PartyInbox], None]
+
+
 def receive(
     remote: Remote,
     engine: Engine,
@@ -67,14 +86,16 @@ def receive(
     flow: Flow,
     handler: Handler,
     chunk_lines: int = 50_000,
+    check_header: HeaderCheck = check_answer_header,
 ) -> list[FileOutcome]:
     """Every complete file of ``flow`` from ``inbox.party``, and every file of a TYPE that
-    party does not send when ``flow`` answers strangers (F04)."""
+    party does not send when ``flow`` answers strangers (F04). Answers and returns are
+    dated back (:func:`check_answer_header`), requests ahead (:func:`check_request_header`)."""
 
     def accept(
         landed: Landed, waiting_id: int | None, first_seen: datetime
     ) -> tuple[FileOutcome, int | None]:
-        return _take(engine, inbox, flow, handler, landed, chunk_lines)
+        return _take(engine, inbox, flow, handler, landed, chunk_lines, check_header)
 
     return Intake(remote, engine, inbox, flow, accept).run()
 
@@ -86,6 +107,7 @@ def _take(
     handler: Handler,
     landed: Landed,
     chunk_lines: int,
+    check_header: HeaderCheck = check_answer_header,
 ) -> tuple[FileOutcome, int]:
     fname = FileName.parse(landed.name)
     if fname.type != flow.type or fname.ext != "txt":
@@ -102,7 +124,7 @@ def _take(
             if layout.framing == "fixed"
             else DelimitedReader(fh, layout, inbox.encoding, chunk_lines, control.record_count)
         )
-        check_answer_header(reader.header, fname, inbox)
+        check_header(reader.header, fname, inbox)
         with engine.begin() as conn:
             if registry.conflicting(
                 conn, fname.sender, flow.type, landed.name, reader.header.batch_no, landed.sha256

@@ -94,6 +94,7 @@ class PartyInbox:
     work_dir: Path
     store: Storage
     max_back_days: int = 10
+    max_forward_days: int = 5
 
 
 @dataclass

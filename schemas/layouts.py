@@ -377,7 +377,8 @@ CHANNEL = Layout(
             "C",
             pattern=r"[0-9a-f]+",
             code="E130",
-            cond=Cond("op", (ChannelOp.A1, ChannelOp.P1)),
+            # O for E1 (ICD §5.9); a block on another op is refused by the servicing step
+            cond=Cond("op", (ChannelOp.A1, ChannelOp.P1), otherwise="optional"),
         ),
         Field("op_time", "M", kind="time"),
         Field("branch", "M", pattern=r"[0-9A-Za-z]{1,20}"),

@@ -147,6 +147,10 @@ class Bureau(Counterparty):
     max_forward_days: int = field(default=5, metadata=_DAYS)
     zip_wait_minutes: int = field(default=120, metadata=_AT_LEAST_ONE)
     factory: str | None = None
+    #: a temporary loss of this bureau's cards lapses after these calendar days when the
+    #: bureau took it, ``bank_temp_loss_days`` when a bank channel did (DOMAIN §2)
+    temp_loss_days: int = field(default=15, metadata=_AT_LEAST_ONE)
+    bank_temp_loss_days: int = field(default=5, metadata=_AT_LEAST_ONE)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -185,6 +189,8 @@ class Channel(Counterparty):
 
     medium: str = field(metadata={"choices": ("counter", "phone")})
     max_forward_days: int = field(default=5, metadata=_DAYS)
+    #: a PIN block's op_time may be this far from when the file was complete (ICD §5.9)
+    pin_window_minutes: int = field(default=10, metadata=_AT_LEAST_ONE)
 
 
 @dataclass(frozen=True, kw_only=True)
