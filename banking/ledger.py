@@ -27,7 +27,7 @@ from datetime import datetime
 from itertools import islice
 from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, bindparam, text
 
 #: the hub's settlement account: its position with the payment system
 SETTLEMENT = "SETTLEMENT"
@@ -341,6 +341,10 @@ def post_transfers(
             )
         )
     count = int(conn.scalar(text(f"SELECT COUNT(*) FROM {posted}")) or 0)
+    if count == 0:
+        for name in (posted, new, stage):
+            conn.execute(text(f"DROP TABLE {name}"))
+        return 0
 
     conn.execute(
         text(
@@ -351,7 +355,13 @@ def post_transfers(
             ") legs GROUP BY account"
         )
     )
-    _ensure_internal(conn, internal)
+    used = conn.scalars(
+        text(f"SELECT account FROM {delta} WHERE account IN :codes").bindparams(
+            bindparam("codes", expanding=True)
+        ),
+        {"codes": sorted(internal) or [""]},
+    )
+    _ensure_internal(conn, list(used))
     internal_codes = "SELECT code FROM ledger_account"
     unknown = conn.scalars(
         text(
