@@ -307,7 +307,7 @@ class Book:
         if account is not None and self.current_card(card.pan) is card and status in LOSS_OF_CARD:
             loss = LOSS_OF_CARD[status]
             if account.loss != loss:
-                self.audit("", card.pan, "account:loss", by, ref, account.loss.value, loss.value)
+                self.audit("", card.pan, "acct:loss", by, ref, account.loss.value, loss.value)
                 account.loss = loss
                 account.dirty = True
 
@@ -347,7 +347,7 @@ class Book:
             if before == value:
                 continue
             setattr(account, name, value)
-            self.audit("", account.pan, f"account:{name}", by, ref, _shown(before), _shown(value))
+            self.audit("", account.pan, f"acct:{name}", by, ref, _shown(before), _shown(value))
             account.dirty = True
 
     def cancelled(self, card: CardState) -> None:
@@ -450,7 +450,7 @@ class Book:
                     [ledger.Leg(old_pan, -amount), ledger.Leg(new_pan, amount)],
                     self.now,
                 )
-                self.audit("", old_pan, "account:balance_move", AUTO, key, str(amount), "0")
+                self.audit("", old_pan, "acct:balance_move", AUTO, key, str(amount), "0")
             moved[app_id] = max(amount, 0)
         for r in self.replacements:
             r["moved_fen"] = moved.get(int(r["application_id"]), 0)  # type: ignore[call-overload]

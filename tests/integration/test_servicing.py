@@ -1,0 +1,599 @@
+"""Card servicing on the hub's database (SQLite by default, PostgreSQL in CI): STATUS and
+CHANNEL lines as the ICD answers them, replacements both ways, partner cards, lapses,
+BANKEVT, and re-runs that change nothing."""
+
+from __future__ import annotations
+
+import io
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text
+
+from banking import audit, ledger
+from banking.keystore import MemoryKeyStore
+from banking.pin import PinContext, seal_pin_block
+from exchange.outbox import Drop
+from exchange.storage import Storage
+from schemas.codec import DelimitedReader
+from schemas.layouts import BANKEVT, STATUSRSP
+from servicing import days, partner
+from servicing.requests import Ctx, answer_ready, apply_channel, apply_status
+from tests.support.cards import BUREAU, DAY, HUB, NOW, request_file, seed_card
+
+ZONE = bytes(range(32))
+PVK = bytes(range(32, 64))
+KEYS = MemoryKeyStore({("C01", 1): ZONE}, {"PVK1": PVK}, current="PVK1")
+OP_TIME = "20261206100000"  # NOW in Asia/Shanghai
+WINDOW = timedelta(minutes=10)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Storage:
+    return Storage(f"file://{tmp_path / 'store'}")
+
+
+def status(
+    engine: Engine, lines: list[tuple[str, ...]], seq: int = 1
+) -> list[tuple[str, str, str]]:
+    with engine.begin() as conn:
+        file_id, reader = request_file(conn, "STATUS", BUREAU, lines, seq=seq)
+        apply_status(conn, reader, Ctx(HUB, BUREAU, DAY, NOW, file_id))
+        rows = conn.execute(
+            text(
+                "SELECT req_no, result, reason_code FROM service_line WHERE file_id = :f ORDER BY seq"
+            ),
+            {"f": file_id},
+        ).all()
+    return [(r.req_no, r.result, r.reason_code) for r in rows]
+
+
+def channel(
+    engine: Engine, lines: list[tuple[str, ...]], seq: int = 1
+) -> list[tuple[str, str, str]]:
+    with engine.begin() as conn:
+        file_id, reader = request_file(conn, "CHANNEL", "C01", lines, seq=seq)
+        apply_channel(conn, reader, Ctx(HUB, "C01", DAY, NOW, file_id), KEYS, NOW, WINDOW)
+        rows = conn.execute(
+            text(
+                "SELECT req_no, result, reason_code FROM service_line WHERE file_id = :f ORDER BY seq"
+            ),
+            {"f": file_id},
+        ).all()
+    return [(r.req_no, r.result, r.reason_code) for r in rows]
+
+
+def block(
+    pin: str, req_no: str, op: str, pan: str, card_no: str, op_time: str = OP_TIME, **kw: object
+) -> str:
+    ctx = PinContext(req_no=req_no, op=op, pan=pan, card_no=card_no, op_time=op_time, sender="C01")
+    return seal_pin_block(pin, ctx, 1, ZONE, **kw)  # type: ignore[arg-type]
+
+
+def ch(
+    req_no: str,
+    op: str,
+    made,
+    pin: str | None = None,
+    *,
+    pan: str | None = None,
+    name: str | None = None,
+    raw_block: str | None = None,
+    op_time: str = OP_TIME,
+) -> tuple[str, ...]:  # type: ignore[no-untyped-def]
+    pan = pan or made.pan
+    identity = op in ("E1", "A1", "P1", "P2", "L2")
+    blk = (
+        raw_block
+        if raw_block is not None
+        else (block(pin, req_no, op, pan, made.card_no, op_time) if pin else "")
+    )
+    return (
+        req_no,
+        op,
+        pan,
+        made.card_no,
+        made.id_no if identity else "",
+        (name or made.name) if identity else "",
+        blk,
+        op_time,
+        "440101001",
+        "T0001",
+    )
+
+
+def card_row(engine: Engine, card_no: str):  # type: ignore[no-untyped-def]
+    with engine.connect() as conn:
+        return conn.execute(text("SELECT * FROM card WHERE card_no = :c"), {"c": card_no}).one()
+
+
+def account_row(engine: Engine, pan: str):  # type: ignore[no-untyped-def]
+    with engine.connect() as conn:
+        return conn.execute(text("SELECT * FROM account WHERE pan = :p"), {"p": pan}).one()
+
+
+def events(engine: Engine) -> list[tuple[str, str, str]]:
+    with engine.connect() as conn:
+        return [
+            (r.op, r.card_no, r.channel)
+            for r in conn.execute(text("SELECT op, card_no, channel FROM bank_event ORDER BY id"))
+        ]
+
+
+def credit(engine: Engine, pan: str, fen: int, key: str = "seed") -> None:
+    with engine.begin() as conn:
+        ledger.post(
+            conn,
+            f"credit:{key}",
+            "credit",
+            DAY,
+            [ledger.Leg("SETTLEMENT", -fen), ledger.Leg(pan, fen)],
+            NOW,
+        )
+
+
+def st(req_no: str, op: str, made, **kw: str) -> tuple[str, ...]:  # type: ignore[no-untyped-def]
+    return (
+        req_no,
+        op,
+        made.card_no,
+        kw.get("id_no", made.id_no),
+        kw.get("name", made.name),
+        OP_TIME,
+        "WINDOW1",
+        "",
+    )
+
+
+# --------------------------------------------------------------------------- STATUS
+
+
+def test_status_lines_apply_in_seq_order_each_seeing_the_lines_before(engine: Engine) -> None:
+    with engine.begin() as conn:
+        a = seed_card(conn, 1)
+        b = seed_card(conn, 2, status="0")
+        c = seed_card(conn, 3)
+        seed_card(
+            conn,
+            4,
+            old_card_no="C00000003",
+            app_type="06",
+            keep_account="1",
+            pan=c.pan,
+            pan_seq="02",
+            app_state="perso_sent",
+        )
+        c3 = seed_card(conn, 5, status="4")
+    answers = status(
+        engine,
+        [
+            st("R1", "01", a),  # 1 -> 4
+            st("R2", "01", a),  # already 4: 02
+            st("R3", "02", a),  # 4 -> 2
+            st("R4", "03", a),  # 2 -> 1
+            st("R5", "11", b),  # 0 -> 1
+            st("R6", "11", b),  # already: 02
+            st("R7", "03", b),  # normal: already 02
+            st("R8", "02", c),  # 1 -> 2
+            st("R9", "03", c),  # unblock while a replacement is under way: E121
+            ("R10", "01", "ZZZZZZZZZ", a.id_no, a.name, OP_TIME, "W", ""),  # unknown: E119
+            st("R11", "01", c3, name="李四"),  # identity: E132
+            st("R12", "04", c3),  # 4 -> 9
+            st("R13", "01", c3),  # cancelled: E120
+            st("R1", "01", a),  # key repeated within the file: E107
+        ],
+    )
+    assert answers == [
+        ("R1", "00", ""),
+        ("R2", "02", ""),
+        ("R3", "00", ""),
+        ("R4", "00", ""),
+        ("R5", "00", ""),
+        ("R6", "02", ""),
+        ("R7", "02", ""),
+        ("R8", "00", ""),
+        ("R9", "01", "E121"),
+        ("R10", "01", "E119"),
+        ("R11", "01", "E132"),
+        ("R12", "00", ""),
+        ("R13", "01", "E120"),
+        ("R1", "01", "E107"),
+    ]
+    assert card_row(engine, a.card_no).status == "1"
+    assert card_row(engine, c.card_no).status == "2"
+    assert account_row(engine, c.pan).loss == "formal"
+    assert card_row(engine, c3.card_no).status == "9"
+    # the bureau's own ops are answered in STATUSRSP, not repeated in BANKEVT (ICD §5.8)
+    assert events(engine) == []
+    with engine.connect() as conn:
+        assert audit.verify(conn).first_bad is None
+
+
+def test_a_req_no_sent_again_repeats_its_first_answer_and_other_content_is_e107(
+    engine: Engine,
+) -> None:
+    with engine.begin() as conn:
+        a = seed_card(conn, 1)
+    assert status(engine, [st("R1", "01", a)]) == [("R1", "00", "")]
+    assert status(engine, [st("R1", "01", a), st("R2", "01", a)], seq=2) == [
+        ("R1", "00", ""),
+        ("R2", "02", ""),
+    ]
+    assert status(engine, [st("R1", "02", a)], seq=3) == [("R1", "01", "E107")]
+    assert card_row(engine, a.card_no).status == "4"
+
+
+def test_statusrsp_has_one_line_per_status_line_in_order(
+    engine: Engine, store: Storage, tmp_path: Path
+) -> None:
+    with engine.begin() as conn:
+        a = seed_card(conn, 1)
+    status(
+        engine, [st("R1", "01", a), ("R2", "01", "ZZZZZZZZZ", a.id_no, a.name, OP_TIME, "W", "")]
+    )
+    with engine.begin() as conn:
+        names = answer_ready(
+            conn, "STATUS", BUREAU, Drop("sftp_r440100", "drop", NOW, store), "GB18030", tmp_path
+        )
+        assert (
+            answer_ready(
+                conn,
+                "STATUS",
+                BUREAU,
+                Drop("sftp_r440100", "drop", NOW, store),
+                "GB18030",
+                tmp_path,
+            )
+            == []
+        )
+        data = conn.execute(
+            text("SELECT data FROM outbound_file WHERE name = :n"), {"n": names[0]}
+        ).scalar_one()
+    assert names == [f"STATUSRSP_{HUB}_{BUREAU}_{DAY}_001.txt"]
+    reader = DelimitedReader(io.BytesIO(data), STATUSRSP, "GB18030", 100, 2)
+    rows = [
+        list(r)
+        for chunk in reader.chunks()
+        for r in zip(*(chunk.strings(n) for n in ("req_no", "result", "reason_code")))
+    ]
+    assert rows == [["R1", "00", ""], ["R2", "01", "E119"]]
+
+
+# --------------------------------------------------------------------------- CHANNEL
+
+
+def test_channel_requests_answer_as_the_icd_says(engine: Engine) -> None:
+    with engine.begin() as conn:
+        sealed = seed_card(conn, 1, status="0")
+        normal = seed_card(conn, 2)
+        other = seed_card(conn, 3)
+        at_partner = seed_card(conn, 4, bank_code="B002", pan="6220020000000000003")
+        fresh = seed_card(conn, 5, status="0")
+    replay = block("802614", "X9", "A1", normal.pan, normal.card_no)
+    answers = channel(
+        engine,
+        [
+            ch("Q1", "A1", sealed, "802614"),  # activation before enable: E120
+            ch("Q2", "E1", sealed, "802614"),  # enable + activate
+            ch("Q3", "A1", sealed, "731592"),  # already active: 02
+            ch("Q4", "A1", normal, "111111"),  # weak: E131
+            ch("Q5", "A1", normal, "123456"),  # weak: E131
+            ch("Q6", "A1", normal, normal.card_no[-6:]),  # weak: E131
+            ch("Q7", "A1", normal, "802614", name="王五"),  # identity: E132
+            ch("Q8", "A1", normal, raw_block="zz"),  # malformed: E130
+            ch("Q9", "P1", other, "802614"),  # never activated: E120
+            ch("Q10", "P2", normal),  # not locked: 02
+            ch("Q11", "L1", normal, pan=other.pan),  # the pan is not the card's: E119
+            ch("Q12", "L1", at_partner),  # a partner's account: E119
+            ch("Q13", "L1", normal),  # 1 -> 4 at the bank
+            ch("Q14", "A1", normal, "802614", op_time="20261206094000"),  # 20 minutes old: E130
+            ch("Q15", "E1", fresh),  # enable, no PIN: account stays preopened
+        ],
+    )
+    assert answers == [
+        ("Q1", "01", "E120"),
+        ("Q2", "00", ""),
+        ("Q3", "02", ""),
+        ("Q4", "01", "E131"),
+        ("Q5", "01", "E131"),
+        ("Q6", "01", "E131"),
+        ("Q7", "01", "E132"),
+        ("Q8", "01", "E130"),
+        ("Q9", "01", "E120"),
+        ("Q10", "02", ""),
+        ("Q11", "01", "E119"),
+        ("Q12", "01", "E119"),
+        ("Q13", "00", ""),
+        ("Q14", "01", "E130"),
+        ("Q15", "00", ""),
+    ]
+    assert account_row(engine, sealed.pan).status == "active"
+    assert account_row(engine, fresh.pan).status == "preopened"
+    assert card_row(engine, normal.card_no).status == "4"
+    assert card_row(engine, normal.card_no).status_by == "C01"
+    assert events(engine) == [
+        ("11", sealed.card_no, "C01"),
+        ("21", sealed.card_no, "C01"),
+        ("01", normal.card_no, "C01"),
+        ("11", fresh.card_no, "C01"),
+    ]
+    # a replayed block (its nonce seen in an earlier file) is E130 however valid it is
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE card SET status = '1' WHERE card_no = :c"), {"c": normal.card_no})
+    first = channel(engine, [ch("X9", "A1", normal, raw_block=replay)], seq=2)
+    again = channel(engine, [ch("X9B", "A1", normal, raw_block=replay)], seq=3)
+    assert first == [("X9", "00", "")]
+    assert again == [("X9B", "01", "E130")]
+
+
+def test_a_pin_reset_refuses_the_previous_pin_and_stores_only_a_keyed_value(engine: Engine) -> None:
+    with engine.begin() as conn:
+        made = seed_card(conn, 1)
+    assert channel(engine, [ch("Q1", "A1", made, "802614")]) == [("Q1", "00", "")]
+    assert channel(engine, [ch("Q2", "P1", made, "802614")], seq=2) == [("Q2", "01", "E131")]
+    assert channel(engine, [ch("Q3", "P1", made, "590371")], seq=3) == [("Q3", "00", "")]
+    with engine.connect() as conn:
+        value = conn.execute(text("SELECT key_id, value FROM pin_verification")).one()
+    assert value.key_id == "PVK1" and "590371" not in value.value and len(value.value) == 64
+
+
+# --------------------------------------------------------------------------- replacement
+
+
+def _replacement(engine: Engine, keep: str, balance: int) -> tuple:  # type: ignore[type-arg]
+    with engine.begin() as conn:
+        old = seed_card(conn, 1, status="2", account_status="active")
+        new = seed_card(
+            conn,
+            2,
+            status="0",
+            app_type="05",
+            old_card_no=old.card_no,
+            keep_account=keep,
+            id_no=old.id_no,
+            pan=old.pan if keep == "1" else None,
+            pan_seq="02" if keep == "1" else "01",
+        )
+    credit(engine, old.pan, balance)
+    return old, new
+
+
+def test_a_replacement_moving_the_balance_moves_it_once_when_the_new_card_is_enabled(
+    engine: Engine,
+) -> None:
+    old, new = _replacement(engine, "0", 123_456)
+    assert status(engine, [st("R1", "11", new)]) == [("R1", "00", "")]
+    assert card_row(engine, old.card_no).status == "9"
+    assert account_row(engine, old.pan).status == "closed"
+    with engine.connect() as conn:
+        assert ledger.balance(conn, old.pan) == 0
+        assert ledger.balance(conn, new.pan) == 123_456
+        assert ledger.check(conn).ok()
+    assert events(engine) == [("04", old.card_no, "AUTO")]
+    # the end-of-day sweep and a second run find nothing left to do
+    assert days.finish_replacements(engine, HUB, DAY, NOW) == 0
+    with engine.connect() as conn:
+        assert ledger.balance(conn, new.pan) == 123_456
+        assert conn.execute(text("SELECT kind, moved_fen FROM replacement")).one() == (
+            "moved",
+            123_456,
+        )
+
+
+def test_a_replacement_cut_short_half_way_leaves_nothing_and_finishes_once_later(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old, new = _replacement(engine, "0", 5_000)
+
+    def crash(*args: object, **kwargs: object) -> int:
+        raise RuntimeError("worker killed")
+
+    # the balance is moved, then the process dies before the audit records are written
+    monkeypatch.setattr(audit, "append", crash)
+    with pytest.raises(RuntimeError):
+        status(engine, [st("R1", "11", new)])
+    monkeypatch.undo()
+    assert card_row(engine, old.card_no).status == "2"
+    assert card_row(engine, new.card_no).status == "0"
+    with engine.connect() as conn:
+        assert ledger.balance(conn, old.pan) == 5_000
+        assert conn.execute(text("SELECT COUNT(*) FROM replacement")).scalar_one() == 0
+    assert status(engine, [st("R1", "11", new)]) == [("R1", "00", "")]
+    assert status(engine, [st("R1", "11", new)], seq=2) == [("R1", "00", "")]
+    with engine.connect() as conn:
+        assert ledger.balance(conn, new.pan) == 5_000
+        assert (
+            conn.execute(
+                text("SELECT COUNT(*) FROM ledger_txn WHERE kind = 'balance_move'")
+            ).scalar_one()
+            == 1
+        )
+
+
+def test_a_replacement_keeping_the_number_leaves_the_account_and_follows_the_new_card(
+    engine: Engine,
+) -> None:
+    old, new = _replacement(engine, "1", 7_700)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE account SET loss = 'formal' WHERE pan = :p"), {"p": old.pan})
+    assert channel(engine, [ch("Q1", "E1", new)]) == [("Q1", "00", "")]
+    assert card_row(engine, old.card_no).status == "9"
+    acct = account_row(engine, old.pan)
+    assert (acct.status, acct.loss, acct.credit_blocked) == ("active", "none", False)
+    with engine.connect() as conn:
+        assert ledger.balance(conn, old.pan) == 7_700
+    # a loss of the old, cancelled card would no longer touch the account: it is the new one's
+    assert status(engine, [st("R2", "02", old)]) == [("R2", "01", "E120")]
+    assert events(engine) == [("11", new.card_no, "C01"), ("04", old.card_no, "AUTO")]
+
+
+def test_cancelling_a_card_whose_number_goes_on_nowhere_blocks_credits_and_closes_at_zero(
+    engine: Engine,
+) -> None:
+    with engine.begin() as conn:
+        empty = seed_card(conn, 1)
+        funded = seed_card(conn, 2)
+    credit(engine, funded.pan, 100)
+    assert status(engine, [st("R1", "04", empty), st("R2", "04", funded)]) == [
+        ("R1", "00", ""),
+        ("R2", "00", ""),
+    ]
+    assert (
+        account_row(engine, empty.pan).status,
+        account_row(engine, empty.pan).credit_blocked,
+    ) == ("closed", True)
+    assert (
+        account_row(engine, funded.pan).status,
+        account_row(engine, funded.pan).credit_blocked,
+    ) == ("preopened", True)
+    # the holder withdraws the balance at a counter; the end of day closes the account
+    with engine.begin() as conn:
+        ledger.post(
+            conn,
+            "counter:1",
+            "withdrawal",
+            DAY,
+            [ledger.Leg(funded.pan, -100), ledger.Leg("SETTLEMENT", 100)],
+            NOW,
+        )
+    assert days.close_emptied_accounts(engine, HUB, DAY, NOW) == 1
+    assert account_row(engine, funded.pan).status == "closed"
+
+
+# --------------------------------------------------------------------------- partner banks
+
+
+def test_a_partner_card_op_is_forwarded_and_answered_when_the_partner_answers(
+    engine: Engine, store: Storage, tmp_path: Path
+) -> None:
+    with engine.begin() as conn:
+        made = seed_card(conn, 1, bank_code="B002", pan="6220020000000000003")
+        done = seed_card(conn, 2, bank_code="B002", pan="6220020000000000011", status="4")
+    assert status(engine, [st("R1", "01", made), st("R2", "01", done)]) == [
+        ("R1", None, ""),
+        ("R2", "02", ""),
+    ]
+    drop = Drop("sftp_r440100", "drop", NOW, store)
+    with engine.begin() as conn:
+        assert answer_ready(conn, "STATUS", BUREAU, drop, "GB18030", tmp_path) == []
+    name = partner.send_status_requests(
+        engine,
+        hub=HUB,
+        bank_code="B002",
+        dest=Drop("sftp_b002", "drop", NOW, store),
+        encoding="GB18030",
+        business_date=DAY,
+        work_dir=tmp_path,
+    )
+    assert name == f"STATUS_{HUB}_B002_{DAY}_001.txt"
+    with engine.connect() as conn:
+        (req_no,) = conn.execute(text("SELECT req_no FROM partner_status")).one()
+    with engine.begin() as conn:
+        _, reader = request_file(conn, "STATUSRSP", "B002", [(req_no, "00", "", "")])
+        partner.apply_status_answers(
+            conn, reader, hub=HUB, bank_code="B002", business_date=DAY, now=NOW, file_name="X"
+        )
+        assert answer_ready(conn, "STATUS", BUREAU, drop, "GB18030", tmp_path) == [
+            f"STATUSRSP_{HUB}_{BUREAU}_{DAY}_001.txt"
+        ]
+    assert card_row(engine, made.card_no).status == "4"
+
+
+def test_a_partner_that_does_not_answer_gets_e140_at_partner_wait(
+    engine: Engine, store: Storage, tmp_path: Path
+) -> None:
+    with engine.begin() as conn:
+        made = seed_card(conn, 1, bank_code="B002", pan="6220020000000000003")
+    status(engine, [st("R1", "01", made)])
+    partner.send_status_requests(
+        engine,
+        hub=HUB,
+        bank_code="B002",
+        dest=Drop("sftp_b002", "drop", NOW, store),
+        encoding="GB18030",
+        business_date=DAY,
+        work_dir=tmp_path,
+    )
+    assert partner.expire_status_requests(engine, "B002", 1, DAY) == 0
+    assert partner.expire_status_requests(engine, "B002", 1, "20261207") == 1
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT result, reason_code FROM service_line")).one() == (
+            "01",
+            "E140",
+        )
+    assert card_row(engine, made.card_no).status == "1"
+
+
+# --------------------------------------------------------------------------- end of day
+
+
+def test_temporary_losses_lapse_after_their_days_as_bankevt_03_auto(engine: Engine) -> None:
+    with engine.begin() as conn:
+        bank = seed_card(conn, 1)
+        bureau = seed_card(conn, 2)
+    channel(engine, [ch("Q1", "L1", bank)])
+    status(engine, [st("R1", "01", bureau)])
+    lapse = lambda day: days.lapse_temporary_losses(  # noqa: E731
+        engine, HUB, BUREAU, day, NOW, temp_loss_days=15, bank_temp_loss_days=5
+    )
+    assert lapse("20261210") == 0
+    assert lapse("20261211") == 1  # five calendar days after a loss at the bank
+    assert lapse("20261211") == 0
+    assert lapse("20261221") == 1  # fifteen after the bureau's
+    assert [e[0:3:2] for e in events(engine)] == [("01", "C01"), ("03", "AUTO"), ("03", "AUTO")]
+
+
+def test_bankevt_is_written_every_business_day_once_with_every_event_once(
+    engine: Engine, store: Storage, tmp_path: Path
+) -> None:
+    with engine.begin() as conn:
+        made = seed_card(conn, 1)
+    drop = Drop("sftp_r440100", "drop", NOW, store)
+
+    def write(day: str) -> str | None:
+        return days.write_bankevt(
+            engine,
+            hub=HUB,
+            bureau=BUREAU,
+            dest=drop,
+            encoding="GB18030",
+            business_date=day,
+            work_dir=tmp_path,
+        )
+
+    channel(engine, [ch("Q1", "L1", made), ch("Q2", "L3", made)])
+    first = write(DAY)
+    assert write(DAY) is None
+    empty = write("20261207")
+    with engine.connect() as conn:
+        data = dict(conn.execute(text("SELECT name, data FROM outbound_file")).all())
+    reader = DelimitedReader(io.BytesIO(data[first]), BANKEVT, "GB18030", 100, 2)
+    ops = next(
+        list(zip(c.strings("op"), c.strings("channel"), c.strings("id_no")))
+        for c in reader.chunks()
+    )
+    assert ops == [("01", "C01", made.id_no), ("03", "C01", made.id_no)]
+    assert (
+        DelimitedReader(io.BytesIO(data[empty]), BANKEVT, "GB18030", 100, 0).header.record_count
+        == 0
+    )
+
+
+def test_nothing_pin_related_is_kept_in_any_table(engine: Engine) -> None:
+    with engine.begin() as conn:
+        made = seed_card(conn, 1, status="0")
+    pin = "802614"
+    channel(engine, [ch("Q1", "E1", made, pin)])
+    with engine.connect() as conn:
+        for table in (
+            "service_line",
+            "audit_record",
+            "pin_verification",
+            "pin_nonce",
+            "bank_event",
+            "account",
+            "card",
+        ):
+            for row in conn.execute(text(f"SELECT * FROM {table}")):
+                assert pin not in "|".join(str(v) for v in row), table
