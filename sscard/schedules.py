@@ -17,6 +17,9 @@ BUSINESS = {
     "factory_dispatch": "0 16 * * *",
     "factory_returns": "*/30 * * * *",
     "bureau_card_returns": "0 20 * * *",
+    "status_sync": "*/15 * * * *",
+    "channel_requests": "*/5 * * * *",
+    "card_maintenance": "30 21 * * *",
 }
 SANDBOX = "* * * * *"
 

@@ -218,3 +218,18 @@ def bank_events(bureau_code: str, when: datetime, connection: Any) -> dict[str, 
         )
     delivered = _publish(connection, engine, bureau.conn_id, when)
     return {"bureau": bureau_code, "bankevt": name, "delivered": delivered}
+
+
+def status_answers(bureau_code: str, when: datetime, connection: Any) -> dict[str, Any]:
+    """STATUSRSP for the bureau's files whose last lines were answered by a partner bank
+    (or E140) since its intake ran; publish."""
+    parties = load_counterparties()
+    bureau = parties.bureau(bureau_code)
+    engine = engine_for(database_url())
+    with working_directory() as work_dir:
+        with engine.begin() as conn:
+            answered = answer_ready(
+                conn, "STATUS", bureau_code, _drop(bureau, when), bureau.encoding, work_dir
+            )
+    delivered = _publish(connection, engine, bureau.conn_id, when)
+    return {"bureau": bureau_code, "answered": answered, "delivered": delivered}
