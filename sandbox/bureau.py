@@ -365,6 +365,46 @@ def make_apply_batch(
     )
 
 
+def make_replacement_batch(
+    replaced: Sequence[tuple[Sequence[str], str, str, str]],
+    *,
+    bureau: str = "R440100",
+    hub: str = "B001",
+    business_date: str,
+    seq: int,
+) -> ApplyBatch:
+    """An APPLY of replacements (ICD §5.1, DOMAIN §5): each ``(old_row, new_card_no,
+    app_type, keep_account)`` applies for a new card for the holder of the card an
+    earlier APPLY row asked for, at the same bank, reusing the photo on file (no zip).
+    ``06`` renewals give replace_reason ``2`` (damage), which has no date rule."""
+    batch_no = f"{business_date}{seq:03d}"
+    name = str(FileName("APPLY", bureau, hub, business_date, f"{seq:03d}"))
+    rows: list[list[str]] = []
+    for position, (old, card_no, app_type, keep) in enumerate(replaced):
+        row = list(old)
+        row[0] = f"{batch_no}{position + 1:07d}"
+        row[1] = app_type
+        row[APPLY.index("old_card_no")] = old[_CARD_NO]
+        row[_CARD_NO] = card_no
+        row[_KEEP_ACCOUNT] = keep
+        row[APPLY.index("replace_reason")] = "2" if app_type == "06" else ""
+        row[_PHOTO] = ""
+        rows.append(row)
+    header = Header("APPLY", bureau, hub, batch_no, business_date, len(rows))
+    data = render(header, rows)
+    return ApplyBatch(
+        name=name,
+        data=data,
+        control=_control(name, data, len(rows)),
+        zip_name=name[:-4] + ".zip",
+        zip_data=None,
+        zip_control=None,
+        expected=[None] * len(rows),
+        rows=rows,
+        header=header,
+    )
+
+
 def demo_batch(
     business_date: str, size: int = 200, seed: int | str = 0, **options: Any
 ) -> ApplyBatch:
