@@ -200,8 +200,8 @@ def test_a_servicing_day_end_to_end(
     rsp = {
         p.name: read_channelrsp(p.read_bytes()) for p in (chan / "drop").glob("CHANNELRSP_*.txt")
     }
-    assert rsp[f"CHANNELRSP_B001_C01_20261123_001.txt"] == file.expected()
-    assert rsp[f"CHANNELRSP_B001_C01_20261123_002.txt"] == manual.expected()
+    assert rsp["CHANNELRSP_B001_C01_20261123_001.txt"] == file.expected()
+    assert rsp["CHANNELRSP_B001_C01_20261123_002.txt"] == manual.expected()
     assert {r[1] for r in manual.expected()} == {"00"}
 
     # money arrives on both (the sandbox's credit), then both are reported lost
