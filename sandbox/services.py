@@ -33,6 +33,7 @@ from zoneinfo import ZoneInfo
 from sandbox.bureau import LINE_KINDS, BureauSimulator
 from sandbox.factory import CardFactorySimulator
 from sandbox.partner_bank import PartnerBankSimulator
+from sandbox.servicing import PartnerServicing
 from sandbox.sftp_server import EmbeddedSftpServer
 from sscard.config import Counterparties, load_counterparties
 from transport.remote import files
@@ -71,7 +72,7 @@ def serve(directory: Path, port: int, every: float) -> int:
     """Run the counterparties until SIGINT or SIGTERM."""
     parties = load_counterparties()
     root = directory / "sftp"
-    everyone = [*parties.bureaus, *parties.partner_banks, *parties.factories]
+    everyone = [*parties.bureaus, *parties.partner_banks, *parties.factories, *parties.channels]
     for party in everyone:
         for sub in (party.pickup, party.drop):
             (root / party.code / sub).mkdir(parents=True, exist_ok=True)
@@ -97,6 +98,17 @@ def serve(directory: Path, port: int, every: float) -> int:
             )
             for p in parties.partner_banks
         ]
+        servicing = [
+            PartnerServicing(
+                p.code,
+                parties.hub,
+                drop=root / p.code / p.drop,
+                pickup=root / p.code / p.pickup,
+                state_dir=directory / "partners",
+                seed=f"sandbox-{p.code}",
+            )
+            for p in parties.partner_banks
+        ]
         factories = [
             CardFactorySimulator(remotes[f.code], code=f.code, hub=parties.hub, seed="sandbox")
             for f in parties.factories
@@ -110,6 +122,9 @@ def serve(directory: Path, port: int, every: float) -> int:
                     for partner in partners:
                         for name in partner.run(day):
                             log.info("partner bank %s answered %s", partner.code, name)
+                    for side in servicing:
+                        for name in side.run(day):
+                            log.info("partner bank %s answered %s", side.code, name)
                     for factory in factories:
                         for name in factory.run(day):
                             log.info("card factory %s returned %s", factory.code, name)
