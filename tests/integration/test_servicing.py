@@ -597,3 +597,58 @@ def test_nothing_pin_related_is_kept_in_any_table(engine: Engine) -> None:
         ):
             for row in conn.execute(text(f"SELECT * FROM {table}")):
                 assert pin not in "|".join(str(v) for v in row), table
+
+
+def test_a_new_account_at_another_bank_leaves_the_old_one_credit_blocked_until_it_is_emptied(
+    engine: Engine,
+) -> None:
+    with engine.begin() as conn:
+        old = seed_card(conn, 1, status="2", account_status="active")
+        new = seed_card(
+            conn,
+            2,
+            status="0",
+            app_type="05",
+            old_card_no=old.card_no,
+            keep_account="0",
+            id_no=old.id_no,
+            bank_code="B002",
+            pan="6220020000000000003",
+        )
+    credit(engine, old.pan, 900)
+    assert status(engine, [st("R1", "11", new)]) == [("R1", None, "")]  # forwarded to B002
+    # the partner agrees: the new card is enabled, the replacement finished at the end of day
+    with engine.begin() as conn:
+        (req_no,) = conn.execute(text("SELECT req_no FROM partner_status")).one()
+        _, reader = request_file(conn, "STATUSRSP", "B002", [(req_no, "00", "", "")])
+        partner.apply_status_answers(
+            conn, reader, hub=HUB, bank_code="B002", business_date=DAY, now=NOW, file_name="X"
+        )
+    assert days.finish_replacements(engine, HUB, DAY, NOW) == 1
+    assert card_row(engine, old.card_no).status == "9"
+    acct = account_row(engine, old.pan)
+    assert (acct.status, acct.credit_blocked, acct.balance_fen) == ("active", True, 900)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT kind FROM replacement")).scalar_one() == "elsewhere"
+
+
+def test_the_cancellation_of_a_replaced_partner_card_is_forwarded_to_the_partner(
+    engine: Engine,
+) -> None:
+    with engine.begin() as conn:
+        old = seed_card(conn, 1, status="2", bank_code="B002", pan="6220020000000000003")
+        new = seed_card(
+            conn,
+            2,
+            status="0",
+            app_type="05",
+            old_card_no=old.card_no,
+            keep_account="0",
+            id_no=old.id_no,
+        )
+    assert status(engine, [st("R1", "11", new)]) == [("R1", "00", "")]
+    assert card_row(engine, old.card_no).status == "9"
+    with engine.connect() as conn:
+        fwd = conn.execute(text("SELECT op, card_no, channel, op_time FROM partner_status")).one()
+    assert tuple(fwd) == ("04", old.card_no, "AUTO", OP_TIME)
+    assert events(engine) == [("04", old.card_no, "AUTO")]
