@@ -154,6 +154,8 @@ class Book:
     moves: list[tuple[str, str, str, int]] = field(default_factory=list)
     replacements: list[dict[str, object]] = field(default_factory=list)
     pins: dict[str, tuple[str, str]] = field(default_factory=dict)
+    #: the loaded cards of each PAN
+    by_pan: dict[str, list[CardState]] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ loading
     def load(
@@ -231,6 +233,8 @@ class Book:
                 replaces=replaces,
             )
             self.cards[r.card_no] = card
+            if card.pan:
+                self.by_pan.setdefault(card.pan, []).append(card)
             out.append(card)
         return out
 
@@ -258,7 +262,7 @@ class Book:
     def current_card(self, pan: str) -> CardState | None:
         """The card the account follows (DOMAIN §3): the highest enabled pan_seq; before
         the first enable, the only (highest) card."""
-        mine = [c for c in self.cards.values() if c.pan == pan]
+        mine = self.by_pan.get(pan, [])
         enabled = [c for c in mine if c.status != CardStatus.SEALED]
         pool = enabled or mine
         return max(pool, key=lambda c: c.pan_seq) if pool else None
@@ -355,7 +359,7 @@ class Book:
         its account, which closes once its balance is zero."""
         if not card.pan or card.pan_continues:
             return
-        others = [c for c in self.cards.values() if c.pan == card.pan and c is not card]
+        others = [c for c in self.by_pan.get(card.pan, []) if c is not card]
         if any(c.status != CardStatus.CANCELLED for c in others):
             return
         account = self.accounts.get(card.pan)

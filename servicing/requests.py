@@ -43,6 +43,7 @@ from schemas.states import (
     ChannelOp,
     Result,
     account_transition,
+    card_transition,
 )
 from servicing.book import AUTO, Book, CardState
 from servicing.lines import Line, decided, read_lines, settle_keys, store_lines
@@ -51,6 +52,8 @@ log = logging.getLogger("sscard.servicing")
 
 #: the BANKEVT op of a financial activation, a PIN locked and unlocked (ICD §5.8)
 ACTIVATED, PIN_LOCKED, PIN_UNLOCKED = "21", "22", "23"
+#: channel ops that check the holder's identity (ICD §5.9: id_no and name C)
+_IDENTITY_OPS = frozenset(CHANNEL.field("id_no").cond.values)  # type: ignore[union-attr]
 #: channel ops whose pin_block may be given (ICD §5.9)
 _PIN_OPS = frozenset({ChannelOp.A1, ChannelOp.P1, ChannelOp.E1})
 
@@ -115,8 +118,6 @@ def _status_line(book: Book, line: Line, ctx: Ctx) -> None:
             line.answer(outcome.result)
         return
     # a partner bank's card: the hub checks the transition itself, then forwards it
-    from schemas.states import card_transition
-
     outcome = card_transition(card.status, op, replacement_applied=card.being_replaced)
     if outcome.result is Result.REFUSED:
         assert outcome.reason is not None
@@ -190,10 +191,7 @@ def _channel_line(book: Book, pins: Pins, line: Line, ctx: Ctx) -> None:
     op_text = line.get("op")
     if card is not None and not line.failed:
         op = ChannelOp(op_text)
-        from schemas.layouts import CHANNEL as _L
-
-        identity = _L.field("id_no").cond
-        if identity is not None and op_text in identity.values:
+        if op_text in _IDENTITY_OPS:
             if line.get("id_no") != card.id_no:
                 line.fail(CHANNEL, "id_no", "E132")
             elif line.get("name") != card.name:
