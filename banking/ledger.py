@@ -263,6 +263,9 @@ def post_transfers(
     tag = uuid.uuid4().hex[:12]
     stage, new, posted, delta = (f"ledger_{n}_{tag}" for n in ("stage", "new", "posted", "delta"))
     big = "BIGINT" if pg else "INTEGER"
+    if pg:
+        # the sorts and hashes over a day's rows stay in memory (this transaction only)
+        conn.execute(text("SET LOCAL work_mem = '256MB'"))
     conn.execute(
         text(
             f"CREATE TEMPORARY TABLE {stage} (seq {big} NOT NULL, idem_key VARCHAR(80) NOT NULL, "
@@ -314,6 +317,8 @@ def post_transfers(
             "(SELECT 1 FROM ledger_txn t WHERE t.idem_key = firsts.idem_key)"
         )
     )
+    if pg:
+        conn.execute(text(f"ANALYZE {new}"))
     conn.execute(text(f"CREATE TEMPORARY TABLE {posted} (txn_id {big}, idem_key VARCHAR(80))"))
     params = {"kind": kind, "d": business_date, "now": now}
     insert_txns = (
@@ -355,6 +360,8 @@ def post_transfers(
             ") legs GROUP BY account"
         )
     )
+    if pg:
+        conn.execute(text(f"ANALYZE {delta}"))
     used = conn.scalars(
         text(f"SELECT account FROM {delta} WHERE account IN :codes").bindparams(
             bindparam("codes", expanding=True)
@@ -387,14 +394,16 @@ def post_transfers(
     if short is not None:
         raise LedgerError(f"insufficient balance: {masked_pan(short)}")
 
-    for side, sign in (("debit", "-"), ("credit", "")):
-        conn.execute(
-            text(
-                f"INSERT INTO ledger_entry (txn_id, account, amount_fen) "
-                f"SELECT p.txn_id, n.{side}, {sign}n.amount_fen FROM {posted} p "
-                f"JOIN {new} n ON n.idem_key = p.idem_key ORDER BY p.txn_id"
-            )
+    conn.execute(
+        text(
+            "INSERT INTO ledger_entry (txn_id, account, amount_fen) "
+            "SELECT txn_id, account, amount_fen FROM ("
+            f"SELECT p.txn_id, n.debit AS account, -n.amount_fen AS amount_fen, 0 AS side "
+            f"FROM {posted} p JOIN {new} n ON n.idem_key = p.idem_key UNION ALL "
+            f"SELECT p.txn_id, n.credit, n.amount_fen, 1 FROM {posted} p "
+            f"JOIN {new} n ON n.idem_key = p.idem_key) legs ORDER BY txn_id, side"
         )
+    )
     for table, key in (("account", "pan"), ("ledger_account", "code")):
         conn.execute(
             text(
