@@ -1,44 +1,72 @@
-"""The sandbox's business day, end to end, on the embedded default (``make demo``).
+"""The sandbox's business day, end to end, on the embedded default (``make demo``), and
+the servicing day after it.
 
-An embedded SFTP server stands in for the servers of the bureau, the partner banks and
-the card factory. The simulated bureau uploads an APPLY batch with its photo zip (about
-8 % bad lines of every kind); the hub's DAGs run with ``dag.test()`` one after the
-other — intake, account opening, partner answers, personalisation, production returns,
-card returns — with the simulated partner banks and factory answering in between; the
-bureau collects its APPLYRSP and CARDRSP.
+An embedded SFTP server stands in for the servers of the bureau, the partner banks, the
+card factory and the bank channel. The simulated bureau uploads an APPLY batch with its
+photo zip (about 8 % bad lines of every kind); the hub's DAGs run with ``dag.test()`` one
+after the other — intake, account opening, partner answers, personalisation, production
+returns, card returns — with the simulated partner banks and factory answering in
+between; the bureau collects its APPLYRSP and CARDRSP.
 
-The terminal tells the day's story, one line per step as it happens (what each DAG run
-took in and sent out, read from the hub's registry of received files and its outbox),
-then the bureau's answers as tables and where to look. Every log record of the run —
-Airflow's, the hub's, paramiko's and asyncssh's, the sandbox server's — and anything
-else written to standard output or error goes to ``var/demo/airflow-demo.log``.
+The next business date is a servicing day (:class:`_ServicingDay`): at 10:00 the bank
+channel sends CHANNEL requests on the day's hub cards (PIN blocks, weak PINs, wrong
+identities, replays, stale and tampered blocks planted) and checks every CHANNELRSP line;
+money arrives on a few activated accounts; the bureau reports two cards lost and enables
+a partner bank's card, which the hub forwards and the partner bank answers, reporting a
+loss of its own; at 21:30 the end of day writes the bureau's BANKEVT. The day after, the
+bureau applies for the two lost cards' replacements, one keeping the card's account and
+number, one moving the balance to a new account; the new cards are made, enabled at the
+channel and by the bureau, and the old ones cancelled.
+
+The terminal tells the story, one line per step as it happens (what each DAG run took in
+and sent out, read from the hub's registry of received files and its outbox), then the
+counterparties' answers as tables, the checks of the ledger and the audit chain, and where
+to look. Every log record of the run — Airflow's, the hub's, paramiko's and asyncssh's,
+the sandbox server's — and anything else written to standard output or error goes to
+``var/demo/airflow-demo.log``. The exit code is 0 only when every answer is the one the
+counterparties expected.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import sys
 import unicodedata
 from collections import Counter
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import ExitStack, contextmanager, redirect_stderr, redirect_stdout
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from sandbox.bureau import BureauSimulator, read_applyrsp
+from banking import audit, ledger
+from banking.keystore import SANDBOX_ZONE_KEY_ID, key_store, write_sandbox_keys
+from sandbox.bureau import ApplyBatch, BureauSimulator, make_replacement_batch, read_applyrsp
+from sandbox.channel import (
+    FAULT_KINDS,
+    ChannelCard,
+    ChannelFile,
+    make_channel_file,
+    read_channelrsp,
+)
 from sandbox.factory import CardFactorySimulator
 from sandbox.partner_bank import PartnerBankSimulator
+from sandbox.people import make_card_no
 from sandbox.services import collect, settings_of
+from sandbox.servicing import PartnerServicing, make_status_file, read_bankevt, read_statusrsp
 from sandbox.sftp_server import EmbeddedSftpServer
 from schemas.codes import message
+from schemas.files import FileName
+from schemas.layouts import APPLY
 from sscard.config import ROOT, database_url, load_counterparties, storage_url, var_dir
 from transport.sftp import SftpRemote
 
 if TYPE_CHECKING:
-    from sscard.config import Counterparties
+    from sscard.config import Counterparties, Counterparty
 
 #: the run's log, in the demo's directory under ``var/``
 LOG_NAME = "airflow-demo.log"
@@ -46,6 +74,8 @@ LOG_NAME = "airflow-demo.log"
 _WHO = 25
 #: rows of the hub database read for the story
 _Rows = list[Any]
+#: where an APPLY line holds its card_no
+_CARD_COLUMN = APPLY.index("card_no")
 
 
 @contextmanager
@@ -74,8 +104,8 @@ def _logs_to(path: Path) -> Iterator[None]:
             configure_logging()  # type: ignore[no-untyped-call]
 
 
-def _next_seq(business_date: str, bureau: str) -> int:
-    """The first SEQ of the day not yet used by an accepted file, so a demo can be re-run."""
+def _next_seq(business_date: str, sender: str, type_: str = "APPLY") -> int:
+    """The first SEQ of the day not yet used by a file ``sender`` sent, so a demo can be re-run."""
     from sqlalchemy import func, select
 
     from persistence.db import engine_for
@@ -84,12 +114,35 @@ def _next_seq(business_date: str, bureau: str) -> int:
     with engine_for(database_url()).connect() as conn:
         used = conn.scalar(
             select(func.count()).where(
-                ReceivedFile.sender == bureau,
-                ReceivedFile.type == "APPLY",
+                ReceivedFile.sender == sender,
+                ReceivedFile.type == type_,
                 ReceivedFile.business_date == business_date,
             )
         )
     return int(used or 0) + 1
+
+
+def _day_after(day: str) -> str:
+    return (datetime.strptime(day, "%Y%m%d") + timedelta(days=1)).strftime("%Y%m%d")
+
+
+def _servicing_days(business_date: str, bureau: str) -> tuple[str, str]:
+    """The servicing day and the day after it: the first two days after ``business_date``
+    whose BANKEVT the hub has not written yet — on a fresh database the next two dates —
+    so a demo run again on the same database tells its own days."""
+    from sqlalchemy import select
+
+    from persistence.db import engine_for
+    from persistence.models import BankEventDay
+
+    with engine_for(database_url()).connect() as conn:
+        closed = set(
+            conn.scalars(select(BankEventDay.business_date).where(BankEventDay.bureau == bureau))
+        )
+    day = _day_after(business_date)
+    while day in closed or _day_after(day) in closed:
+        day = _day_after(day)
+    return day, _day_after(day)
 
 
 def main(size: int = 200, business_date: str | None = None) -> int:
@@ -100,16 +153,19 @@ def main(size: int = 200, business_date: str | None = None) -> int:
     bureau = parties.bureaus[0]
     now = datetime.now(UTC)
     business_date = business_date or now.astimezone(ZoneInfo(parties.timezone)).strftime("%Y%m%d")
-    run_at = datetime.strptime(business_date, "%Y%m%d").replace(
-        hour=10, tzinfo=ZoneInfo(parties.timezone)
-    )
+    run_at = _at(business_date, 10, 0, parties.timezone)
     demo_dir = var_dir() / "demo"
     sftp_root = demo_dir / "sftp"
     log_path = demo_dir / LOG_NAME
-    counterparties = [bureau, *parties.partner_banks, *parties.factories]
+    counterparties = [bureau, *parties.partner_banks, *parties.factories, *parties.channels]
     for party in counterparties:
         for sub in (party.pickup, party.drop):
             (sftp_root / party.code / sub).mkdir(parents=True, exist_ok=True)
+    # the channels' zone keys and the PIN verification key, where the hub's key store reads them
+    key_dir = demo_dir / "keys"
+    write_sandbox_keys(key_dir, [c.code for c in parties.channels])
+    os.environ["SSCARD_KEY_DIR"] = str(key_dir)
+    serviced, replaced = _servicing_days(business_date, bureau.code)
 
     def say(text: str = "") -> None:
         print(text, file=out, flush=True)
@@ -120,7 +176,11 @@ def main(size: int = 200, business_date: str | None = None) -> int:
 
     say(f"The sandbox's business day {business_date}, step by step (Airflow's log: {log_path})")
     say()
-    with _logs_to(log_path), EmbeddedSftpServer(sftp_root, state_dir=demo_dir / "sshd") as server:
+    with (
+        _logs_to(log_path),
+        EmbeddedSftpServer(sftp_root, state_dir=demo_dir / "sshd") as server,
+        ExitStack() as connected,
+    ):
         settings = {}
         for party in counterparties:
             conn = server.connection(party.code)
@@ -148,9 +208,9 @@ def main(size: int = 200, business_date: str | None = None) -> int:
         dags = DagBag(dag_folder=str(ROOT / "dags")).dags
         hub = _HubRecords(database_url(), parties)
 
-        def run(dag_id: str) -> bool:
+        def run(dag_id: str, when: datetime = run_at) -> bool:
             step(dag_id)
-            state = dags[dag_id].test(run_after=run_at, logical_date=run_at).state
+            state = dags[dag_id].test(run_after=when, logical_date=when).state
             if state != DagRunState.SUCCESS:
                 say(f"the run ended {state}")
                 print(
@@ -163,36 +223,44 @@ def main(size: int = 200, business_date: str | None = None) -> int:
 
         if not (run("apply_intake") and run("account_opening")):
             return 1
-        remotes = {code: SftpRemote(settings[code]) for code in settings}
-        try:
-            for partner in parties.partner_banks:
-                step(f"partner bank {partner.code}")
-                sent = PartnerBankSimulator(
-                    remotes[partner.code],
-                    code=partner.code,
-                    hub=parties.hub,
-                    seed=f"demo-{partner.code}",
-                    state_dir=demo_dir / "partners",
-                ).run(business_date)
-                say(f"answered {', '.join(sent) or 'nothing'}")
-            if not (run("partner_account_returns") and run("factory_dispatch")):
-                return 1
-            for factory in parties.factories:
-                step(f"card factory {factory.code}")
-                sent = CardFactorySimulator(
-                    remotes[factory.code], code=factory.code, hub=parties.hub, seed=f"demo-{seq}"
-                ).run(business_date)
-                say(f"returned {', '.join(sent) or 'nothing'}")
-            if not (run("factory_returns") and run("bureau_card_returns")):
-                return 1
-            inbox = demo_dir / "bureau-inbox"
-            inbox.mkdir(parents=True, exist_ok=True)
-            step(f"bureau {bureau.code}")
-            taken = collect(remotes[bureau.code], bureau.drop, inbox)
-        finally:
-            for remote in remotes.values():
-                remote.close()
+        remotes = {code: connected.enter_context(SftpRemote(settings[code])) for code in settings}
+        for partner in parties.partner_banks:
+            step(f"partner bank {partner.code}")
+            sent = PartnerBankSimulator(
+                remotes[partner.code],
+                code=partner.code,
+                hub=parties.hub,
+                seed=f"demo-{partner.code}",
+                state_dir=demo_dir / "partners",
+            ).run(business_date)
+            say(f"answered {', '.join(sent) or 'nothing'}")
+        if not (run("partner_account_returns") and run("factory_dispatch")):
+            return 1
+        for factory in parties.factories:
+            step(f"card factory {factory.code}")
+            sent = CardFactorySimulator(
+                remotes[factory.code], code=factory.code, hub=parties.hub, seed=f"demo-{seq}"
+            ).run(business_date)
+            say(f"returned {', '.join(sent) or 'nothing'}")
+        if not (run("factory_returns") and run("bureau_card_returns")):
+            return 1
+        inbox = demo_dir / "bureau-inbox"
+        inbox.mkdir(parents=True, exist_ok=True)
+        step(f"bureau {bureau.code}")
+        taken = collect(remotes[bureau.code], bureau.drop, inbox)
         say(f"collected {', '.join(taken) or 'nothing'}")
+
+        servicing = _ServicingDay(
+            parties=parties,
+            remotes=remotes,
+            run=run,
+            step=step,
+            say=say,
+            demo_dir=demo_dir,
+            batch=batch,
+        )
+        if not (servicing.day(serviced) and servicing.replacements(replaced)):
+            return 1
 
     response_name = f"APPLYRSP_{parties.hub}_{bureau.code}_{business_date}_{seq:03d}.txt"
     answers = read_applyrsp((inbox / response_name).read_bytes(), bureau.encoding)
@@ -211,17 +279,21 @@ def main(size: int = 200, business_date: str | None = None) -> int:
         say()
         for line in _cardrsp_lines(inbox, name, bureau.encoding, parties.hub):
             say(line)
+    for line in servicing.summary():
+        say(line)
     archive = sftp_root / bureau.code / bureau.pickup / "archive" / business_date
     say()
     say("Where to look:")
     for line in _table(
         [
             ("what the bureau took from its drop directory", f"{inbox}/"),
+            ("what the channel took from its drop directory", f"{servicing.channel_inbox}/"),
             ("archived requests (bureau's server)", f"{archive}/"),
             ("every file the hub sent", "table outbound_file of the hub database"),
             ("  large ones (APPLYRSP, PERSO and its zip)", f"{storage_url()}/outbox/"),
             ("hub's copies of what arrived", f"{storage_url()}/received/"),
             ("hub database", database_url()),
+            ("the sandbox's zone and PIN verification keys", f"{key_dir}/"),
             ("Airflow's, the hub's and the servers' logs", str(log_path)),
             ("where the work stands", f"uv run sscard status --business-date {business_date}"),
             (
@@ -229,13 +301,763 @@ def main(size: int = 200, business_date: str | None = None) -> int:
                 f"uv run sscard validate {archive / batch.name} --business-date {business_date}",
             ),
             (
+                "an account: status, balance, entries",
+                "uv run sscard account show PAN  (the full PAN, from table card)",
+            ),
+            (
+                "a card, the card it replaced, its audit",
+                f"uv run sscard card show {servicing.shown_card}",
+            ),
+            ("the audit chain", "uv run sscard audit verify"),
+            ("the ledger's invariants", "uv run sscard ledger check"),
+            (
                 "the hub in a real Airflow, with its UI",
                 "make airflow, then make airflow-batch (http://127.0.0.1:8080)",
             ),
         ]
     ):
         say(line)
-    return 0 if agree else 1
+    return 0 if agree and servicing.all_met() else 1
+
+
+def _at(day: str, hour: int, minute: int, timezone: str) -> datetime:
+    """``day`` (YYYYMMDD) at ``hour:minute`` in ``timezone``."""
+    return datetime.strptime(day, "%Y%m%d").replace(
+        hour=hour, minute=minute, tzinfo=ZoneInfo(timezone)
+    )
+
+
+#: what a BANKEVT op tells the bureau (ICD §5.8)
+_EVENTS = {
+    "01": "temporary loss",
+    "02": "formal loss",
+    "03": "unblocked",
+    "04": "cancelled",
+    "11": "enabled",
+    "21": "account activated",
+    "22": "PIN locked",
+    "23": "PIN unlocked",
+}
+#: CHANNELRSP and STATUSRSP results that carry no reason code
+_RESULTS = {"00": ("办理成功", "done"), "02": ("已是该状态", "already so, nothing done")}
+#: the sandbox's credits in fen: the card kept, the card moved, two more activated accounts
+_CREDITS = (30_000, 123_456, 88_800, 5_050)
+#: a card number no bureau sends (make_card_no never gives it): STATUS answers E119
+_UNKNOWN_CARD = "ZZZZZZZZZ"
+#: the partner bank's own counter, where it takes a loss it reports in its BANKEVT
+_PARTNER_CHANNEL = "C21"
+
+
+@dataclass
+class _Replaced:
+    """A replacement of the story: the old and the new card, their accounts and the
+    balances (fen) before the new card was enabled and after the end of day."""
+
+    old_card: str
+    new_card: str
+    keep: bool
+    old_pan: str
+    fen: int
+    new_pan: str = ""
+    kind: str = ""
+    new_fen: int = 0
+    old_fen: int = 0
+    old_account: str = ""
+    old_status: str = ""
+
+
+class _ServicingDay:
+    """The servicing day after the issuance day, and the day after it (module docs).
+
+    Each step is told as it happens; what the counterparties got back is checked against
+    what they expected (:attr:`expectations`) and shown by :meth:`summary`."""
+
+    def __init__(
+        self,
+        *,
+        parties: Counterparties,
+        remotes: dict[str, SftpRemote],
+        run: Callable[[str, datetime], bool],
+        step: Callable[[str], None],
+        say: Callable[..., None],
+        demo_dir: Path,
+        batch: ApplyBatch,
+    ) -> None:
+        from persistence.db import engine_for
+
+        self.parties = parties
+        self.remotes = remotes
+        self._run = run
+        self.step = step
+        self.say = say
+        self.demo_dir = demo_dir
+        self.batch = batch
+        self.engine = engine_for(database_url())
+        self.bureau = parties.bureaus[0]
+        self.channel = parties.channels[0]
+        self.partner = parties.partner_banks[0]
+        self.bureau_inbox = demo_dir / "bureau-inbox"
+        self.channel_inbox = demo_dir / "channel-inbox"
+        for inbox in (self.bureau_inbox, self.channel_inbox):
+            inbox.mkdir(parents=True, exist_ok=True)
+        #: (what, met) for every check of the day
+        self.expectations: list[tuple[str, bool]] = []
+        #: (business date, CHANNEL file, its CHANNELRSP lines) per file the channel sent
+        self.channel_files: list[tuple[str, ChannelFile, list[tuple[str, str, str]]]] = []
+        #: (STATUSRSP name, its lines, the STATUS ops by req_no)
+        self.statusrsp: list[tuple[str, list[tuple[str, str, str]], dict[str, tuple[str, str]]]]
+        self.statusrsp = []
+        #: (business date, BANKEVT name, its events) per BANKEVT the bureau collected
+        self.bankevt: list[tuple[str, str, list[dict[str, str]]]] = []
+        self.credited: list[tuple[str, int]] = []
+        self.replaced: list[_Replaced] = []
+        self.ledger_ok: bool | None = None
+        self.audit: Any = None
+        self.shown_card = "CARD_NO"
+        #: the two cards to be lost and replaced: one keeps its account, one moves it
+        self.keep_old = self.move_old = ""
+        self.days: tuple[str, str] = ("", "")
+
+    # ------------------------------------------------------------------ the story
+
+    def day(self, day: str) -> bool:
+        """The servicing day ``day``: channel requests, credits, status from the bureau and
+        the partner bank, the end of day. False when a DAG run failed."""
+        tz = self.parties.timezone
+        at, end_of_day = _at(day, 10, 0, tz), _at(day, 21, 30, tz)
+        self.days = (day, _day_after(day))
+        self.say()
+        self.say(f"The servicing day {day} (the day's work at 10:00, the end of day at 21:30 {tz})")
+        self.say()
+        accepted = [
+            row[_CARD_COLUMN]
+            for row, expected in zip(self.batch.rows, self.batch.expected, strict=True)
+            if expected is None
+        ]
+        made = _cards(self.engine, accepted)
+        hub_cards = sorted(c for c, r in made.items() if r.bank_code == self.parties.hub)
+        partner_cards = sorted(c for c, r in made.items() if r.bank_code == self.partner.code)
+        if len(hub_cards) < 3 or not partner_cards:
+            self.step("servicing")
+            self.say("too few cards were made for a servicing day (run with a larger --size)")
+            self.expectations.append(("cards made for the servicing day", False))
+            return True
+        self.keep_old, self.move_old = hub_cards[:2]
+        others = hub_cards[2:]
+        partner_card = partner_cards[0]
+        self.shown_card = self.move_old
+
+        # (1) the bank channel's requests
+        key = _zone_key(self.channel.code)
+        seq = _next_seq(day, self.channel.code, "CHANNEL")
+        mixed = make_channel_file(
+            [_channel_card(made[c]) for c in others],
+            channel=self.channel.code,
+            hub=self.parties.hub,
+            business_date=day,
+            seq=seq,
+            now=at,
+            key_id=SANDBOX_ZONE_KEY_ID,
+            key=key,
+            size=len(others) * 3 // 2,
+            seed=f"demo-{day}-{seq}",
+        )
+        enable = make_channel_file(
+            [_channel_card(made[c]) for c in (self.keep_old, self.move_old)],
+            channel=self.channel.code,
+            hub=self.parties.hub,
+            business_date=day,
+            seq=seq + 1,
+            now=at,
+            key_id=SANDBOX_ZONE_KEY_ID,
+            key=key,
+            mix={"E1": 1.0},
+            seed=f"demo-{day}-{seq + 1}",
+        )
+        planted = sum(1 for r in mixed.requests if r.kind in FAULT_KINDS)
+        self.step(f"channel {self.channel.code}")
+        for file in (mixed, enable):
+            self._publish(self.channel, file.name, file.data, len(file.requests))
+        self.say(
+            f"uploaded {mixed.name} ({len(mixed.requests)} requests, {planted} of them faulty) "
+            f"and {enable.name} (E1 with a PIN on the 2 cards to be lost)"
+        )
+        if not self.run("channel_requests", at):
+            return False
+        self._channel_collects(day, [mixed, enable])
+
+        # (2) money arrives on a few activated accounts
+        self._credit(day, at, [self.keep_old, self.move_old], others)
+
+        # (3) the bureau's card status, a partner bank's side of it
+        seq = _next_seq(day, self.bureau.code, "STATUS")
+        batch_no = f"S{day}{seq:03d}"
+        holder = made[partner_card]
+        ops = [
+            (f"{batch_no}01", "02", self.keep_old, made[self.keep_old]),
+            (f"{batch_no}02", "02", self.move_old, made[self.move_old]),
+            (f"{batch_no}03", "11", partner_card, holder),
+            (f"{batch_no}04", "01", _UNKNOWN_CARD, holder),
+        ]
+        name, data, _ = make_status_file(
+            [(req_no, op, card_no, c.id_no, c.name) for req_no, op, card_no, c in ops],
+            bureau=self.bureau.code,
+            hub=self.parties.hub,
+            business_date=day,
+            seq=seq,
+            now=at,
+            encoding=self.bureau.encoding,
+        )
+        status_expected = [
+            (ops[0][0], "00", ""),
+            (ops[1][0], "00", ""),
+            (ops[2][0], "00", ""),
+            (ops[3][0], "01", "E119"),
+        ]
+        self.step(f"bureau {self.bureau.code}")
+        self._publish(self.bureau, name, data, len(ops))
+        self.say(
+            f"uploaded {name}: formal loss (02) of the 2 cards, enable (11) of card "
+            f"{partner_card} of {self.partner.code}, a loss (01) of an unknown card"
+        )
+        if not self.run("status_sync", at):
+            return False
+        partner = PartnerServicing(
+            self.partner.code,
+            self.parties.hub,
+            drop=self._local(self.partner, self.partner.drop),
+            pickup=self._local(self.partner, self.partner.pickup),
+            state_dir=self.demo_dir / "partners",
+            seed=f"demo-{day}",
+        )
+        answered = partner.run(day)
+        evt_seq = _next_seq(day, self.partner.code, "BANKEVT")
+        evt_name = partner.publish_partner_bankevt(
+            [
+                (
+                    f"PE{day}{evt_seq:03d}01",
+                    "01",
+                    partner_card,
+                    holder.id_no,
+                    at.strftime("%Y%m%d%H%M%S"),
+                    _PARTNER_CHANNEL,
+                )
+            ],
+            day,
+            evt_seq,
+        )
+        self.step(f"partner bank {self.partner.code}")
+        self.say(
+            f"answered {', '.join(answered) or 'nothing'}; sent {evt_name} (a temporary loss "
+            f"of card {partner_card} at its counter {_PARTNER_CHANNEL})"
+        )
+        if not self.run("status_sync", at):
+            return False
+
+        # (4) the end of the day
+        if not self.run("card_maintenance", end_of_day):
+            return False
+        taken = self._bureau_collects(day)
+        for name in (n for n in taken if n.startswith("STATUSRSP_")):
+            answers = read_statusrsp((self.bureau_inbox / name).read_bytes(), self.bureau.encoding)
+            self.statusrsp.append((name, answers, {r: (o, c) for r, o, c, _ in ops}))
+            self.expect(f"{name} as the bureau expects", answers == status_expected)
+        self.expect(
+            f"a STATUSRSP for the bureau's STATUS of {day}",
+            any(n.startswith("STATUSRSP_") for n in taken),
+        )
+        events = {
+            (e["op"], e["card_no"], e["channel"]) for _, _, evs in self._events(day) for e in evs
+        }
+        self.expect(
+            f"the BANKEVT of {day}: the 2 cards enabled and activated at {self.channel.code}",
+            {
+                (op, card, self.channel.code)
+                for op in ("11", "21")
+                for card in (self.keep_old, self.move_old)
+            }
+            <= events,
+        )
+        self.expect(
+            f"the BANKEVT of {day}: {self.partner.code}'s loss relayed",
+            ("01", partner_card, _PARTNER_CHANNEL) in events,
+        )
+        status = _cards(self.engine, [partner_card])[partner_card].status
+        self.expect(f"card {partner_card} enabled, then lost at {self.partner.code}", status == "4")
+        return True
+
+    def replacements(self, day: str) -> bool:
+        """The day after: the two lost cards replaced, one keeping its account and number,
+        one moving the balance to a new account. False when a DAG run failed."""
+        if not self.keep_old:
+            return True
+        tz = self.parties.timezone
+        at, end_of_day = _at(day, 10, 0, tz), _at(day, 21, 30, tz)
+        self.say()
+        self.say(f"The day after, {day}: the 2 lost cards replaced")
+        self.say()
+        old = _cards(self.engine, [self.keep_old, self.move_old])
+        with self.engine.connect() as conn:
+            before = {pan: ledger.balance(conn, pan) for pan in (c.pan for c in old.values())}
+        keep_new, move_new = _new_card_nos(self.engine, 2, f"demo-{day}")
+        self.replaced = [
+            _Replaced(
+                self.keep_old,
+                keep_new,
+                True,
+                old[self.keep_old].pan,
+                before[old[self.keep_old].pan],
+            ),
+            _Replaced(
+                self.move_old,
+                move_new,
+                False,
+                old[self.move_old].pan,
+                before[old[self.move_old].pan],
+            ),
+        ]
+        self.shown_card = move_new
+        rows = {
+            row[_CARD_COLUMN]: row
+            for row, expected in zip(self.batch.rows, self.batch.expected, strict=True)
+            if expected is None
+        }
+        seq = _next_seq(day, self.bureau.code)
+        repl = make_replacement_batch(
+            [
+                (rows[self.keep_old], keep_new, "05", "1"),
+                (rows[self.move_old], move_new, "05", "0"),
+            ],
+            bureau=self.bureau.code,
+            hub=self.parties.hub,
+            business_date=day,
+            seq=seq,
+        )
+        self.step(f"bureau {self.bureau.code}")
+        self._publish(self.bureau, repl.name, repl.data, len(repl.rows))
+        self.say(
+            f"uploaded {repl.name}: replacements (05) of {self.keep_old} keeping its account, "
+            f"of {self.move_old} with a new one"
+        )
+        if not (
+            self.run("apply_intake", at)
+            and self.run("account_opening", at)
+            and self.run("factory_dispatch", at)
+        ):
+            return False
+        for factory in self.parties.factories:
+            self.step(f"card factory {factory.code}")
+            sent = CardFactorySimulator(
+                self.remotes[factory.code],
+                code=factory.code,
+                hub=self.parties.hub,
+                fail_share=0.0,
+                seed=f"demo-{day}",
+            ).run(day)
+            self.say(f"returned {', '.join(sent) or 'nothing'}")
+        if not (self.run("factory_returns", at) and self.run("bureau_card_returns", at)):
+            return False
+        made = _cards(self.engine, [keep_new, move_new])
+        if len(made) < 2:
+            self.expect("both replacement cards made", False)
+            return True
+        key = _zone_key(self.channel.code)
+        seq = _next_seq(day, self.channel.code, "CHANNEL")
+        enable = make_channel_file(
+            [_channel_card(made[move_new])],
+            channel=self.channel.code,
+            hub=self.parties.hub,
+            business_date=day,
+            seq=seq,
+            now=at,
+            key_id=SANDBOX_ZONE_KEY_ID,
+            key=key,
+            mix={"E1_nopin": 1.0},
+            seed=f"demo-{day}-{seq}",
+        )
+        self.step(f"channel {self.channel.code}")
+        self._publish(self.channel, enable.name, enable.data, len(enable.requests))
+        self.say(f"uploaded {enable.name} (E1 without a PIN: card {move_new} collected)")
+        if not self.run("channel_requests", at):
+            return False
+        seq = _next_seq(day, self.bureau.code, "STATUS")
+        new = made[keep_new]
+        name, data, _ = make_status_file(
+            [(f"S{day}{seq:03d}01", "11", keep_new, new.id_no, new.name)],
+            bureau=self.bureau.code,
+            hub=self.parties.hub,
+            business_date=day,
+            seq=seq,
+            now=at,
+            encoding=self.bureau.encoding,
+        )
+        self.step(f"bureau {self.bureau.code}")
+        self._publish(self.bureau, name, data, 1)
+        self.say(f"uploaded {name} (enable (11) of card {keep_new}, collected at the bureau)")
+        if not (self.run("status_sync", at) and self.run("card_maintenance", end_of_day)):
+            return False
+        self._channel_collects(day, [enable])
+        taken = self._bureau_collects(day)
+        for name in (n for n in taken if n.startswith("STATUSRSP_")):
+            answers = read_statusrsp((self.bureau_inbox / name).read_bytes(), self.bureau.encoding)
+            self.statusrsp.append((name, answers, {f"S{day}{seq:03d}01": ("11", keep_new)}))
+            self.expect(
+                f"{name} as the bureau expects", answers == [(f"S{day}{seq:03d}01", "00", "")]
+            )
+        auto = {
+            (e["op"], e["card_no"])
+            for _, _, evs in self._events(day)
+            for e in evs
+            if e["channel"] == "AUTO"
+        }
+        self.expect(
+            f"the BANKEVT of {day}: the 2 old cards cancelled (04 AUTO)",
+            auto == {("04", self.keep_old), ("04", self.move_old)},
+        )
+        self._check_replacements()
+        with self.engine.connect() as conn:
+            self.ledger_ok = ledger.check(conn).ok()
+            self.audit = audit.verify(conn)
+        self.expect("ledger check", bool(self.ledger_ok))
+        self.expect("audit verify", self.audit.ok())
+        return True
+
+    def _check_replacements(self) -> None:
+        from sqlalchemy import select
+
+        from persistence.models import Account, Replacement
+
+        cards = _cards(self.engine, [c for r in self.replaced for c in (r.old_card, r.new_card)])
+        with self.engine.connect() as conn:
+            kinds = dict(
+                conn.execute(
+                    select(Replacement.new_card_no, Replacement.kind).where(
+                        Replacement.new_card_no.in_([r.new_card for r in self.replaced])
+                    )
+                ).all()
+            )
+            for r in self.replaced:
+                r.new_pan = cards[r.new_card].pan or ""
+                r.kind = kinds.get(r.new_card, "not finished")
+                r.new_fen = ledger.balance(conn, r.new_pan)
+                r.old_fen = ledger.balance(conn, r.old_pan)
+                r.old_account = (
+                    conn.scalar(select(Account.status).where(Account.pan == r.old_pan)) or ""
+                )
+                r.old_status = cards[r.old_card].status
+        for r in self.replaced:
+            if r.keep:
+                ok = (
+                    r.kind == "kept"
+                    and r.new_pan == r.old_pan
+                    and cards[r.new_card].pan_seq == "02"
+                    and r.new_fen == r.fen
+                    and r.old_account == "active"
+                )
+            else:
+                ok = (
+                    r.kind == "moved"
+                    and r.new_pan != r.old_pan
+                    and r.new_fen == r.fen
+                    and r.old_fen == 0
+                    and r.old_account == "closed"
+                )
+            self.expect(
+                f"{r.old_card} → {r.new_card}: {'number kept' if r.keep else 'balance moved'}, "
+                "old card cancelled",
+                ok and r.old_status == "9",
+            )
+
+    # ------------------------------------------------------------------ helpers
+
+    def run(self, dag_id: str, when: datetime) -> bool:
+        return self._run(dag_id, when)
+
+    def expect(self, what: str, met: bool) -> bool:
+        self.expectations.append((what, met))
+        return met
+
+    def all_met(self) -> bool:
+        return all(met for _, met in self.expectations)
+
+    def _local(self, party: Counterparty, sub: str) -> Path:
+        """A directory of ``party`` on the embedded SFTP server, as a local path."""
+        return self.demo_dir / "sftp" / party.code / sub
+
+    def _publish(self, party: Counterparty, name: str, data: bytes, count: int) -> None:
+        self.remotes[party.code].publish(party.pickup, name, data, count)
+
+    def _channel_collects(self, day: str, files: list[ChannelFile]) -> None:
+        self.step(f"channel {self.channel.code}")
+        taken = collect(self.remotes[self.channel.code], self.channel.drop, self.channel_inbox)
+        self.say(f"collected {', '.join(taken) or 'nothing'}")
+        for file in files:
+            response = str(FileName.parse(file.name).response())
+            path = self.channel_inbox / response
+            answers = read_channelrsp(path.read_bytes()) if response in taken else []
+            self.channel_files.append((day, file, answers))
+            self.expect(f"{response} as the channel expects", answers == file.expected())
+
+    def _bureau_collects(self, day: str) -> list[str]:
+        self.step(f"bureau {self.bureau.code}")
+        taken = collect(self.remotes[self.bureau.code], self.bureau.drop, self.bureau_inbox)
+        self.say(f"collected {', '.join(taken) or 'nothing'}")
+        for name in (n for n in taken if n.startswith("BANKEVT_")):
+            events = read_bankevt(
+                (self.bureau_inbox / name).read_bytes(),
+                self.bureau.encoding,
+                business_date=day,
+                sender=self.parties.hub,
+                receiver=self.bureau.code,
+            )
+            self.bankevt.append((day, name, events))
+        self.expect(
+            f"a BANKEVT for {day}",
+            any(n.startswith("BANKEVT_") and f"_{day}_" in n for n in taken),
+        )
+        return taken
+
+    def _events(self, day: str) -> list[tuple[str, str, list[dict[str, str]]]]:
+        return [e for e in self.bankevt if e[0] == day]
+
+    def _credit(self, day: str, at: datetime, replaced: list[str], others: list[str]) -> None:
+        """Credits for the story: the 2 cards to be replaced and 2 more activated accounts."""
+        from sqlalchemy import select
+
+        from persistence.models import Account, Card
+
+        with self.engine.begin() as conn:
+            more = conn.execute(
+                select(Card.card_no, Account.pan)
+                .join(Card, Card.pan == Account.pan)
+                .where(
+                    Card.card_no.in_(others),
+                    Account.status == "active",
+                    Account.credit_blocked.is_(False),
+                )
+                .order_by(Card.card_no)
+                .limit(len(_CREDITS) - 2)
+            ).all()
+            mine = conn.execute(
+                select(Card.card_no, Card.pan)
+                .where(Card.card_no.in_(replaced))
+                .order_by(Card.card_no)
+            ).all()
+            for (card_no, pan), fen in zip([*mine, *more], _CREDITS, strict=False):
+                assert pan is not None
+                ledger.post(
+                    conn,
+                    f"credit:demo-{day}-{card_no}",
+                    "credit",
+                    day,
+                    [ledger.Leg(ledger.settlement(), -fen), ledger.Leg(pan, fen)],
+                    at,
+                )
+                self.credited.append((pan, fen))
+        total = sum(fen for _, fen in self.credited)
+        self.step("credits (sandbox)")
+        self.say(
+            f"{len(self.credited)} activated accounts credited, {ledger.yuan(total)} yuan in all "
+            "(Dr SETTLEMENT, Cr the account)"
+        )
+
+    # ------------------------------------------------------------------ the summary
+
+    def summary(self) -> list[str]:
+        """What the channel, the bureau and the books show after the two days."""
+        day, after = self.days
+        lines: list[str] = []
+        if not day:
+            return lines
+        for when in (day, after):
+            files = [(f, a) for d, f, a in self.channel_files if d == when]
+            if files:
+                lines += ["", *_channelrsp_lines(when, files)]
+        for name, answers, ops in self.statusrsp:
+            lines += ["", *_statusrsp_lines(name, answers, ops)]
+        for _, name, events in self.bankevt:
+            lines += ["", *_bankevt_lines(name, events)]
+        if self.replaced:
+            lines += ["", f"Replacements of {after} (balances in yuan)"]
+            lines += _table(
+                [
+                    (
+                        r.old_card,
+                        r.new_card,
+                        "kept number"
+                        if r.kind == "kept"
+                        else "moved balance"
+                        if r.kind == "moved"
+                        else r.kind,
+                        ledger.masked_pan(r.old_pan),
+                        ledger.yuan(r.fen),
+                        ledger.masked_pan(r.new_pan) if r.new_pan else "",
+                        ledger.yuan(r.new_fen),
+                        "the same"
+                        if r.new_pan == r.old_pan
+                        else f"{r.old_account}, {ledger.yuan(r.old_fen)}",
+                    )
+                    for r in self.replaced
+                ],
+                header=(
+                    "old card",
+                    "new card",
+                    "kind",
+                    "account before",
+                    "before",
+                    "account after",
+                    "after",
+                    "old account now",
+                ),
+                right={4, 6},
+            )
+        lines += ["", "Checks of the books"]
+        checks = []
+        if self.ledger_ok is not None:
+            checks.append(("ledger check", "ok" if self.ledger_ok else "NOT ok"))
+        if self.audit is not None:
+            checks.append(
+                (
+                    "audit verify",
+                    f"ok, {self.audit.records} records chained"
+                    if self.audit.ok()
+                    else f"broken at record {self.audit.first_bad}: {self.audit.why}",
+                )
+            )
+        lines += _table(checks)
+        unmet = [what for what, met in self.expectations if not met]
+        lines += [
+            "",
+            f"Expectations of the servicing days: {len(self.expectations) - len(unmet)} of {len(self.expectations)} met",
+        ]
+        lines += [f"  NOT met: {what}" for what in unmet]
+        return lines
+
+
+def _channelrsp_lines(
+    day: str, files: list[tuple[ChannelFile, list[tuple[str, str, str]]]]
+) -> list[str]:
+    """The day's CHANNELRSP by result and reason code, and whether the channel's
+    expectations match every line."""
+    answers = [a for _, found in files for a in found]
+    tally = Counter((result, code) for _, result, code in answers)
+    rows = [
+        (result, code, n, *(_RESULTS.get(result) or (message(code, "zh"), message(code, "en"))))
+        for (result, code), n in sorted(tally.items(), key=lambda item: _result_order(*item[0]))
+    ]
+    agree = all(found == file.expected() for file, found in files)
+    planted = sum(1 for file, _ in files for r in file.requests if r.kind in FAULT_KINDS)
+    names = ", ".join(str(FileName.parse(f.name).response()) for f, _ in files)
+    return [
+        f"CHANNELRSP of {day}: {len(answers)} lines in {names}",
+        *_table(rows, header=("result", "code", "lines", "原因", "reason"), right={2}),
+        f"  the channel's expectations {'match' if agree else 'DO NOT match'} every line "
+        f"({planted} faulty requests planted)",
+    ]
+
+
+def _result_order(result: str, code: str) -> tuple[int, str]:
+    """Done first, then already so, then the refusals by reason code."""
+    return ({"00": 0, "02": 1}.get(result, 2), code)
+
+
+def _statusrsp_lines(
+    name: str, answers: list[tuple[str, str, str]], ops: dict[str, tuple[str, str]]
+) -> list[str]:
+    rows = [
+        (
+            req_no,
+            *ops.get(req_no, ("", "")),
+            result,
+            code,
+            message(code, "en") if code else _RESULTS.get(result, ("", ""))[1],
+        )
+        for req_no, result, code in answers
+    ]
+    return [
+        f"{name}: {len(answers)} lines",
+        *_table(rows, header=("req_no", "op", "card_no", "result", "code", "reason")),
+    ]
+
+
+def _bankevt_lines(name: str, events: list[dict[str, str]]) -> list[str]:
+    """A BANKEVT's events by op and channel, with their cards (the first few of a group)."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for e in events:
+        cards = groups.setdefault((e["op"], e["channel"]), [])
+        if e["card_no"] not in cards:
+            cards.append(e["card_no"])
+    count = Counter((e["op"], e["channel"]) for e in events)
+    rows = [
+        (
+            op,
+            _EVENTS.get(op, ""),
+            channel,
+            count[op, channel],
+            " ".join(cards[:3]) + (f" and {len(cards) - 3} more" if len(cards) > 3 else ""),
+        )
+        for (op, channel), cards in sorted(groups.items())
+    ]
+    return [
+        f"{name}: {len(events)} events",
+        *_table(rows, header=("op", "event", "channel", "events", "card_no"), right={3}),
+    ]
+
+
+def _cards(engine: Any, card_nos: Collection[str]) -> dict[str, Any]:
+    """The made cards among ``card_nos`` with their holder's birth date, by card_no."""
+    from sqlalchemy import select
+
+    from persistence.models import Application, Card
+
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(
+                Card.card_no,
+                Card.pan,
+                Card.pan_seq,
+                Card.id_no,
+                Card.name,
+                Card.status,
+                Card.bank_code,
+                Application.birth_date,
+            )
+            .join(Application, Application.id == Card.application_id)
+            .where(Card.card_no.in_(list(card_nos)))
+        )
+        return {r.card_no: r for r in rows}
+
+
+def _channel_card(card: Any) -> ChannelCard:
+    return ChannelCard(card.card_no, card.pan, card.id_no, card.name, card.birth_date)
+
+
+def _zone_key(channel: str) -> bytes:
+    """The channel's zone key, as the hub's key store holds it (the sandbox's file, or the
+    environment's when one is set there)."""
+    key = key_store().zone_key(channel, SANDBOX_ZONE_KEY_ID)
+    if key is None:
+        raise RuntimeError(f"no zone key {SANDBOX_ZONE_KEY_ID} of channel {channel}")
+    return key
+
+
+def _new_card_nos(engine: Any, count: int, seed: str) -> list[str]:
+    """``count`` card numbers no application of the hub has used."""
+    from sqlalchemy import select
+
+    from persistence.models import Application
+
+    rng = random.Random(seed)
+    found: list[str] = []
+    with engine.connect() as conn:
+        while len(found) < count:
+            card_no = make_card_no(rng)
+            used = conn.scalar(
+                select(Application.id).where(Application.card_no == card_no).limit(1)
+            )
+            if used is None and card_no not in found:
+                found.append(card_no)
+    return found
 
 
 class _HubRecords:
@@ -264,6 +1086,9 @@ class _HubRecords:
             "factory_dispatch": self._dispatch,
             "factory_returns": self._production,
             "bureau_card_returns": self._card_returns,
+            "channel_requests": self._service_files,
+            "status_sync": self._service_files,
+            "card_maintenance": self._card_returns,
         }[dag_id](took, sent)
         refused = [f"{f.name} {f.outcome} ({f.file_code})" for f in took if f.outcome != "accepted"]
         return "; ".join(part for part in (*refused, told) if part) or "nothing to do"
@@ -334,6 +1159,44 @@ class _HubRecords:
     def _card_returns(self, took: _Rows, sent: _Rows) -> str:
         return self._delivered(sent)
 
+    def _service_files(self, took: _Rows, sent: _Rows) -> str:
+        """CHANNEL and STATUS files by their lines' answers (forwarded: waiting for a
+        partner bank), the partner banks' answers and events taken, what was sent."""
+        from sqlalchemy import func, select
+
+        from persistence.models import ServiceLine
+
+        told = []
+        with self._engine.connect() as conn:
+            for f in took:
+                if f.outcome != "accepted":
+                    continue
+                if f.type not in ("CHANNEL", "STATUS"):
+                    told.append(f"took {f.name} ({f.record_count} lines)")
+                    continue
+                results = Counter(
+                    {
+                        result: int(n)
+                        for result, n in conn.execute(
+                            select(ServiceLine.result, func.count())
+                            .where(ServiceLine.file_id == f.id)
+                            .group_by(ServiceLine.result)
+                        )
+                    }
+                )
+                parts = [
+                    f"{results[result]} {what}"
+                    for result, what in (
+                        ("00", "done"),
+                        ("02", "already so"),
+                        ("01", "refused"),
+                        (None, "forwarded to a partner bank"),
+                    )
+                    if results[result]
+                ]
+                told.append(f"{f.name}: " + (", ".join(parts) or "no lines"))
+        return " → ".join(part for part in ("; ".join(told), self._delivered(sent)) if part)
+
     def _delivered(self, sent: _Rows) -> str:
         return ", ".join(
             f"{f.name} ({f.record_count} lines) "
@@ -373,6 +1236,8 @@ class _HubRecords:
                     select(
                         Took.id,
                         Took.name,
+                        Took.type,
+                        Took.record_count,
                         Took.outcome,
                         Took.file_code,
                         Took.accepted_count,
