@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import islice
 
@@ -61,7 +61,19 @@ def _utc_text(at: datetime) -> str:
 
 def record_hash(prev_hash: str, at: datetime, entry: AuditEntry) -> str:
     """The SHA-256 hex of the record's canonical form (this module's docstring)."""
-    fields = [prev_hash, _utc_text(at), *astuple(entry)]
+    fields = [
+        prev_hash,
+        _utc_text(at),
+        entry.business_date,
+        entry.card_no,
+        entry.pan,
+        entry.op,
+        entry.channel,
+        entry.actor,
+        entry.ref,
+        entry.before,
+        entry.after,
+    ]
     canonical = json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 

@@ -5,6 +5,8 @@
 - ``sscard account credit PAN AMOUNT --ref KEY [--business-date YYYYMMDD]``: sandbox and
   tests only (``SSCARD_ALLOW_TEST_CREDIT=1``): Dr SETTLEMENT / Cr the account under the
   idempotency key ``credit:KEY``.
+- ``sscard account lock-pin PAN [--by WHO] [--json]``: the card system reported the PIN's
+  wrong tries: ``pin_locked`` set, reported to the bureau in BANKEVT as ``22``.
 - ``sscard card show CARD_NO [--json]``: a card's status, holder, application, the card it
   replaced or that replaced it, and its latest audit records.
 - ``sscard ledger check [--json]``: exit 0 when the ledger is sound, 1 otherwise.
@@ -376,6 +378,36 @@ def _account_credit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _account_lock_pin(args: argparse.Namespace) -> int:
+    """The card system reported the PIN's wrong tries: ``pin_locked``, BANKEVT ``22``."""
+    from persistence.db import make_engine
+    from servicing.days import lock_pin
+    from sscard.config import database_url, load_counterparties
+
+    parties = load_counterparties()
+    now = datetime.now(UTC)
+    day = now.astimezone(ZoneInfo(parties.timezone)).strftime("%Y%m%d")
+    shown = masked_pan(args.pan)
+    with _reading():
+        pass  # the same checks as the reading commands: present, reachable, at head
+    engine = make_engine(database_url())
+    try:
+        locked = lock_pin(
+            engine, hub=parties.hub, pan=args.pan, business_date=day, now=now, actor=args.by
+        )
+    except LookupError as exc:
+        raise _Refused(f"no hub account {shown}", 1) from exc
+    finally:
+        engine.dispose()
+    what = (
+        "locked; the bureau learns it in BANKEVT (22)"
+        if locked
+        else "already locked (nothing done)"
+    )
+    _emit(args, {"pan": shown, "locked": locked}, [f"PIN of {shown}: {what}"])
+    return 0
+
+
 def _ledger_check(args: argparse.Namespace) -> int:
     from banking import ledger
 
@@ -446,6 +478,14 @@ def add_commands(sub: Any) -> None:  # argparse's private _SubParsersAction
     )
     json_flag(cr)
     cr.set_defaults(func=_run(_account_credit))
+    lp = acts.add_parser(
+        "lock-pin",
+        help="record a PIN locked after wrong tries (the card system's report): BANKEVT 22",
+    )
+    lp.add_argument("pan", type=_pan, metavar="PAN")
+    lp.add_argument("--by", default="operator", help="who reports it (kept in the audit trail)")
+    json_flag(lp)
+    lp.set_defaults(func=_run(_account_lock_pin))
 
     card = sub.add_parser("card", help="a card (SSCARD_DATABASE_URL)")
     card_acts = card.add_subparsers(dest="action", required=True)

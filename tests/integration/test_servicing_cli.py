@@ -265,3 +265,19 @@ def test_an_unmigrated_database_is_exit_2(
     monkeypatch.setenv("SSCARD_DATABASE_URL", f"sqlite:///{empty}")
     code, _, err = run(capsys, "ledger", "check")
     assert code == 2 and "not migrated" in err and "Traceback" not in err
+
+
+def test_a_pin_lock_is_recorded_once_and_reported_in_bankevt_as_22(
+    hub: Engine, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(capsys, "account", "lock-pin", PAN, "--by", "card-system")
+    assert code == 0 and "locked" in out
+    code, out, _ = run(capsys, "account", "lock-pin", PAN, "--json")
+    assert code == 0 and json.loads(out)["locked"] is False
+    with hub.connect() as conn:
+        assert conn.scalar(text("SELECT pin_locked FROM account WHERE pan = :p"), {"p": PAN})
+        events = conn.execute(text("SELECT op, card_no, channel FROM bank_event")).all()
+        assert audit.verify(conn).ok()
+    # the account's current card is the newer one of the PAN
+    assert [tuple(e) for e in events] == [("22", "A00000002", "AUTO")]
+    assert run(capsys, "account", "lock-pin", "6222029999999999999")[0] == 1
