@@ -1,6 +1,7 @@
 """``sscard demo`` as a person runs it, in its own process at the README's size: the
-terminal tells the day's story and its summary as aligned tables, and every log record
-of Airflow, the hub and the SFTP libraries goes to the demo's log file."""
+terminal tells the issuance day's story, the servicing day's and the replacements' the
+day after, and their summary as aligned tables; every log record of Airflow, the hub and
+the SFTP libraries goes to the demo's log file."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ import unicodedata
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
-from persistence.db import upgrade
+from persistence.db import engine_for, upgrade
 from schemas.codes import message
 
 pytestmark = pytest.mark.dag
@@ -23,6 +25,8 @@ DAY = "20261122"
 APPLY = f"APPLY_R440100_B001_{DAY}_001.txt"
 APPLYRSP = f"APPLYRSP_B001_R440100_{DAY}_001.txt"
 CARDRSP = f"CARDRSP_B001_R440100_{DAY}_001.txt"
+#: the servicing day and the day after it, when the replacements are made
+SERVICING, AFTER = "20261123", "20261124"
 DAGS = (
     "apply_intake",
     "account_opening",
@@ -31,6 +35,7 @@ DAGS = (
     "factory_returns",
     "bureau_card_returns",
 )
+SERVICING_DAGS = ("channel_requests", "status_sync", "card_maintenance")
 #: what Airflow's, the hub's and the SFTP libraries' log lines carry
 LOG_MARKS = ("[info", "[warning", "INFO", "DagRun Finished", "::group::", "[DAG TEST]", "asyncssh")
 
@@ -66,6 +71,19 @@ def _block(out: str, title: str) -> list[str]:
     start = next(i for i, line in enumerate(lines) if line.startswith(title))
     end = next((i for i in range(start, len(lines)) if not lines[i].strip()), len(lines))
     return lines[start:end]
+
+
+def _story(out: str, heading: str) -> list[str]:
+    """The story told under the line starting with ``heading`` (after its empty line)."""
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(heading)) + 2
+    end = next((i for i in range(start, len(lines)) if not lines[i].strip()), len(lines))
+    return lines[start:end]
+
+
+def _yuan(text_: str) -> int:
+    whole, cents = text_.split(".")
+    return int(whole) * 100 + int(cents)
 
 
 def test_the_terminal_shows_no_log_line_and_nothing_on_standard_error(
@@ -178,3 +196,227 @@ def test_airflows_own_logs_are_in_the_file_the_demo_names(demo: tuple[str, str, 
     for logger in ("[DAG TEST]", "::group::", "[sscard.", "[transport.sftp]", "[paramiko"):
         assert logger in text
     assert "[sandbox.sftp_server]" in text and "[asyncssh]" in text
+
+
+def test_the_servicing_day_and_the_day_after_tell_each_step_on_one_line(
+    demo: tuple[str, str, Path],
+) -> None:
+    out, _, _ = demo
+    assert (
+        f"The servicing day {SERVICING} (the day's work at 10:00, the end of day at 21:30 "
+        "Asia/Shanghai)" in out
+    )
+    story = _story(out, f"The servicing day {SERVICING}")
+    assert [line[:25].rstrip() for line in story] == [
+        "channel C01",
+        "channel_requests",
+        "channel C01",
+        "credits (sandbox)",
+        "bureau R440100",
+        "status_sync",
+        "partner bank B002",
+        "status_sync",
+        "card_maintenance",
+        "bureau R440100",
+    ]
+    told = [line[25:] for line in story]
+    assert re.fullmatch(
+        rf"uploaded CHANNEL_C01_B001_{SERVICING}_001\.txt \(\d+ requests, \d+ of them faulty\) "
+        rf"and CHANNEL_C01_B001_{SERVICING}_002\.txt .*",
+        told[0],
+    )
+    assert re.fullmatch(
+        rf"CHANNEL_C01_B001_{SERVICING}_001\.txt: \d+ done, \d+ already so, \d+ refused; "
+        rf"CHANNEL_C01_B001_{SERVICING}_002\.txt: 2 done → .* delivered",
+        told[1],
+    )
+    assert told[2] == (
+        f"collected CHANNELRSP_B001_C01_{SERVICING}_001.txt, "
+        f"CHANNELRSP_B001_C01_{SERVICING}_002.txt"
+    )
+    assert told[3] == (
+        "4 activated accounts credited, 2473.06 yuan in all (Dr SETTLEMENT, Cr the account)"
+    )
+    assert told[5] == (
+        f"STATUS_R440100_B001_{SERVICING}_001.txt: 2 done, 1 refused, 1 forwarded to a "
+        f"partner bank → STATUS_B001_B002_{SERVICING}_001.txt (1 lines) delivered"
+    )
+    assert told[6].startswith(
+        f"answered STATUSRSP_B002_B001_{SERVICING}_001.txt; sent BANKEVT_B002_B001_{SERVICING}_001.txt"
+    )
+    assert told[7].endswith(f"→ STATUSRSP_B001_R440100_{SERVICING}_001.txt (4 lines) delivered")
+    assert re.fullmatch(
+        rf"BANKEVT_B001_R440100_{SERVICING}_001\.txt \(\d+ lines\) delivered", told[8]
+    )
+    assert told[9] == (
+        f"collected BANKEVT_B001_R440100_{SERVICING}_001.txt, "
+        f"STATUSRSP_B001_R440100_{SERVICING}_001.txt"
+    )
+
+    after = _story(out, f"The day after, {AFTER}: the 2 lost cards replaced")
+    assert [line[:25].rstrip() for line in after] == [
+        "bureau R440100",
+        "apply_intake",
+        "account_opening",
+        "factory_dispatch",
+        "card factory F01",
+        "factory_returns",
+        "bureau_card_returns",
+        "channel C01",
+        "channel_requests",
+        "bureau R440100",
+        "status_sync",
+        "card_maintenance",
+        "channel C01",
+        "bureau R440100",
+    ]
+    told = [line[25:] for line in after]
+    assert told[1] == (
+        f"2 accepted, 0 rejected → APPLYRSP_B001_R440100_{AFTER}_001.txt (2 lines) delivered"
+    )
+    assert told[5] == f"PERSORSP_F01_B001_{AFTER}_001.txt: 2 made, 0 failed"
+    assert told[8].startswith(f"CHANNEL_C01_B001_{AFTER}_001.txt: 1 done → ")
+    assert told[10].startswith(f"STATUS_R440100_B001_{AFTER}_001.txt: 1 done → ")
+
+
+def test_the_channel_gets_every_answer_it_expected(demo: tuple[str, str, Path]) -> None:
+    out, _, _ = demo
+    table = _block(out, f"CHANNELRSP of {SERVICING}")
+    lines = int(re.match(rf"CHANNELRSP of {SERVICING}: (\d+) lines in ", table[0])[1])
+    assert table[1].split() == ["result", "code", "lines", "原因", "reason"]
+    rows = {tuple(row.split()[:2]): row for row in table[3:-1]}
+    counts = {
+        (key[0], key[1] if key[1].startswith("E") else ""): int(
+            re.match(r"  \S+ +(?:E\d{3} +)?(\d+)", row)[1]
+        )
+        for key, row in rows.items()
+    }
+    assert sum(counts.values()) == lines > 40
+    assert [k for k in counts if k[0] != "01"] == [("00", ""), ("02", "")]
+    assert {("01", "E130"), ("01", "E131"), ("01", "E132")} <= set(counts)
+    planted = re.fullmatch(
+        r"  the channel's expectations match every line \((\d+) faulty requests planted\)",
+        table[-1],
+    )
+    assert planted and int(planted[1]) >= 10
+    english = {_width(r[: r.index("PIN rejected as weak")]) for r in table if "E131" in r}
+    assert english == {_width(table[1][: table[1].index("reason")])}, "English in one column"
+    assert _block(out, f"CHANNELRSP of {AFTER}")[-1] == (
+        "  the channel's expectations match every line (0 faulty requests planted)"
+    )
+    assert "DO NOT match" not in out
+
+
+def test_the_bureau_gets_its_statusrsp_and_each_days_bankevt(demo: tuple[str, str, Path]) -> None:
+    out, _, _ = demo
+    table = _block(out, f"STATUSRSP_B001_R440100_{SERVICING}_001.txt")
+    assert table[1].split() == ["req_no", "op", "card_no", "result", "code", "reason"]
+    lines = [row.split()[:5] for row in table[3:]]
+    assert [(op, result) for _, op, _, result, *_ in lines] == [
+        ("02", "00"),
+        ("02", "00"),
+        ("11", "00"),
+        ("01", "01"),
+    ]
+    assert lines[3][2:] == ["ZZZZZZZZZ", "01", "E119"]
+    assert table[3 + 3].endswith(message("E119", "en"))
+
+    day = _block(out, f"BANKEVT_B001_R440100_{SERVICING}_001.txt")
+    assert int(re.match(r".*: (\d+) events$", day[0])[1]) > 40
+    relayed = [row for row in day[3:] if re.match(r"  01  temporary loss +C21 +1  ", row)]
+    assert relayed and relayed[0].split()[-1] == lines[2][2], "the partner's loss, relayed"
+    assert any(re.match(r"  11  enabled +C01 +\d+  ", row) for row in day[3:])
+    after = _block(out, f"BANKEVT_B001_R440100_{AFTER}_001.txt")
+    auto = [row.split() for row in after[3:] if " AUTO " in row]
+    assert len(auto) == 1 and auto[0][:4] == ["04", "cancelled", "AUTO", "2"]
+    assert set(auto[0][4:]) == {lines[0][2], lines[1][2]}, "the two lost cards cancelled"
+
+
+def test_both_replacements_end_with_the_right_balances(demo: tuple[str, str, Path]) -> None:
+    out, _, var = demo
+    table = _block(out, f"Replacements of {AFTER} (balances in yuan)")
+    assert table[1].split() == [
+        "old",
+        "card",
+        "new",
+        "card",
+        "kind",
+        "account",
+        "before",
+        "before",
+        "account",
+        "after",
+        "after",
+        "old",
+        "account",
+        "now",
+    ]
+    shown = {}
+    for row in table[3:]:
+        m = re.fullmatch(
+            r"  (\w{9})  (\w{9})  (kept number|moved balance) +(\d{6}\*{4}\d{4}) +(\d+\.\d\d)"
+            r"  (\d{6}\*{4}\d{4}) +(\d+\.\d\d)  (.+)",
+            row,
+        )
+        assert m, row
+        shown[m[3]] = m.groups()
+    kept, moved = shown["kept number"], shown["moved balance"]
+    assert kept[3] == kept[5] and kept[4] == kept[6] == "300.00" and kept[7] == "the same"
+    assert moved[3] != moved[5] and moved[4] == moved[6] == "1234.56"
+    assert moved[7] == "closed, 0.00"
+
+    engine = engine_for(f"sqlite:///{var.parent / 'hub.db'}")
+    with engine.connect() as conn:
+        done = {
+            r.kind: r
+            for r in conn.execute(
+                text(
+                    "SELECT r.kind, r.old_card_no, r.new_card_no, r.moved_fen, o.pan AS old_pan, "
+                    "n.pan AS new_pan, n.pan_seq, o.status AS old_status, "
+                    "oa.balance_fen AS old_fen, oa.status AS old_account, "
+                    "na.balance_fen AS new_fen FROM replacement r "
+                    "JOIN card o ON o.card_no = r.old_card_no "
+                    "JOIN card n ON n.card_no = r.new_card_no "
+                    "JOIN account oa ON oa.pan = o.pan JOIN account na ON na.pan = n.pan"
+                )
+            )
+        }
+        pans = [r[0] for r in conn.execute(text("SELECT pan FROM card WHERE pan IS NOT NULL"))]
+        ids = [r[0] for r in conn.execute(text("SELECT id_no FROM card"))]
+    assert set(done) == {"kept", "moved"}
+    k, m = done["kept"], done["moved"]
+    assert (k.old_card_no, k.new_card_no) == kept[:2] and (m.old_card_no, m.new_card_no) == moved[
+        :2
+    ]
+    assert k.old_pan == k.new_pan and k.pan_seq == "02" and k.new_fen == 30_000 == _yuan(kept[6])
+    assert k.old_account == "active"
+    assert m.old_pan != m.new_pan and m.moved_fen == m.new_fen == 123_456 == _yuan(moved[6])
+    assert m.old_fen == 0 and m.old_account == "closed"
+    assert k.old_status == m.old_status == "9"
+    assert len(pans) > 100
+    for value in (*pans, *ids):
+        assert value not in out, "a full PAN or ID number on the terminal"
+
+
+def test_the_books_are_checked_and_every_expectation_is_met(demo: tuple[str, str, Path]) -> None:
+    out, _, var = demo
+    checks = _block(out, "Checks of the books")
+    assert checks[1] == "  ledger check  ok"
+    assert re.fullmatch(r"  audit verify  ok, \d+ records chained", checks[2])
+    met = re.search(r"^Expectations of the servicing days: (\d+) of (\d+) met$", out, re.M)
+    assert met and met[1] == met[2] and int(met[1]) >= 10
+    assert "NOT met" not in out
+    where = dict(
+        re.match(r"  (.+?)  +(\S.*)$", row).groups() for row in _block(out, "Where to look:")[1:]
+    )
+    card = re.search(r"^  \w{9}  (\w{9})  moved balance", out, re.M)[1]
+    assert where["a card, the card it replaced, its audit"] == f"uv run sscard card show {card}"
+    assert where["an account: status, balance, entries"].startswith(
+        "uv run sscard account show PAN"
+    )
+    assert where["the audit chain"] == "uv run sscard audit verify"
+    assert where["the ledger's invariants"] == "uv run sscard ledger check"
+    assert where["what the channel took from its drop directory"] == f"{var}/demo/channel-inbox/"
+    log = (var / "demo" / "airflow-demo.log").read_text(encoding="utf-8")
+    for dag_id in SERVICING_DAGS:
+        assert f"DagRun Finished: dag_id={dag_id}," in log
