@@ -412,7 +412,7 @@ class _ServicingDay:
         self.credited: list[tuple[str, int]] = []
         self.replaced: list[_Replaced] = []
         self.ledger_ok: bool | None = None
-        self.audit: Any = None
+        self.audit: audit.Verified | None = None
         self.shown_card = "CARD_NO"
         #: the two cards to be lost and replaced: one keeps its account, one moves it
         self.keep_old = self.move_old = ""
