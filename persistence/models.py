@@ -595,3 +595,145 @@ class AuditRecord(Base):
         Index("ix_audit_record_card_no", "card_no"),
         Index("ix_audit_record_pan", "pan"),
     )
+
+
+class DisbBatch(Base):
+    """A bureau's DISB file (ICD §5.10): one batch of one benefit type, paid on its business
+    date once funded (STMT ``DISB/<batch_no>``, DOMAIN §6). ``status``: ``awaiting_funds``,
+    ``funded`` (hub lines posted, partner lines forwarded), ``unfunded`` (``301`` on every
+    line at the funding cut-off) or ``answered`` (DISBRSP written)."""
+
+    __tablename__ = "disb_batch"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    bureau: Mapped[str] = mapped_column(String(8))
+    batch_no: Mapped[str] = mapped_column(String(20))
+    file_id: Mapped[int] = mapped_column(ForeignKey("received_file.id"))
+    business_date: Mapped[str] = mapped_column(String(8))
+    benefit_type: Mapped[str] = mapped_column(String(3))
+    line_count: Mapped[int] = mapped_column(Integer)
+    total_fen: Mapped[int] = mapped_column(BigInteger)
+    funded_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+    status: Mapped[str] = mapped_column(String(16))
+    funded_date: Mapped[str | None] = mapped_column(String(8))
+    answered_date: Mapped[str | None] = mapped_column(String(8))
+
+    __table_args__ = (
+        Index("uq_disb_batch_bureau_batch_no", "bureau", "batch_no", unique=True),
+        Index("ix_disb_batch_batch_no", "batch_no"),
+        one_of("status", ("awaiting_funds", "funded", "unfunded", "answered")),
+    )
+
+
+class DisbLine(Base):
+    """A DISB line and its outcome: ``result`` ``0000`` credited, a §6 code, or NULL while
+    it waits for funding or a partner bank's answer (``partner``, ``partner_key``)."""
+
+    __tablename__ = "disb_line"
+
+    batch_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    bureau: Mapped[str] = mapped_column(String(8))
+    #: as the line had it; of a longer one the first 64 characters
+    pay_no: Mapped[str] = mapped_column(String(64))
+    pan: Mapped[str] = mapped_column(String(19))
+    amount_fen: Mapped[int] = mapped_column(BigInteger)
+    result: Mapped[str | None] = mapped_column(String(4))
+    credited_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+    posted_time: Mapped[str | None] = mapped_column(String(14))
+    bank_ref: Mapped[str | None] = mapped_column(String(30))
+    partner: Mapped[str | None] = mapped_column(String(4))
+    partner_key: Mapped[str | None] = mapped_column(String(30))
+    partner_request: Mapped[str | None] = mapped_column(String(100))
+    partner_sent_date: Mapped[str | None] = mapped_column(String(8))
+    answered_date: Mapped[str | None] = mapped_column(String(8))
+
+    __table_args__ = (
+        Index("ix_disb_line_bureau_pay_no", "bureau", "pay_no"),
+        Index(
+            "ix_disb_line_partner_key",
+            "partner_key",
+            unique=True,
+            sqlite_where=text("partner_key IS NOT NULL"),
+            postgresql_where=text("partner_key IS NOT NULL"),
+        ),
+    )
+
+
+class StatementLine(Base):
+    """A line of the payment system's STMT (ICD §5.11), posted once whatever file brings
+    it: ``kind`` ``DISB`` (funding), ``RET`` (return), ``PTN`` (partner settlement) or
+    ``UNIDENTIFIED`` (R09 until resolved by hand)."""
+
+    __tablename__ = "statement_line"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sender: Mapped[str] = mapped_column(String(8))
+    txn_ref: Mapped[str] = mapped_column(String(30))
+    file_id: Mapped[int] = mapped_column(ForeignKey("received_file.id"))
+    business_date: Mapped[str] = mapped_column(String(8))
+    value_date: Mapped[str] = mapped_column(String(8))
+    dc: Mapped[str] = mapped_column(String(1))
+    amount_fen: Mapped[int] = mapped_column(BigInteger)
+    memo: Mapped[str] = mapped_column(String(100), default="")
+    kind: Mapped[str] = mapped_column(String(12))
+    bureau: Mapped[str | None] = mapped_column(String(8))
+    batch_no: Mapped[str | None] = mapped_column(String(20))
+    bank_code: Mapped[str | None] = mapped_column(String(4))
+    posted: Mapped[bool] = mapped_column(default=False)
+
+    __table_args__ = (
+        Index("uq_statement_line_sender_txn_ref", "sender", "txn_ref", unique=True),
+        Index("ix_statement_line_batch", "batch_no"),
+    )
+
+
+class ReconBatch(Base):
+    """A batch's reconciliation as of the end of a business date (ICD §5.12, DOMAIN §7):
+    the figures RECON reports, kept so a past date gives the same file byte for byte."""
+
+    __tablename__ = "recon_batch"
+
+    bureau: Mapped[str] = mapped_column(String(8), primary_key=True)
+    business_date: Mapped[str] = mapped_column(String(8), primary_key=True)
+    batch_no: Mapped[str] = mapped_column(String(20), primary_key=True)
+    benefit_type: Mapped[str] = mapped_column(String(3))
+    instructed_count: Mapped[int] = mapped_column(Integer)
+    instructed_fen: Mapped[int] = mapped_column(BigInteger)
+    credited_count: Mapped[int] = mapped_column(Integer)
+    credited_fen: Mapped[int] = mapped_column(BigInteger)
+    failed_count: Mapped[int] = mapped_column(Integer)
+    failed_fen: Mapped[int] = mapped_column(BigInteger)
+    funded_fen: Mapped[int] = mapped_column(BigInteger)
+    returned_fen: Mapped[int] = mapped_column(BigInteger)
+    partner_fen: Mapped[int] = mapped_column(BigInteger)
+    partner_settled_fen: Mapped[int] = mapped_column(BigInteger)
+    difference_fen: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(8))
+    break_reason: Mapped[str] = mapped_column(String(3), default="")
+
+
+class ReconBreak(Base):
+    """An unmatched item (DOMAIN §7): found on ``first_date``, carried forward every
+    business day until it matches (``matched_date``) or a person resolves it (who, when,
+    why)."""
+
+    __tablename__ = "recon_break"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    bureau: Mapped[str] = mapped_column(String(8), default="")
+    batch_no: Mapped[str] = mapped_column(String(20), default="")
+    #: a batch's R-code, or R09 with the statement line's id in ``ref``
+    reason: Mapped[str] = mapped_column(String(3))
+    ref: Mapped[str] = mapped_column(String(40), default="")
+    amount_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+    first_date: Mapped[str] = mapped_column(String(8))
+    last_date: Mapped[str] = mapped_column(String(8))
+    matched_date: Mapped[str | None] = mapped_column(String(8))
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    resolved_by: Mapped[str | None] = mapped_column(String(40))
+    resolution: Mapped[str | None] = mapped_column(String(200))
+
+    __table_args__ = (
+        Index("uq_recon_break_item", "bureau", "batch_no", "reason", "ref", unique=True),
+    )
