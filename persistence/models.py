@@ -737,3 +737,26 @@ class ReconBreak(Base):
     __table_args__ = (
         Index("uq_recon_break_item", "bureau", "batch_no", "reason", "ref", unique=True),
     )
+
+
+class DisbForward(Base):
+    """A DISB line for an account at a partner bank, forwarded to that bank under the hub's
+    own pay_no (``partner_key``) in a DISB file of the hub's (ICD §5.10): what the bank
+    needs of the line, kept only for these lines."""
+
+    __tablename__ = "disb_forward"
+
+    partner_key: Mapped[str] = mapped_column(String(30), primary_key=True)
+    batch_id: Mapped[int] = mapped_column(Integer)
+    seq: Mapped[int] = mapped_column(Integer)
+    bank_code: Mapped[str] = mapped_column(String(4))
+    id_no: Mapped[str] = mapped_column(String(18))
+    name: Mapped[str] = mapped_column(String(30))
+    card_no: Mapped[str] = mapped_column(String(9))
+    pan: Mapped[str] = mapped_column(String(19))
+    amount_fen: Mapped[int] = mapped_column(BigInteger)
+    benefit_type: Mapped[str] = mapped_column(String(3))
+    period: Mapped[str] = mapped_column(String(6))
+    memo: Mapped[str] = mapped_column(String(100), default="")
+
+    __table_args__ = (Index("ix_disb_forward_bank", "bank_code"),)

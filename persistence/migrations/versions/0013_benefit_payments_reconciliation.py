@@ -1,5 +1,5 @@
 """Benefit payments and reconciliation (ICD §5.10–§5.12; DOMAIN §6, §7): DISB batches
-and lines with their outcomes, statement lines, each batch's daily reconciliation and the
+and lines with their outcomes, statement lines, the lines forwarded to partner banks, each batch's daily reconciliation and the
 breaks carried forward until matched or resolved
 
 Revision ID: 0013
@@ -19,6 +19,25 @@ depends_on = None
 
 
 def upgrade() -> None:
+    op.create_table(
+        "disb_forward",
+        sa.Column("partner_key", sa.String(length=30), nullable=False),
+        sa.Column("batch_id", sa.Integer(), nullable=False),
+        sa.Column("seq", sa.Integer(), nullable=False),
+        sa.Column("bank_code", sa.String(length=4), nullable=False),
+        sa.Column("id_no", sa.String(length=18), nullable=False),
+        sa.Column("name", sa.String(length=30), nullable=False),
+        sa.Column("card_no", sa.String(length=9), nullable=False),
+        sa.Column("pan", sa.String(length=19), nullable=False),
+        sa.Column("amount_fen", sa.BigInteger(), nullable=False),
+        sa.Column("benefit_type", sa.String(length=3), nullable=False),
+        sa.Column("period", sa.String(length=6), nullable=False),
+        sa.Column("memo", sa.String(length=100), nullable=False),
+        sa.PrimaryKeyConstraint("partner_key", name=op.f("pk_disb_forward")),
+    )
+    with op.batch_alter_table("disb_forward", schema=None) as batch_op:
+        batch_op.create_index("ix_disb_forward_bank", ["bank_code"], unique=False)
+
     op.create_table(
         "disb_line",
         sa.Column("batch_id", sa.Integer(), nullable=False),
@@ -146,6 +165,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("disb_forward", schema=None) as batch_op:
+        batch_op.drop_index("ix_disb_forward_bank")
+    op.drop_table("disb_forward")
     with op.batch_alter_table("statement_line", schema=None) as batch_op:
         batch_op.drop_index("uq_statement_line_sender_txn_ref")
         batch_op.drop_index("ix_statement_line_batch")
