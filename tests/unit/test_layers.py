@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-DOMAIN = ("issuance", "servicing", "banking", "reconciliation", "schemas")
+DOMAIN = ("issuance", "servicing", "payments", "banking", "reconciliation", "schemas")
 FORBIDDEN = ("sscard", "sandbox", "airflow", "paramiko", "asyncssh", "dags")
 
 

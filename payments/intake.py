@@ -1,0 +1,286 @@
+"""DISB intake (ICD §5.10): a bureau's benefit payments checked line by line in the file's
+one transaction, stored as a batch waiting for its funding (``payments/__init__.py``).
+
+The order of checks on a line is §5.10's: the field rules of §4.2 in layout order (a
+``pay_no`` this bureau used in an earlier file, or earlier in this one, is ``209`` at its
+own position; ``amount`` ``208``; a ``benefit_type`` other than the file's E117), then the
+account checks ``103`` (no such account), ``104`` (id_no not the holder's), ``105`` (name
+not the holder's), ``106`` (closed or not able to receive credits) in that order. Lines of
+accounts held at a partner bank pass the hub's field checks and are forwarded; the
+partner answers their account checks.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+from sqlalchemy import Connection, bindparam, text
+
+from persistence.db import bulk_load
+from schemas.codec import Chunk, DelimitedReader, fen_column
+from schemas.codes import FileCode
+from schemas.files import FileLevelError
+from schemas.layouts import DISB, NOT_A_KEY, answered_key
+
+log = logging.getLogger("sscard.payments")
+
+#: a line's answer is decided at intake when it is one of these
+_POS = {name: i for i, name in enumerate(DISB.names)}
+
+
+@dataclass(frozen=True)
+class DisbContext:
+    hub: str
+    bureau: str
+    business_date: str
+    file_id: int
+    batch_no: str
+    #: credits to a pre-opened account are accepted (DOMAIN §3), or refused 106
+    credit_preopened: bool = True
+
+
+@dataclass(frozen=True)
+class Holder:
+    bank_code: str
+    id_no: str
+    name: str
+    #: the account refuses credits (closed or credit_blocked; pre-opened when so configured)
+    refuses: bool
+
+
+def _holders(conn: Connection, ctx: DisbContext, pans: Sequence[str]) -> dict[str, Holder]:
+    """Who holds each PAN: hub accounts (with the name of their newest card) and partner
+    banks' (from the cards the hub made for them)."""
+    out: dict[str, Holder] = {}
+    stmt = text(
+        "SELECT a.pan, a.id_no, a.status, a.credit_blocked, "
+        "(SELECT c.name FROM card c WHERE c.pan = a.pan ORDER BY c.pan_seq DESC LIMIT 1) AS name "
+        "FROM account a WHERE a.pan IN :keys"
+    ).bindparams(bindparam("keys", expanding=True))
+    partner = text(
+        "SELECT c.pan, c.bank_code, c.id_no, c.name FROM card c "
+        "WHERE c.pan IN :keys AND c.bank_code <> :hub ORDER BY c.pan_seq"
+    ).bindparams(bindparam("keys", expanding=True))
+    for i in range(0, len(pans), 5000):
+        part = list(pans[i : i + 5000])
+        for r in conn.execute(stmt, {"keys": part}):
+            refuses = (
+                r.status == "closed"
+                or bool(r.credit_blocked)
+                or (r.status == "preopened" and not ctx.credit_preopened)
+            )
+            out[r.pan] = Holder(ctx.hub, r.id_no, r.name or "", refuses)
+        for r in conn.execute(partner, {"keys": part, "hub": ctx.hub}):
+            out.setdefault(r.pan, Holder(r.bank_code, r.id_no, r.name, False))
+    return out
+
+
+def _used_earlier(conn: Connection, bureau: str, pay_nos: Sequence[str]) -> set[str]:
+    used: set[str] = set()
+    stmt = text("SELECT pay_no FROM disb_line WHERE bureau = :b AND pay_no IN :keys").bindparams(
+        bindparam("keys", expanding=True)
+    )
+    for i in range(0, len(pay_nos), 5000):
+        used.update(
+            r[0] for r in conn.execute(stmt, {"b": bureau, "keys": list(pay_nos[i : i + 5000])})
+        )
+    return used
+
+
+@dataclass
+class Intake:
+    """One DISB file's lines, chunk by chunk."""
+
+    conn: Connection
+    ctx: DisbContext
+    benefit_type: str | None = None
+    seen: set[str] = field(default_factory=set)
+    counts: Counter[str] = field(default_factory=Counter)
+    total_fen: int = 0
+    lines: int = 0
+    pending: list[pa.Table] = field(default_factory=list)
+    forwards: list[dict[str, object]] = field(default_factory=list)
+
+    def take(self, chunk: Chunk) -> None:
+        n = len(chunk)
+        ctx = self.ctx
+        pay = chunk.strings("pay_no")
+        pans = chunk.strings("pan")
+        ids = chunk.strings("id_no")
+        names = chunk.strings("name")
+        types = chunk.strings("benefit_type")
+        amounts_col = chunk.column("amount").combine_chunks()
+        fail_index = chunk.fail_index
+        fail_code = chunk.fail_code
+        shaped = np.asarray(
+            pc.match_substring_regex(amounts_col, r"^[0-9]{1,10}\.[0-9]{2}$").to_numpy(
+                zero_copy_only=False
+            ),
+            dtype=bool,
+        )
+        fen = np.zeros(n, dtype=np.int64)
+        if shaped.any():
+            fen[shaped] = fen_column(amounts_col.filter(pa.array(shaped)))
+        if self.benefit_type is None:
+            ok_types = [t for i, t in enumerate(types) if fail_index[i] > _POS["benefit_type"]]
+            self.benefit_type = ok_types[0] if ok_types else ""
+        keys = [str(p) for p in pay]
+        earlier = _used_earlier(self.conn, ctx.bureau, sorted({k for k in keys if k}))
+        holders = _holders(self.conn, ctx, sorted({str(p) for p in pans if p}))
+        result: list[str | None] = [None] * n
+        partner: list[str | None] = [None] * n
+        for i in range(n):
+            at, code = int(fail_index[i]), str(fail_code[i])
+            key = keys[i]
+            if at >= 0 and key and answered_key(key) != NOT_A_KEY:
+                if key in earlier or key in self.seen:
+                    if at > _POS["pay_no"]:
+                        at, code = _POS["pay_no"], "209"
+                self.seen.add(key)
+            if at > _POS["benefit_type"] and types[i] != self.benefit_type:
+                at, code = _POS["benefit_type"], "E117"
+            if at < 0 or at < len(DISB.names):
+                result[i] = code if at >= 0 else "E116"
+                continue
+            holder = holders.get(str(pans[i]))
+            if holder is None:
+                result[i] = "103"
+            elif holder.id_no != ids[i]:
+                result[i] = "104"
+            elif holder.name != names[i]:
+                result[i] = "105"
+            elif holder.bank_code != ctx.hub:
+                partner[i] = holder.bank_code
+            elif holder.refuses:
+                result[i] = "106"
+        for r in result:
+            self.counts[r or "pending"] += 1
+        self.lines += n
+        self.total_fen += int(fen.sum())
+        seqs = chunk.seqs
+        table = pa.table(
+            {
+                "batch_id": pa.array(np.zeros(n, dtype=np.int64)),
+                "seq": pa.array(seqs),
+                "bureau": pa.array([ctx.bureau] * n),
+                "pay_no": pa.array([k[:64] for k in keys]),
+                "pan": pa.array([str(p)[:19] for p in pans]),
+                "amount_fen": pa.array(fen),
+                "result": pa.array(result, pa.string()),
+                "credited_fen": pa.array(np.zeros(n, dtype=np.int64)),
+                "partner": pa.array(partner, pa.string()),
+                "answered_date": pa.array(
+                    [ctx.business_date if r is not None else None for r in result], pa.string()
+                ),
+            }
+        )
+        self.pending.append(table)
+        self._forward(chunk, partner, fen)
+
+    def _forward(self, chunk: Chunk, partner: list[str | None], fen: npt.NDArray[np.int64]) -> None:
+        rows = [i for i, p in enumerate(partner) if p]
+        if not rows:
+            return
+        forwards = self.forwards
+        seqs = chunk.seqs
+        cols = {name: chunk.strings(name) for name in DISB.names}
+        for i in rows:
+            forwards.append(
+                {
+                    "seq": int(seqs[i]),
+                    "bank_code": partner[i],
+                    "id_no": str(cols["id_no"][i]),
+                    "name": str(cols["name"][i]),
+                    "card_no": str(cols["card_no"][i]),
+                    "pan": str(cols["pan"][i]),
+                    "amount_fen": int(fen[i]),
+                    "benefit_type": str(cols["benefit_type"][i]),
+                    "period": str(cols["period"][i]),
+                    "memo": str(cols["memo"][i]),
+                }
+            )
+
+    def store(self, batch_id: int) -> None:
+        for table in self.pending:
+            table = table.set_column(
+                0, "batch_id", pa.array(np.full(table.num_rows, batch_id, dtype=np.int64))
+            )
+            bulk_load(self.conn, "disb_line", table, table.column_names)
+        forwards = self.forwards
+        if forwards:
+            for f in forwards:
+                f["batch_id"] = batch_id
+                f["partner_key"] = partner_key(batch_id, int(str(f["seq"])))
+            self.conn.execute(
+                text(
+                    "INSERT INTO disb_forward (partner_key, batch_id, seq, bank_code, id_no, name, "
+                    "card_no, pan, amount_fen, benefit_type, period, memo) VALUES (:partner_key, "
+                    ":batch_id, :seq, :bank_code, :id_no, :name, :card_no, :pan, :amount_fen, "
+                    ":benefit_type, :period, :memo)"
+                ),
+                forwards,
+            )
+            self.conn.execute(
+                text(
+                    "UPDATE disb_line SET partner_key = :partner_key WHERE batch_id = :batch_id "
+                    "AND seq = :seq"
+                ),
+                [
+                    {"partner_key": f["partner_key"], "batch_id": batch_id, "seq": f["seq"]}
+                    for f in forwards
+                ],
+            )
+
+
+def partner_key(batch_id: int, seq: int) -> str:
+    """The hub's own pay_no of a line forwarded to a partner bank (ICD §4.2)."""
+    return f"D{batch_id:09d}{seq:08d}"
+
+
+def apply_disb(conn: Connection, reader: DelimitedReader, ctx: DisbContext) -> dict[str, int]:
+    """A bureau's DISB file: every line checked and stored, the batch waiting for funds."""
+    intake = Intake(conn, ctx)
+    for chunk in reader.chunks():
+        intake.take(chunk)
+        log.info("%s DISB %s: %d line(s) checked so far", ctx.bureau, ctx.batch_no, intake.lines)
+    header = reader.header
+    if header.total_fen <= 0 and intake.lines:
+        raise FileLevelError(FileCode.F09, "a DISB's total amount is above zero")
+    batch_id = int(
+        conn.execute(
+            text(
+                "INSERT INTO disb_batch (bureau, batch_no, file_id, business_date, benefit_type, "
+                "line_count, total_fen, funded_fen, status) VALUES (:b, :n, :f, :d, :t, :c, :tot, "
+                "0, 'awaiting_funds') RETURNING id"
+            ),
+            {
+                "b": ctx.bureau,
+                "n": ctx.batch_no,
+                "f": ctx.file_id,
+                "d": header.business_date,
+                "t": intake.benefit_type or "",
+                "c": intake.lines,
+                "tot": header.total_fen,
+            },
+        ).scalar_one()
+    )
+    intake.store(batch_id)
+    counts = {str(k): int(v) for k, v in intake.counts.items()}
+    log.info(
+        "%s DISB %s: %d line(s), %s; waiting for its funding (DISB/%s)",
+        ctx.bureau,
+        ctx.batch_no,
+        intake.lines,
+        dict(sorted(counts.items())),
+        ctx.batch_no,
+    )
+    counts["applied"] = intake.lines - sum(v for k, v in counts.items() if k not in ("pending",))
+    counts["batch_id"] = batch_id
+    return counts

@@ -1,0 +1,533 @@
+"""What happens to a DISB batch after intake (``payments/__init__.py``): posted once funded,
+``301`` at the funding cut-off, partner lines forwarded and their answers merged, and the
+bureau's DISBRSP once every line has its outcome (ICD §5.10; DOMAIN §6)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any, BinaryIO
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Connection, Engine, bindparam, text
+
+from banking import ledger
+from exchange.outbox import Drop, compose, originate, response_name
+from persistence.issuance_store import rows
+from schemas.codec import DelimitedReader, Header, fen_to_amount, write_delimited
+from schemas.codes import reason_text
+from schemas.files import FileName
+from schemas.layouts import DISB, DISBRSP, answered_key
+
+log = logging.getLogger("sscard.payments")
+
+CREDITED = "0000"
+#: a line forwarded to a partner bank that did not answer by partner_wait (ICD §2)
+LATE = "140"
+UNFUNDED = "301"
+
+
+def shanghai_time(now: datetime) -> str:
+    return now.astimezone(ZoneInfo("Asia/Shanghai")).strftime("%Y%m%d%H%M%S")
+
+
+def bank_ref(batch_id: int, seq: int) -> str:
+    """The hub's reference of a credit it posted (DISBRSP bank_ref)."""
+    return f"H{batch_id:09d}{seq:08d}"
+
+
+@dataclass(frozen=True)
+class Posted:
+    batches: int
+    credited: int
+    failed: int
+    forwarded: int
+
+
+def post_funded(
+    engine: Engine,
+    *,
+    hub: str,
+    business_date: str,
+    now: datetime,
+    pay_before_funding: bool = False,
+    credit_preopened: bool = True,
+) -> Posted:
+    """Every batch waiting for funds whose STMT funding reached its total (or every such
+    batch when ``pay_before_funding``): hub lines posted (Dr CLEARING / Cr the account),
+    each in its own idempotent posting; lines that failed (at intake, or now because the
+    account stopped taking credits) moved to RETURNS; partner lines left for forwarding.
+    One transaction per batch."""
+    with engine.connect() as conn:
+        due = rows(
+            conn,
+            "SELECT id, bureau, batch_no FROM disb_batch WHERE status = 'awaiting_funds' "
+            "AND (funded_fen >= total_fen OR :early) AND business_date <= :d ORDER BY id",
+            early=pay_before_funding,
+            d=business_date,
+        )
+    credited = failed = forwarded = 0
+    for batch in due:
+        with engine.begin() as conn:
+            c, f, p = _post_batch(
+                conn, batch.id, batch.bureau, batch.batch_no, business_date, now, credit_preopened
+            )
+        credited, failed, forwarded = credited + c, failed + f, forwarded + p
+        log.info(
+            "%s DISB %s funded: %d line(s) credited, %d failed (to returns), %d for partner banks",
+            batch.bureau,
+            batch.batch_no,
+            c,
+            f,
+            p,
+        )
+    return Posted(len(due), credited, failed, forwarded)
+
+
+def _post_batch(
+    conn: Connection,
+    batch_id: int,
+    bureau: str,
+    batch_no: str,
+    business_date: str,
+    now: datetime,
+    credit_preopened: bool,
+) -> tuple[int, int, int]:
+    refuse = "a.status = 'closed' OR a.credit_blocked" + (
+        "" if credit_preopened else " OR a.status = 'preopened'"
+    )
+    # an account that stopped taking credits since intake: 106 now (DOMAIN §3)
+    conn.execute(
+        text(
+            "UPDATE disb_line SET result = '106', answered_date = :d WHERE batch_id = :b "
+            "AND result IS NULL AND partner IS NULL AND EXISTS (SELECT 1 FROM account a "
+            f"WHERE a.pan = disb_line.pan AND ({refuse}))"
+        ),
+        {"b": batch_id, "d": business_date},
+    )
+    clearing = ledger.clearing(bureau)
+    hub_lines = rows(
+        conn,
+        "SELECT seq, pay_no, pan, amount_fen FROM disb_line WHERE batch_id = :b "
+        "AND result IS NULL AND partner IS NULL ORDER BY seq",
+        b=batch_id,
+    )
+    ledger.post_transfers(
+        conn,
+        "disb_credit",
+        business_date,
+        ((f"disb:{bureau}:{r.pay_no}", clearing, r.pan, int(r.amount_fen)) for r in hub_lines),
+        now,
+    )
+    posted_time = shanghai_time(now)
+    if hub_lines:
+        conn.execute(
+            text(
+                "UPDATE disb_line SET result = :r, credited_fen = amount_fen, posted_time = :t, "
+                "bank_ref = :ref, answered_date = :d WHERE batch_id = :b AND seq = :s"
+            ),
+            [
+                {
+                    "r": CREDITED,
+                    "t": posted_time,
+                    "ref": bank_ref(batch_id, r.seq),
+                    "d": business_date,
+                    "b": batch_id,
+                    "s": r.seq,
+                }
+                for r in hub_lines
+            ],
+        )
+    failed = _move_failed_to_returns(conn, batch_id, bureau, batch_no, business_date, now)
+    forwarded = conn.execute(
+        text("SELECT COUNT(*) FROM disb_line WHERE batch_id = :b AND partner IS NOT NULL"),
+        {"b": batch_id},
+    ).scalar_one()
+    conn.execute(
+        text("UPDATE disb_batch SET status = 'funded', funded_date = :d WHERE id = :b"),
+        {"b": batch_id, "d": business_date},
+    )
+    return len(hub_lines), failed, int(forwarded)
+
+
+def _move_failed_to_returns(
+    conn: Connection, batch_id: int, bureau: str, batch_no: str, business_date: str, now: datetime
+) -> int:
+    """Failed lines' amounts from CLEARING to RETURNS (DOMAIN §6), once each."""
+    failed = rows(
+        conn,
+        "SELECT seq, amount_fen FROM disb_line WHERE batch_id = :b AND result IS NOT NULL "
+        "AND result <> :c AND amount_fen > 0",
+        b=batch_id,
+        c=CREDITED,
+    )
+    ledger.post_transfers(
+        conn,
+        "disb_failed",
+        business_date,
+        (
+            (
+                f"fail:{bureau}:{batch_no}:{r.seq}",
+                ledger.clearing(bureau),
+                ledger.returns(bureau),
+                int(r.amount_fen),
+            )
+            for r in failed
+        ),
+        now,
+    )
+    return len(failed)
+
+
+def cut_off(engine: Engine, *, business_date: str, now: datetime) -> int:
+    """The funding cut-off at the end of a batch's business date (ICD §5.12): a batch still
+    short of its total answers ``301`` on every line, nothing is posted to customers, what
+    it received goes to RETURNS to be sent back, and it stays R03 until resolved by hand."""
+    with engine.begin() as conn:
+        due = rows(
+            conn,
+            "SELECT id, bureau, batch_no, funded_fen, total_fen FROM disb_batch "
+            "WHERE status = 'awaiting_funds' AND business_date <= :d AND funded_fen < total_fen",
+            d=business_date,
+        )
+        for b in due:
+            conn.execute(
+                text(
+                    "UPDATE disb_line SET result = :r, credited_fen = 0, answered_date = :d "
+                    "WHERE batch_id = :b"
+                ),
+                {"r": UNFUNDED, "d": business_date, "b": b.id},
+            )
+            if b.funded_fen > 0:
+                ledger.post(
+                    conn,
+                    f"unfunded:{b.bureau}:{b.batch_no}",
+                    "disb_unfunded",
+                    business_date,
+                    [
+                        ledger.Leg(ledger.clearing(b.bureau), -int(b.funded_fen)),
+                        ledger.Leg(ledger.returns(b.bureau), int(b.funded_fen)),
+                    ],
+                    now,
+                )
+            conn.execute(
+                text("UPDATE disb_batch SET status = 'unfunded' WHERE id = :b"), {"b": b.id}
+            )
+            log.warning(
+                "%s DISB %s not funded by the cut-off (%s of %s yuan received): 301 on every "
+                "line; what was received is to be returned (RET/%s)",
+                b.bureau,
+                b.batch_no,
+                fen_to_amount(int(b.funded_fen)),
+                fen_to_amount(int(b.total_fen)),
+                b.batch_no,
+            )
+    return len(due)
+
+
+# --------------------------------------------------------------------------- partner banks
+
+
+def send_partner_disb(
+    engine: Engine,
+    *,
+    hub: str,
+    bank_code: str,
+    dest: Drop,
+    encoding: str,
+    business_date: str,
+    work_dir: Path,
+) -> str | None:
+    """One DISB file to a partner bank with every funded line of its accounts not sent yet,
+    under the hub's own pay_no (ICD §5.10)."""
+    with engine.begin() as conn:
+        pending = rows(
+            conn,
+            "SELECT f.partner_key, f.id_no, f.name, f.card_no, f.pan, f.amount_fen, f.benefit_type, "
+            "f.period, f.memo FROM disb_forward f JOIN disb_line l ON l.partner_key = f.partner_key "
+            "JOIN disb_batch b ON b.id = l.batch_id WHERE f.bank_code = :bank AND b.status = 'funded' "
+            "AND l.result IS NULL AND l.partner_request IS NULL ORDER BY f.partner_key",
+            bank=bank_code,
+        )
+        if not pending:
+            return None
+        total = sum(int(r.amount_fen) for r in pending)
+        request = originate(conn, "DISB", hub, bank_code, business_date, len(pending))
+        header = Header(
+            "DISB", hub, bank_code, request.header.batch_no, business_date, len(pending), total
+        )
+        lines = [
+            (
+                r.partner_key,
+                r.id_no,
+                r.name,
+                r.card_no,
+                r.pan,
+                fen_to_amount(int(r.amount_fen)),
+                r.benefit_type,
+                r.period,
+                r.memo,
+            )
+            for r in pending
+        ]
+
+        def write(out: BinaryIO) -> None:
+            write_delimited(out, DISB, header, lines, encoding)
+
+        compose(
+            conn,
+            dest,
+            work_dir,
+            name=request.name,
+            type_="DISB",
+            record_count=len(lines),
+            write=write,
+        )
+        conn.execute(
+            text(
+                "UPDATE disb_line SET partner_request = :n, partner_sent_date = :d "
+                "WHERE partner_key = :k"
+            ),
+            [{"n": request.name, "d": business_date, "k": r.partner_key} for r in pending],
+        )
+    log.info("%s: %d line(s) forwarded to partner %s", request.name, len(pending), bank_code)
+    return request.name
+
+
+def apply_partner_disbrsp(
+    conn: Connection,
+    reader: DelimitedReader,
+    *,
+    bank_code: str,
+    business_date: str,
+    now: datetime,
+    file_name: str,
+) -> dict[str, int]:
+    """A partner's DISBRSP: each line's outcome merged into the bureau's line; credited at
+    the partner: Dr CLEARING / Cr DUE:bank; failed: to RETURNS. An unknown key, or a second
+    answer, is a return problem, never applied."""
+    from servicing.lines import read_lines
+
+    lines = read_lines(reader)
+    keys = [ln.get("pay_no") for ln in lines]
+    known: dict[str, Any] = {}
+    stmt = text(
+        "SELECT l.partner_key, l.batch_id, l.seq, l.result, l.amount_fen, l.pay_no, b.bureau, "
+        "b.batch_no FROM disb_line l JOIN disb_batch b ON b.id = l.batch_id "
+        "WHERE l.partner = :bank AND l.partner_key IN :keys"
+    ).bindparams(bindparam("keys", expanding=True))
+    for i in range(0, len(keys), 5000):
+        for row in conn.execute(stmt, {"bank": bank_code, "keys": keys[i : i + 5000]}):
+            known[row.partner_key] = row
+    credits, fails, updates, problems = [], [], [], []
+    for line in lines:
+        r = known.get(line.get("pay_no"))
+        if line.failed or r is None or r.result is not None:
+            problems.append((line.seq, line.get("pay_no")[:30], "unknown or repeated answer"))
+            continue
+        result = line.get("result")
+        if result == CREDITED:
+            fen = _fen(line.get("credited_amount"))
+            credits.append(
+                (
+                    f"ptn:{r.bureau}:{r.pay_no}",
+                    ledger.clearing(r.bureau),
+                    ledger.due_to_partner(bank_code),
+                    fen,
+                )
+            )
+            updates.append(
+                {
+                    "r": CREDITED,
+                    "c": fen,
+                    "t": line.get("posted_time"),
+                    "ref": line.get("bank_ref"),
+                    "k": r.partner_key,
+                }
+            )
+        else:
+            fails.append(
+                (
+                    f"fail:{r.bureau}:{r.batch_no}:{r.seq}",
+                    ledger.clearing(r.bureau),
+                    ledger.returns(r.bureau),
+                    int(r.amount_fen),
+                )
+            )
+            updates.append({"r": result, "c": 0, "t": None, "ref": None, "k": r.partner_key})
+    ledger.post_transfers(conn, "disb_partner", business_date, credits, now)
+    ledger.post_transfers(conn, "disb_failed", business_date, (f for f in fails if f[3] > 0), now)
+    if updates:
+        conn.execute(
+            text(
+                "UPDATE disb_line SET result = :r, credited_fen = :c, posted_time = :t, bank_ref = :ref, "
+                "answered_date = :d WHERE partner_key = :k"
+            ),
+            [{**u, "d": business_date} for u in updates],
+        )
+    if problems:
+        conn.execute(
+            text(
+                "INSERT INTO return_problem (file_name, line_no, key, problem, business_date) "
+                "VALUES (:f, :l, :k, :p, :d)"
+            ),
+            [
+                {"f": file_name, "l": s + 1, "k": k, "p": p, "d": business_date}
+                for s, k, p in problems
+            ],
+        )
+    log.info(
+        "%s: %d credited at %s, %d failed, %d problem(s)",
+        file_name,
+        len(credits),
+        bank_code,
+        len(fails),
+        len(problems),
+    )
+    return {
+        "applied": len(updates),
+        "credited": len(credits),
+        "failed": len(fails),
+        "problems": len(problems),
+    }
+
+
+def _fen(amount: str) -> int:
+    from schemas.codec import amount_to_fen
+
+    try:
+        return amount_to_fen(amount)
+    except ValueError:
+        return 0
+
+
+def expire_partner_lines(
+    engine: Engine, *, bank_code: str, wait_days: int, business_date: str, now: datetime
+) -> int:
+    """Lines unanswered ``partner_wait`` days after they reached the partner: ``140``
+    (ICD §2), their amounts to RETURNS."""
+    d = date(int(business_date[:4]), int(business_date[4:6]), int(business_date[6:]))
+    limit = (d - timedelta(days=wait_days)).strftime("%Y%m%d")
+    with engine.begin() as conn:
+        due = rows(
+            conn,
+            "SELECT l.partner_key, l.seq, l.amount_fen, b.bureau, b.batch_no FROM disb_line l "
+            "JOIN disb_batch b ON b.id = l.batch_id WHERE l.partner = :bank AND l.result IS NULL "
+            "AND l.partner_sent_date IS NOT NULL AND l.partner_sent_date <= :limit",
+            bank=bank_code,
+            limit=limit,
+        )
+        if not due:
+            return 0
+        conn.execute(
+            text("UPDATE disb_line SET result = :r, answered_date = :d WHERE partner_key = :k"),
+            [{"r": LATE, "d": business_date, "k": r.partner_key} for r in due],
+        )
+        ledger.post_transfers(
+            conn,
+            "disb_failed",
+            business_date,
+            (
+                (
+                    f"fail:{r.bureau}:{r.batch_no}:{r.seq}",
+                    ledger.clearing(r.bureau),
+                    ledger.returns(r.bureau),
+                    int(r.amount_fen),
+                )
+                for r in due
+                if r.amount_fen > 0
+            ),
+            now,
+        )
+    log.warning(
+        "partner %s: %d DISB line(s) unanswered past partner_wait: 140", bank_code, len(due)
+    )
+    return len(due)
+
+
+# --------------------------------------------------------------------------- DISBRSP
+
+
+def answer_batches(
+    conn: Connection, *, bureau: str, dest: Drop, encoding: str, business_date: str, work_dir: Path
+) -> list[str]:
+    """The DISBRSP of every batch of ``bureau`` whose lines all have their outcome: one line
+    per DISB line, same order (ICD §5.10)."""
+    ready = rows(
+        conn,
+        "SELECT b.id, b.file_id, f.name, f.batch_no, f.business_date FROM disb_batch b "
+        "JOIN received_file f ON f.id = b.file_id WHERE b.bureau = :bureau "
+        "AND b.status IN ('funded', 'unfunded') AND NOT EXISTS (SELECT 1 FROM disb_line l "
+        "WHERE l.batch_id = b.id AND l.result IS NULL) ORDER BY b.id",
+        bureau=bureau,
+    )
+    names = []
+    for b in ready:
+        lines = rows(
+            conn,
+            "SELECT pay_no, result, credited_fen, posted_time, bank_ref FROM disb_line "
+            "WHERE batch_id = :b ORDER BY seq",
+            b=b.id,
+        )
+        out_rows: list[tuple[str, ...]] = []
+        total = 0
+        for r in lines:
+            if r.result == CREDITED:
+                total += int(r.credited_fen)
+                out_rows.append(
+                    (
+                        answered_key(r.pay_no),
+                        CREDITED,
+                        fen_to_amount(int(r.credited_fen)),
+                        r.posted_time,
+                        r.bank_ref,
+                        "",
+                        "",
+                    )
+                )
+            else:
+                out_rows.append(
+                    (
+                        answered_key(r.pay_no),
+                        r.result,
+                        "0.00",
+                        "",
+                        "",
+                        r.result,
+                        reason_text(r.result),
+                    )
+                )
+        request = FileName.parse(b.name)
+        name = response_name(request)
+        header = Header(
+            "DISBRSP",
+            request.receiver,
+            request.sender,
+            b.batch_no,
+            b.business_date,
+            len(out_rows),
+            total,
+        )
+
+        def write(out: BinaryIO, h: Header = header, ls: list[tuple[str, ...]] = out_rows) -> None:
+            write_delimited(out, DISBRSP, h, ls, encoding)
+
+        compose(
+            conn,
+            dest,
+            work_dir,
+            name=name,
+            type_="DISBRSP",
+            record_count=len(out_rows),
+            write=write,
+            source_file_id=b.file_id,
+        )
+        conn.execute(
+            text("UPDATE disb_batch SET status = 'answered', answered_date = :d WHERE id = :b"),
+            {"d": business_date, "b": b.id},
+        )
+        names.append(name)
+        log.info("%s: %d line(s), %s yuan credited", name, len(out_rows), fen_to_amount(total))
+    return names

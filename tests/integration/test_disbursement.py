@@ -1,0 +1,338 @@
+"""Benefit payments on the hub's database (both databases): DISB lines checked in §5.10's
+order, a batch posted once funded and only then, partner lines forwarded and merged back,
+``301`` at the cut-off, the bureau's DISBRSP line by line, and the clearing account
+netting to zero."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Connection, Engine, text
+
+from banking import ledger
+from exchange.outbox import Drop
+from exchange.storage import Storage
+from payments.intake import DisbContext, apply_disb
+from payments.settle import (
+    answer_batches,
+    apply_partner_disbrsp,
+    cut_off,
+    expire_partner_lines,
+    post_funded,
+    send_partner_disb,
+)
+from persistence import registry
+from schemas.codec import DelimitedReader, Header, write_delimited
+from schemas.layouts import DISBRSP, LAYOUTS
+from tests.support.cards import BUREAU, DAY, HUB, NOW, pan_of, seed_card
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Storage:
+    return Storage(f"file://{tmp_path / 'store'}")
+
+
+def disb_file(
+    conn: Connection,
+    rows: list[tuple[str, ...]],
+    *,
+    seq: int = 1,
+    sender: str = BUREAU,
+    receiver: str = HUB,
+    type_: str = "DISB",
+) -> tuple[int, DelimitedReader, str]:
+    layout = LAYOUTS[type_]
+    amount_at = layout.index(layout.amount_field) if layout.amount_field else None
+    total = 0
+    if amount_at is not None:
+        for r in rows:
+            yuan, cents = r[amount_at].split(".")
+            total += int(yuan) * 100 + int(cents)
+    batch_no = f"P{DAY}{seq:03d}"
+    name = f"{type_}_{sender}_{receiver}_{DAY}_{seq:03d}.txt"
+    header = Header(type_, sender, receiver, batch_no, DAY, len(rows), total)
+    buf = io.BytesIO()
+    write_delimited(buf, layout, header, rows, "GB18030")
+    file_id = registry.record_file(
+        conn,
+        conn_id=f"sftp_{sender.lower()}",
+        name=name,
+        type=type_,
+        sender=sender,
+        receiver=receiver,
+        batch_no=batch_no,
+        business_date=DAY,
+        sha256=f"{seq:064d}",
+        size=len(buf.getvalue()),
+        outcome="accepted",
+        first_seen_at=NOW,
+        processed_at=NOW,
+    )
+    buf.seek(0)
+    return file_id, DelimitedReader(buf, layout, "GB18030", 50_000, len(rows)), batch_no
+
+
+def line(pay_no: str, made, amount: str = "1500.00", **kw: str) -> tuple[str, ...]:  # type: ignore[no-untyped-def]
+    return (
+        pay_no,
+        kw.get("id_no", made.id_no),
+        kw.get("name", made.name),
+        made.card_no,
+        kw.get("pan", made.pan),
+        amount,
+        kw.get("benefit_type", "110"),
+        "202612",
+        "",
+    )
+
+
+def intake(engine: Engine, rows: list[tuple[str, ...]], seq: int = 1) -> tuple[int, str]:
+    with engine.begin() as conn:
+        file_id, reader, batch_no = disb_file(conn, rows, seq=seq)
+        counts = apply_disb(conn, reader, DisbContext(HUB, BUREAU, DAY, file_id, batch_no))
+    return counts["batch_id"], batch_no
+
+
+def results(engine: Engine, batch_id: int) -> list[tuple[str, str | None]]:
+    with engine.connect() as conn:
+        return [
+            tuple(r)
+            for r in conn.execute(
+                text("SELECT pay_no, result FROM disb_line WHERE batch_id = :b ORDER BY seq"),
+                {"b": batch_id},
+            )
+        ]  # type: ignore[misc]
+
+
+def fund(engine: Engine, batch_no: str, fen: int, ref: str = "T1") -> None:
+    with engine.begin() as conn:
+        ledger.post(
+            conn,
+            f"stmt:P01:{ref}",
+            "stmt",
+            DAY,
+            [ledger.Leg("SETTLEMENT", -fen), ledger.Leg(ledger.clearing(BUREAU), fen)],
+            NOW,
+        )
+        conn.execute(
+            text("UPDATE disb_batch SET funded_fen = funded_fen + :f WHERE batch_no = :n"),
+            {"f": fen, "n": batch_no},
+        )
+
+
+def total_of(engine: Engine, batch_id: int) -> int:
+    with engine.connect() as conn:
+        return int(
+            conn.execute(
+                text("SELECT total_fen FROM disb_batch WHERE id = :b"), {"b": batch_id}
+            ).scalar_one()
+        )
+
+
+def test_disb_lines_are_checked_in_the_icd_order_and_credited_only_once_funded(
+    engine: Engine, store: Storage, tmp_path: Path
+) -> None:
+    with engine.begin() as conn:
+        good = seed_card(conn, 1, account_status="active")
+        closed = seed_card(conn, 2, account_status="closed")
+        blocked = seed_card(conn, 3)
+        conn.execute(
+            text("UPDATE account SET credit_blocked = true WHERE pan = :p"), {"p": blocked.pan}
+        )
+        preopened = seed_card(conn, 4)
+        at_partner = seed_card(conn, 5, bank_code="B002", pan="6220020000000000003")
+    rows = [
+        line("PAY1", good, "1500.00"),
+        line("PAY2", good, "10.00", name="李四"),  # 105
+        line("PAY3", good, "10.00", id_no="440103199001019999"),  # 104
+        line("PAY4", good, "10.00", pan=pan_of(999)),  # 103
+        line("PAY5", good, "0.00"),  # 208
+        line("PAY6", good, "10.00", benefit_type="210"),  # E117
+        line("PAY1", good, "10.00"),  # 209 (repeated within the file)
+        line("PAY7", closed, "10.00"),  # 106
+        line("PAY8", blocked, "10.00"),  # 106
+        line("PAY9", preopened, "20.00"),  # credited (pre-opened accounts take credits)
+        line("PAY10", at_partner, "300.00"),  # forwarded
+    ]
+    batch_id, batch_no = intake(engine, rows)
+    assert results(engine, batch_id) == [
+        ("PAY1", None),
+        ("PAY2", "105"),
+        ("PAY3", "104"),
+        ("PAY4", "103"),
+        ("PAY5", "208"),
+        ("PAY6", "E117"),
+        ("PAY1", "209"),
+        ("PAY7", "106"),
+        ("PAY8", "106"),
+        ("PAY9", None),
+        ("PAY10", None),
+    ]
+    # nothing is credited before the batch is funded
+    assert post_funded(engine, hub=HUB, business_date=DAY, now=NOW).batches == 0
+    total = total_of(engine, batch_id)
+    fund(engine, batch_no, total - 1)
+    assert post_funded(engine, hub=HUB, business_date=DAY, now=NOW).batches == 0
+    fund(engine, batch_no, 1, ref="T2")
+    posted = post_funded(engine, hub=HUB, business_date=DAY, now=NOW)
+    assert (posted.batches, posted.credited, posted.forwarded) == (1, 2, 1)
+    assert post_funded(engine, hub=HUB, business_date=DAY, now=NOW).batches == 0
+    with engine.connect() as conn:
+        assert ledger.balance(conn, good.pan) == 150_000
+        assert ledger.balance(conn, preopened.pan) == 2_000
+    # the partner line goes to B002 under the hub's key and comes back credited
+    dest = Drop("sftp_b002", "drop", NOW, store)
+    name = send_partner_disb(
+        engine,
+        hub=HUB,
+        bank_code="B002",
+        dest=dest,
+        encoding="GB18030",
+        business_date=DAY,
+        work_dir=tmp_path,
+    )
+    assert name == f"DISB_{HUB}_B002_{DAY}_001.txt"
+    assert (
+        send_partner_disb(
+            engine,
+            hub=HUB,
+            bank_code="B002",
+            dest=dest,
+            encoding="GB18030",
+            business_date=DAY,
+            work_dir=tmp_path,
+        )
+        is None
+    )
+    with engine.connect() as conn:
+        key = conn.execute(
+            text("SELECT partner_key FROM disb_line WHERE partner = 'B002'")
+        ).scalar_one()
+    drop_b = Drop("sftp_r440100", "drop", NOW, store)
+    with engine.begin() as conn:
+        assert (
+            answer_batches(
+                conn,
+                bureau=BUREAU,
+                dest=drop_b,
+                encoding="GB18030",
+                business_date=DAY,
+                work_dir=tmp_path,
+            )
+            == []
+        )
+        _, reader, _ = disb_file(
+            conn,
+            [(key, "0000", "300.00", "20261206103000", "B002REF1", "", "")],
+            sender="B002",
+            receiver=HUB,
+            type_="DISBRSP",
+            seq=2,
+        )
+        apply_partner_disbrsp(
+            conn, reader, bank_code="B002", business_date=DAY, now=NOW, file_name="X"
+        )
+        names = answer_batches(
+            conn,
+            bureau=BUREAU,
+            dest=drop_b,
+            encoding="GB18030",
+            business_date=DAY,
+            work_dir=tmp_path,
+        )
+        data = conn.execute(
+            text("SELECT data FROM outbound_file WHERE name = :n"), {"n": names[0]}
+        ).scalar_one()
+    assert names == [f"DISBRSP_{HUB}_{BUREAU}_{DAY}_001.txt"]
+    reader = DelimitedReader(io.BytesIO(data), DISBRSP, "GB18030", 100, len(rows))
+    answered = next(
+        list(zip(c.strings("pay_no"), c.strings("result"), c.strings("credited_amount")))
+        for c in reader.chunks()
+    )
+    assert [a[1] for a in answered] == [
+        "0000",
+        "105",
+        "104",
+        "103",
+        "208",
+        "E117",
+        "209",
+        "106",
+        "106",
+        "0000",
+        "0000",
+    ]
+    assert answered[0][2] == "1500.00" and answered[10] == ("PAY10", "0000", "300.00")
+    assert reader.header.total_fen == 150_000 + 2_000 + 30_000
+    # every fen is where it should be: clearing nets to zero, failures wait in returns
+    with engine.connect() as conn:
+        assert ledger.balance(conn, ledger.clearing(BUREAU)) == 0
+        assert ledger.balance(conn, ledger.returns(BUREAU)) == total - 182_000
+        assert ledger.balance(conn, ledger.due_to_partner("B002")) == 30_000
+        assert ledger.check(conn).ok()
+
+
+def test_a_pay_no_used_in_an_earlier_file_is_209_whatever_its_content(engine: Engine) -> None:
+    with engine.begin() as conn:
+        good = seed_card(conn, 1, account_status="active")
+    intake(engine, [line("PAY1", good)])
+    batch_id, _ = intake(engine, [line("PAY1", good, "99.00"), line("PAY2", good)], seq=2)
+    assert results(engine, batch_id) == [("PAY1", "209"), ("PAY2", None)]
+
+
+def test_a_batch_unfunded_at_the_cut_off_answers_301_on_every_line_and_returns_what_came(
+    engine: Engine, store: Storage, tmp_path: Path
+) -> None:
+    with engine.begin() as conn:
+        good = seed_card(conn, 1, account_status="active")
+    batch_id, batch_no = intake(engine, [line("PAY1", good, "100.00"), line("PAY2", good, "0.00")])
+    fund(engine, batch_no, 4_000)
+    assert cut_off(engine, business_date="20261205", now=NOW) == 0  # not its day yet
+    assert cut_off(engine, business_date=DAY, now=NOW) == 1
+    assert results(engine, batch_id) == [("PAY1", "301"), ("PAY2", "301")]
+    with engine.begin() as conn:
+        names = answer_batches(
+            conn,
+            bureau=BUREAU,
+            dest=Drop("sftp_r440100", "drop", NOW, store),
+            encoding="GB18030",
+            business_date=DAY,
+            work_dir=tmp_path,
+        )
+        assert ledger.balance(conn, good.pan) == 0
+        assert ledger.balance(conn, ledger.returns(BUREAU)) == 4_000
+        assert ledger.balance(conn, ledger.clearing(BUREAU)) == 0
+    assert len(names) == 1
+
+
+def test_a_partner_that_does_not_answer_gets_140_at_partner_wait(
+    engine: Engine, store: Storage, tmp_path: Path
+) -> None:
+    with engine.begin() as conn:
+        at_partner = seed_card(conn, 5, bank_code="B002", pan="6220020000000000003")
+    batch_id, batch_no = intake(engine, [line("PAY1", at_partner, "300.00")])
+    fund(engine, batch_no, 30_000)
+    post_funded(engine, hub=HUB, business_date=DAY, now=NOW)
+    send_partner_disb(
+        engine,
+        hub=HUB,
+        bank_code="B002",
+        dest=Drop("sftp_b002", "drop", NOW, store),
+        encoding="GB18030",
+        business_date=DAY,
+        work_dir=tmp_path,
+    )
+    assert (
+        expire_partner_lines(engine, bank_code="B002", wait_days=1, business_date=DAY, now=NOW) == 0
+    )
+    assert (
+        expire_partner_lines(
+            engine, bank_code="B002", wait_days=1, business_date="20261207", now=NOW
+        )
+        == 1
+    )
+    assert results(engine, batch_id) == [("PAY1", "140")]
+    with engine.connect() as conn:
+        assert ledger.balance(conn, ledger.returns(BUREAU)) == 30_000
