@@ -42,14 +42,14 @@ class Flow:
 FLOWS: tuple[Flow, ...] = (
     Flow("APPLY", Party.BUREAU, "apply_intake", companions=("zip",)),
     Flow("STATUS", Party.BUREAU, "status_sync"),
-    Flow("DISB", Party.BUREAU, None),
+    Flow("DISB", Party.BUREAU, "disbursement_intake"),
     Flow("ACCTOPENRSP", Party.PARTNER, "partner_account_returns"),
     Flow("STATUSRSP", Party.PARTNER, "status_sync"),
-    Flow("DISBRSP", Party.PARTNER, None),
+    Flow("DISBRSP", Party.PARTNER, "partner_disbursements"),
     Flow("BANKEVT", Party.PARTNER, "status_sync"),
     Flow("PERSORSP", Party.FACTORY, "factory_returns"),
     Flow("CHANNEL", Party.CHANNEL, "channel_requests"),
-    Flow("STMT", Party.PAYMENT, None),
+    Flow("STMT", Party.PAYMENT, "statement_intake"),
 )
 
 

@@ -72,7 +72,13 @@ def serve(directory: Path, port: int, every: float) -> int:
     """Run the counterparties until SIGINT or SIGTERM."""
     parties = load_counterparties()
     root = directory / "sftp"
-    everyone = [*parties.bureaus, *parties.partner_banks, *parties.factories, *parties.channels]
+    everyone = [
+        *parties.bureaus,
+        *parties.partner_banks,
+        *parties.factories,
+        *parties.channels,
+        *parties.payment_systems,
+    ]
     for party in everyone:
         for sub in (party.pickup, party.drop):
             (root / party.code / sub).mkdir(parents=True, exist_ok=True)

@@ -20,6 +20,10 @@ BUSINESS = {
     "status_sync": "*/15 * * * *",
     "channel_requests": "*/5 * * * *",
     "card_maintenance": "30 21 * * *",
+    "disbursement_intake": "*/15 * * * *",
+    "statement_intake": "*/15 * * * *",
+    "partner_disbursements": "*/15 * * * *",
+    "payments_end_of_day": "0 23 * * *",
 }
 SANDBOX = "* * * * *"
 #: in the sandbox the servicing DAGs run less often than the issuance chain: every task
@@ -29,6 +33,10 @@ SANDBOX_SLOWER = {
     "status_sync": "*/5 * * * *",
     "channel_requests": "*/5 * * * *",
     "card_maintenance": "*/30 * * * *",
+    "disbursement_intake": "*/10 * * * *",
+    "statement_intake": "*/10 * * * *",
+    "partner_disbursements": "*/10 * * * *",
+    "payments_end_of_day": "*/30 * * * *",
 }
 
 
