@@ -93,6 +93,12 @@ def _still_waiting_from(day: str, wait_days: int, holidays: Iterable[str]) -> st
     return earliest
 
 
+def was_unfunded(status: str, funded_date: str | None) -> bool:
+    """A batch answered ``301`` at its funding cut-off: ``unfunded``, or ``answered`` (its
+    DISBRSP written) without ever having been funded."""
+    return status == "unfunded" or (status == "answered" and funded_date is None)
+
+
 def _local_day(moment: datetime | str | None) -> str | None:
     if moment is None:
         return None
@@ -168,7 +174,7 @@ def _candidates(conn: Connection, bureau: str, day: str) -> list[Any]:
     open_nos = sorted({r.batch_no for r in _open_breaks(conn, bureau, day)})
     sql = (
         "SELECT b.id, b.batch_no, b.business_date, b.benefit_type, b.total_fen, b.status, "
-        "b.answered_date FROM disb_batch b WHERE b.bureau = :b AND b.business_date <= :d AND ("
+        "b.answered_date, b.funded_date FROM disb_batch b WHERE b.bureau = :b AND b.business_date <= :d AND ("
         "b.business_date = :d OR b.funded_date = :d OR b.answered_date = :d "
         "OR b.batch_no IN :ids "
         "OR EXISTS (SELECT 1 FROM disb_line l WHERE l.batch_id = b.id AND l.answered_date = :d) "
@@ -279,7 +285,7 @@ def _line_figures(
     )
     found: dict[int, _Lines] = {}
     for part in _parts(ids):
-        for r in conn.execute(_expanding(sql), {"ids": part, "d": day, "w": waiting_from}).tuples():
+        for r in conn.execute(_expanding(sql), {"ids": part, "d": day, "w": waiting_from}).all():
             found[int(r[0])] = _Lines(*(int(v or 0) for v in r[1:]))
     return found
 
@@ -296,7 +302,7 @@ def _partner_by_bank(conn: Connection, ids: list[int], day: str) -> defaultdict[
         "AND l.partner IS NOT NULL GROUP BY l.batch_id, l.partner"
     )
     for part in _parts(ids):
-        for batch_id, bank, fen in conn.execute(_expanding(sql), {"ids": part, "d": day}).tuples():
+        for batch_id, bank, fen in conn.execute(_expanding(sql), {"ids": part, "d": day}).all():
             found[int(batch_id)][bank] += int(fen)
     return found
 
@@ -325,7 +331,7 @@ def _statement_figures(
     for part in _parts(batch_nos):
         for batch_no, kind, bank, fen in conn.execute(
             _expanding(sql), {"b": bureau, "ids": part, "d": day}
-        ).tuples():
+        ).all():
             moved = found[batch_no]
             if kind == "DISB":
                 moved.funded += int(fen)
@@ -345,7 +351,7 @@ def _doubled(conn: Connection, bureau: str, day: str) -> dict[str, int]:
         "AND kind <> 'UNIDENTIFIED' GROUP BY sender, batch_no, value_date, dc, amount_fen, memo "
         "HAVING COUNT(*) > 1) twins GROUP BY batch_no"
     )
-    return {r[0]: int(r[1]) for r in conn.execute(text(sql), {"b": bureau, "d": day}).tuples()}
+    return {r[0]: int(r[1]) for r in conn.execute(text(sql), {"b": bureau, "d": day}).all()}
 
 
 def _judge(
@@ -362,7 +368,7 @@ def _judge(
     total = int(b.total_fen)
     funded, returned = moved.funded, moved.returned
     settled = moved.settled_at()
-    unfunded = b.status == "unfunded"
+    unfunded = was_unfunded(b.status, b.funded_date)
     to_return = funded if unfunded else lines.failed_fen
     past_cutoff = b.business_date < day
     answered = b.answered_date is not None and b.answered_date <= day

@@ -31,7 +31,7 @@ import numpy as np
 from sqlalchemy import Connection, bindparam, text
 
 from banking import ledger
-from reconciliation.daily import add_business_days
+from reconciliation.daily import add_business_days, was_unfunded
 from schemas.codec import Chunk, fen_column
 
 log = logging.getLogger("sscard.reconciliation")
@@ -300,7 +300,8 @@ def return_instructions(conn: Connection, business_date: str) -> list[Instructio
     batch_no, kind, bank."""
     d = business_date
     open_batches = (
-        "SELECT b.id, b.bureau, b.batch_no, b.status, b.answered_date FROM disb_batch b "
+        "SELECT b.id, b.bureau, b.batch_no, b.status, b.answered_date, b.funded_date "
+        "FROM disb_batch b "
         "WHERE b.answered_date <= :d AND NOT EXISTS (SELECT 1 FROM recon_batch r "
         "WHERE r.bureau = b.bureau AND r.batch_no = b.batch_no AND r.business_date <= :d "
         "AND r.status = 'BALANCED')"
@@ -316,7 +317,7 @@ def return_instructions(conn: Connection, business_date: str) -> list[Instructio
                 "GROUP BY l.batch_id"
             ),
             {"d": d},
-        ).tuples()
+        ).all()
     )
     credited = conn.execute(
         text(
@@ -325,7 +326,7 @@ def return_instructions(conn: Connection, business_date: str) -> list[Instructio
             "AND l.result = '0000' AND l.partner IS NOT NULL GROUP BY l.batch_id, l.partner"
         ),
         {"d": d},
-    ).tuples()
+    ).all()
     moved = conn.execute(
         text(
             f"SELECT b.id, s.kind, s.bank_code, SUM(s.amount_fen) FROM statement_line s JOIN "
@@ -334,7 +335,7 @@ def return_instructions(conn: Connection, business_date: str) -> list[Instructio
             "GROUP BY b.id, s.kind, s.bank_code"
         ),
         {"d": d},
-    ).tuples()
+    ).all()
     funded: Counter[int] = Counter()
     returned: Counter[int] = Counter()
     settled: Counter[tuple[int, str]] = Counter()
@@ -348,7 +349,11 @@ def return_instructions(conn: Connection, business_date: str) -> list[Instructio
     found: list[Instruction] = []
     for batch_id, b in batches.items():
         due = add_business_days(b.answered_date, 1)
-        owed = funded[batch_id] if b.status == "unfunded" else int(failed.get(batch_id, 0))
+        owed = (
+            funded[batch_id]
+            if was_unfunded(b.status, b.funded_date)
+            else int(failed.get(batch_id, 0))
+        )
         if owed > returned[batch_id]:
             found.append(
                 Instruction(
