@@ -48,7 +48,7 @@ def seed_batch(
     file_id = registry.record_file(
         conn,
         conn_id=f"sftp_{bureau.lower()}",
-        name=f"DISB_{bureau}_{HUB}_{day}_{batch_no[-3:]}.txt",
+        name=f"DISB_{bureau}_{HUB}_{day}_{batch_no}.txt",
         type="DISB",
         sender=bureau,
         receiver=HUB,

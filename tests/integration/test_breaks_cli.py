@@ -1,0 +1,122 @@
+"""``sscard breaks list|show|resolve``: output, exit codes, and a resolution kept with who,
+when and why and its audit record."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from sqlalchemy import Engine, text
+
+from banking import audit
+from sscard.breaks_cli import main
+from tests.integration.test_reconciliation import FAIL, MON, OK, WED, run, seed_batch, stmt
+
+
+@pytest.fixture
+def hub(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Engine:
+    """A batch whose return is overdue (R07 found on Wednesday) and an unidentified item."""
+    monkeypatch.setenv("SSCARD_DATABASE_URL", str(engine.url.render_as_string(False)))
+    monkeypatch.setenv("USER", "li.finance")
+    with engine.begin() as conn:
+        seed_batch(
+            conn, "B001", [{"amount": 10000, "result": OK}, {"amount": 5000, "result": FAIL}]
+        )
+        stmt(conn, [("T1", "C", 15000, "DISB/B001"), ("T9", "C", 88, "refund?")], day=MON)
+    for day in (MON, "20261208", WED):
+        run(engine, day)
+    return engine
+
+
+def _ids(engine: Engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        return dict(conn.execute(text("SELECT reason, id FROM recon_break")).all())
+
+
+def test_list_shows_open_breaks_oldest_first(
+    hub: Engine, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["breaks", "list", "--json"]) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert [
+        (b["reason"], b["batch_no"], b["amount_yuan"], b["first_date"]) for b in found["breaks"]
+    ] == [
+        ("R09", "", "0.88", MON),
+        ("R07", "B001", "50.00", WED),
+    ]
+    assert found["breaks"][1]["meaning"] == {
+        "zh": "退款到期未收到",
+        "en": "return not received when due",
+    }
+    assert main(["breaks", "list", "--bureau", "R440100"]) == 0
+    out = capsys.readouterr().out
+    assert "B001" in out and "R07" in out and "R09" not in out and "1 open break(s)" in out
+
+
+def test_show_gives_the_batch_figures_and_its_statement_lines(
+    hub: Engine, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["breaks", "show", str(_ids(hub)["R07"]), "--json"]) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert found["batch"]["business_date"] == WED
+    assert (found["batch"]["failed_fen"], found["batch"]["returned_fen"]) == (5000, 0)
+    assert found["failed_lines"] == 1
+    assert [(s["txn_ref"], s["kind"], s["amount_fen"]) for s in found["statement_lines"]] == [
+        ("T1", "DISB", 15000)
+    ]
+    assert main(["breaks", "show", str(_ids(hub)["R09"])]) == 0
+    assert "T9" in capsys.readouterr().out
+
+
+def test_a_resolution_keeps_who_when_and_why_with_its_audit_record(
+    hub: Engine, capsys: pytest.CaptureFixture[str]
+) -> None:
+    break_id = _ids(hub)["R07"]
+    assert main(["breaks", "resolve", str(break_id), "--reason", "退款已线下处理", "--json"]) == 0
+    done = json.loads(capsys.readouterr().out)
+    assert (done["resolved_by"], done["resolution"]) == ("li.finance", "退款已线下处理")
+    with hub.connect() as conn:
+        row = conn.execute(text("SELECT * FROM recon_break WHERE id = :i"), {"i": break_id}).one()
+        assert (row.resolved_by, row.resolution) == ("li.finance", "退款已线下处理")
+        assert row.resolved_at is not None
+        record = conn.execute(text("SELECT * FROM audit_record")).one()
+        assert (
+            record.op,
+            record.channel,
+            record.actor,
+            record.ref,
+            record.before,
+            record.after,
+        ) == (
+            "break:resolve",
+            "operator",
+            "li.finance",
+            f"break:{break_id}",
+            "open",
+            "resolved",
+        )
+        assert audit.verify(conn).ok()
+    # resolved items stay resolved when the day is reconciled again
+    run(hub, "20261210")
+    with hub.connect() as conn:
+        assert conn.scalar(
+            text("SELECT resolved_by FROM recon_break WHERE id = :i"), {"i": break_id}
+        )
+    assert main(["breaks", "list", "--json"]) == 0
+    assert [b["reason"] for b in json.loads(capsys.readouterr().out)["breaks"]] == ["R09"]
+
+
+def test_resolve_refuses_unknown_resolved_and_empty(
+    hub: Engine, capsys: pytest.CaptureFixture[str]
+) -> None:
+    break_id = _ids(hub)["R09"]
+    assert main(["breaks", "resolve", "999", "--reason", "x"]) == 1
+    assert "no break 999" in capsys.readouterr().err
+    assert main(["breaks", "resolve", str(break_id), "--reason", "  "]) == 2
+    assert main(["breaks", "resolve", str(break_id), "--reason", "booked", "--by", "wang"]) == 0
+    assert main(["breaks", "resolve", str(break_id), "--reason", "again"]) == 1
+    assert "resolved already" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as bad:
+        main(["breaks", "resolve", "abc", "--reason", "x"])
+    assert bad.value.code == 2
+    assert main(["breaks", "show", "999"]) == 1
