@@ -281,9 +281,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cfg.set_defaults(func=_config_check)
 
+    from sscard.breaks_cli import add_commands as add_breaks
     from sscard.servicing_cli import add_commands
 
     add_commands(sub)
+    add_breaks(sub)
     return parser
 
 

@@ -193,3 +193,130 @@ def answer_bureau(bureau_code: str, when: datetime, connection: Any) -> dict[str
             )
     delivered = _publish(connection, engine, bureau.conn_id, when)
     return {"bureau": bureau_code, "answered": answered, "delivered": delivered}
+
+
+def business_date_for(when: datetime) -> str:
+    """The business date a run is for: its logical date (the data interval's start) in
+    Asia/Shanghai, so an end of day re-run for a past date works on that date."""
+    return business_date_of(when, load_counterparties().timezone)
+
+
+def payments_end_of_day(business_date: str, when: datetime) -> dict[str, Any]:
+    """The end of a payments day (ICD §5.12): the funding cut-off, batches posted and
+    answered, each bureau's reconciliation of the date with its breaks carried forward,
+    finance's return instructions and reports (in the hub's storage under
+    ``reports/<date>/``). RECON is written by :func:`recon_to_bureau`."""
+    from reconciliation.daily import reconcile
+    from reconciliation.reports import write_reports
+    from reconciliation.statements import return_instructions, write_instructions
+
+    parties = load_counterparties()
+    engine = engine_for(database_url())
+    cut = settle.cut_off(engine, business_date=business_date, now=when)
+    with working_directory() as work_dir:
+        done = _post_and_answer(engine, when, business_date, work_dir)
+        wait = max(
+            (int(p.option("partner_wait_days", 1)) for p in parties.partner_banks), default=1
+        )
+        with engine.begin() as conn:
+            rows = reconcile(
+                conn, business_date, [b.code for b in parties.bureaus], partner_wait_days=wait
+            )
+            instructions = return_instructions(conn, business_date)
+        out = work_dir / "reports"
+        out.mkdir()
+        write_instructions(instructions, out / f"instructions_{business_date}.csv")
+        paths = write_reports(engine, business_date, out)
+        store = storage()
+        stored = []
+        for path in sorted(p for p in out.rglob("*") if p.is_file()):
+            key = f"reports/{business_date}/{path.relative_to(out).as_posix()}"
+            store.put_file(path, key)
+            stored.append(key)
+    statuses: dict[str, int] = {}
+    for row in rows:
+        statuses[row.status] = statuses.get(row.status, 0) + 1
+    log.info(
+        "payments day %s: %d batch(es) cut off unfunded; reconciliation %s; %d instruction(s) "
+        "for finance; reports in the hub's storage under reports/%s/ (%s)",
+        business_date,
+        cut,
+        statuses,
+        len(instructions),
+        business_date,
+        paths.workbook.name,
+    )
+    return {
+        "business_date": business_date,
+        "cut_off": cut,
+        **done,
+        "reconciliation": statuses,
+        "instructions": len(instructions),
+        "reports": stored,
+    }
+
+
+def recon_to_bureau(
+    bureau_code: str, business_date: str, when: datetime, connection: Any
+) -> dict[str, Any]:
+    """The bureau's RECON of the date (also with no lines), written once; publish."""
+    from reconciliation.daily import write_recon
+
+    parties = load_counterparties()
+    bureau = parties.bureau(bureau_code)
+    engine = engine_for(database_url())
+    with working_directory() as work_dir:
+        with engine.begin() as conn:
+            name = write_recon(
+                conn,
+                hub=parties.hub,
+                bureau=bureau_code,
+                business_date=business_date,
+                dest=_drop(bureau, when),
+                encoding=bureau.encoding,
+                work_dir=work_dir,
+            )
+    delivered = _publish(connection, engine, bureau.conn_id, when)
+    return {"bureau": bureau_code, "recon": name, "delivered": delivered}
+
+
+def open_breaks(business_date: str) -> list[dict[str, Any]]:
+    """The breaks waiting for a person as of the date: what the review asks about."""
+    from sqlalchemy import text
+
+    engine = engine_for(database_url())
+    with engine.connect() as conn:
+        found = conn.execute(
+            text(
+                "SELECT id, bureau, batch_no, reason, amount_fen, first_date FROM recon_break "
+                "WHERE matched_date IS NULL AND resolved_at IS NULL AND first_date <= :d ORDER BY id"
+            ),
+            {"d": business_date},
+        ).all()
+    return [dict(r._mapping) for r in found]
+
+
+def settle_break(break_id: int, decision: dict[str, Any], when: datetime) -> dict[str, Any]:
+    """Apply a person's answer to a break's review: ``Resolve`` with a reason records the
+    resolution (who, when, why, and the audit record); ``Leave open`` changes nothing."""
+    from reconciliation.daily import resolve_break
+
+    chosen = list(decision.get("chosen_options") or [])
+    params = dict(decision.get("params_input") or {})
+    user = decision.get("responded_by_user") or {}
+    who = (
+        str(user.get("name") or user.get("id") or "airflow")[:40]
+        if isinstance(user, dict)
+        else str(user)[:40]
+    )
+    if chosen != ["Resolve"]:
+        log.info("break %d left open by %s", break_id, who)
+        return {"break": break_id, "resolved": False, "by": who}
+    reason = str(params.get("reason") or "").strip()
+    if not reason:
+        raise ValueError(f"break {break_id}: a resolution needs a reason; it stays open")
+    engine = engine_for(database_url())
+    with engine.begin() as conn:
+        resolve_break(conn, break_id, who=who, why=reason, now=when, channel="airflow")
+    log.info("break %d resolved by %s", break_id, who)
+    return {"break": break_id, "resolved": True, "by": who}

@@ -24,6 +24,7 @@ BUSINESS = {
     "statement_intake": "*/15 * * * *",
     "partner_disbursements": "*/15 * * * *",
     "payments_end_of_day": "0 23 * * *",
+    "break_review": "0 9 * * 1-5",
 }
 SANDBOX = "* * * * *"
 #: in the sandbox the servicing DAGs run less often than the issuance chain: every task
@@ -37,6 +38,7 @@ SANDBOX_SLOWER = {
     "statement_intake": "*/10 * * * *",
     "partner_disbursements": "*/10 * * * *",
     "payments_end_of_day": "*/30 * * * *",
+    "break_review": "0 9 * * 1-5",
 }
 
 
