@@ -59,6 +59,7 @@ from sandbox.people import make_card_no
 from sandbox.services import collect, settings_of
 from sandbox.servicing import PartnerServicing, make_status_file, read_bankevt, read_statusrsp
 from sandbox.sftp_server import EmbeddedSftpServer
+from schemas.codec import amount_to_fen
 from schemas.codes import message
 from schemas.files import FileName
 from schemas.layouts import APPLY
@@ -157,7 +158,13 @@ def main(size: int = 200, business_date: str | None = None) -> int:
     demo_dir = var_dir() / "demo"
     sftp_root = demo_dir / "sftp"
     log_path = demo_dir / LOG_NAME
-    counterparties = [bureau, *parties.partner_banks, *parties.factories, *parties.channels]
+    counterparties = [
+        bureau,
+        *parties.partner_banks,
+        *parties.factories,
+        *parties.channels,
+        *parties.payment_systems,
+    ]
     for party in counterparties:
         for sub in (party.pickup, party.drop):
             (sftp_root / party.code / sub).mkdir(parents=True, exist_ok=True)
@@ -261,6 +268,12 @@ def main(size: int = 200, business_date: str | None = None) -> int:
         )
         if not (servicing.day(serviced) and servicing.replacements(replaced)):
             return 1
+        payments = _PaymentsDay(
+            parties=parties, remotes=remotes, run=run, step=step, say=say, demo_dir=demo_dir
+        )
+        pension, after = payments.days_after(replaced)
+        if not (payments.pension_day(pension) and payments.day_after(after)):
+            return 1
 
     response_name = f"APPLYRSP_{parties.hub}_{bureau.code}_{business_date}_{seq:03d}.txt"
     answers = read_applyrsp((inbox / response_name).read_bytes(), bureau.encoding)
@@ -280,6 +293,8 @@ def main(size: int = 200, business_date: str | None = None) -> int:
         for line in _cardrsp_lines(inbox, name, bureau.encoding, parties.hub):
             say(line)
     for line in servicing.summary():
+        say(line)
+    for line in payments.summary():
         say(line)
     archive = sftp_root / bureau.code / bureau.pickup / "archive" / business_date
     say()
@@ -314,10 +329,11 @@ def main(size: int = 200, business_date: str | None = None) -> int:
                 "the hub in a real Airflow, with its UI",
                 "make airflow, then make airflow-batch (http://127.0.0.1:8080)",
             ),
+            *payments.where(),
         ]
     ):
         say(line)
-    return 0 if agree and servicing.all_met() else 1
+    return 0 if agree and servicing.all_met() and payments.all_met() else 1
 
 
 def _at(day: str, hour: int, minute: int, timezone: str) -> datetime:
@@ -1089,6 +1105,10 @@ class _HubRecords:
             "channel_requests": self._service_files,
             "status_sync": self._service_files,
             "card_maintenance": self._card_returns,
+            "disbursement_intake": self._payments,
+            "statement_intake": self._payments,
+            "partner_disbursements": self._payments,
+            "payments_end_of_day": self._end_of_payments_day,
         }[dag_id](took, sent)
         refused = [f"{f.name} {f.outcome} ({f.file_code})" for f in took if f.outcome != "accepted"]
         return "; ".join(part for part in (*refused, told) if part) or "nothing to do"
@@ -1196,6 +1216,33 @@ class _HubRecords:
                 ]
                 told.append(f"{f.name}: " + (", ".join(parts) or "no lines"))
         return " → ".join(part for part in ("; ".join(told), self._delivered(sent)) if part)
+
+    def _payments(self, took: _Rows, sent: _Rows) -> str:
+        """The DISB, STMT and partner DISBRSP files taken, what was sent."""
+        told = [f"took {f.name} ({f.record_count} lines)" for f in took if f.outcome == "accepted"]
+        return " → ".join(part for part in ("; ".join(told), self._delivered(sent)) if part)
+
+    def _end_of_payments_day(self, took: _Rows, sent: _Rows) -> str:
+        """The day's reconciliation by status, what was sent."""
+        from sqlalchemy import func, select
+
+        from persistence.models import ReconBatch
+
+        with self._engine.connect() as conn:
+            day = conn.scalar(select(func.max(ReconBatch.business_date)))
+            statuses = Counter(
+                dict(
+                    conn.execute(
+                        select(ReconBatch.status, func.count())
+                        .where(ReconBatch.business_date == day)
+                        .group_by(ReconBatch.status)
+                    ).all()
+                )
+            )
+        told = "reconciled: " + ", ".join(
+            f"{statuses[s]} {s}" for s in ("BALANCED", "PENDING", "BREAK") if statuses[s]
+        )
+        return " → ".join(part for part in (told, self._delivered(sent)) if part)
 
     def _delivered(self, sent: _Rows) -> str:
         return ", ".join(
@@ -1351,3 +1398,487 @@ def _zip_names(batch: object) -> list[str]:
     data = batch.zip_data  # type: ignore[attr-defined]
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
         return zf.namelist()
+
+
+#: the pension day's work and its end of day (payments_end_of_day runs at 23:00)
+_PAYMENTS_AT, _PAYMENTS_EOD = (10, 0), (23, 0)
+#: what the first batch of the pension day plants (shares of its lines)
+_DISB_MIX = {"name": 0.05, "id_no": 0.05, "unknown_pan": 0.05, "repeat": 0.05, "blocked": 0.05}
+#: the lines of the batch funded in full, at most
+_FULL_SIZE = 60
+#: the unidentified credit on the payment system's statement (fen, memo)
+_UNIDENTIFIED = (88_800, "工资")
+#: how much the second batch is funded short (fen)
+_SHORT_FEN = 100
+#: what a DISBRSP line credited tells
+_CREDITED = ("入账成功", "credited")
+
+
+def _weekday_after(day: str) -> str:
+    """The next business date after ``day``, Monday to Friday."""
+    day = _day_after(day)
+    while datetime.strptime(day, "%Y%m%d").weekday() >= 5:
+        day = _day_after(day)
+    return day
+
+
+class _PaymentsDay:
+    """The pension day after the servicing days, and the business day after it.
+
+    The bureau sends three DISB batches over the hub's and the partner bank's accounts
+    (most lines good, some to closed accounts, with wrong names and ID numbers, unknown
+    PANs, repeated pay_nos); the payment system funds one in full, one short and one
+    twice, with an unidentified credit on its statement; the partner bank answers the
+    lines the hub forwards; the end of day answers, reconciles and writes finance's
+    reports. The next business day the payment system sends the returns and partner
+    settlements finance's instructions ask for, and the end of day runs again."""
+
+    def __init__(
+        self,
+        *,
+        parties: Counterparties,
+        remotes: dict[str, SftpRemote],
+        run: Callable[[str, datetime], bool],
+        step: Callable[[str], None],
+        say: Callable[..., None],
+        demo_dir: Path,
+    ) -> None:
+        from persistence.db import engine_for
+
+        self.parties = parties
+        self.remotes = remotes
+        self._run = run
+        self.step = step
+        self.say = say
+        self.demo_dir = demo_dir
+        self.engine = engine_for(database_url())
+        self.bureau = parties.bureaus[0]
+        self.partner = parties.partner_banks[0]
+        self.payment = parties.payment_systems[0]
+        self.inbox = demo_dir / "bureau-inbox"
+        self.inbox.mkdir(parents=True, exist_ok=True)
+        self.expectations: list[tuple[str, bool]] = []
+        self.days: tuple[str, str] = ("", "")
+        #: (DISB file, how it was funded, its DISBRSP name, its lines, expectations met)
+        self.batches: list[tuple[Any, str, str, list[dict[str, str]], bool]] = []
+        #: (business date, RECON name, its lines)
+        self.recon: list[tuple[str, str, list[dict[str, str]]]] = []
+        self.breaks: list[Any] = []
+        self.ledger_ok: bool | None = None
+
+    def days_after(self, day: str) -> tuple[str, str]:
+        """The pension day (the first business date after ``day``) and the business day
+        after it, moved on past dates whose RECON the hub has already written, so a demo
+        run again on the same database tells its own days."""
+        from sqlalchemy import select
+
+        from persistence.models import OutboundFile
+
+        with self.engine.connect() as conn:
+            written = set(
+                conn.scalars(select(OutboundFile.name).where(OutboundFile.type == "RECON"))
+            )
+        days = {name.split("_")[3] for name in written if name.count("_") >= 4}
+        first = _weekday_after(day)
+        while first in days or _weekday_after(first) in days:
+            first = _weekday_after(first)
+        return first, _weekday_after(first)
+
+    # ------------------------------------------------------------------ the story
+
+    def pension_day(self, day: str) -> bool:
+        """DISB, STMT, the partner's answers, the end of day. False when a DAG run failed."""
+        from sandbox.payments import Funding, PartnerPayments, PaymentSystem, make_disb_file
+
+        tz = self.parties.timezone
+        at, end_of_day = _at(day, *_PAYMENTS_AT, tz), _at(day, *_PAYMENTS_EOD, tz)
+        self.days = (day, _weekday_after(day))
+        self.say()
+        self.say(
+            f"The pension day {day} (the day's work at 10:00, the payments end of day at "
+            f"23:00 {tz})"
+        )
+        self.say()
+        payees = self._payees()
+        if len([p for p in payees if p.status in ("preopened", "active")]) < 20:
+            self.step("payments")
+            self.say("too few accounts for a pension day (run with a larger --size)")
+            self.expect("accounts for the pension day", False)
+            return True
+        seq = _next_seq(day, self.bureau.code, "DISB")
+        common: dict[str, Any] = {
+            "bureau": self.bureau.code,
+            "hub": self.parties.hub,
+            "business_date": day,
+            "encoding": self.bureau.encoding,
+        }
+        full = make_disb_file(
+            payees,
+            size=min(len(payees), _FULL_SIZE),
+            seq=seq,
+            seed=f"demo-{day}",
+            mix=_DISB_MIX,
+            **common,
+        )
+        short = make_disb_file(payees[:10], seq=seq + 1, seed=f"demo-{day}", mix={}, **common)
+        twice = make_disb_file(payees[10:20], seq=seq + 2, seed=f"demo-{day}", mix={}, **common)
+        files = [(full, "in full"), (short, "short"), (twice, "twice")]
+        planted = sum(1 for k in full.kinds if k)
+        self.step(f"bureau {self.bureau.code}")
+        for f, _ in files:
+            self.remotes[self.bureau.code].publish(self.bureau.pickup, f.name, f.data, len(f.rows))
+        self.say(
+            f"uploaded {full.name} ({len(full.rows)} pensions, {planted} of them wrong), "
+            f"{short.name} ({len(short.rows)}) and {twice.name} ({len(twice.rows)})"
+        )
+        if not self.run("disbursement_intake", at):
+            return False
+        self.pay = PaymentSystem(
+            self.payment.code,
+            self.parties.hub,
+            pickup=self._local(self.payment, self.payment.pickup),
+            state_dir=self.demo_dir / "payments",
+        )
+        name = self.pay.statement(
+            day,
+            fund=[
+                Funding(full.batch_no, full.total_fen),
+                Funding(short.batch_no, short.total_fen, short_fen=_SHORT_FEN),
+                Funding(twice.batch_no, twice.total_fen, twice=True),
+            ],
+            unidentified_items=[_UNIDENTIFIED],
+        )
+        self.step(f"payment system {self.payment.code}")
+        self.say(
+            f"sent {name}: {full.batch_no} funded in full, {short.batch_no} "
+            f"{ledger.yuan(_SHORT_FEN)} yuan short, {twice.batch_no} twice, and a credit of "
+            f"{ledger.yuan(_UNIDENTIFIED[0])} yuan ({_UNIDENTIFIED[1]}) for no batch"
+        )
+        if not (self.run("statement_intake", at) and self.run("partner_disbursements", at)):
+            return False
+        partner = PartnerPayments(
+            self.partner.code,
+            self.parties.hub,
+            drop=self._local(self.partner, self.partner.drop),
+            pickup=self._local(self.partner, self.partner.pickup),
+            state_dir=self.demo_dir / "partners",
+            seed=f"demo-{day}",
+            fail_share=0.2,
+            encoding=self.partner.encoding,
+        )
+        answered = partner.run(day)
+        self.step(f"partner bank {self.partner.code}")
+        self.say(f"answered {', '.join(answered) or 'nothing'}")
+        if not (
+            self.run("partner_disbursements", at) and self.run("payments_end_of_day", end_of_day)
+        ):
+            return False
+        taken = self._collect()
+        for f, how in files:
+            response = str(FileName.parse(f.name).response())
+            lines = self._read_disbrsp(response) if response in taken else []
+            met = self._as_expected(f, how, lines, partner.answers)
+            self.batches.append((f, how, response, lines, met))
+            self.expect(f"{response} as the bureau expects", met)
+        self._recon(day, taken)
+        return True
+
+    def day_after(self, day: str) -> bool:
+        """The returns and settlements finance asks for, the end of day again."""
+        from reconciliation.statements import return_instructions
+
+        if not self.batches:
+            return True
+        first, tz = self.days[0], self.parties.timezone
+        at, end_of_day = _at(day, *_PAYMENTS_AT, tz), _at(day, *_PAYMENTS_EOD, tz)
+        self.say()
+        self.say(f"The day after, {day}: the returns and partner settlements finance instructed")
+        self.say()
+        with self.engine.connect() as conn:
+            owed = return_instructions(conn, first)
+        returns = [(i.batch_no, i.amount_fen) for i in owed if i.kind == "RET"]
+        settle = [(i.bank, i.batch_no, i.amount_fen) for i in owed if i.kind == "PTN"]
+        name = self.pay.statement(day, returns=returns, settle=settle)
+        self.step(f"payment system {self.payment.code}")
+        self.say(
+            f"sent {name}: {len(returns)} returns (RET) of "
+            f"{ledger.yuan(sum(a for _, a in returns))} yuan, {len(settle)} partner settlements "
+            f"(PTN) of {ledger.yuan(sum(a for *_, a in settle))} yuan"
+        )
+        if not (self.run("statement_intake", at) and self.run("payments_end_of_day", end_of_day)):
+            return False
+        self._recon(day, self._collect())
+        self._check_recon()
+        self._open_breaks()
+        with self.engine.connect() as conn:
+            self.ledger_ok = ledger.check(conn).ok()
+        self.expect("ledger check after the payments days", bool(self.ledger_ok))
+        return True
+
+    # ------------------------------------------------------------------ helpers
+
+    def run(self, dag_id: str, when: datetime) -> bool:
+        return self._run(dag_id, when)
+
+    def expect(self, what: str, met: bool) -> bool:
+        self.expectations.append((what, met))
+        return met
+
+    def all_met(self) -> bool:
+        return all(met for _, met in self.expectations)
+
+    def _local(self, party: Counterparty, sub: str) -> Path:
+        return self.demo_dir / "sftp" / party.code / sub
+
+    def _payees(self) -> list[Any]:
+        """The hub's and the partner bank's accounts, one per PAN (the card in use when a
+        PAN has two), as the bureau's DISB may pay them."""
+        from sqlalchemy import text
+
+        from sandbox.payments import PayeeAccount
+
+        sql = (
+            "SELECT c.pan, c.card_no, c.id_no, c.name, c.bank_code, c.status AS card_status, "
+            "COALESCE(a.status, 'active') AS status, COALESCE(a.credit_blocked, false) AS blocked "
+            "FROM card c LEFT JOIN account a ON a.pan = c.pan "
+            "WHERE c.pan IS NOT NULL AND c.bank_code IN (:hub, :partner) ORDER BY c.card_no"
+        )
+        by_pan: dict[str, Any] = {}
+        with self.engine.connect() as conn:
+            for r in conn.execute(
+                text(sql), {"hub": self.parties.hub, "partner": self.partner.code}
+            ):
+                if r.pan not in by_pan or by_pan[r.pan].card_status == "9":
+                    by_pan[r.pan] = r
+        return [
+            PayeeAccount(
+                r.pan,
+                r.card_no,
+                r.id_no,
+                r.name,
+                r.bank_code,
+                "credit_blocked" if r.blocked else r.status,
+            )
+            for r in sorted(by_pan.values(), key=lambda r: r.card_no)
+        ]
+
+    def _collect(self) -> list[str]:
+        self.step(f"bureau {self.bureau.code}")
+        taken = collect(self.remotes[self.bureau.code], self.bureau.drop, self.inbox)
+        self.say(f"collected {', '.join(taken) or 'nothing'}")
+        return taken
+
+    def _read_disbrsp(self, name: str) -> list[dict[str, str]]:
+        from sandbox.payments import read_disbrsp
+
+        return read_disbrsp((self.inbox / name).read_bytes(), self.bureau.encoding)
+
+    def _as_expected(
+        self, f: Any, how: str, lines: list[dict[str, str]], answers: dict[str, Any]
+    ) -> bool:
+        """Every line answered, in order, as the bureau expects: the short batch ``301``
+        throughout, a partner's line as the partner answered it."""
+        from sqlalchemy import text
+
+        if [ln["pay_no"] for ln in lines] != list(f.pay_nos):
+            return False
+        if how == "short":
+            return all(ln["result"] == "301" for ln in lines)
+        with self.engine.connect() as conn:
+            keys: dict[str, str] = dict(
+                conn.execute(
+                    text(
+                        "SELECT l.pay_no, l.partner_key FROM disb_line l JOIN disb_batch b "
+                        "ON b.id = l.batch_id WHERE b.batch_no = :b AND l.partner IS NOT NULL"
+                    ),
+                    {"b": f.batch_no},
+                ).all()
+            )
+        for line, expected in zip(lines, f.expected, strict=True):
+            if expected == "partner":
+                answer = answers.get(str(keys.get(line["pay_no"], "")))
+                if answer is None or line["result"] != answer[0]:
+                    return False
+            elif line["result"] != expected:
+                return False
+        return True
+
+    def _recon(self, day: str, taken: list[str]) -> None:
+        from sandbox.payments import read_recon
+
+        names = [n for n in taken if n.startswith("RECON_") and f"_{day}_" in n]
+        self.expect(f"a RECON for {day}", bool(names))
+        for name in names:
+            lines = read_recon((self.inbox / name).read_bytes(), business_date=day)
+            self.recon.append((day, name, lines))
+
+    def _statuses(self, day: str) -> dict[str, tuple[str, str]]:
+        return {
+            ln["batch_no"]: (ln["status"], ln["break_reason"])
+            for d, _, lines in self.recon
+            if d == day
+            for ln in lines
+        }
+
+    def _check_recon(self) -> None:
+        """The statuses the day planted: the full batch PENDING on the pension day (its
+        returns and settlements not due yet) and BALANCED the day after; the short batch
+        R03 and the doubled one R04 both days."""
+        full, short, twice = (b[0].batch_no for b in self.batches)
+        for day, want_full in zip(self.days, ("PENDING", "BALANCED"), strict=True):
+            got = self._statuses(day)
+            self.expect(
+                f"RECON of {day}: {full} {want_full}, {short} BREAK R03, {twice} BREAK R04",
+                got.get(full, ("", ""))[0] == want_full
+                and got.get(short) == ("BREAK", "R03")
+                and got.get(twice) == ("BREAK", "R04"),
+            )
+
+    def _open_breaks(self) -> None:
+        from sqlalchemy import select
+
+        from persistence.models import ReconBreak
+
+        with self.engine.connect() as conn:
+            self.breaks = list(
+                conn.execute(
+                    select(
+                        ReconBreak.id,
+                        ReconBreak.batch_no,
+                        ReconBreak.reason,
+                        ReconBreak.amount_fen,
+                        ReconBreak.first_date,
+                    )
+                    .where(ReconBreak.matched_date.is_(None), ReconBreak.resolved_at.is_(None))
+                    .order_by(ReconBreak.first_date, ReconBreak.id)
+                )
+            )
+        reasons = {b.reason for b in self.breaks if b.first_date == self.days[0]}
+        self.expect(
+            f"open breaks R03, R04 and R09 of {self.days[0]}", {"R03", "R04", "R09"} <= reasons
+        )
+
+    # ------------------------------------------------------------------ the summary
+
+    def summary(self) -> list[str]:
+        lines: list[str] = []
+        for f, how, name, answers, met in self.batches:
+            lines += ["", *_disbrsp_lines(f, how, name, answers, met)]
+        for _, name, recon in self.recon:
+            lines += ["", *_recon_lines(name, recon)]
+        if self.days[0]:
+            lines += ["", f"Open breaks after {self.days[1]} (uv run sscard breaks list)"]
+            lines += _table(
+                [
+                    (
+                        b.id,
+                        b.batch_no or "-",
+                        b.reason,
+                        message(b.reason, "zh"),
+                        message(b.reason, "en"),
+                        ledger.yuan(int(b.amount_fen)),
+                        b.first_date,
+                    )
+                    for b in self.breaks
+                ],
+                header=("id", "batch_no", "reason", "含义", "meaning", "amount", "first seen"),
+                right={0, 5},
+            ) or ["  none"]
+            if self.ledger_ok is not None:
+                lines += ["", "Checks of the books after the payments days"]
+                lines += _table([("ledger check", "ok" if self.ledger_ok else "NOT ok")])
+            unmet = [what for what, met in self.expectations if not met]
+            lines += [
+                "",
+                f"Expectations of the payments days: {len(self.expectations) - len(unmet)} of "
+                f"{len(self.expectations)} met",
+            ]
+            lines += [f"  NOT met: {what}" for what in unmet]
+        return lines
+
+    def where(self) -> list[tuple[str, str]]:
+        """Finance's reports of the last payments day, and the commands about breaks."""
+        day = self.days[1]
+        if not day:
+            return []
+        base = f"{storage_url()}/reports/{day}"
+        return [
+            ("finance's report of the day (HTML, charts)", f"{base}/recon_{day}.html"),
+            ("  the same as a workbook", f"{base}/recon_{day}.xlsx"),
+            ("  every item of the day (Parquet)", f"{base}/parquet/"),
+            ("  returns and settlements to send", f"{base}/instructions_{day}.csv"),
+            ("the open breaks", "uv run sscard breaks list"),
+            ("close a break by hand", 'uv run sscard breaks resolve ID --reason "…"'),
+            ("breaks asked about in the Airflow UI", "the DAG break_review"),
+        ]
+
+
+def _disbrsp_lines(
+    f: Any, how: str, name: str, answers: list[dict[str, str]], met: bool
+) -> list[str]:
+    """A DISBRSP by result code, with each code's message in Chinese and English, and
+    whether the bureau's expectations match every line."""
+    tally = Counter(line["result"] for line in answers)
+    rows = [
+        (code, n, *(_CREDITED if code == "0000" else (message(code, "zh"), message(code, "en"))))
+        for code, n in sorted(tally.items())
+    ]
+    credited = sum(amount_to_fen(line["credited_amount"]) for line in answers)
+    planted = sum(1 for k in f.kinds if k)
+    partner = sum(1 for e in f.expected if e == "partner")
+    return [
+        f"DISBRSP {name} (batch {f.batch_no} funded {how}): {len(answers)} lines, "
+        f"{tally.get('0000', 0)} credited ({ledger.yuan(credited)} yuan), "
+        f"{len(answers) - tally.get('0000', 0)} failed",
+        *_table(rows, header=("result", "lines", "原因", "reason"), right={1}),
+        f"  the bureau's expectations {'match' if met else 'DO NOT match'} every line "
+        + (
+            "(every line 301 at the cut-off)"
+            if how == "short"
+            else f"({planted} bad lines planted, {partner} lines answered by the partner bank)"
+        ),
+    ]
+
+
+def _recon_lines(name: str, lines: list[dict[str, str]]) -> list[str]:
+    """A RECON, one row per batch, amounts in yuan."""
+    rows = [
+        (
+            ln["batch_no"],
+            ln["benefit_type"],
+            ln["instructed_amount"],
+            ln["credited_amount"],
+            ln["failed_amount"],
+            ln["funded_amount"],
+            ln["returned_amount"],
+            ln["partner_amount"],
+            ln["partner_settled_amount"],
+            ln["difference"],
+            ln["status"],
+            f"{ln['break_reason']} {message(ln['break_reason'], 'en')}"
+            if ln["break_reason"]
+            else "",
+        )
+        for ln in lines
+    ]
+    return [
+        f"RECON {name}: {len(lines)} batches (amounts in yuan)",
+        *_table(
+            rows,
+            header=(
+                "batch",
+                "type",
+                "instructed",
+                "credited",
+                "failed",
+                "funded",
+                "returned",
+                "partner",
+                "settled",
+                "difference",
+                "status",
+                "break reason",
+            ),
+            right=set(range(2, 10)),
+        ),
+    ]
