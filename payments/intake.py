@@ -59,26 +59,29 @@ def _holders(conn: Connection, ctx: DisbContext, pans: Sequence[str]) -> dict[st
     """Who holds each PAN: hub accounts (with the name of their newest card) and partner
     banks' (from the cards the hub made for them)."""
     out: dict[str, Holder] = {}
-    stmt = text(
-        "SELECT a.pan, a.id_no, a.status, a.credit_blocked, "
-        "(SELECT c.name FROM card c WHERE c.pan = a.pan ORDER BY c.pan_seq DESC LIMIT 1) AS name "
-        "FROM account a WHERE a.pan IN :keys"
+    accounts = text(
+        "SELECT pan, id_no, status, credit_blocked FROM account WHERE pan IN :keys"
     ).bindparams(bindparam("keys", expanding=True))
-    partner = text(
-        "SELECT c.pan, c.bank_code, c.id_no, c.name FROM card c "
-        "WHERE c.pan IN :keys AND c.bank_code <> :hub ORDER BY c.pan_seq"
+    cards = text(
+        "SELECT pan, bank_code, id_no, name, pan_seq FROM card WHERE pan IN :keys"
     ).bindparams(bindparam("keys", expanding=True))
     for i in range(0, len(pans), 5000):
         part = list(pans[i : i + 5000])
-        for r in conn.execute(stmt, {"keys": part}):
+        newest: dict[str, tuple[str, str, str, str]] = {}
+        for c in conn.execute(cards, {"keys": part}):
+            if c.pan not in newest or c.pan_seq > newest[c.pan][3]:
+                newest[c.pan] = (c.bank_code, c.id_no, c.name, c.pan_seq)
+        for r in conn.execute(accounts, {"keys": part}):
             refuses = (
                 r.status == "closed"
                 or bool(r.credit_blocked)
                 or (r.status == "preopened" and not ctx.credit_preopened)
             )
-            out[r.pan] = Holder(ctx.hub, r.id_no, r.name or "", refuses)
-        for r in conn.execute(partner, {"keys": part, "hub": ctx.hub}):
-            out.setdefault(r.pan, Holder(r.bank_code, r.id_no, r.name, False))
+            name = newest[r.pan][2] if r.pan in newest else ""
+            out[r.pan] = Holder(ctx.hub, r.id_no, name, refuses)
+        for pan, (bank_code, id_no, name, _) in newest.items():
+            if bank_code != ctx.hub:
+                out.setdefault(pan, Holder(bank_code, id_no, name, False))
     return out
 
 

@@ -123,22 +123,19 @@ def _post_batch(
     )
     posted_time = shanghai_time(now)
     if hub_lines:
+        # every line just posted, in one statement; bank_ref = H + batch id + SEQ
+        ref = (
+            "'H' || lpad(CAST(batch_id AS TEXT), 9, '0') || lpad(CAST(seq AS TEXT), 8, '0')"
+            if conn.dialect.name == "postgresql"
+            else "printf('H%09d%08d', batch_id, seq)"
+        )
         conn.execute(
             text(
-                "UPDATE disb_line SET result = :r, credited_fen = amount_fen, posted_time = :t, "
-                "bank_ref = :ref, answered_date = :d WHERE batch_id = :b AND seq = :s"
+                f"UPDATE disb_line SET result = :r, credited_fen = amount_fen, posted_time = :t, "
+                f"bank_ref = {ref}, answered_date = :d WHERE batch_id = :b AND result IS NULL "
+                "AND partner IS NULL"
             ),
-            [
-                {
-                    "r": CREDITED,
-                    "t": posted_time,
-                    "ref": bank_ref(batch_id, r.seq),
-                    "d": business_date,
-                    "b": batch_id,
-                    "s": r.seq,
-                }
-                for r in hub_lines
-            ],
+            {"r": CREDITED, "t": posted_time, "d": business_date, "b": batch_id},
         )
     failed = _move_failed_to_returns(conn, batch_id, bureau, batch_no, business_date, now)
     forwarded = conn.execute(
