@@ -1632,7 +1632,8 @@ class _PaymentsDay:
 
     def _payees(self) -> list[Any]:
         """The hub's and the partner bank's accounts, one per PAN (the card in use when a
-        PAN has two), as the bureau's DISB may pay them."""
+        PAN has two), as the bureau's DISB may pay them; not the replacement cards'
+        accounts, whose balances the replacements' table tells."""
         from sqlalchemy import text
 
         from sandbox.payments import PayeeAccount
@@ -1641,7 +1642,9 @@ class _PaymentsDay:
             "SELECT c.pan, c.card_no, c.id_no, c.name, c.bank_code, c.status AS card_status, "
             "COALESCE(a.status, 'active') AS status, COALESCE(a.credit_blocked, false) AS blocked "
             "FROM card c LEFT JOIN account a ON a.pan = c.pan "
-            "WHERE c.pan IS NOT NULL AND c.bank_code IN (:hub, :partner) ORDER BY c.card_no"
+            "WHERE c.pan IS NOT NULL AND c.bank_code IN (:hub, :partner) "
+            "AND c.pan NOT IN (SELECT n.pan FROM replacement r JOIN card n "
+            "ON n.card_no = r.new_card_no WHERE n.pan IS NOT NULL) ORDER BY c.card_no"
         )
         by_pan: dict[str, Any] = {}
         with self.engine.connect() as conn:

@@ -420,3 +420,187 @@ def test_the_books_are_checked_and_every_expectation_is_met(demo: tuple[str, str
     log = (var / "demo" / "airflow-demo.log").read_text(encoding="utf-8")
     for dag_id in SERVICING_DAGS:
         assert f"DagRun Finished: dag_id={dag_id}," in log
+
+
+#: the pension day (the first business date after the replacements) and the day after it
+PENSION, PAID = "20261125", "20261126"
+DISB = [f"DISB_R440100_B001_{PENSION}_{seq:03d}.txt" for seq in (1, 2, 3)]
+DISBRSP = [f"DISBRSP_B001_R440100_{PENSION}_{seq:03d}.txt" for seq in (1, 2, 3)]
+BATCHES = [f"D{PENSION}{seq:03d}" for seq in (1, 2, 3)]
+RECON_HEADER = [
+    "batch",
+    "type",
+    "instructed",
+    "credited",
+    "failed",
+    "funded",
+    "returned",
+    "partner",
+    "settled",
+    "difference",
+    "status",
+    "break",
+    "reason",
+]
+
+
+def _recon(out: str, day: str) -> dict[str, list[str]]:
+    table = _block(out, f"RECON RECON_B001_R440100_{day}_001.txt")
+    assert table[0] == f"RECON RECON_B001_R440100_{day}_001.txt: 3 batches (amounts in yuan)"
+    assert table[1].split() == RECON_HEADER
+    rows = {row.split()[0]: row.split() for row in table[3:]}
+    assert list(rows) == BATCHES
+    for row in rows.values():
+        assert row[1] == "110" and all(re.fullmatch(r"-?\d+\.\d\d", v) for v in row[2:10])
+    return rows
+
+
+def test_the_pension_day_and_the_day_after_tell_each_step_on_one_line(
+    demo: tuple[str, str, Path],
+) -> None:
+    out, _, _ = demo
+    assert (
+        f"The pension day {PENSION} (the day's work at 10:00, the payments end of day at 23:00 "
+        "Asia/Shanghai)" in out
+    )
+    story = _story(out, f"The pension day {PENSION}")
+    assert [line[:25].rstrip() for line in story] == [
+        "bureau R440100",
+        "disbursement_intake",
+        "payment system P01",
+        "statement_intake",
+        "partner_disbursements",
+        "partner bank B002",
+        "partner_disbursements",
+        "payments_end_of_day",
+        "bureau R440100",
+    ]
+    told = [line[25:] for line in story]
+    assert re.fullmatch(
+        rf"uploaded {DISB[0]} \(60 pensions, \d+ of them wrong\), {DISB[1]} \(10\) and "
+        rf"{DISB[2]} \(10\)",
+        told[0],
+    )
+    assert told[1] == "; ".join(
+        f"took {name} ({n} lines)" for name, n in zip(DISB, (60, 10, 10), strict=True)
+    )
+    assert told[2] == (
+        f"sent STMT_P01_B001_{PENSION}_001.txt: {BATCHES[0]} funded in full, {BATCHES[1]} "
+        f"1.00 yuan short, {BATCHES[2]} twice, and a credit of 888.00 yuan (工资) for no batch"
+    )
+    assert told[3] == f"took STMT_P01_B001_{PENSION}_001.txt (5 lines)"
+    assert re.fullmatch(rf"DISB_B001_B002_{PENSION}_001\.txt \(\d+ lines\) delivered", told[4])
+    assert told[5] == f"answered DISBRSP_B002_B001_{PENSION}_001.txt"
+    assert told[6].startswith(f"took DISBRSP_B002_B001_{PENSION}_001.txt")
+    assert told[7].startswith("reconciled: 1 PENDING, 2 BREAK → ")
+    assert f"RECON_B001_R440100_{PENSION}_001.txt (3 lines) delivered" in told[7]
+    assert told[8] == "collected " + ", ".join([*DISBRSP, f"RECON_B001_R440100_{PENSION}_001.txt"])
+
+    after = _story(out, f"The day after, {PAID}: the returns and partner settlements")
+    assert [line[:25].rstrip() for line in after] == [
+        "payment system P01",
+        "statement_intake",
+        "payments_end_of_day",
+        "bureau R440100",
+    ]
+    told = [line[25:] for line in after]
+    assert re.fullmatch(
+        rf"sent STMT_P01_B001_{PAID}_001\.txt: 2 returns \(RET\) of \d+\.\d\d yuan, "
+        r"\d partner settlements \(PTN\) of \d+\.\d\d yuan",
+        told[0],
+    )
+    assert told[2] == (
+        f"reconciled: 1 BALANCED, 2 BREAK → RECON_B001_R440100_{PAID}_001.txt (3 lines) delivered"
+    )
+    assert told[3] == f"collected RECON_B001_R440100_{PAID}_001.txt"
+
+
+def test_every_disbrsp_line_is_the_answer_the_bureau_expected(
+    demo: tuple[str, str, Path],
+) -> None:
+    out, _, _ = demo
+    how = ("in full", "short", "twice")
+    tables = [_block(out, f"DISBRSP {name} ") for name in DISBRSP]
+    for table, name, batch, funded in zip(tables, DISBRSP, BATCHES, how, strict=True):
+        assert table[0].startswith(f"DISBRSP {name} (batch {batch} funded {funded}): ")
+        assert table[1].split() == ["result", "lines", "原因", "reason"]
+        assert table[-1].startswith("  the bureau's expectations match every line (")
+    full = {row.split()[0]: row for row in tables[0][3:-1]}
+    assert {"0000", "103", "104", "105", "106", "209"} <= set(full)
+    assert full["0000"].endswith("入账成功              credited")
+    assert full["106"].endswith(message("106", "en"))
+    planted = re.search(r"\((\d+) bad lines planted, (\d+) lines answered", tables[0][-1])
+    assert planted and int(planted[1]) >= 10 and int(planted[2]) > 0
+    lines = int(re.search(r": (\d+) lines, ", tables[0][0])[1])
+    assert lines == 60 == sum(int(row.split()[1]) for row in tables[0][3:-1])
+    assert [row.split()[:2] for row in tables[1][3:-1]] == [["301", "10"]]
+    assert tables[1][-1].endswith("(every line 301 at the cut-off)")
+    assert [row.split()[:2] for row in tables[2][3:-1]] == [["0000", "10"]]
+    assert "DO NOT match" not in out
+
+
+def test_both_recon_tables_show_the_statuses_the_day_planted(
+    demo: tuple[str, str, Path],
+) -> None:
+    out, _, _ = demo
+    full, short, twice = BATCHES
+    first = _recon(out, PENSION)
+    assert first[full][10:] == ["PENDING"]
+    assert first[short][10:12] == ["BREAK", "R03"]
+    assert first[twice][10:12] == ["BREAK", "R04"]
+    assert _yuan(first[short][5]) == _yuan(first[short][2]) - 100, "funded 1.00 yuan short"
+    assert _yuan(first[twice][5]) == 2 * _yuan(first[twice][2]), "funded twice"
+    second = _recon(out, PAID)
+    assert second[full][10:] == ["BALANCED"] and second[full][9] == "0.00"
+    assert second[full][6] == second[full][4], "the failed amount returned"
+    assert second[full][8] == second[full][7], "the partner's part settled"
+    assert second[short][10:12] == ["BREAK", "R03"]
+    assert second[twice][10:12] == ["BREAK", "R04"]
+
+
+def test_the_open_breaks_the_books_and_finances_reports(demo: tuple[str, str, Path]) -> None:
+    out, _, var = demo
+    breaks = _block(out, f"Open breaks after {PAID} (uv run sscard breaks list)")
+    assert breaks[1].split() == [
+        "id",
+        "batch_no",
+        "reason",
+        "含义",
+        "meaning",
+        "amount",
+        "first",
+        "seen",
+    ]
+    found = {row.split()[2]: row.split() for row in breaks[3:]}
+    assert set(found) == {"R03", "R04", "R09"}
+    assert found["R09"][1] == "-" and found["R09"][-2:] == ["888.00", PENSION]
+    assert found["R03"][1] == BATCHES[1] and found["R03"][-2] == "1.00"
+    assert found["R04"][1] == BATCHES[2]
+    assert _block(out, "Checks of the books after the payments days")[1] == "  ledger check  ok"
+    met = re.search(r"^Expectations of the payments days: (\d+) of (\d+) met$", out, re.M)
+    assert met and met[1] == met[2] and int(met[1]) >= 8
+    where = dict(
+        re.match(r"  (.+?)  +(\S.*)$", row).groups() for row in _block(out, "Where to look:")[1:]
+    )
+    reports = var / "storage" / "reports" / PAID
+    paths = {
+        "finance's report of the day (HTML, charts)": reports / f"recon_{PAID}.html",
+        "  the same as a workbook": reports / f"recon_{PAID}.xlsx",
+        "  every item of the day (Parquet)": reports / "parquet",
+        "  returns and settlements to send": reports / f"instructions_{PAID}.csv",
+    }
+    for what, path in paths.items():
+        assert where[what].rstrip("/") == str(path)
+        assert path.exists(), path
+    assert any((reports / "parquet").rglob("*.parquet"))
+    assert where["the open breaks"] == "uv run sscard breaks list"
+    assert where["close a break by hand"] == 'uv run sscard breaks resolve ID --reason "…"'
+    assert where["breaks asked about in the Airflow UI"] == "the DAG break_review"
+    log = (var / "demo" / "airflow-demo.log").read_text(encoding="utf-8")
+    for dag_id in (
+        "disbursement_intake",
+        "statement_intake",
+        "partner_disbursements",
+        "payments_end_of_day",
+    ):
+        assert f"DagRun Finished: dag_id={dag_id}," in log
