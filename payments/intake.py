@@ -13,9 +13,8 @@ partner answers their account checks.
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -27,7 +26,7 @@ from persistence.db import bulk_load
 from schemas.codec import Chunk, DelimitedReader, fen_column
 from schemas.codes import FileCode
 from schemas.files import FileLevelError
-from schemas.layouts import DISB, NOT_A_KEY, answered_key
+from schemas.layouts import DISB
 
 log = logging.getLogger("sscard.payments")
 
@@ -85,31 +84,16 @@ def _holders(conn: Connection, ctx: DisbContext, pans: Sequence[str]) -> dict[st
     return out
 
 
-def _used_earlier(conn: Connection, bureau: str, pay_nos: Sequence[str]) -> set[str]:
-    used: set[str] = set()
-    stmt = text("SELECT pay_no FROM disb_line WHERE bureau = :b AND pay_no IN :keys").bindparams(
-        bindparam("keys", expanding=True)
-    )
-    for i in range(0, len(pay_nos), 5000):
-        used.update(
-            r[0] for r in conn.execute(stmt, {"b": bureau, "keys": list(pay_nos[i : i + 5000])})
-        )
-    return used
-
-
 @dataclass
 class Intake:
-    """One DISB file's lines, chunk by chunk."""
+    """One DISB file's lines, chunk by chunk, each chunk stored as it is checked (memory
+    stays flat however long the file); repeated pay_nos are settled set-wise at the end."""
 
     conn: Connection
     ctx: DisbContext
+    batch_id: int
     benefit_type: str | None = None
-    seen: set[str] = field(default_factory=set)
-    counts: Counter[str] = field(default_factory=Counter)
-    total_fen: int = 0
     lines: int = 0
-    pending: list[pa.Table] = field(default_factory=list)
-    forwards: list[dict[str, object]] = field(default_factory=list)
 
     def take(self, chunk: Chunk) -> None:
         n = len(chunk)
@@ -134,22 +118,14 @@ class Intake:
         if self.benefit_type is None:
             ok_types = [t for i, t in enumerate(types) if fail_index[i] > _POS["benefit_type"]]
             self.benefit_type = ok_types[0] if ok_types else ""
-        keys = [str(p) for p in pay]
-        earlier = _used_earlier(self.conn, ctx.bureau, sorted({k for k in keys if k}))
         holders = _holders(self.conn, ctx, sorted({str(p) for p in pans if p}))
         result: list[str | None] = [None] * n
         partner: list[str | None] = [None] * n
         for i in range(n):
             at, code = int(fail_index[i]), str(fail_code[i])
-            key = keys[i]
-            if at >= 0 and key and answered_key(key) != NOT_A_KEY:
-                if key in earlier or key in self.seen:
-                    if at > _POS["pay_no"]:
-                        at, code = _POS["pay_no"], "209"
-                self.seen.add(key)
             if at > _POS["benefit_type"] and types[i] != self.benefit_type:
                 at, code = _POS["benefit_type"], "E117"
-            if at < 0 or at < len(DISB.names):
+            if at < len(DISB.names):
                 result[i] = code if at >= 0 else "E116"
                 continue
             holder = holders.get(str(pans[i]))
@@ -163,40 +139,49 @@ class Intake:
                 partner[i] = holder.bank_code
             elif holder.refuses:
                 result[i] = "106"
-        for r in result:
-            self.counts[r or "pending"] += 1
         self.lines += n
-        self.total_fen += int(fen.sum())
         seqs = chunk.seqs
+        batch_id = self.batch_id
         table = pa.table(
             {
-                "batch_id": pa.array(np.zeros(n, dtype=np.int64)),
+                "batch_id": pa.array(np.full(n, batch_id, dtype=np.int64)),
                 "seq": pa.array(seqs),
                 "bureau": pa.array([ctx.bureau] * n),
-                "pay_no": pa.array([k[:64] for k in keys]),
+                "pay_no": pa.array([str(k)[:64] for k in pay]),
                 "pan": pa.array([str(p)[:19] for p in pans]),
                 "amount_fen": pa.array(fen),
                 "result": pa.array(result, pa.string()),
                 "credited_fen": pa.array(np.zeros(n, dtype=np.int64)),
                 "partner": pa.array(partner, pa.string()),
+                "partner_key": pa.array(
+                    [partner_key(batch_id, int(seqs[i])) if partner[i] else None for i in range(n)],
+                    pa.string(),
+                ),
                 "answered_date": pa.array(
                     [ctx.business_date if r is not None else None for r in result], pa.string()
                 ),
             }
         )
-        self.pending.append(table)
+        bulk_load(self.conn, "disb_line", table, table.column_names)
         self._forward(chunk, partner, fen)
 
     def _forward(self, chunk: Chunk, partner: list[str | None], fen: npt.NDArray[np.int64]) -> None:
         rows = [i for i, p in enumerate(partner) if p]
         if not rows:
             return
-        forwards = self.forwards
         seqs = chunk.seqs
         cols = {name: chunk.strings(name) for name in DISB.names}
-        for i in rows:
-            forwards.append(
+        self.conn.execute(
+            text(
+                "INSERT INTO disb_forward (partner_key, batch_id, seq, bank_code, id_no, name, "
+                "card_no, pan, amount_fen, benefit_type, period, memo) VALUES (:partner_key, "
+                ":batch_id, :seq, :bank_code, :id_no, :name, :card_no, :pan, :amount_fen, "
+                ":benefit_type, :period, :memo)"
+            ),
+            [
                 {
+                    "partner_key": partner_key(self.batch_id, int(seqs[i])),
+                    "batch_id": self.batch_id,
                     "seq": int(seqs[i]),
                     "bank_code": partner[i],
                     "id_no": str(cols["id_no"][i]),
@@ -208,38 +193,34 @@ class Intake:
                     "period": str(cols["period"][i]),
                     "memo": str(cols["memo"][i]),
                 }
-            )
+                for i in rows
+            ],
+        )
 
-    def store(self, batch_id: int) -> None:
-        for table in self.pending:
-            table = table.set_column(
-                0, "batch_id", pa.array(np.full(table.num_rows, batch_id, dtype=np.int64))
-            )
-            bulk_load(self.conn, "disb_line", table, table.column_names)
-        forwards = self.forwards
-        if forwards:
-            for f in forwards:
-                f["batch_id"] = batch_id
-                f["partner_key"] = partner_key(batch_id, int(str(f["seq"])))
-            self.conn.execute(
-                text(
-                    "INSERT INTO disb_forward (partner_key, batch_id, seq, bank_code, id_no, name, "
-                    "card_no, pan, amount_fen, benefit_type, period, memo) VALUES (:partner_key, "
-                    ":batch_id, :seq, :bank_code, :id_no, :name, :card_no, :pan, :amount_fen, "
-                    ":benefit_type, :period, :memo)"
-                ),
-                forwards,
-            )
-            self.conn.execute(
-                text(
-                    "UPDATE disb_line SET partner_key = :partner_key WHERE batch_id = :batch_id "
-                    "AND seq = :seq"
-                ),
-                [
-                    {"partner_key": f["partner_key"], "batch_id": batch_id, "seq": f["seq"]}
-                    for f in forwards
-                ],
-            )
+    def settle_repeats(self) -> int:
+        """``209`` for every line whose pay_no this bureau used in an earlier file or earlier
+        in this one (ICD §5.10): the first field, so it wins over any later check; a line
+        whose pay_no is no key at all (E116) keeps that. Returns the lines marked."""
+        b, d = self.batch_id, self.ctx.business_date
+        marked = self.conn.execute(
+            text(
+                "UPDATE disb_line SET result = '209', partner = NULL, partner_key = NULL, "
+                "answered_date = :d WHERE batch_id = :b AND (result IS NULL OR result <> 'E116') "
+                "AND (seq IN (SELECT seq FROM (SELECT seq, ROW_NUMBER() OVER (PARTITION BY pay_no "
+                "ORDER BY seq) AS n FROM disb_line WHERE batch_id = :b) r WHERE r.n > 1) "
+                "OR EXISTS (SELECT 1 FROM disb_line e WHERE e.bureau = disb_line.bureau "
+                "AND e.pay_no = disb_line.pay_no AND e.batch_id <> :b))"
+            ),
+            {"b": b, "d": d},
+        ).rowcount
+        self.conn.execute(
+            text(
+                "DELETE FROM disb_forward WHERE batch_id = :b AND partner_key NOT IN "
+                "(SELECT partner_key FROM disb_line WHERE batch_id = :b AND partner_key IS NOT NULL)"
+            ),
+            {"b": b},
+        )
+        return int(marked or 0)
 
 
 def partner_key(batch_id: int, seq: int) -> str:
@@ -249,18 +230,12 @@ def partner_key(batch_id: int, seq: int) -> str:
 
 def apply_disb(conn: Connection, reader: DelimitedReader, ctx: DisbContext) -> dict[str, int]:
     """A bureau's DISB file: every line checked and stored, the batch waiting for funds."""
-    intake = Intake(conn, ctx)
-    for chunk in reader.chunks():
-        intake.take(chunk)
-        log.info("%s DISB %s: %d line(s) checked so far", ctx.bureau, ctx.batch_no, intake.lines)
     header = reader.header
-    if header.total_fen <= 0 and intake.lines:
-        raise FileLevelError(FileCode.F09, "a DISB's total amount is above zero")
     batch_id = int(
         conn.execute(
             text(
                 "INSERT INTO disb_batch (bureau, batch_no, file_id, business_date, benefit_type, "
-                "line_count, total_fen, funded_fen, status) VALUES (:b, :n, :f, :d, :t, :c, :tot, "
+                "line_count, total_fen, funded_fen, status) VALUES (:b, :n, :f, :d, '', :c, :tot, "
                 "0, 'awaiting_funds') RETURNING id"
             ),
             {
@@ -268,14 +243,29 @@ def apply_disb(conn: Connection, reader: DelimitedReader, ctx: DisbContext) -> d
                 "n": ctx.batch_no,
                 "f": ctx.file_id,
                 "d": header.business_date,
-                "t": intake.benefit_type or "",
-                "c": intake.lines,
+                "c": header.record_count,
                 "tot": header.total_fen,
             },
         ).scalar_one()
     )
-    intake.store(batch_id)
-    counts = {str(k): int(v) for k, v in intake.counts.items()}
+    intake = Intake(conn, ctx, batch_id)
+    for chunk in reader.chunks():
+        intake.take(chunk)
+        log.info("%s DISB %s: %d line(s) checked so far", ctx.bureau, ctx.batch_no, intake.lines)
+    if header.total_fen <= 0 and intake.lines:
+        raise FileLevelError(FileCode.F09, "a DISB's total amount is above zero")
+    intake.settle_repeats()
+    conn.execute(
+        text("UPDATE disb_batch SET benefit_type = :t WHERE id = :b"),
+        {"t": intake.benefit_type or "", "b": batch_id},
+    )
+    counts = {
+        str(k or "pending"): int(v)
+        for k, v in conn.execute(
+            text("SELECT result, COUNT(*) FROM disb_line WHERE batch_id = :b GROUP BY result"),
+            {"b": batch_id},
+        ).all()
+    }
     log.info(
         "%s DISB %s: %d line(s), %s; waiting for its funding (DISB/%s)",
         ctx.bureau,
@@ -284,6 +274,6 @@ def apply_disb(conn: Connection, reader: DelimitedReader, ctx: DisbContext) -> d
         dict(sorted(counts.items())),
         ctx.batch_no,
     )
-    counts["applied"] = intake.lines - sum(v for k, v in counts.items() if k not in ("pending",))
+    counts["applied"] = counts.get("pending", 0)
     counts["batch_id"] = batch_id
     return counts
