@@ -5,6 +5,7 @@ bureau's DISBRSP once every line has its outcome (ICD §5.10; DOMAIN §6)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -462,19 +463,26 @@ def answer_batches(
     )
     names = []
     for b in ready:
-        lines = rows(
-            conn,
-            "SELECT pay_no, result, credited_fen, posted_time, bank_ref FROM disb_line "
-            "WHERE batch_id = :b ORDER BY seq",
-            b=b.id,
-        )
-        out_rows: list[tuple[str, ...]] = []
-        total = 0
-        for r in lines:
-            if r.result == CREDITED:
-                total += int(r.credited_fen)
-                out_rows.append(
-                    (
+        count, total = conn.execute(
+            text(
+                "SELECT COUNT(*), COALESCE(SUM(CASE WHEN result = :c THEN credited_fen ELSE 0 END), 0) "
+                "FROM disb_line WHERE batch_id = :b"
+            ),
+            {"b": b.id, "c": CREDITED},
+        ).one()
+        count, total = int(count), int(total)
+
+        def answers(batch_id: int = b.id) -> Iterator[tuple[str, ...]]:
+            streamed = conn.execute(
+                text(
+                    "SELECT pay_no, result, credited_fen, posted_time, bank_ref FROM disb_line "
+                    "WHERE batch_id = :b ORDER BY seq"
+                ).execution_options(stream_results=True, yield_per=50_000),
+                {"b": batch_id},
+            )
+            for r in streamed:
+                if r.result == CREDITED:
+                    yield (
                         answered_key(r.pay_no),
                         CREDITED,
                         fen_to_amount(int(r.credited_fen)),
@@ -483,10 +491,8 @@ def answer_batches(
                         "",
                         "",
                     )
-                )
-            else:
-                out_rows.append(
-                    (
+                else:
+                    yield (
                         answered_key(r.pay_no),
                         r.result,
                         "0.00",
@@ -495,7 +501,7 @@ def answer_batches(
                         r.result,
                         reason_text(r.result),
                     )
-                )
+
         request = FileName.parse(b.name)
         name = response_name(request)
         header = Header(
@@ -504,12 +510,16 @@ def answer_batches(
             request.sender,
             b.batch_no,
             b.business_date,
-            len(out_rows),
+            count,
             total,
         )
 
-        def write(out: BinaryIO, h: Header = header, ls: list[tuple[str, ...]] = out_rows) -> None:
-            write_delimited(out, DISBRSP, h, ls, encoding)
+        def write(
+            out: BinaryIO,
+            h: Header = header,
+            lines: Callable[[], Iterator[tuple[str, ...]]] = answers,
+        ) -> None:
+            write_delimited(out, DISBRSP, h, lines(), encoding)
 
         compose(
             conn,
@@ -517,7 +527,7 @@ def answer_batches(
             work_dir,
             name=name,
             type_="DISBRSP",
-            record_count=len(out_rows),
+            record_count=count,
             write=write,
             source_file_id=b.file_id,
         )
@@ -526,5 +536,5 @@ def answer_batches(
             {"d": business_date, "b": b.id},
         )
         names.append(name)
-        log.info("%s: %d line(s), %s yuan credited", name, len(out_rows), fen_to_amount(total))
+        log.info("%s: %d line(s), %s yuan credited", name, count, fen_to_amount(total))
     return names
