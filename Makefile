@@ -36,11 +36,15 @@ bench: setup
 	@$(UV) run python -m bench.intake --lines 200000 1000000 --db postgres --floor
 	@$(UV) run python -m bench.issuance --applications 200000
 	@$(UV) run python -m bench.answers --records 200000 1000000 --db postgres
+	@$(UV) run python -m bench.servicing --lines 100000 --db postgres
+	@$(UV) run python -m bench.payments --lines 1000000
 
 bench-full: setup
 	@$(UV) run python -m bench.intake --lines 200000 1000000 --db both --floor
 	@$(UV) run python -m bench.issuance --applications 200000 1000000
 	@$(UV) run python -m bench.answers --records 200000 1000000 --db both
+	@$(UV) run python -m bench.servicing --lines 100000 --db postgres
+	@$(UV) run python -m bench.payments --lines 1000000 3000000
 
 clean:
 	rm -rf var airflow.db logs .pytest_cache
