@@ -5,7 +5,7 @@ bureau's DISBRSP once every line has its outcome (ICD §5.10; DOMAIN §6)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -53,27 +53,34 @@ def post_funded(
     hub: str,
     business_date: str,
     now: datetime,
-    pay_before_funding: bool = False,
-    credit_preopened: bool = True,
+    pay_before_funding: Collection[str] = (),
+    refuse_preopened: Collection[str] = (),
 ) -> Posted:
-    """Every batch waiting for funds whose STMT funding reached its total (or every such
-    batch when ``pay_before_funding``): hub lines posted (Dr CLEARING / Cr the account),
+    """Every batch waiting for funds whose STMT funding reached its total (or, for the
+    bureaus in ``pay_before_funding``, every such batch): hub lines posted (Dr CLEARING / Cr the account),
     each in its own idempotent posting; lines that failed (at intake, or now because the
     account stopped taking credits) moved to RETURNS; partner lines left for forwarding.
     One transaction per batch."""
     with engine.connect() as conn:
-        due = rows(
-            conn,
-            "SELECT id, bureau, batch_no FROM disb_batch WHERE status = 'awaiting_funds' "
-            "AND (funded_fen >= total_fen OR :early) AND business_date <= :d ORDER BY id",
-            early=pay_before_funding,
-            d=business_date,
-        )
+        due = conn.execute(
+            text(
+                "SELECT id, bureau, batch_no FROM disb_batch WHERE status = 'awaiting_funds' "
+                "AND (funded_fen >= total_fen OR bureau IN :early) AND business_date <= :d "
+                "ORDER BY id"
+            ).bindparams(bindparam("early", expanding=True)),
+            {"early": sorted(pay_before_funding) or [""], "d": business_date},
+        ).all()
     credited = failed = forwarded = 0
     for batch in due:
         with engine.begin() as conn:
             c, f, p = _post_batch(
-                conn, batch.id, batch.bureau, batch.batch_no, business_date, now, credit_preopened
+                conn,
+                batch.id,
+                batch.bureau,
+                batch.batch_no,
+                business_date,
+                now,
+                batch.bureau not in refuse_preopened,
             )
         credited, failed, forwarded = credited + c, failed + f, forwarded + p
         log.info(

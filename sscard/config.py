@@ -151,6 +151,10 @@ class Bureau(Counterparty):
     #: bureau took it, ``bank_temp_loss_days`` when a bank channel did (DOMAIN §2)
     temp_loss_days: int = field(default=15, metadata=_AT_LEAST_ONE)
     bank_temp_loss_days: int = field(default=5, metadata=_AT_LEAST_ONE)
+    #: post a DISB batch's credits before its funding arrives (DOMAIN §6; default no)
+    pay_before_funding: bool = False
+    #: credits to a pre-opened account are accepted (DOMAIN §3), or refused 106
+    credit_preopened: bool = True
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -505,6 +509,11 @@ def _value(
     if value is None and type(None) in args:
         return None
     base = next((a for a in args if a is not type(None)), hint)
+    if base is bool:
+        if not isinstance(value, bool):
+            reader.problem(label, key, "must be true or false")
+            return None
+        return value
     if base is int:
         if not isinstance(value, int) or isinstance(value, bool):
             reader.problem(label, key, "must be a whole number")

@@ -45,7 +45,14 @@ def _post_and_answer(
     """Post every batch whose funding is complete, and queue the DISBRSP of every batch
     whose lines all have their outcome (for every bureau)."""
     parties = load_counterparties()
-    posted = settle.post_funded(engine, hub=parties.hub, business_date=business_date, now=when)
+    posted = settle.post_funded(
+        engine,
+        hub=parties.hub,
+        business_date=business_date,
+        now=when,
+        pay_before_funding=[b.code for b in parties.bureaus if b.pay_before_funding],
+        refuse_preopened=[b.code for b in parties.bureaus if not b.credit_preopened],
+    )
     answered: list[str] = []
     for bureau in parties.bureaus:
         with engine.begin() as conn:
@@ -73,7 +80,12 @@ def disbursement_intake(bureau_code: str, when: datetime, connection: Any) -> di
 
         def handler(conn: Any, reader: Any, landed: Any, file_id: int) -> dict[str, int]:
             ctx = DisbContext(
-                parties.hub, bureau_code, inbox.business_date, file_id, reader.header.batch_no
+                parties.hub,
+                bureau_code,
+                inbox.business_date,
+                file_id,
+                reader.header.batch_no,
+                credit_preopened=bureau.credit_preopened,
             )
             return apply_disb(conn, reader, ctx)
 

@@ -336,3 +336,24 @@ def test_a_partner_that_does_not_answer_gets_140_at_partner_wait(
     assert results(engine, batch_id) == [("PAY1", "140")]
     with engine.connect() as conn:
         assert ledger.balance(conn, ledger.returns(BUREAU)) == 30_000
+
+
+def test_a_bureau_paid_before_funding_is_posted_at_once_and_one_refusing_preopened_gets_106(
+    engine: Engine,
+) -> None:
+    with engine.begin() as conn:
+        preopened = seed_card(conn, 1)
+    batch_id, _ = intake(engine, [line("PAY1", preopened, "100.00")])
+    assert post_funded(engine, hub=HUB, business_date=DAY, now=NOW).batches == 0
+    posted = post_funded(
+        engine,
+        hub=HUB,
+        business_date=DAY,
+        now=NOW,
+        pay_before_funding=[BUREAU],
+        refuse_preopened=[BUREAU],
+    )
+    assert posted.batches == 1
+    assert results(engine, batch_id) == [("PAY1", "106")]
+    with engine.connect() as conn:
+        assert ledger.balance(conn, preopened.pan) == 0

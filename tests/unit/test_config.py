@@ -120,6 +120,9 @@ def test_an_unknown_top_level_key_is_an_error(tmp_path: Path) -> None:
         ("channels", "medium", "fax"),
         ("bureaus", "pickup", ""),
         ("payment_systems", "conn_id", 17),
+        ("bureaus", "pay_before_funding", "yes"),
+        ("bureaus", "credit_preopened", 1),
+        ("channels", "pin_window_minutes", 0),
     ],
 )
 def test_a_value_of_the_wrong_type_or_out_of_range_is_an_error(
@@ -499,3 +502,10 @@ def test_config_used_wrongly_exits_2(capsys: pytest.CaptureFixture[str], argv: l
 
     assert caught.value.code == 2
     assert "usage: sscard config" in capsys.readouterr().err
+
+
+def test_a_bureau_may_be_paid_before_funding_and_refuse_preopened_accounts(tmp_path: Path) -> None:
+    path = write(tmp_path, changed("bureaus", 0, pay_before_funding=True, credit_preopened=False))
+    bureau = load_counterparties(path).bureaus[0]
+    assert (bureau.pay_before_funding, bureau.credit_preopened) == (True, False)
+    assert load_counterparties().bureaus[0].pay_before_funding is False
