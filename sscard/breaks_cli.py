@@ -20,6 +20,7 @@ import getpass
 import os
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sscard.servicing_cli import _emit, _reading, _Refused, _run, _when
 
@@ -305,6 +306,74 @@ def _bureau(value: str) -> str:
     return value
 
 
+def _resend(args: argparse.Namespace) -> int:
+    """A response file the counterparty lost sent again: the outbox delivers it once more
+    (never over a file still in its drop directory)."""
+    import re
+
+    from sqlalchemy import text
+
+    from banking import audit
+    from persistence.db import make_engine
+    from sscard.config import database_url
+
+    if not re.fullmatch(
+        r"[A-Z]{3,12}_[A-Z][0-9]{2,6}_[A-Z][0-9]{2,6}_[0-9]{8}_[0-9]{3}\.txt", args.name
+    ):
+        raise _Refused(
+            "NAME is a file name of ICD §3, e.g. DISBRSP_B001_R440100_20261123_001.txt", 2
+        )
+    who = (args.by or os.environ.get("USER") or _login() or "operator").strip()
+    with _reading() as conn:
+        pass  # the same checks as the reading commands: present, reachable, at head
+    engine = make_engine(database_url())
+    now = datetime.now(UTC)
+    try:
+        with engine.begin() as conn:
+            found = conn.execute(
+                text(
+                    "SELECT id, conn_id, delivered_at FROM outbound_file WHERE name = :n "
+                    "ORDER BY id DESC LIMIT 1"
+                ),
+                {"n": args.name},
+            ).one_or_none()
+            if found is None:
+                raise _Refused(f"no file {args.name} in the outbox", 1)
+            if found.delivered_at is None:
+                raise _Refused(
+                    f"{args.name} has not been delivered yet; it goes with the next delivery", 1
+                )
+            conn.execute(
+                text("UPDATE outbound_file SET delivered_at = NULL WHERE id = :i"), {"i": found.id}
+            )
+            day = now.astimezone(ZoneInfo("Asia/Shanghai")).strftime("%Y%m%d")
+            audit.append(
+                conn,
+                [
+                    audit.AuditEntry(
+                        day,
+                        "",
+                        "",
+                        "outbox:resend",
+                        "operator",
+                        who[:40],
+                        args.name[:64],
+                        "delivered",
+                        "queued",
+                    )
+                ],
+                now,
+            )
+    finally:
+        engine.dispose()
+    _emit(
+        args,
+        {"name": args.name, "conn_id": found.conn_id, "queued": True, "by": who},
+        [f"{args.name}: queued again for {found.conn_id}; the next delivery publishes it"],
+    )
+    return 0
+
+
 def add_commands(sub: Any) -> None:  # argparse's private _SubParsersAction
     """Add ``sscard breaks list|show|resolve`` to ``sscard``'s sub-commands."""
 
@@ -330,6 +399,16 @@ def add_commands(sub: Any) -> None:  # argparse's private _SubParsersAction
     rs.add_argument("--by", help="who resolves it (default: $USER, else operator)")
     json_flag(rs)
     rs.set_defaults(func=_run(_resolve))
+
+    out = sub.add_parser("outbox", help="files the hub sends (SSCARD_DATABASE_URL)")
+    out_acts = out.add_subparsers(dest="action", required=True)
+    rsd = out_acts.add_parser(
+        "resend", help="send a delivered file again (a counterparty lost it); audited"
+    )
+    rsd.add_argument("name", metavar="NAME")
+    rsd.add_argument("--by", help="who asks for it (default: $USER, else operator)")
+    json_flag(rsd)
+    rsd.set_defaults(func=_run(_resend))
 
 
 def main(argv: list[str] | None = None) -> int:

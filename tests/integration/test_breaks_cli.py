@@ -120,3 +120,68 @@ def test_resolve_refuses_unknown_resolved_and_empty(
         main(["breaks", "resolve", "abc", "--reason", "x"])
     assert bad.value.code == 2
     assert main(["breaks", "show", "999"]) == 1
+
+
+def test_a_delivered_response_is_sent_again_on_request_and_audited(
+    hub: Engine, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = "DISBRSP_B001_R440100_20261207_001.txt"
+    with hub.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO outbound_file (conn_id, directory, name, type, data, sha256, "
+                "record_count, with_control, created_at, delivered_at) VALUES ('sftp_r440100', "
+                "'drop', :n, 'DISBRSP', :d, :s, 0, true, :t, :t)"
+            ),
+            {"n": name, "d": b"x", "s": "0" * 64, "t": "2026-12-07 10:00:00+00"},
+        )
+    assert main(["outbox", "resend", name, "--by", "ops-wang"]) == 0
+    assert "queued again" in capsys.readouterr().out
+    with hub.connect() as conn:
+        assert (
+            conn.scalar(text("SELECT delivered_at FROM outbound_file WHERE name = :n"), {"n": name})
+            is None
+        )
+        assert (
+            conn.scalar(text("SELECT actor FROM audit_record WHERE op = 'outbox:resend'"))
+            == "ops-wang"
+        )
+    # not delivered yet: nothing to resend; an unknown or malformed name is refused
+    assert main(["outbox", "resend", name]) == 1
+    assert main(["outbox", "resend", "DISBRSP_B001_R440100_20261207_009.txt"]) == 1
+    assert main(["outbox", "resend", "../etc/passwd"]) == 2
+
+
+def test_a_decision_in_the_airflow_ui_resolves_a_break_with_who_and_why(hub: Engine) -> None:
+    from datetime import UTC, datetime
+
+    from sscard.payments_jobs import settle_break
+
+    ids = _ids(hub)
+    now = datetime(2026, 12, 10, 1, 0, tzinfo=UTC)
+    left = settle_break(ids["R09"], {"chosen_options": ["Leave open"], "params_input": {}}, now)
+    assert left["resolved"] is False
+    with pytest.raises(ValueError, match="needs a reason"):
+        settle_break(
+            ids["R09"], {"chosen_options": ["Resolve"], "params_input": {"reason": " "}}, now
+        )
+    done = settle_break(
+        ids["R09"],
+        {
+            "chosen_options": ["Resolve"],
+            "params_input": {"reason": "fee refund, booked by branch"},
+            "responded_by_user": {"id": "7", "name": "zhao.finance"},
+        },
+        now,
+    )
+    assert done == {"break": ids["R09"], "resolved": True, "by": "zhao.finance"}
+    with hub.connect() as conn:
+        row = conn.execute(
+            text("SELECT resolved_by, resolution FROM recon_break WHERE id = :i"), {"i": ids["R09"]}
+        ).one()
+        assert tuple(row) == ("zhao.finance", "fee refund, booked by branch")
+        assert (
+            conn.scalar(text("SELECT channel FROM audit_record WHERE op = 'break:resolve'"))
+            == "airflow"
+        )
+        assert audit.verify(conn).ok()
