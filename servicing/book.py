@@ -467,14 +467,14 @@ class Book:
             if a.close_at_zero and a.status is not AccountStatus.CLOSED
         ]
         if closing:
-            balances: dict[str, int] = dict(
-                conn.execute(
-                    text("SELECT pan, balance_fen FROM account WHERE pan IN :keys").bindparams(
-                        bindparam("keys", expanding=True)
-                    ),
-                    {"keys": [a.pan for a in closing]},
-                ).all()
+            balances: dict[str, int] = {}
+            read = text("SELECT pan, balance_fen FROM account WHERE pan IN :keys").bindparams(
+                bindparam("keys", expanding=True)
             )
+            for part in _chunks(sorted(a.pan for a in closing)):
+                balances.update(
+                    (r.pan, int(r.balance_fen)) for r in conn.execute(read, {"keys": list(part)})
+                )
             for account in closing:
                 if balances.get(account.pan, 0) == 0:
                     self.set_account(account, by=AUTO, ref="", status=AccountStatus.CLOSED)
@@ -514,12 +514,11 @@ class Book:
                 ],
             )
         if self.pins:
-            conn.execute(
-                text("DELETE FROM pin_verification WHERE pan IN :keys").bindparams(
-                    bindparam("keys", expanding=True)
-                ),
-                {"keys": list(self.pins)},
+            delete = text("DELETE FROM pin_verification WHERE pan IN :keys").bindparams(
+                bindparam("keys", expanding=True)
             )
+            for part in _chunks(sorted(self.pins)):
+                conn.execute(delete, {"keys": list(part)})
             conn.execute(
                 text(
                     "INSERT INTO pin_verification (pan, key_id, value, set_at) "
