@@ -540,8 +540,12 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _child(spec: dict[str, Any]) -> dict[str, Any]:
+    # the spec (with every planned bad line) goes through a file: a command line is too short
+    spec_file = Path(spec["run_dir"]) / f"spec-{spec['step']}-{spec['n']}.json"
+    spec_file.parent.mkdir(parents=True, exist_ok=True)
+    spec_file.write_text(json.dumps(spec))
     child = subprocess.run(
-        [sys.executable, "-m", "bench.payments", "--measure", json.dumps(spec)],
+        [sys.executable, "-m", "bench.payments", "--measure", f"@{spec_file}"],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,
@@ -704,7 +708,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--measure", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.measure:
-        print(json.dumps(measure(json.loads(args.measure))), flush=True)
+        text_ = args.measure
+        if text_.startswith("@"):
+            text_ = Path(text_[1:]).read_text()
+        print(json.dumps(measure(json.loads(text_))), flush=True)
         return 0
     args.pg_url = _pg_url(args.pg_url)
 
