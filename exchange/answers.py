@@ -71,7 +71,9 @@ def check_request_header(header: Header, fname: FileName, inbox: PartyInbox) -> 
     ):
         raise FileLevelError(FileCode.F04, "header differs from the file name")
     if not (
-        inbox.business_date <= header.business_date <= _day(inbox.business_date, inbox.max_forward_days)
+        inbox.business_date
+        <= header.business_date
+        <= _day(inbox.business_date, inbox.max_forward_days)
     ):
         raise FileLevelError(FileCode.F04, "business date not allowed")
 
