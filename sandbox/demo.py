@@ -1124,7 +1124,11 @@ class _HubRecords:
     def _account_opening(self, took: _Rows, sent: _Rows) -> str:
         before, self._accounts = self._accounts, self._hub_accounts()
         self._requests = [f.name for f in sent if f.type == "ACCTOPEN"]
-        to = ", ".join(f"{self._party[f.conn_id]} ({f.record_count})" for f in sent)
+        # the banks' requests are written by mapped tasks in any order: told by bank code
+        to = ", ".join(
+            f"{self._party[f.conn_id]} ({f.record_count})"
+            for f in sorted(sent, key=lambda f: self._party[f.conn_id])
+        )
         return f"{self._accounts - before} hub accounts, ACCTOPEN to {to or 'no partner bank'}"
 
     def _partner_answers(self, took: _Rows, sent: _Rows) -> str:
