@@ -21,6 +21,8 @@ from schemas.codec import DelimitedReader, Header, fen_to_amount, write_delimite
 from schemas.codes import reason_text
 from schemas.files import FileName
 from schemas.layouts import DISB, DISBRSP, answered_key
+from servicing.lines import read_lines
+from servicing.partner import report_problems
 
 log = logging.getLogger("sscard.payments")
 
@@ -313,8 +315,6 @@ def apply_partner_disbrsp(
     """A partner's DISBRSP: each line's outcome merged into the bureau's line; credited at
     the partner: Dr CLEARING / Cr DUE:bank; failed: to RETURNS. An unknown key, or a second
     answer, is a return problem, never applied."""
-    from servicing.lines import read_lines
-
     lines = read_lines(reader)
     keys = [ln.get("pay_no") for ln in lines]
     known: dict[str, Any] = {}
@@ -372,17 +372,7 @@ def apply_partner_disbrsp(
             ),
             [{**u, "d": business_date} for u in updates],
         )
-    if problems:
-        conn.execute(
-            text(
-                "INSERT INTO return_problem (file_name, line_no, key, problem, business_date) "
-                "VALUES (:f, :l, :k, :p, :d)"
-            ),
-            [
-                {"f": file_name, "l": s + 1, "k": k, "p": p, "d": business_date}
-                for s, k, p in problems
-            ],
-        )
+    report_problems(conn, file_name, problems, business_date)
     log.info(
         "%s: %d credited at %s, %d failed, %d problem(s)",
         file_name,

@@ -45,8 +45,14 @@ def bulk_update(conn: Connection, table: str, key: str, data: pa.Table) -> None:
     if data.num_rows == 0:
         return
     cols = [c for c in data.column_names if c != key]
-    types = {key: "BIGINT" if pa.types.is_integer(data.schema.field(key).type) else "TEXT"}
-    ddl = ", ".join(f"{c} {types.get(c, 'TEXT')}" for c in data.column_names)
+
+    def sql_type(name: str) -> str:
+        kind = data.schema.field(name).type
+        if pa.types.is_integer(kind):
+            return "BIGINT"
+        return "BOOLEAN" if pa.types.is_boolean(kind) else "TEXT"
+
+    ddl = ", ".join(f"{c} {sql_type(c)}" for c in data.column_names)
     if is_postgres(conn):
         temp = f"tmp_{table}_update"
         conn.execute(text(f"CREATE TEMP TABLE {temp} ({ddl}) ON COMMIT DROP"))

@@ -121,7 +121,7 @@ def apply_status_answers(
             [{"d": business_date, "res": res, "code": code, "r": r} for r, res, code in answered],
         )
     resolved = resolve_lines(conn, answered)
-    _problems(conn, file_name, problems, business_date)
+    report_problems(conn, file_name, problems, business_date)
     log.info(
         "%s: %d answer(s) applied, %d bureau line(s) resolved, %d problem(s)",
         file_name,
@@ -209,14 +209,16 @@ def relay_partner_events(
         )
         relayed += 1
     book.flush(conn)
-    _problems(conn, file_name, problems, business_date)
+    report_problems(conn, file_name, problems, business_date)
     log.info("%s: %d event(s) relayed to bureaus, %d problem(s)", file_name, relayed, len(problems))
     return {"applied": relayed, "problems": len(problems)}
 
 
-def _problems(
+def report_problems(
     conn: Connection, file_name: str, problems: list[tuple[int, str, str]], business_date: str
 ) -> None:
+    """A counterparty's answers the hub refused to apply, ``(seq, key, why)``: listed in
+    ``return_problem`` and the log (the first 20), never applied."""
     if problems:
         conn.execute(
             text(

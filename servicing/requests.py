@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -39,13 +39,12 @@ from schemas.states import (
     AccountOp,
     AccountStatus,
     CardOp,
-    CardStatus,
     ChannelOp,
     Result,
     account_transition,
     card_transition,
 )
-from servicing.book import AUTO, Book, CardState
+from servicing.book import Book, CardState
 from servicing.lines import Line, decided, read_lines, settle_keys, store_lines
 
 log = logging.getLogger("sscard.servicing")
@@ -370,18 +369,6 @@ def _counts(lines: Sequence[Line]) -> dict[str, int]:
 RESPONSE_LAYOUT: dict[str, Layout] = {"STATUS": STATUSRSP, "CHANNEL": CHANNELRSP}
 
 
-@dataclass(frozen=True)
-class Answering:
-    """Where a requester's responses go."""
-
-    conn_id: str
-    drop: str
-    encoding: str
-    now: datetime
-    work_dir: Path
-    store: object
-
-
 def answer_ready(
     conn: Connection, type_: str, sender: str, dest: Drop, encoding: str, work_dir: Path
 ) -> list[str]:
@@ -453,17 +440,3 @@ def resolve_lines(conn: Connection, answers: Sequence[tuple[str, str, str]]) -> 
         [{"req_no": r, "result": res, "reason": code} for r, res, code in answers],
     )
     return int(result.rowcount or 0)
-
-
-__all__ = [
-    "AUTO",
-    "PIN_LOCKED",
-    "Callable",
-    "CardStatus",
-    "Ctx",
-    "answer_ready",
-    "apply_channel",
-    "apply_status",
-    "partner_req_no",
-    "resolve_lines",
-]

@@ -22,7 +22,7 @@ from sqlalchemy import DateTime, bindparam, select, text
 from banking.pan import PanRange
 from exchange.answers import receive
 from exchange.flows import Party, flow
-from exchange.outbox import deliver
+from exchange.outbox import Drop, deliver
 from exchange.pickup import PartyInbox, raise_if_failed
 from exchange.storage import Storage
 from issuance.accounts import (
@@ -167,6 +167,11 @@ def _party_inbox(code: str, when: datetime, work_dir: Path) -> PartyInbox:
         store=storage(),
         max_back_days=int(party.option("max_back_days", 10)),
     )
+
+
+def drop_of(party: Any, when: datetime) -> Drop:
+    """Where the hub's files for ``party`` go: its connection's drop directory."""
+    return Drop(party.conn_id, party.drop, when, storage())
 
 
 def _remote(connection: Any) -> SftpRemote:

@@ -12,7 +12,7 @@ from typing import Any
 
 from exchange.answers import check_answer_header, check_request_header, receive
 from exchange.flows import Party, flow
-from exchange.outbox import Drop, deliver
+from exchange.outbox import deliver
 from exchange.pickup import raise_if_failed
 from payments import settle
 from payments.intake import DisbContext, apply_disb
@@ -24,6 +24,7 @@ from sscard.jobs import (
     _remote,
     _summary,
     business_date_of,
+    drop_of,
     storage,
     working_directory,
 )
@@ -33,10 +34,6 @@ log = logging.getLogger("sscard.jobs")
 
 def payment_system_codes() -> list[str]:
     return [p.code for p in load_counterparties().payment_systems]
-
-
-def _drop(party: Any, when: datetime) -> Drop:
-    return Drop(party.conn_id, party.drop, when, storage())
 
 
 def _post_and_answer(
@@ -59,7 +56,7 @@ def _post_and_answer(
             answered += settle.answer_batches(
                 conn,
                 bureau=bureau.code,
-                dest=_drop(bureau, when),
+                dest=drop_of(bureau, when),
                 encoding=bureau.encoding,
                 business_date=business_date,
                 work_dir=work_dir,
@@ -152,7 +149,7 @@ def partner_disbursements(bank_code: str, when: datetime, connection: Any) -> di
             engine,
             hub=parties.hub,
             bank_code=bank_code,
-            dest=_drop(bank, when),
+            dest=drop_of(bank, when),
             encoding=bank.encoding,
             business_date=inbox.business_date,
             work_dir=work_dir,
@@ -198,7 +195,7 @@ def answer_bureau(bureau_code: str, when: datetime, connection: Any) -> dict[str
             answered = settle.answer_batches(
                 conn,
                 bureau=bureau_code,
-                dest=_drop(bureau, when),
+                dest=drop_of(bureau, when),
                 encoding=bureau.encoding,
                 business_date=business_date,
                 work_dir=work_dir,
@@ -284,7 +281,7 @@ def recon_to_bureau(
                 hub=parties.hub,
                 bureau=bureau_code,
                 business_date=business_date,
-                dest=_drop(bureau, when),
+                dest=drop_of(bureau, when),
                 encoding=bureau.encoding,
                 work_dir=work_dir,
             )

@@ -12,7 +12,7 @@ from typing import Any
 from banking.keystore import key_store
 from exchange.answers import check_request_header, receive
 from exchange.flows import Party, flow
-from exchange.outbox import Drop, deliver
+from exchange.outbox import deliver
 from exchange.pickup import raise_if_failed
 from persistence.db import engine_for
 from servicing import days, partner
@@ -24,7 +24,7 @@ from sscard.jobs import (
     _remote,
     _summary,
     business_date_of,
-    storage,
+    drop_of,
     working_directory,
 )
 
@@ -33,10 +33,6 @@ log = logging.getLogger("sscard.jobs")
 
 def channel_codes() -> list[str]:
     return [c.code for c in load_counterparties().channels]
-
-
-def _drop(party: Any, when: datetime) -> Drop:
-    return Drop(party.conn_id, party.drop, when, storage())
 
 
 def status_intake(bureau_code: str, when: datetime, connection: Any) -> dict[str, Any]:
@@ -64,7 +60,7 @@ def status_intake(bureau_code: str, when: datetime, connection: Any) -> dict[str
         )
         with engine.begin() as conn:
             answered = answer_ready(
-                conn, "STATUS", bureau_code, _drop(bureau, when), bureau.encoding, work_dir
+                conn, "STATUS", bureau_code, drop_of(bureau, when), bureau.encoding, work_dir
             )
         delivered = deliver(remote, engine, inbox.store, inbox.conn_id, when)
     raise_if_failed(outcomes)
@@ -103,7 +99,7 @@ def channel_requests(channel_code: str, when: datetime, connection: Any) -> dict
         )
         with engine.begin() as conn:
             answered = answer_ready(
-                conn, "CHANNEL", channel_code, _drop(channel, when), channel.encoding, work_dir
+                conn, "CHANNEL", channel_code, drop_of(channel, when), channel.encoding, work_dir
             )
         delivered = deliver(remote, engine, inbox.store, inbox.conn_id, when)
     raise_if_failed(outcomes)
@@ -127,7 +123,7 @@ def partner_status(bank_code: str, when: datetime, connection: Any) -> dict[str,
             engine,
             hub=parties.hub,
             bank_code=bank_code,
-            dest=_drop(bank, when),
+            dest=drop_of(bank, when),
             encoding=bank.encoding,
             business_date=inbox.business_date,
             work_dir=work_dir,
@@ -211,7 +207,7 @@ def bank_events(bureau_code: str, when: datetime, connection: Any) -> dict[str, 
             engine,
             hub=parties.hub,
             bureau=bureau_code,
-            dest=_drop(bureau, when),
+            dest=drop_of(bureau, when),
             encoding=bureau.encoding,
             business_date=business_date,
             work_dir=work_dir,
@@ -229,7 +225,7 @@ def status_answers(bureau_code: str, when: datetime, connection: Any) -> dict[st
     with working_directory() as work_dir:
         with engine.begin() as conn:
             answered = answer_ready(
-                conn, "STATUS", bureau_code, _drop(bureau, when), bureau.encoding, work_dir
+                conn, "STATUS", bureau_code, drop_of(bureau, when), bureau.encoding, work_dir
             )
     delivered = _publish(connection, engine, bureau.conn_id, when)
     return {"bureau": bureau_code, "answered": answered, "delivered": delivered}
