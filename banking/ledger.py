@@ -7,8 +7,13 @@ Conventions:
 - Customer accounts are ``account`` rows addressed by their PAN (all digits); the hub's
   own accounts are ``ledger_account`` rows addressed by codes (:func:`settlement`,
   :func:`clearing`, :func:`returns`, :func:`due_to_partner`), created on first use.
-- Every posting carries an idempotency key (``ledger_txn.idem_key``, unique): posting a
-  key again does nothing. A customer balance never goes below zero.
+- Every posting carries an idempotency key, unique, and posting a key again does
+  nothing: a single posting's (:func:`post`) is its transaction's ``ledger_txn.idem_key``;
+  a set posting (:func:`post_transfers`, :func:`post_transfers_from`: a batch's benefit
+  credits, a statement's lines) is one transaction whose every transfer has its own key
+  on its credit entry (``ledger_entry.idem_key``: ``disb:<bureau>:<pay_no>``, …), the
+  debit sides netted into one entry per debited account. A customer balance never goes
+  below zero.
 - ``account.balance_fen`` and ``ledger_account.balance_fen`` are caches updated in the
   transaction that writes the entries; the entries are the truth (:func:`balance`,
   :func:`check`).
@@ -19,6 +24,7 @@ the caller's rollback (the functions never commit).
 
 from __future__ import annotations
 
+import hashlib
 import re
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
@@ -27,7 +33,7 @@ from datetime import datetime
 from itertools import islice
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, text
+from sqlalchemy import Connection, text
 
 #: the hub's settlement account: its position with the payment system
 SETTLEMENT = "SETTLEMENT"
@@ -186,7 +192,13 @@ def post(
     if sum(net.values()) != 0:
         raise LedgerError(f"legs do not sum to zero ({sum(net.values())} fen)")
 
-    if conn.scalar(text("SELECT id FROM ledger_txn WHERE idem_key = :k"), {"k": idem_key}):
+    if conn.scalar(
+        text(
+            "SELECT 1 FROM ledger_txn WHERE idem_key = :k UNION ALL "
+            "SELECT 1 FROM ledger_entry WHERE idem_key = :k"
+        ),
+        {"k": idem_key},
+    ):
         return False
     customers = sorted(a for a in net if _is_customer(a))
     lock = " FOR UPDATE" if conn.dialect.name == "postgresql" else ""
@@ -241,6 +253,19 @@ def _chunks(rows: Iterable[Any], size: int) -> Iterator[list[Any]]:
         yield batch
 
 
+_STAGE_COLUMNS = "seq, idem_key, debit, credit, amount_fen"
+
+
+def _create_stage(conn: Connection, name: str) -> None:
+    big = "BIGINT" if conn.dialect.name == "postgresql" else "INTEGER"
+    conn.execute(
+        text(
+            f"CREATE TEMPORARY TABLE {name} (seq {big} NOT NULL, idem_key VARCHAR(200) NOT NULL, "
+            "debit VARCHAR(40) NOT NULL, credit VARCHAR(40) NOT NULL, amount_fen BIGINT NOT NULL)"
+        )
+    )
+
+
 def post_transfers(
     conn: Connection,
     kind: str,
@@ -250,29 +275,12 @@ def post_transfers(
     chunk: int = 50_000,
 ) -> int:
     """Post many two-leg transfers ``(idem_key, debit_account, credit_account,
-    amount_fen)`` set-wise (DOMAIN §6: the day's benefit credits). Keys posted before are
-    skipped, and a key repeated in ``rows`` is posted once, its first row winning. The
-    rows are staged in a temporary table (COPY on PostgreSQL, executemany on SQLite) a
-    ``chunk`` at a time; transactions, entries and the cached balances are then written
-    by a few statements. A customer account whose balance would end below zero (the
-    call's transfers netted per account), an unknown customer account or a malformed row
-    raises :class:`LedgerError`, and the caller's rollback keeps nothing of the call.
-    Returns how many transfers were posted."""
+    amount_fen)`` as one set posting (:func:`post_transfers_from`), the rows checked here
+    and staged a ``chunk`` at a time (COPY on PostgreSQL, executemany on SQLite)."""
     _check_header("-", kind, business_date)
     pg = conn.dialect.name == "postgresql"
-    tag = uuid.uuid4().hex[:12]
-    stage, new, posted, delta = (f"ledger_{n}_{tag}" for n in ("stage", "new", "posted", "delta"))
-    big = "BIGINT" if pg else "INTEGER"
-    if pg:
-        # the sorts and hashes over a day's rows stay in memory (this transaction only)
-        conn.execute(text("SET LOCAL work_mem = '256MB'"))
-    conn.execute(
-        text(
-            f"CREATE TEMPORARY TABLE {stage} (seq {big} NOT NULL, idem_key VARCHAR(80) NOT NULL, "
-            "debit VARCHAR(40) NOT NULL, credit VARCHAR(40) NOT NULL, amount_fen BIGINT NOT NULL)"
-        )
-    )
-    internal: set[str] = set()
+    stage = f"ledger_rows_{uuid.uuid4().hex[:12]}"
+    _create_stage(conn, stage)
     seq = 0
     raw = conn.connection.driver_connection
     assert raw is not None
@@ -287,97 +295,109 @@ def post_transfers(
                 raise LedgerError(f"a transfer from an account to itself: {_shown(debit)}")
             if _check_amount(amount) < 0:
                 raise LedgerError(f"a transfer's amount is positive, not {amount!r}")
-            for account in (debit, credit):
-                if not _is_customer(account):
-                    internal.add(account)
             seq += 1
             staged.append((seq, idem_key, debit, credit, amount))
         if pg:
             with (
                 raw.cursor() as cur,
-                cur.copy(
-                    f"COPY {stage} (seq, idem_key, debit, credit, amount_fen) FROM STDIN"
-                ) as copy,
+                cur.copy(f"COPY {stage} ({_STAGE_COLUMNS}) FROM STDIN") as copy,
             ):
                 for row in staged:
                     copy.write_row(row)
         else:
             raw.executemany(f"INSERT INTO temp.{stage} VALUES (?, ?, ?, ?, ?)", staged)
-    if seq == 0:
-        conn.execute(text(f"DROP TABLE {stage}"))
-        return 0
-    if pg:
-        conn.execute(text(f"ANALYZE {stage}"))
+    posted = (
+        post_transfers_from(
+            conn, kind, business_date, f"SELECT {_STAGE_COLUMNS} FROM {stage}", {}, now
+        )
+        if seq
+        else 0
+    )
+    # a refused call leaves its temporary tables to the caller's rollback
+    conn.execute(text(f"DROP TABLE {stage}"))
+    return posted
 
+
+def post_transfers_from(
+    conn: Connection,
+    kind: str,
+    business_date: str,
+    select: str,
+    params: dict[str, Any],
+    now: datetime,
+) -> int:
+    """Post the two-leg transfers a query of this database selects, as columns ``seq,
+    idem_key, debit, credit, amount_fen`` (DOMAIN §6: a day's benefit credits, read
+    straight from their DISB lines), as **one set posting**: one transaction whose
+    entries are one keyed entry per transfer on its credit side (the transfer's
+    idempotency key, unique in the ledger) and the debit sides netted into one entry per
+    debited account. Keys posted before are skipped, and a key repeated in the rows is
+    posted once, its first row (lowest ``seq``) winning. A malformed row, an unknown
+    customer account or a customer balance that would end below zero (the call's
+    transfers netted per account) raises :class:`LedgerError`, and the caller's rollback
+    keeps nothing of the call. Two transactions racing on the same rows post them once:
+    the set posting's own key is derived from its first transfer's key. Returns how many
+    transfers were posted."""
+    _check_header("-", kind, business_date)
+    pg = conn.dialect.name == "postgresql"
+    tag = uuid.uuid4().hex[:12]
+    new, delta = f"ledger_new_{tag}", f"ledger_delta_{tag}"
+    if pg:
+        # the sorts and hashes over a day's rows stay in memory (this transaction only)
+        conn.execute(text("SET LOCAL work_mem = '256MB'"))
     conn.execute(
         text(
             f"CREATE TEMPORARY TABLE {new} AS SELECT seq, idem_key, debit, credit, amount_fen "
-            f"FROM (SELECT s.*, ROW_NUMBER() OVER (PARTITION BY idem_key ORDER BY seq) AS nth "
-            f"FROM {stage} s) firsts WHERE nth = 1 AND NOT EXISTS "
+            "FROM (SELECT r.*, ROW_NUMBER() OVER (PARTITION BY idem_key ORDER BY seq) AS nth "
+            f"FROM ({select}) r) firsts WHERE nth = 1 AND NOT EXISTS (SELECT 1 FROM "
+            "ledger_entry e WHERE e.idem_key = firsts.idem_key) AND NOT EXISTS "
             "(SELECT 1 FROM ledger_txn t WHERE t.idem_key = firsts.idem_key)"
-        )
+        ),
+        params,
     )
     if pg:
         conn.execute(text(f"ANALYZE {new}"))
-    conn.execute(text(f"CREATE TEMPORARY TABLE {posted} (txn_id {big}, idem_key VARCHAR(80))"))
-    params = {"kind": kind, "d": business_date, "now": now}
-    insert_txns = (
-        "INSERT INTO ledger_txn (idem_key, kind, business_date, created_at) "
-        f"SELECT idem_key, :kind, :d, :now FROM {new} WHERE true ORDER BY seq "
-        "ON CONFLICT (idem_key) DO NOTHING"
-    )
-    if pg:
-        # only the keys this transaction inserted: another may post some at the same time
-        conn.execute(
-            text(
-                f"WITH ins AS ({insert_txns} RETURNING id, idem_key) "
-                f"INSERT INTO {posted} (txn_id, idem_key) SELECT id, idem_key FROM ins"
-            ),
-            params,
-        )
-        conn.execute(text(f"ANALYZE {posted}"))
-    else:
-        # SQLite serialises writers: what `new` read is still true when this writes
-        conn.execute(text(insert_txns), params)
-        conn.execute(
-            text(
-                f"INSERT INTO {posted} (txn_id, idem_key) SELECT t.id, n.idem_key "
-                f"FROM {new} n JOIN ledger_txn t ON t.idem_key = n.idem_key"
-            )
-        )
-    count = int(conn.scalar(text(f"SELECT COUNT(*) FROM {posted}")) or 0)
+    count = int(conn.scalar(text(f"SELECT COUNT(*) FROM {new}")) or 0)
     if count == 0:
-        for name in (posted, new, stage):
-            conn.execute(text(f"DROP TABLE {name}"))
+        _drop(conn, new)
         return 0
-
+    bad = conn.execute(
+        text(
+            f"SELECT idem_key, debit, credit, amount_fen FROM {new} WHERE amount_fen <= 0 "
+            f"OR debit = credit OR LENGTH(idem_key) > {_IDEM_MAX} OR LENGTH(idem_key) = 0 "
+            "LIMIT 1"
+        )
+    ).first()
+    if bad is not None:
+        if not 0 < len(bad.idem_key) <= _IDEM_MAX:
+            raise LedgerError(f"an idempotency key is 1 to {_IDEM_MAX} characters")
+        if bad.debit == bad.credit:
+            raise LedgerError(f"a transfer from an account to itself: {_shown(bad.debit)}")
+        raise LedgerError(f"a transfer's amount is positive, not {bad.amount_fen!r}")
     conn.execute(
         text(
             f"CREATE TEMPORARY TABLE {delta} AS SELECT account, SUM(amount_fen) AS amount_fen "
-            f"FROM (SELECT n.debit AS account, -n.amount_fen AS amount_fen FROM {posted} p "
-            f"JOIN {new} n ON n.idem_key = p.idem_key UNION ALL "
-            f"SELECT n.credit, n.amount_fen FROM {posted} p JOIN {new} n ON n.idem_key = p.idem_key"
-            ") legs GROUP BY account"
+            f"FROM (SELECT debit AS account, -amount_fen AS amount_fen FROM {new} UNION ALL "
+            f"SELECT credit, amount_fen FROM {new}) legs GROUP BY account"
         )
     )
     if pg:
         conn.execute(text(f"ANALYZE {delta}"))
-    used = conn.scalars(
-        text(f"SELECT account FROM {delta} WHERE account IN :codes").bindparams(
-            bindparam("codes", expanding=True)
-        ),
-        {"codes": sorted(internal) or [""]},
-    )
-    _ensure_internal(conn, list(used))
-    internal_codes = "SELECT code FROM ledger_account"
-    unknown = conn.scalars(
+    internal: list[str] = []
+    for account in conn.scalars(
         text(
-            f"SELECT d.account FROM {delta} d WHERE d.account NOT IN ({internal_codes}) "
-            "AND NOT EXISTS (SELECT 1 FROM account a WHERE a.pan = d.account) LIMIT 1"
+            f"SELECT d.account FROM {delta} d WHERE NOT EXISTS "
+            "(SELECT 1 FROM account a WHERE a.pan = d.account)"
         )
-    ).first()
-    if unknown is not None:
-        raise LedgerError(f"no such account: {masked_pan(unknown)}")
+    ):
+        if _internal(account) is None:
+            raise LedgerError(
+                f"no such account: {masked_pan(account)}"
+                if _is_customer(account)
+                else f"not an account: {_shown(account)}"
+            )
+        internal.append(account)
+    _ensure_internal(conn, internal)
     if pg:
         conn.execute(
             text(
@@ -394,15 +414,32 @@ def post_transfers(
     if short is not None:
         raise LedgerError(f"insufficient balance: {masked_pan(short)}")
 
+    first = conn.scalar(text(f"SELECT idem_key FROM {new} ORDER BY seq LIMIT 1"))
+    digest = hashlib.sha256(str(first).encode()).hexdigest()[:32]
+    txn_id = conn.scalar(
+        text(
+            "INSERT INTO ledger_txn (idem_key, kind, business_date, created_at) "
+            "VALUES (:k, :kind, :d, :now) ON CONFLICT (idem_key) DO NOTHING RETURNING id"
+        ),
+        {"k": f"set:{kind}:{digest}", "kind": kind, "d": business_date, "now": now},
+    )
+    if txn_id is None:
+        # another transaction posted these transfers meanwhile
+        _drop(conn, delta, new)
+        return 0
+    conn.execute(
+        text(
+            "INSERT INTO ledger_entry (txn_id, account, amount_fen, idem_key) "
+            f"SELECT :t, credit, amount_fen, idem_key FROM {new} ORDER BY seq"
+        ),
+        {"t": txn_id},
+    )
     conn.execute(
         text(
             "INSERT INTO ledger_entry (txn_id, account, amount_fen) "
-            "SELECT txn_id, account, amount_fen FROM ("
-            f"SELECT p.txn_id, n.debit AS account, -n.amount_fen AS amount_fen, 0 AS side "
-            f"FROM {posted} p JOIN {new} n ON n.idem_key = p.idem_key UNION ALL "
-            f"SELECT p.txn_id, n.credit, n.amount_fen, 1 FROM {posted} p "
-            f"JOIN {new} n ON n.idem_key = p.idem_key) legs ORDER BY txn_id, side"
-        )
+            f"SELECT :t, debit, -SUM(amount_fen) FROM {new} GROUP BY debit ORDER BY debit"
+        ),
+        {"t": txn_id},
     )
     for table, key in (("account", "pan"), ("ledger_account", "code")):
         conn.execute(
@@ -411,9 +448,28 @@ def post_transfers(
                 f"FROM {delta} d WHERE {table}.{key} = d.account"
             )
         )
-    for name in (delta, posted, new, stage):
-        conn.execute(text(f"DROP TABLE {name}"))
+    _drop(conn, delta, new)
     return count
+
+
+def _drop(conn: Connection, *tables: str) -> None:
+    """Temporary tables of a call that succeeded (a refused call leaves its own to the
+    caller's rollback: a failed statement may have aborted the transaction)."""
+    for name in tables:
+        conn.execute(text(f"DROP TABLE {name}"))
+
+
+def posted_keys(conn: Connection) -> set[str]:
+    """Every idempotency key posted: single postings' and each transfer's of a set posting."""
+    return set(
+        conn.scalars(
+            text(
+                "SELECT t.idem_key FROM ledger_txn t WHERE NOT EXISTS (SELECT 1 FROM "
+                "ledger_entry e WHERE e.txn_id = t.id AND e.idem_key IS NOT NULL) "
+                "UNION SELECT idem_key FROM ledger_entry WHERE idem_key IS NOT NULL"
+            )
+        )
+    )
 
 
 def balance(conn: Connection, account: str) -> int:
@@ -429,7 +485,7 @@ def entries(conn: Connection, account: str, limit: int = 20) -> list[EntryView]:
     """The account's latest ``limit`` entries, newest first."""
     found = conn.execute(
         text(
-            "SELECT t.id, t.idem_key, t.kind, t.business_date, e.amount_fen, t.created_at "
+            "SELECT t.id, COALESCE(e.idem_key, t.idem_key), t.kind, t.business_date, e.amount_fen, t.created_at "
             "FROM ledger_entry e JOIN ledger_txn t ON t.id = e.txn_id "
             "WHERE e.account = :a ORDER BY e.txn_id DESC, e.id DESC LIMIT :n"
         ),
@@ -504,6 +560,8 @@ __all__ = [
     "masked_pan",
     "post",
     "post_transfers",
+    "post_transfers_from",
+    "posted_keys",
     "returns",
     "settlement",
     "yuan",

@@ -13,14 +13,13 @@ partner answers their account checks.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import uuid
 from dataclasses import dataclass
 
 import numpy as np
-import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
-from sqlalchemy import Connection, bindparam, text
+from sqlalchemy import Connection, text
 
 from persistence.db import bulk_load
 from schemas.codec import Chunk, DelimitedReader, fen_column
@@ -45,67 +44,53 @@ class DisbContext:
     credit_preopened: bool = True
 
 
-@dataclass(frozen=True)
-class Holder:
-    bank_code: str
-    id_no: str
-    name: str
-    #: the account refuses credits (closed or credit_blocked; pre-opened when so configured)
-    refuses: bool
+_STAGE = (
+    ("seq", "BIGINT"),
+    ("pay_no", "TEXT"),
+    ("pan", "TEXT"),
+    ("id_no", "TEXT"),
+    ("name", "TEXT"),
+    ("card_no", "TEXT"),
+    ("benefit_type", "TEXT"),
+    ("period", "TEXT"),
+    ("memo", "TEXT"),
+    ("amount_fen", "BIGINT"),
+    ("field_code", "TEXT"),
+)
 
 
-def _holders(conn: Connection, ctx: DisbContext, pans: Sequence[str]) -> dict[str, Holder]:
-    """Who holds each PAN: hub accounts (with the name of their newest card) and partner
-    banks' (from the cards the hub made for them)."""
-    out: dict[str, Holder] = {}
-    accounts = text(
-        "SELECT pan, id_no, status, credit_blocked FROM account WHERE pan IN :keys"
-    ).bindparams(bindparam("keys", expanding=True))
-    cards = text(
-        "SELECT pan, bank_code, id_no, name, pan_seq FROM card WHERE pan IN :keys"
-    ).bindparams(bindparam("keys", expanding=True))
-    for i in range(0, len(pans), 5000):
-        part = list(pans[i : i + 5000])
-        newest: dict[str, tuple[str, str, str, str]] = {}
-        for c in conn.execute(cards, {"keys": part}):
-            if c.pan not in newest or c.pan_seq > newest[c.pan][3]:
-                newest[c.pan] = (c.bank_code, c.id_no, c.name, c.pan_seq)
-        for r in conn.execute(accounts, {"keys": part}):
-            refuses = (
-                r.status == "closed"
-                or bool(r.credit_blocked)
-                or (r.status == "preopened" and not ctx.credit_preopened)
-            )
-            name = newest[r.pan][2] if r.pan in newest else ""
-            out[r.pan] = Holder(ctx.hub, r.id_no, name, refuses)
-        for pan, (bank_code, id_no, name, _) in newest.items():
-            if bank_code != ctx.hub:
-                out.setdefault(pan, Holder(bank_code, id_no, name, False))
-    return out
+def _padded(conn: Connection, prefix: str) -> str:
+    """SQL for ``prefix`` + the line's batch id in 9 digits + its SEQ in 8 (ICD §4.2)."""
+    if conn.dialect.name == "postgresql":
+        return f"'{prefix}' || lpad(CAST(:b AS TEXT), 9, '0') || lpad(CAST(s.seq AS TEXT), 8, '0')"
+    return f"printf('{prefix}%09d%08d', :b, s.seq)"
 
 
 @dataclass
 class Intake:
-    """One DISB file's lines, chunk by chunk, each chunk stored as it is checked (memory
-    stays flat however long the file); repeated pay_nos are settled set-wise at the end."""
+    """One DISB file's lines: each chunk's field checks done in memory and the chunk
+    staged (COPY on PostgreSQL) as it is read, so memory stays flat however long the file;
+    then the repeats and the account checks of every line at once, by joins in the
+    database, and the lines stored (:meth:`finish`)."""
 
     conn: Connection
     ctx: DisbContext
     batch_id: int
     benefit_type: str | None = None
     lines: int = 0
+    stage: str = ""
+
+    def __post_init__(self) -> None:
+        self.stage = f"disb_stage_{uuid.uuid4().hex[:12]}"
+        big = "BIGINT" if self.conn.dialect.name == "postgresql" else "INTEGER"
+        cols = ", ".join(f"{n} {big if t == 'BIGINT' else t}" for n, t in _STAGE)
+        self.conn.execute(text(f"CREATE TEMPORARY TABLE {self.stage} ({cols})"))
 
     def take(self, chunk: Chunk) -> None:
         n = len(chunk)
-        ctx = self.ctx
-        pay = chunk.strings("pay_no")
-        pans = chunk.strings("pan")
-        ids = chunk.strings("id_no")
-        names = chunk.strings("name")
-        types = chunk.strings("benefit_type")
-        amounts_col = chunk.column("amount").combine_chunks()
+        types = chunk.column("benefit_type").combine_chunks()
         fail_index = chunk.fail_index
-        fail_code = chunk.fail_code
+        amounts_col = chunk.column("amount").combine_chunks()
         shaped = np.asarray(
             pc.match_substring_regex(amounts_col, r"^[0-9]{1,10}\.[0-9]{2}$").to_numpy(
                 zero_copy_only=False
@@ -115,112 +100,96 @@ class Intake:
         fen = np.zeros(n, dtype=np.int64)
         if shaped.any():
             fen[shaped] = fen_column(amounts_col.filter(pa.array(shaped)))
-        if self.benefit_type is None:
-            ok_types = [t for i, t in enumerate(types) if fail_index[i] > _POS["benefit_type"]]
-            self.benefit_type = ok_types[0] if ok_types else ""
-        holders = _holders(self.conn, ctx, sorted({str(p) for p in pans if p}))
-        result: list[str | None] = [None] * n
-        partner: list[str | None] = [None] * n
-        for i in range(n):
-            at, code = int(fail_index[i]), str(fail_code[i])
-            if at > _POS["benefit_type"] and types[i] != self.benefit_type:
-                at, code = _POS["benefit_type"], "E117"
-            if at < len(DISB.names):
-                result[i] = code if at >= 0 else "E116"
-                continue
-            holder = holders.get(str(pans[i]))
-            if holder is None:
-                result[i] = "103"
-            elif holder.id_no != ids[i]:
-                result[i] = "104"
-            elif holder.name != names[i]:
-                result[i] = "105"
-            elif holder.bank_code != ctx.hub:
-                partner[i] = holder.bank_code
-            elif holder.refuses:
-                result[i] = "106"
-        self.lines += n
-        seqs = chunk.seqs
-        batch_id = self.batch_id
+        type_ok = fail_index > _POS["benefit_type"]
+        if self.benefit_type is None and type_ok.any():
+            self.benefit_type = str(types[int(np.flatnonzero(type_ok)[0])].as_py())
+        # the file's one benefit type (E117), then the first failing field's code
+        other_type = type_ok & np.asarray(
+            pc.not_equal(types, pa.scalar(self.benefit_type or "")).to_numpy(zero_copy_only=False),
+            dtype=bool,
+        )
+        code = np.asarray(chunk.fail_code, dtype=object).copy()
+        at = fail_index.astype(np.int32)
+        at[other_type] = _POS["benefit_type"]
+        code[other_type] = "E117"
+        failed = at < len(DISB.names)
+        code[failed & (at < 0)] = "E116"
+        code[~failed] = None
         table = pa.table(
             {
-                "batch_id": pa.array(np.full(n, batch_id, dtype=np.int64)),
-                "seq": pa.array(seqs),
-                "bureau": pa.array([ctx.bureau] * n),
-                "pay_no": pa.array([str(k)[:64] for k in pay]),
-                "pan": pa.array([str(p)[:19] for p in pans]),
+                "seq": pa.array(chunk.seqs),
+                **{name: chunk.column(name) for name in _TEXT_FIELDS},
                 "amount_fen": pa.array(fen),
-                "result": pa.array(result, pa.string()),
-                "credited_fen": pa.array(np.zeros(n, dtype=np.int64)),
-                "partner": pa.array(partner, pa.string()),
-                "partner_key": pa.array(
-                    [partner_key(batch_id, int(seqs[i])) if partner[i] else None for i in range(n)],
-                    pa.string(),
-                ),
-                "answered_date": pa.array(
-                    [ctx.business_date if r is not None else None for r in result], pa.string()
-                ),
+                "field_code": pa.array(code, pa.string()),
             }
         )
-        bulk_load(self.conn, "disb_line", table, table.column_names)
-        self._forward(chunk, partner, fen)
+        bulk_load(self.conn, self.stage, table, [name for name, _ in _STAGE])
+        self.lines += n
 
-    def _forward(self, chunk: Chunk, partner: list[str | None], fen: npt.NDArray[np.int64]) -> None:
-        rows = [i for i, p in enumerate(partner) if p]
-        if not rows:
-            return
-        seqs = chunk.seqs
-        cols = {name: chunk.strings(name) for name in DISB.names}
-        self.conn.execute(
+    def finish(self) -> None:
+        """Every staged line checked and stored: ``209`` for a pay_no this bureau used in
+        an earlier file or earlier in this one (the first field: it wins over any later
+        check; a line that is no key at all keeps E116), the field codes, then the account
+        checks; lines of partner banks' accounts forwarded (``disb_forward``)."""
+        conn, ctx, stage = self.conn, self.ctx, self.stage
+        pg = conn.dialect.name == "postgresql"
+        if pg:
+            conn.execute(text(f"ANALYZE {stage}"))
+        refuse = "a.status = 'closed' OR a.credit_blocked" + (
+            "" if ctx.credit_preopened else " OR a.status = 'preopened'"
+        )
+        # the holder of a PAN: the hub's account (the name of its newest card), or the
+        # partner bank whose card it is (the hub made it)
+        newest = (
+            "SELECT c.pan, c.bank_code, c.id_no, c.name FROM card c WHERE c.pan IN "
+            f"(SELECT pan FROM {stage}) AND NOT EXISTS (SELECT 1 FROM card n "
+            "WHERE n.pan = c.pan AND n.pan_seq > c.pan_seq)"
+        )
+        checked = (
+            "SELECT s.seq, s.pay_no, s.pan, s.amount_fen, CASE "
+            "WHEN s.field_code = 'E116' THEN 'E116' "
+            "WHEN r.nth > 1 OR EXISTS (SELECT 1 FROM disb_line e WHERE e.bureau = :bureau "
+            "AND e.pay_no = s.pay_no AND e.batch_id <> :b) THEN '209' "
+            "WHEN s.field_code IS NOT NULL THEN s.field_code "
+            "WHEN a.pan IS NOT NULL THEN CASE WHEN COALESCE(a.id_no, '') <> s.id_no THEN '104' "
+            "WHEN COALESCE(h.name, '') <> s.name THEN '105' "
+            f"WHEN {refuse} THEN '106' END "
+            "WHEN h.pan IS NOT NULL AND h.bank_code <> :hub THEN CASE "
+            "WHEN h.id_no <> s.id_no THEN '104' WHEN h.name <> s.name THEN '105' END "
+            "ELSE '103' END AS result, "
+            "CASE WHEN a.pan IS NULL AND h.bank_code <> :hub THEN h.bank_code END AS bank "
+            f"FROM {stage} s JOIN (SELECT seq, ROW_NUMBER() OVER (PARTITION BY pay_no "
+            f"ORDER BY seq) AS nth FROM {stage}) r ON r.seq = s.seq "
+            "LEFT JOIN account a ON a.pan = s.pan "
+            f"LEFT JOIN ({newest}) h ON h.pan = s.pan"
+        )
+        partner = "CASE WHEN result IS NULL THEN bank END"
+        conn.execute(
+            text(
+                "INSERT INTO disb_line (batch_id, seq, bureau, pay_no, pan, amount_fen, result, "
+                "credited_fen, partner, partner_key, answered_date) "
+                "SELECT :b, s.seq, :bureau, SUBSTR(s.pay_no, 1, 64), SUBSTR(s.pan, 1, 19), "
+                f"s.amount_fen, s.result, 0, {partner}, CASE WHEN {partner} IS NOT NULL THEN "
+                f"{_padded(conn, 'D')} END, CASE WHEN s.result IS NOT NULL THEN :d END "
+                f"FROM ({checked}) s ORDER BY s.seq"
+            ),
+            {"b": self.batch_id, "bureau": ctx.bureau, "hub": ctx.hub, "d": ctx.business_date},
+        )
+        conn.execute(
             text(
                 "INSERT INTO disb_forward (partner_key, batch_id, seq, bank_code, id_no, name, "
-                "card_no, pan, amount_fen, benefit_type, period, memo) VALUES (:partner_key, "
-                ":batch_id, :seq, :bank_code, :id_no, :name, :card_no, :pan, :amount_fen, "
-                ":benefit_type, :period, :memo)"
+                "card_no, pan, amount_fen, benefit_type, period, memo) SELECT l.partner_key, "
+                ":b, s.seq, l.partner, s.id_no, s.name, s.card_no, s.pan, s.amount_fen, "
+                f"s.benefit_type, s.period, s.memo FROM {stage} s JOIN disb_line l "
+                "ON l.batch_id = :b AND l.seq = s.seq WHERE l.partner IS NOT NULL ORDER BY s.seq"
             ),
-            [
-                {
-                    "partner_key": partner_key(self.batch_id, int(seqs[i])),
-                    "batch_id": self.batch_id,
-                    "seq": int(seqs[i]),
-                    "bank_code": partner[i],
-                    "id_no": str(cols["id_no"][i]),
-                    "name": str(cols["name"][i]),
-                    "card_no": str(cols["card_no"][i]),
-                    "pan": str(cols["pan"][i]),
-                    "amount_fen": int(fen[i]),
-                    "benefit_type": str(cols["benefit_type"][i]),
-                    "period": str(cols["period"][i]),
-                    "memo": str(cols["memo"][i]),
-                }
-                for i in rows
-            ],
+            {"b": self.batch_id},
         )
+        conn.execute(text(f"DROP TABLE {stage}"))
 
-    def settle_repeats(self) -> int:
-        """``209`` for every line whose pay_no this bureau used in an earlier file or earlier
-        in this one (ICD §5.10): the first field, so it wins over any later check; a line
-        whose pay_no is no key at all (E116) keeps that. Returns the lines marked."""
-        b, d = self.batch_id, self.ctx.business_date
-        marked = self.conn.execute(
-            text(
-                "UPDATE disb_line SET result = '209', partner = NULL, partner_key = NULL, "
-                "answered_date = :d WHERE batch_id = :b AND (result IS NULL OR result <> 'E116') "
-                "AND (seq IN (SELECT seq FROM (SELECT seq, ROW_NUMBER() OVER (PARTITION BY pay_no "
-                "ORDER BY seq) AS n FROM disb_line WHERE batch_id = :b) r WHERE r.n > 1) "
-                "OR EXISTS (SELECT 1 FROM disb_line e WHERE e.bureau = disb_line.bureau "
-                "AND e.pay_no = disb_line.pay_no AND e.batch_id <> :b))"
-            ),
-            {"b": b, "d": d},
-        ).rowcount
-        self.conn.execute(
-            text(
-                "DELETE FROM disb_forward WHERE batch_id = :b AND partner_key NOT IN "
-                "(SELECT partner_key FROM disb_line WHERE batch_id = :b AND partner_key IS NOT NULL)"
-            ),
-            {"b": b},
-        )
-        return int(marked or 0)
+
+#: the text fields a line keeps until it is checked (and forwarded to a partner bank)
+_TEXT_FIELDS = ("pay_no", "pan", "id_no", "name", "card_no", "benefit_type", "period", "memo")
 
 
 def partner_key(batch_id: int, seq: int) -> str:
@@ -251,10 +220,10 @@ def apply_disb(conn: Connection, reader: DelimitedReader, ctx: DisbContext) -> d
     intake = Intake(conn, ctx, batch_id)
     for chunk in reader.chunks():
         intake.take(chunk)
-        log.info("%s DISB %s: %d line(s) checked so far", ctx.bureau, ctx.batch_no, intake.lines)
+        log.info("%s DISB %s: %d line(s) read so far", ctx.bureau, ctx.batch_no, intake.lines)
     if header.total_fen <= 0 and intake.lines:
         raise FileLevelError(FileCode.F09, "a DISB's total amount is above zero")
-    intake.settle_repeats()
+    intake.finish()
     conn.execute(
         text("UPDATE disb_batch SET benefit_type = :t WHERE id = :b"),
         {"t": intake.benefit_type or "", "b": batch_id},

@@ -117,22 +117,19 @@ def _post_batch(
         ),
         {"b": batch_id, "d": business_date},
     )
-    clearing = ledger.clearing(bureau)
-    hub_lines = rows(
-        conn,
-        "SELECT seq, pay_no, pan, amount_fen FROM disb_line WHERE batch_id = :b "
-        "AND result IS NULL AND partner IS NULL ORDER BY seq",
-        b=batch_id,
-    )
-    ledger.post_transfers(
+    # every line still waiting, read straight from its DISB line (one set posting)
+    credited = ledger.post_transfers_from(
         conn,
         "disb_credit",
         business_date,
-        ((f"disb:{bureau}:{r.pay_no}", clearing, r.pan, int(r.amount_fen)) for r in hub_lines),
+        "SELECT seq, 'disb:' || bureau || ':' || pay_no AS idem_key, :clearing AS debit, "
+        "pan AS credit, amount_fen FROM disb_line WHERE batch_id = :b AND result IS NULL "
+        "AND partner IS NULL",
+        {"b": batch_id, "clearing": ledger.clearing(bureau)},
         now,
     )
     posted_time = shanghai_time(now)
-    if hub_lines:
+    if credited:
         # every line just posted, in one statement; bank_ref = H + batch id + SEQ
         ref = (
             "'H' || lpad(CAST(batch_id AS TEXT), 9, '0') || lpad(CAST(seq AS TEXT), 8, '0')"
@@ -156,36 +153,29 @@ def _post_batch(
         text("UPDATE disb_batch SET status = 'funded', funded_date = :d WHERE id = :b"),
         {"b": batch_id, "d": business_date},
     )
-    return len(hub_lines), failed, int(forwarded)
+    return credited, failed, int(forwarded)
 
 
 def _move_failed_to_returns(
     conn: Connection, batch_id: int, bureau: str, batch_no: str, business_date: str, now: datetime
 ) -> int:
     """Failed lines' amounts from CLEARING to RETURNS (DOMAIN §6), once each."""
-    failed = rows(
-        conn,
-        "SELECT seq, amount_fen FROM disb_line WHERE batch_id = :b AND result IS NOT NULL "
-        "AND result <> :c AND amount_fen > 0",
-        b=batch_id,
-        c=CREDITED,
-    )
-    ledger.post_transfers(
+    return ledger.post_transfers_from(
         conn,
         "disb_failed",
         business_date,
-        (
-            (
-                f"fail:{bureau}:{batch_no}:{r.seq}",
-                ledger.clearing(bureau),
-                ledger.returns(bureau),
-                int(r.amount_fen),
-            )
-            for r in failed
-        ),
+        "SELECT seq, :prefix || CAST(seq AS VARCHAR(12)) AS idem_key, :clearing AS debit, "
+        ":returns AS credit, amount_fen FROM disb_line WHERE batch_id = :b "
+        "AND result IS NOT NULL AND result <> :c AND amount_fen > 0",
+        {
+            "b": batch_id,
+            "c": CREDITED,
+            "prefix": f"fail:{bureau}:{batch_no}:",
+            "clearing": ledger.clearing(bureau),
+            "returns": ledger.returns(bureau),
+        },
         now,
     )
-    return len(failed)
 
 
 def cut_off(engine: Engine, *, business_date: str, now: datetime) -> int:

@@ -562,10 +562,18 @@ class LedgerEntry(Base):
     #: a customer account's PAN, or a :class:`LedgerAccount` code
     account: Mapped[str] = mapped_column(String(40))
     amount_fen: Mapped[int] = mapped_column(BigInteger)
+    #: the transfer's own idempotency key, on the credit entry of a set posting
+    idem_key: Mapped[str | None] = mapped_column(String(80))
 
     __table_args__ = (
-        Index("ix_ledger_entry_txn", "txn_id"),
         Index("ix_ledger_entry_account", "account", "txn_id"),
+        Index(
+            "uq_ledger_entry_idem_key",
+            "idem_key",
+            unique=True,
+            sqlite_where=text("idem_key IS NOT NULL"),
+            postgresql_where=text("idem_key IS NOT NULL"),
+        ),
         CheckConstraint("amount_fen <> 0", name="amount_fen"),
     )
 
