@@ -514,13 +514,28 @@ def make_stmt_file(
 @dataclass(frozen=True)
 class Funding:
     """How the bureau funds a batch: in full, ``short_fen`` short, ``twice`` (the same
-    amount under two txn_refs: R04/R06), or ``late`` (in the next statement, dated then)."""
+    amount under two txn_refs: R04/R06), in ``parts`` credits (all but the last of one
+    amount, each under its own txn_ref: two equal credits of a batch that add up to its
+    total look like a double posting, R06), or ``late`` (in the next statement, dated
+    then)."""
 
     batch_no: str
     amount_fen: int
     short_fen: int = 0
     twice: bool = False
     late: bool = False
+    parts: int = 1
+
+    def amounts(self) -> list[int]:
+        """The credits of this funding in one statement, in order."""
+        amount = self.amount_fen - self.short_fen
+        if amount < 1 or self.short_fen < 0:
+            raise ValueError("a funding pays at least 0.01 and is short by 0 or more")
+        if not 1 <= self.parts <= amount:
+            raise ValueError("a funding comes in 1 to amount_fen parts")
+        part = amount // self.parts
+        split = [part] * (self.parts - 1) + [amount - part * (self.parts - 1)]
+        return split * (2 if self.twice else 1)
 
 
 def _item_json(item: StmtItem) -> list[Any]:
@@ -647,13 +662,11 @@ class PaymentSystem:
         ]
         self._late = []
         for f in fund:
-            amount = f.amount_fen - f.short_fen
-            if amount < 1 or f.short_fen < 0:
-                raise ValueError("a funding pays at least 0.01 and is short by 0 or more")
+            amounts = f.amounts()
             if f.late:
-                self._late.append((f.batch_no, amount))
+                self._late.append((f.batch_no, f.amount_fen - f.short_fen))
                 continue
-            for _ in range(2 if f.twice else 1):
+            for amount in amounts:
                 items.append(
                     funding(f.batch_no, amount, self.txn_ref(business_date), business_date)
                 )
@@ -706,6 +719,9 @@ class PartnerPayments:
     - with ``accounts`` (the bank's own, by PAN) ``103``/``104``/``105``/``106`` as the
       account says; then, for about ``fail_share`` of the lines (drawn from the seed and the
       pay_no), ``103``–``106`` (weights :data:`PARTNER_FAILURES`);
+    - a pay_no of ``credit_less`` (the request's, i.e. the hub's key) ``0000`` with a
+      credited_amount that many fen below the line's amount (a fee the bank kept back: the
+      hub's R02), whatever ``fail_share`` draws;
     - a pay_no answered before, in any earlier file, the very same answer (ICD §4.2),
       remembered in ``state_dir/partner_<code>_disb.json``.
 
@@ -723,10 +739,13 @@ class PartnerPayments:
         fail_share: float = 0.05,
         silent_files: Collection[str] = (),
         accounts: Iterable[PayeeAccount] | None = None,
+        credit_less: Mapping[str, int] | None = None,
         encoding: str = "GB18030",
     ) -> None:
         if not 0.0 <= fail_share <= 1.0:
             raise ValueError("fail_share is a share between 0 and 1")
+        if any(fen < 1 for fen in (credit_less or {}).values()):
+            raise ValueError("credit_less keeps back at least 0.01 of a line")
         self.code = code
         self.hub = hub
         self.drop = Path(drop)
@@ -735,6 +754,7 @@ class PartnerPayments:
         self.fail_share = fail_share
         self.silent_files = frozenset(silent_files)
         self.accounts = {a.pan: a for a in accounts} if accounts is not None else None
+        self.credit_less = dict(credit_less or {})
         self.encoding = encoding
         self.state_path = (
             Path(state_dir) / f"partner_{code}_disb.json" if state_dir is not None else None
@@ -810,13 +830,23 @@ class PartnerPayments:
             if account.status in NOT_CREDITABLE:
                 return _failed("106")
         rng = random.Random(f"DISB|{self.code}|{self.seed}|{pay_no}")
-        if rng.random() < self.fail_share:
+        if rng.random() < self.fail_share and pay_no not in self.credit_less:
             codes = list(PARTNER_FAILURES)
             return _failed(rng.choices(codes, weights=[PARTNER_FAILURES[c] for c in codes])[0])
+        credited = amount_to_fen(line["amount"]) - self.credit_less.get(pay_no, 0)
+        if credited < 1:
+            raise ValueError("credit_less keeps back a line's whole amount")
         moment = datetime.combine(parse_date(business_date), datetime.min.time(), TZ)
         posted = moment + timedelta(seconds=rng.randrange(9 * 3600, 18 * 3600))
         bank_ref = self.code + hashlib.sha256(f"{self.code}|{pay_no}".encode()).hexdigest()[:20]
-        return ("0000", line["amount"], posted.strftime("%Y%m%d%H%M%S"), bank_ref.upper(), "", "")
+        return (
+            "0000",
+            fen_to_amount(credited),
+            posted.strftime("%Y%m%d%H%M%S"),
+            bank_ref.upper(),
+            "",
+            "",
+        )
 
     def _respond(
         self, name: str, data: bytes, control: Control, business_date: str

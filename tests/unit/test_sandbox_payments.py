@@ -314,6 +314,24 @@ def test_the_payment_system_funds_short_twice_and_late_as_told(tmp_path):
     assert not list((tmp_path / "pickup").glob("*.part"))
 
 
+def test_the_payment_system_funds_a_batch_in_parts_that_add_up_to_its_total(tmp_path):
+    system = PaymentSystem(pickup=tmp_path)
+    name = system.statement(
+        DATE, fund=[Funding("D1", 100_01, parts=3), Funding("D2", 50_00, parts=2)]
+    )
+    lines = _statement(tmp_path, name)
+    assert [(x["memo"], amount_to_fen(x["amount"])) for x in lines] == [
+        ("DISB/D1", 33_33),
+        ("DISB/D1", 33_33),
+        ("DISB/D1", 33_35),
+        ("DISB/D2", 25_00),
+        ("DISB/D2", 25_00),
+    ]
+    assert len({x["txn_ref"] for x in lines}) == 5
+    with pytest.raises(ValueError, match="parts"):
+        system.statement(DATE, fund=[Funding("D3", 2, parts=3)])
+
+
 def test_a_resent_statement_repeats_its_txn_refs_in_a_new_file(tmp_path):
     system = PaymentSystem(pickup=tmp_path / "pickup", state_dir=tmp_path / "state")
     first = system.statement(DATE, fund=[Funding("D1", 100_00)], returns=[("D0", 1_00)])
@@ -423,6 +441,27 @@ def test_the_partner_checks_its_own_accounts_and_repeated_keys(tmp_path, account
     want = oracle(mine, disb.rows, "110", hub="B002")
     assert [x["result"] for x in lines] == [w if w != PARTNER else "0000" for w in want]
     assert {"209", "105", "103", "106"} <= {x["result"] for x in lines}
+
+
+def test_the_partner_credits_less_on_the_lines_it_is_told_and_sums_what_it_credited(
+    tmp_path, accounts
+):
+    disb = forwarded(accounts, size=6)
+    disb.publish(tmp_path / "drop")
+    less = {disb.pay_nos[1]: 1_00, disb.pay_nos[4]: 5}
+    bank = PartnerPayments(
+        drop=tmp_path / "drop", pickup=tmp_path / "pickup", fail_share=1.0, credit_less=less
+    )
+    (name,) = bank.run(DATE)
+    lines = read_disbrsp((tmp_path / "pickup" / name).read_bytes())
+    for x, row in zip(lines, disb.rows, strict=True):
+        if x["pay_no"] in less:
+            assert x["result"] == "0000"
+            assert amount_to_fen(x["credited_amount"]) == amount_to_fen(row[5]) - less[row[0]]
+        else:
+            assert x["result"] != "0000"
+    with pytest.raises(ValueError, match="credit_less"):
+        PartnerPayments(drop=tmp_path, pickup=tmp_path, credit_less={"X": 0})
 
 
 def test_the_partner_publishes_its_answer_before_removing_the_request(
