@@ -383,21 +383,16 @@ def post_transfers_from(
     )
     if pg:
         conn.execute(text(f"ANALYZE {delta}"))
+    # the hub's own accounts are SETTLEMENT and codes with a colon; all else must be a
+    # customer's (checked by the count of balances updated below)
+    hub_own = "account = 'SETTLEMENT' OR account LIKE '%:%'"
     internal: list[str] = []
-    for account in conn.scalars(
-        text(
-            f"SELECT d.account FROM {delta} d WHERE NOT EXISTS "
-            "(SELECT 1 FROM account a WHERE a.pan = d.account)"
-        )
-    ):
+    for account in conn.scalars(text(f"SELECT account FROM {delta} WHERE {hub_own}")):
         if _internal(account) is None:
-            raise LedgerError(
-                f"no such account: {masked_pan(account)}"
-                if _is_customer(account)
-                else f"not an account: {_shown(account)}"
-            )
+            raise LedgerError(f"not an account: {_shown(account)}")
         internal.append(account)
     _ensure_internal(conn, internal)
+    customers = int(conn.scalar(text(f"SELECT COUNT(*) FROM {delta} WHERE NOT ({hub_own})")) or 0)
     if pg:
         conn.execute(
             text(
@@ -408,7 +403,7 @@ def post_transfers_from(
     short = conn.scalars(
         text(
             f"SELECT a.pan FROM account a JOIN {delta} d ON d.account = a.pan "
-            "WHERE a.balance_fen + d.amount_fen < 0 ORDER BY a.pan LIMIT 1"
+            "WHERE d.amount_fen < 0 AND a.balance_fen + d.amount_fen < 0 ORDER BY a.pan LIMIT 1"
         )
     ).first()
     if short is not None:
@@ -442,12 +437,25 @@ def post_transfers_from(
         {"t": txn_id},
     )
     for table, key in (("account", "pan"), ("ledger_account", "code")):
-        conn.execute(
+        updated = conn.execute(
             text(
                 f"UPDATE {table} SET balance_fen = {table}.balance_fen + d.amount_fen "
                 f"FROM {delta} d WHERE {table}.{key} = d.account"
             )
-        )
+        ).rowcount
+        if table == "account" and updated != customers:
+            unknown = conn.scalars(
+                text(
+                    f"SELECT d.account FROM {delta} d WHERE NOT ({hub_own}) AND NOT EXISTS "
+                    "(SELECT 1 FROM account a WHERE a.pan = d.account) ORDER BY d.account LIMIT 1"
+                )
+            ).first()
+            shown = str(unknown)
+            raise LedgerError(
+                f"no such account: {masked_pan(shown)}"
+                if _is_customer(shown)
+                else f"not an account: {_shown(shown)}"
+            )
     _drop(conn, delta, new)
     return count
 
