@@ -134,6 +134,8 @@ class Intake:
         conn, ctx, stage = self.conn, self.ctx, self.stage
         pg = conn.dialect.name == "postgresql"
         if pg:
+            # the joins and sorts over a file's lines stay in memory (this transaction only)
+            conn.execute(text("SET LOCAL work_mem = '256MB'"))
             conn.execute(text(f"ANALYZE {stage}"))
         refuse = "a.status = 'closed' OR a.credit_blocked" + (
             "" if ctx.credit_preopened else " OR a.status = 'preopened'"
