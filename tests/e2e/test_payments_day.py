@@ -292,6 +292,7 @@ def test_a_pension_day_is_paid_answered_and_reconciled_to_the_fen(
     assert tuesday[unreturned.batch_no]["status"] == "PENDING"  # …and so are the returns
     assert _found(tuesday, overpaid) == ["R05"]
     assert tuesday[overpaid.batch_no]["difference"] == "-1.00"
+    assert tuesday[fee.batch_no]["difference"] == "1.00"  # kept back by B002, settled short
     # Monday's breaks carried forward: still open, first seen Monday, last seen Tuesday
     carried = _open_breaks(capsys)
     assert _found(tuesday, short, twice, unsent, fee, parts) == ["R03", "R04", "R01", "R02", "R06"]
