@@ -9,12 +9,19 @@ open is asked about again at the next review. An unanswered question times out a
 days and the break simply stays open.
 
 **Runs** every business day at 09:00 Asia/Shanghai, after the night's reconciliation, and
-on demand.
+on demand (trigger the DAG; it asks about the breaks open at that moment).
+
+**When it fails:** `apply` names each break it could not settle, e.g. *a resolution needs
+a reason* (Resolve chosen with the reason left empty) or a break resolved or matched
+meanwhile; the other answers are applied. Such a break stays open and is asked about
+again at the next review (or resolve it with `sscard breaks resolve ID --reason …`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
+from typing import Any
 
 import pendulum
 from airflow.providers.standard.operators.hitl import HITLOperator
@@ -36,6 +43,19 @@ REASONS = {
 }
 
 
+class BreakQuestion(HITLOperator):
+    """The question about one break: the person's answer comes back with the break's id, so
+    each answer settles the break it was given for, whichever other questions were
+    answered, timed out or failed."""
+
+    def __init__(self, *, break_id: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.break_id = break_id
+
+    def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
+        return {**super().execute_complete(context, event), "break_id": self.break_id}
+
+
 @dag(
     dag_id="break_review",
     schedule=CronTriggerTimetable(cron("break_review"), timezone="Asia/Shanghai"),
@@ -50,9 +70,9 @@ REASONS = {
         "on_failure_callback": on_failure(),
     },
 )
-def break_review():
+def break_review() -> None:
     @task
-    def questions(**context) -> list[dict]:
+    def questions(**context: Any) -> list[dict[str, Any]]:
         from sscard.payments_jobs import business_date_for, open_breaks
 
         day = business_date_for(context["dag_run"].run_after)
@@ -61,7 +81,10 @@ def break_review():
             yuan = f"{b['amount_fen'] // 100}.{b['amount_fen'] % 100:02d}"
             asked.append(
                 {
-                    "subject": f"Break {b['id']}: {b['reason']} {b['bureau']} {b['batch_no']}",
+                    "break_id": b["id"],
+                    "subject": f"Break {b['id']}: "
+                    + " ".join(x for x in (b["reason"], b["bureau"], b["batch_no"], yuan) if x)
+                    + " yuan",
                     "body": (
                         f"**{b['reason']}** {REASONS.get(b['reason'], '')}\n\n"
                         f"- bureau: {b['bureau'] or '(none)'}\n- batch: {b['batch_no'] or '(none)'}\n"
@@ -72,13 +95,7 @@ def break_review():
             )
         return asked
 
-    @task
-    def ids(**context) -> list[int]:
-        from sscard.payments_jobs import business_date_for, open_breaks
-
-        return [b["id"] for b in open_breaks(business_date_for(context["dag_run"].run_after))]
-
-    ask = HITLOperator.partial(
+    ask = BreakQuestion.partial(
         task_id="decide",
         options=["Resolve", "Leave open"],
         defaults=["Leave open"],
@@ -87,16 +104,12 @@ def break_review():
     ).expand_kwargs(questions())
 
     @task(trigger_rule="all_done")
-    def apply(break_ids: list[int], decisions: list, **context) -> list[dict]:
-        from sscard.payments_jobs import settle_break
+    def apply(decisions: Sequence[dict[str, Any]], **context: Any) -> list[dict[str, Any]]:
+        from sscard.payments_jobs import settle_breaks
 
-        done = []
-        for break_id, decision in zip(break_ids, decisions or [], strict=False):
-            if decision:
-                done.append(settle_break(break_id, dict(decision), context["dag_run"].run_after))
-        return done
+        return settle_breaks(list(decisions), context["dag_run"].run_after)
 
-    apply(ids(), ask.output)
+    apply(ask.output)  # type: ignore[arg-type]  # resolved to the answers at run time
 
 
 break_review()

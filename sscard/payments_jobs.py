@@ -307,25 +307,49 @@ def open_breaks(business_date: str) -> list[dict[str, Any]]:
 
 def settle_break(break_id: int, decision: dict[str, Any], when: datetime) -> dict[str, Any]:
     """Apply a person's answer to a break's review: ``Resolve`` with a reason records the
-    resolution (who, when, why, and the audit record); ``Leave open`` changes nothing."""
+    resolution (who, when, why, and the audit record) as of the moment they answered
+    (``responded_at``; ``when`` for an answer without one); ``Leave open`` changes nothing.
+    ValueError for a resolution without a reason or for a break no longer open."""
     from reconciliation.daily import resolve_break
 
     chosen = list(decision.get("chosen_options") or [])
     params = dict(decision.get("params_input") or {})
-    user = decision.get("responded_by_user") or {}
-    who = (
-        str(user.get("name") or user.get("id") or "airflow")[:40]
-        if isinstance(user, dict)
-        else str(user)[:40]
-    )
+    who = _respondent(decision.get("responded_by_user"))
     if chosen != ["Resolve"]:
         log.info("break %d left open by %s", break_id, who)
         return {"break": break_id, "resolved": False, "by": who}
     reason = str(params.get("reason") or "").strip()
     if not reason:
         raise ValueError(f"break {break_id}: a resolution needs a reason; it stays open")
+    answered = decision.get("responded_at") or when
+    if isinstance(answered, str):
+        answered = datetime.fromisoformat(answered)
     engine = engine_for(database_url())
     with engine.begin() as conn:
-        resolve_break(conn, break_id, who=who, why=reason, now=when, channel="airflow")
+        resolve_break(conn, break_id, who=who, why=reason, now=answered, channel="airflow")
     log.info("break %d resolved by %s", break_id, who)
     return {"break": break_id, "resolved": True, "by": who}
+
+
+def settle_breaks(decisions: list[dict[str, Any]], when: datetime) -> list[dict[str, Any]]:
+    """Apply every answer of a review, each to the break it names (``break_id``); one that
+    cannot be applied leaves its break open and does not stop the others. ValueError after
+    the others are applied, naming each break left open that way."""
+    done: list[dict[str, Any]] = []
+    refused: list[str] = []
+    for decision in decisions:
+        try:
+            done.append(settle_break(int(decision["break_id"]), dict(decision), when))
+        except ValueError as exc:
+            refused.append(str(exc))
+    if refused:
+        raise ValueError("; ".join(refused))
+    return done
+
+
+def _respondent(user: Any) -> str:
+    """Who answered, as Airflow gives the user (``{"id": …, "name": …}``), at most 40
+    characters; ``airflow`` when no one did (an answer by timeout)."""
+    if isinstance(user, dict):
+        user = user.get("name") or user.get("id")
+    return str(user or "airflow").strip()[:40] or "airflow"

@@ -9,8 +9,29 @@ import pytest
 from sqlalchemy import Engine, text
 
 from banking import audit
+from reconciliation.daily import add_business_days
 from sscard.breaks_cli import main
 from tests.integration.test_reconciliation import FAIL, MON, OK, WED, run, seed_batch, stmt
+
+
+def plant_breaks(engine: Engine, monday: str = MON) -> dict[str, int]:
+    """What the reconciliations of a Monday to Wednesday leave open: a batch whose return
+    is overdue (R07, first seen on the Wednesday) and an unidentified statement item (R09,
+    the Monday); their ids by R-code."""
+    tuesday, wednesday = add_business_days(monday, 1), add_business_days(monday, 2)
+    with engine.begin() as conn:
+        seed_batch(
+            conn,
+            "B001",
+            [{"amount": 10000, "result": OK}, {"amount": 5000, "result": FAIL}],
+            day=monday,
+            funded_date=monday,
+            answered_date=monday,
+        )
+        stmt(conn, [("T1", "C", 15000, "DISB/B001"), ("T9", "C", 88, "refund?")], day=monday)
+    for day in (monday, tuesday, wednesday):
+        run(engine, day)
+    return break_ids(engine)
 
 
 @pytest.fixture
@@ -18,17 +39,11 @@ def hub(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Engine:
     """A batch whose return is overdue (R07 found on Wednesday) and an unidentified item."""
     monkeypatch.setenv("SSCARD_DATABASE_URL", str(engine.url.render_as_string(False)))
     monkeypatch.setenv("USER", "li.finance")
-    with engine.begin() as conn:
-        seed_batch(
-            conn, "B001", [{"amount": 10000, "result": OK}, {"amount": 5000, "result": FAIL}]
-        )
-        stmt(conn, [("T1", "C", 15000, "DISB/B001"), ("T9", "C", 88, "refund?")], day=MON)
-    for day in (MON, "20261208", WED):
-        run(engine, day)
+    assert plant_breaks(engine).keys() == {"R07", "R09"}
     return engine
 
 
-def _ids(engine: Engine) -> dict[str, int]:
+def break_ids(engine: Engine) -> dict[str, int]:
     with engine.connect() as conn:
         return dict(conn.execute(text("SELECT reason, id FROM recon_break")).all())
 
@@ -56,7 +71,7 @@ def test_list_shows_open_breaks_oldest_first(
 def test_show_gives_the_batch_figures_and_its_statement_lines(
     hub: Engine, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["breaks", "show", str(_ids(hub)["R07"]), "--json"]) == 0
+    assert main(["breaks", "show", str(break_ids(hub)["R07"]), "--json"]) == 0
     found = json.loads(capsys.readouterr().out)
     assert found["batch"]["business_date"] == WED
     assert (found["batch"]["failed_fen"], found["batch"]["returned_fen"]) == (5000, 0)
@@ -64,14 +79,14 @@ def test_show_gives_the_batch_figures_and_its_statement_lines(
     assert [(s["txn_ref"], s["kind"], s["amount_fen"]) for s in found["statement_lines"]] == [
         ("T1", "DISB", 15000)
     ]
-    assert main(["breaks", "show", str(_ids(hub)["R09"])]) == 0
+    assert main(["breaks", "show", str(break_ids(hub)["R09"])]) == 0
     assert "T9" in capsys.readouterr().out
 
 
 def test_a_resolution_keeps_who_when_and_why_with_its_audit_record(
     hub: Engine, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    break_id = _ids(hub)["R07"]
+    break_id = break_ids(hub)["R07"]
     assert main(["breaks", "resolve", str(break_id), "--reason", "退款已线下处理", "--json"]) == 0
     done = json.loads(capsys.readouterr().out)
     assert (done["resolved_by"], done["resolution"]) == ("li.finance", "退款已线下处理")
@@ -109,7 +124,7 @@ def test_a_resolution_keeps_who_when_and_why_with_its_audit_record(
 def test_resolve_refuses_unknown_resolved_and_empty(
     hub: Engine, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    break_id = _ids(hub)["R09"]
+    break_id = break_ids(hub)["R09"]
     assert main(["breaks", "resolve", "999", "--reason", "x"]) == 1
     assert "no break 999" in capsys.readouterr().err
     assert main(["breaks", "resolve", str(break_id), "--reason", "  "]) == 2
@@ -152,18 +167,21 @@ def test_a_delivered_response_is_sent_again_on_request_and_audited(
     assert main(["outbox", "resend", "../etc/passwd"]) == 2
 
 
-def test_a_decision_in_the_airflow_ui_resolves_a_break_with_who_and_why(hub: Engine) -> None:
+def test_a_decision_in_the_airflow_ui_resolves_a_break_with_who_why_and_when_answered(
+    hub: Engine,
+) -> None:
     from datetime import UTC, datetime
 
     from sscard.payments_jobs import settle_break
 
-    ids = _ids(hub)
-    now = datetime(2026, 12, 10, 1, 0, tzinfo=UTC)
-    left = settle_break(ids["R09"], {"chosen_options": ["Leave open"], "params_input": {}}, now)
+    ids = break_ids(hub)
+    run_at = datetime(2026, 12, 10, 1, 0, tzinfo=UTC)
+    answered = datetime(2026, 12, 10, 3, 25, tzinfo=UTC)
+    left = settle_break(ids["R09"], {"chosen_options": ["Leave open"], "params_input": {}}, run_at)
     assert left["resolved"] is False
     with pytest.raises(ValueError, match="needs a reason"):
         settle_break(
-            ids["R09"], {"chosen_options": ["Resolve"], "params_input": {"reason": " "}}, now
+            ids["R09"], {"chosen_options": ["Resolve"], "params_input": {"reason": " "}}, run_at
         )
     done = settle_break(
         ids["R09"],
@@ -171,17 +189,60 @@ def test_a_decision_in_the_airflow_ui_resolves_a_break_with_who_and_why(hub: Eng
             "chosen_options": ["Resolve"],
             "params_input": {"reason": "fee refund, booked by branch"},
             "responded_by_user": {"id": "7", "name": "zhao.finance"},
+            "responded_at": answered.isoformat(),
         },
-        now,
+        run_at,
     )
     assert done == {"break": ids["R09"], "resolved": True, "by": "zhao.finance"}
     with hub.connect() as conn:
         row = conn.execute(
-            text("SELECT resolved_by, resolution FROM recon_break WHERE id = :i"), {"i": ids["R09"]}
+            text("SELECT resolved_by, resolution, resolved_at FROM recon_break WHERE id = :i"),
+            {"i": ids["R09"]},
         ).one()
-        assert tuple(row) == ("zhao.finance", "fee refund, booked by branch")
+        assert (row.resolved_by, row.resolution) == ("zhao.finance", "fee refund, booked by branch")
+        assert _aware(row.resolved_at) == answered
         assert (
             conn.scalar(text("SELECT channel FROM audit_record WHERE op = 'break:resolve'"))
             == "airflow"
         )
         assert audit.verify(conn).ok()
+
+
+def test_a_review_settles_each_answer_by_its_break_and_names_those_it_could_not(
+    hub: Engine,
+) -> None:
+    from datetime import UTC, datetime
+
+    from sscard.payments_jobs import settle_breaks
+
+    ids = break_ids(hub)
+    run_at = datetime(2026, 12, 10, 1, 0, tzinfo=UTC)
+    user = {"id": "admin", "name": "zhao.finance"}
+    # the answers as the mapped questions return them: in any order, the first one refused
+    decisions = [
+        {"break_id": ids["R09"], "chosen_options": ["Resolve"], "params_input": {"reason": ""}},
+        {
+            "break_id": ids["R07"],
+            "chosen_options": ["Resolve"],
+            "params_input": {"reason": "returned by branch"},
+            "responded_by_user": user,
+        },
+    ]
+    with pytest.raises(ValueError, match=f"break {ids['R09']}: a resolution needs a reason"):
+        settle_breaks(decisions, run_at)
+    with hub.connect() as conn:
+        found: dict[int, str | None] = dict(
+            conn.execute(text("SELECT id, resolution FROM recon_break")).all()
+        )
+    assert found == {ids["R07"]: "returned by branch", ids["R09"]: None}
+
+
+def _aware(value: object) -> object:
+    """A stored time as an aware datetime (SQLite gives back text or a naive UTC time)."""
+    from datetime import UTC, datetime
+
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if isinstance(value, datetime) and value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value

@@ -1,6 +1,7 @@
 """The local Airflow of ``scripts/airflow-local`` started for a test: its own directory,
-free ports and environment, stopped whatever the test's outcome; and the wait for the
-bureau's CARDRSP that ends a sandbox day run by the scheduler."""
+free ports and environment, its hub database on PostgreSQL when the tests run there,
+stopped whatever the test's outcome; and the wait for the bureau's CARDRSP that ends a
+sandbox day run by the scheduler."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from sqlalchemy.engine import make_url
 
 from sandbox.bureau import read_applyrsp
 from schemas.codec import DelimitedReader, read_all
@@ -42,6 +45,35 @@ def free_port() -> int:
 def listening(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def hub_database() -> dict[str, str]:
+    """The stack's hub database as a setting: when the tests run on PostgreSQL
+    (``SSCARD_DATABASE_URL``), a fresh database of its own next to theirs (``<name>_airflow``);
+    else none, and the stack keeps the embedded SQLite under its directory."""
+    url = os.environ.get("SSCARD_DATABASE_URL", "")
+    if not url.startswith("postgresql"):
+        return {}
+    import psycopg
+
+    tests = make_url(url)
+    hub = tests.set(database=f"{tests.database}_airflow")
+    with psycopg.connect(
+        host=tests.host,
+        port=tests.port or 5432,
+        user=tests.username,
+        password=tests.password,
+        dbname="postgres",
+        autocommit=True,
+    ) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{hub.database}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{hub.database}"')
+    return {"SSCARD_DATABASE_URL": hub.render_as_string(hide_password=False)}
+
+
+def hub_url(home: Path, env: dict[str, str]) -> str:
+    """The database the stack's tasks write: its setting, else the embedded SQLite."""
+    return env.get("SSCARD_DATABASE_URL") or f"sqlite:///{home / 'hub' / 'sscard.db'}"
 
 
 @contextmanager
