@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 from zoneinfo import ZoneInfo
@@ -392,20 +392,28 @@ def _fen(amount: str) -> int:
 
 
 def expire_partner_lines(
-    engine: Engine, *, bank_code: str, wait_days: int, business_date: str, now: datetime
+    engine: Engine,
+    *,
+    bank_code: str,
+    wait_days: int,
+    business_date: str,
+    now: datetime,
+    holidays: Collection[str] = (),
 ) -> int:
-    """Lines unanswered ``partner_wait`` days after they reached the partner: ``140``
-    (ICD §2), their amounts to RETURNS."""
-    d = date(int(business_date[:4]), int(business_date[4:6]), int(business_date[6:]))
-    limit = (d - timedelta(days=wait_days)).strftime("%Y%m%d")
+    """Lines unanswered once their ``partner_wait`` (business days, ICD §2) has run out:
+    a line sent on S waits to the end of S + ``wait_days`` business days, as the
+    reconciliation counts it; then ``140``, its amount to RETURNS."""
+    from reconciliation.daily import still_waiting_from
+
+    waiting_from = still_waiting_from(business_date, wait_days, holidays)
     with engine.begin() as conn:
         due = rows(
             conn,
             "SELECT l.partner_key, l.seq, l.amount_fen, b.bureau, b.batch_no FROM disb_line l "
             "JOIN disb_batch b ON b.id = l.batch_id WHERE l.partner = :bank AND l.result IS NULL "
-            "AND l.partner_sent_date IS NOT NULL AND l.partner_sent_date <= :limit",
+            "AND l.partner_sent_date IS NOT NULL AND l.partner_sent_date < :waiting_from",
             bank=bank_code,
-            limit=limit,
+            waiting_from=waiting_from,
         )
         if not due:
             return 0

@@ -78,7 +78,7 @@ def add_business_days(day: str, n: int, holidays: Iterable[str] = ()) -> str:
     return d.strftime("%Y%m%d")
 
 
-def _still_waiting_from(day: str, wait_days: int, holidays: Iterable[str]) -> str:
+def still_waiting_from(day: str, wait_days: int, holidays: Iterable[str]) -> str:
     """The earliest ``partner_sent_date`` whose ``partner_wait`` has not run out by the
     end of ``day``: a line sent on S waits until the end of S + ``wait_days`` business
     days, which grows with S."""
@@ -208,7 +208,7 @@ def reconcile(
     item's ``first_date``. Returns the rows, by bureau and batch_no."""
     day = business_date
     off = tuple(holidays)
-    waiting_from = _still_waiting_from(day, partner_wait_days, off)
+    waiting_from = still_waiting_from(day, partner_wait_days, off)
     result: list[ReconRow] = []
     for bureau in bureaus:
         batches = _candidates(conn, bureau, day)

@@ -327,12 +327,12 @@ def test_a_partner_that_does_not_answer_gets_140_at_partner_wait(
     assert (
         expire_partner_lines(engine, bank_code="B002", wait_days=1, business_date=DAY, now=NOW) == 0
     )
-    assert (
-        expire_partner_lines(
-            engine, bank_code="B002", wait_days=1, business_date="20261207", now=NOW
+    # sent on Sunday 6 December: it waits one business day, to the end of Monday the 7th
+    for day, expired in (("20261207", 0), ("20261208", 1)):
+        assert (
+            expire_partner_lines(engine, bank_code="B002", wait_days=1, business_date=day, now=NOW)
+            == expired
         )
-        == 1
-    )
     assert results(engine, batch_id) == [("PAY1", "140")]
     with engine.connect() as conn:
         assert ledger.balance(conn, ledger.returns(BUREAU)) == 30_000
