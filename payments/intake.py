@@ -137,6 +137,17 @@ class Intake:
             # the joins and sorts over a file's lines stay in memory (this transaction only)
             conn.execute(text("SET LOCAL work_mem = '256MB'"))
             conn.execute(text(f"ANALYZE {stage}"))
+        # the pay_nos this bureau used in earlier files, found before this file's lines are
+        # written (a lookup into the table being written would read those rows too)
+        used = f"{stage}_used"
+        conn.execute(
+            text(
+                f"CREATE TEMPORARY TABLE {used} AS SELECT DISTINCT s.pay_no FROM {stage} s "
+                "JOIN disb_line e ON e.pay_no = s.pay_no AND e.bureau = :bureau "
+                "AND e.batch_id <> :b"
+            ),
+            {"bureau": ctx.bureau, "b": self.batch_id},
+        )
         refuse = "a.status = 'closed' OR a.credit_blocked" + (
             "" if ctx.credit_preopened else " OR a.status = 'preopened'"
         )
@@ -150,8 +161,7 @@ class Intake:
         checked = (
             "SELECT s.seq, s.pay_no, s.pan, s.amount_fen, CASE "
             "WHEN s.field_code = 'E116' THEN 'E116' "
-            "WHEN r.nth > 1 OR EXISTS (SELECT 1 FROM disb_line e WHERE e.bureau = :bureau "
-            "AND e.pay_no = s.pay_no AND e.batch_id <> :b) THEN '209' "
+            "WHEN r.nth > 1 OR u.pay_no IS NOT NULL THEN '209' "
             "WHEN s.field_code IS NOT NULL THEN s.field_code "
             "WHEN a.pan IS NOT NULL THEN CASE WHEN COALESCE(a.id_no, '') <> s.id_no THEN '104' "
             "WHEN COALESCE(h.name, '') <> s.name THEN '105' "
@@ -162,6 +172,7 @@ class Intake:
             "CASE WHEN a.pan IS NULL AND h.bank_code <> :hub THEN h.bank_code END AS bank "
             f"FROM {stage} s JOIN (SELECT seq, ROW_NUMBER() OVER (PARTITION BY pay_no "
             f"ORDER BY seq) AS nth FROM {stage}) r ON r.seq = s.seq "
+            f"LEFT JOIN {used} u ON u.pay_no = s.pay_no "
             "LEFT JOIN account a ON a.pan = s.pan "
             f"LEFT JOIN ({newest}) h ON h.pan = s.pan"
         )
@@ -187,6 +198,7 @@ class Intake:
             ),
             {"b": self.batch_id},
         )
+        conn.execute(text(f"DROP TABLE {used}"))
         conn.execute(text(f"DROP TABLE {stage}"))
 
 
