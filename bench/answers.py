@@ -35,7 +35,6 @@ import argparse
 import io
 import json
 import os
-import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -48,6 +47,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from bench.intake import DEFAULT_PG_URL, DEFAULT_WORKDIR, ENV_PG_URL, ROOT, fresh_database
+from bench.memory import peak_mib
 
 GENERATOR_VERSION = 1
 DAY = "20261123"
@@ -215,7 +215,7 @@ def setup(url: str, n: int) -> None:
 
 
 def _peak_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return peak_mib()
 
 
 def _take(spec: dict[str, Any]) -> dict[str, Any]:

@@ -33,7 +33,6 @@ import hashlib
 import json
 import os
 import random
-import resource
 import shutil
 import string
 import struct
@@ -50,6 +49,7 @@ from time import perf_counter
 from typing import Any, BinaryIO
 from zoneinfo import ZoneInfo
 
+from bench.memory import peak_mib
 from sandbox.bureau import UNKNOWN_BANK, _row
 from sandbox.people import (
     Person,
@@ -366,7 +366,7 @@ def ensure_inputs(n: int, workdir: Path) -> Inputs:
     staging.rename(directory)
     inputs = _cached(directory, n)
     assert inputs is not None
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss = peak_mib()
     size = sum((directory / f).stat().st_size for f in (inputs.name, inputs.zip_name)) / 2**20
     print(
         f"inputs for {n:,} lines: generated in {perf_counter() - start:.1f} s "
@@ -431,7 +431,7 @@ def _rss_mib() -> float:
 
 
 def _peak_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return peak_mib()
 
 
 def _warm_up() -> float:

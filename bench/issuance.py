@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import zipfile
@@ -28,6 +27,7 @@ from typing import Any
 import pyarrow as pa
 
 from bench.intake import DEFAULT_PG_URL, DEFAULT_WORKDIR, ENV_PG_URL, ROOT, fresh_database
+from bench.memory import peak_mib
 
 DAY = "20261122"
 TARGET_RECORDS_PER_S = 50_000
@@ -151,7 +151,7 @@ def _result(spec: dict[str, Any], done: int, seconds: float) -> dict[str, Any]:
         "n": spec["n"],
         "done": done,
         "seconds": seconds,
-        "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_mib": peak_mib(),
     }
 
 

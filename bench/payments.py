@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -52,6 +51,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from bench.intake import DEFAULT_PG_URL, DEFAULT_WORKDIR, ENV_PG_URL, ROOT, fresh_database
+from bench.memory import peak_mib
 
 HUB = "B001"
 BUREAU = "R440100"
@@ -329,7 +329,7 @@ def write_inputs(n: int, directory: Path) -> dict[str, Any]:
 
 
 def _peak_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return peak_mib()
 
 
 def _warm_up() -> float:

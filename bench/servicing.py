@@ -43,7 +43,6 @@ import argparse
 import json
 import os
 import random
-import resource
 import shutil
 import subprocess
 import sys
@@ -55,6 +54,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from bench.intake import DEFAULT_PG_URL, DEFAULT_WORKDIR, ENV_PG_URL, ROOT, fresh_database
+from bench.memory import peak_mib
 
 HUB = "B001"
 BUREAU = "R440100"
@@ -322,7 +322,7 @@ def write_inputs(n: int, m: int, directory: Path) -> dict[str, Any]:
 
 
 def _peak_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return peak_mib()
 
 
 def _warm_up() -> float:
