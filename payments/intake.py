@@ -118,7 +118,12 @@ class Intake:
         table = pa.table(
             {
                 "seq": pa.array(chunk.seqs),
-                **{name: chunk.column(name) for name in _TEXT_FIELDS},
+                # a NUL cannot be stored in PostgreSQL text; a value holding one fails its
+                # field check, or can match no holder, so it is kept with U+FFFD instead
+                **{
+                    name: pc.replace_substring(chunk.column(name), "\x00", "\ufffd")
+                    for name in _TEXT_FIELDS
+                },
                 "amount_fen": pa.array(fen),
                 "field_code": pa.array(code, pa.string()),
             }

@@ -357,3 +357,19 @@ def test_a_bureau_paid_before_funding_is_posted_at_once_and_one_refusing_preopen
     assert results(engine, batch_id) == [("PAY1", "106")]
     with engine.connect() as conn:
         assert ledger.balance(conn, preopened.pan) == 0
+
+
+def test_hostile_values_get_their_line_code_and_the_other_lines_go_on(engine: Engine) -> None:
+    """A NUL (which PostgreSQL cannot store), quotes, commas, backslashes and tabs in a
+    line's fields are that line's problem only."""
+    with engine.begin() as conn:
+        good, named = seed_card(conn, 1), seed_card(conn, 2)
+    batch_id, _ = intake(
+        engine,
+        [
+            line("PAY1", good),
+            line("PAY2", named, name=named.name + "\x00"),
+            line("PAY3", named, pan='"\\.,\t', id_no="\\N"),
+        ],
+    )
+    assert results(engine, batch_id) == [("PAY1", None), ("PAY2", "105"), ("PAY3", "104")]
