@@ -257,10 +257,9 @@ _STAGE_COLUMNS = "seq, idem_key, debit, credit, amount_fen"
 
 
 def _create_stage(conn: Connection, name: str) -> None:
-    big = "BIGINT" if conn.dialect.name == "postgresql" else "INTEGER"
     conn.execute(
         text(
-            f"CREATE TEMPORARY TABLE {name} (seq {big} NOT NULL, idem_key VARCHAR(200) NOT NULL, "
+            f"CREATE TEMPORARY TABLE {name} (seq BIGINT NOT NULL, idem_key VARCHAR(200) NOT NULL, "
             "debit VARCHAR(40) NOT NULL, credit VARCHAR(40) NOT NULL, amount_fen BIGINT NOT NULL)"
         )
     )

@@ -59,11 +59,16 @@ _STAGE = (
 )
 
 
-def _padded(conn: Connection, prefix: str) -> str:
-    """SQL for ``prefix`` + the line's batch id in 9 digits + its SEQ in 8 (ICD §4.2)."""
+def line_key_sql(conn: Connection, prefix: str, batch_sql: str, seq_sql: str) -> str:
+    """SQL for a key the hub gives a DISB line: ``prefix`` + its batch id in 9 digits + its
+    SEQ in 8 (ICD §4.2): ``D…`` the pay_no forwarded to a partner bank, ``H…`` the
+    bank_ref of a credit the hub posted."""
     if conn.dialect.name == "postgresql":
-        return f"'{prefix}' || lpad(CAST(:b AS TEXT), 9, '0') || lpad(CAST(s.seq AS TEXT), 8, '0')"
-    return f"printf('{prefix}%09d%08d', :b, s.seq)"
+        return (
+            f"'{prefix}' || lpad(CAST({batch_sql} AS TEXT), 9, '0') "
+            f"|| lpad(CAST({seq_sql} AS TEXT), 8, '0')"
+        )
+    return f"printf('{prefix}%09d%08d', {batch_sql}, {seq_sql})"
 
 
 @dataclass
@@ -82,8 +87,7 @@ class Intake:
 
     def __post_init__(self) -> None:
         self.stage = f"disb_stage_{uuid.uuid4().hex[:12]}"
-        big = "BIGINT" if self.conn.dialect.name == "postgresql" else "INTEGER"
-        cols = ", ".join(f"{n} {big if t == 'BIGINT' else t}" for n, t in _STAGE)
+        cols = ", ".join(f"{n} {t}" for n, t in _STAGE)
         self.conn.execute(text(f"CREATE TEMPORARY TABLE {self.stage} ({cols})"))
 
     def take(self, chunk: Chunk) -> None:
@@ -188,7 +192,7 @@ class Intake:
                 "credited_fen, partner, partner_key, answered_date) "
                 "SELECT :b, s.seq, :bureau, SUBSTR(s.pay_no, 1, 64), SUBSTR(s.pan, 1, 19), "
                 f"s.amount_fen, s.result, 0, {partner}, CASE WHEN {partner} IS NOT NULL THEN "
-                f"{_padded(conn, 'D')} END, CASE WHEN s.result IS NOT NULL THEN :d END "
+                f"{line_key_sql(conn, 'D', ':b', 's.seq')} END, CASE WHEN s.result IS NOT NULL THEN :d END "
                 f"FROM ({checked}) s ORDER BY s.seq"
             ),
             {"b": self.batch_id, "bureau": ctx.bureau, "hub": ctx.hub, "d": ctx.business_date},
@@ -209,11 +213,6 @@ class Intake:
 
 #: the text fields a line keeps until it is checked (and forwarded to a partner bank)
 _TEXT_FIELDS = ("pay_no", "pan", "id_no", "name", "card_no", "benefit_type", "period", "memo")
-
-
-def partner_key(batch_id: int, seq: int) -> str:
-    """The hub's own pay_no of a line forwarded to a partner bank (ICD §4.2)."""
-    return f"D{batch_id:09d}{seq:08d}"
 
 
 def apply_disb(conn: Connection, reader: DelimitedReader, ctx: DisbContext) -> dict[str, int]:

@@ -13,14 +13,14 @@ from typing import Any, BinaryIO
 from zoneinfo import ZoneInfo
 
 import pyarrow as pa
-import pyarrow.compute as pc
 from sqlalchemy import Connection, Engine, bindparam, text
 
 from banking import ledger
 from exchange.outbox import Drop, compose, originate, response_name
+from payments.intake import line_key_sql
 from persistence.db import query_batches
 from persistence.issuance_store import rows
-from schemas.codec import DelimitedReader, Header, fen_to_amount, write_delimited
+from schemas.codec import DelimitedReader, Header, amount_column, fen_to_amount, write_delimited
 from schemas.codes import reason_text
 from schemas.files import FileName
 from schemas.layouts import DISB, DISBRSP, answered_key
@@ -37,11 +37,6 @@ UNFUNDED = "301"
 
 def shanghai_time(now: datetime) -> str:
     return now.astimezone(ZoneInfo("Asia/Shanghai")).strftime("%Y%m%d%H%M%S")
-
-
-def bank_ref(batch_id: int, seq: int) -> str:
-    """The hub's reference of a credit it posted (DISBRSP bank_ref)."""
-    return f"H{batch_id:09d}{seq:08d}"
 
 
 @dataclass(frozen=True)
@@ -134,11 +129,7 @@ def _post_batch(
     posted_time = shanghai_time(now)
     if credited:
         # every line just posted, in one statement; bank_ref = H + batch id + SEQ
-        ref = (
-            "'H' || lpad(CAST(batch_id AS TEXT), 9, '0') || lpad(CAST(seq AS TEXT), 8, '0')"
-            if conn.dialect.name == "postgresql"
-            else "printf('H%09d%08d', batch_id, seq)"
-        )
+        ref = line_key_sql(conn, "H", "batch_id", "seq")
         conn.execute(
             text(
                 f"UPDATE disb_line SET result = :r, credited_fen = amount_fen, posted_time = :t, "
@@ -533,16 +524,7 @@ def _answer_lines(conn: Connection, batch_id: int) -> Iterator[tuple[str, ...]]:
         50_000,
     )
     for block in blocks:
-        fen = block.column("credited_fen")
-        amounts = pc.binary_join_element_wise(
-            pc.cast(pc.divide(fen, 100), pa.string()),
-            pc.utf8_lpad(
-                pc.cast(pc.subtract(fen, pc.multiply(pc.divide(fen, 100), 100)), pa.string()),
-                2,
-                "0",
-            ),
-            ".",
-        ).to_pylist()
+        amounts = amount_column(block.column("credited_fen")).to_pylist()
         results = block.column("result").to_pylist()
         times = block.column("posted_time").to_pylist()
         refs = block.column("bank_ref").to_pylist()

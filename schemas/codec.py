@@ -317,6 +317,17 @@ def field_failures(f: Field, col: pa.Array, columns: dict[str, pa.Array]) -> npt
     return fail | (check & bad)
 
 
+def amount_column(fen: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """Integer fen (not negative) to the ICD's ``1234.50``, vectorised: the inverse of
+    :func:`fen_column` and :func:`fen_to_amount` for a column."""
+    whole = pc.divide(fen, 100)
+    cents = pc.subtract(fen, pc.multiply(whole, 100))
+    joined = pc.binary_join_element_wise(
+        pc.cast(whole, pa.string()), pc.utf8_lpad(pc.cast(cents, pa.string()), 2, "0"), "."
+    )
+    return joined.combine_chunks() if isinstance(joined, pa.ChunkedArray) else joined
+
+
 def fen_column(col: pa.Array) -> npt.NDArray[np.int64]:
     """Amount strings (already checked) to integer fen, vectorised, no floats."""
     digits = pc.replace_substring(col, ".", "")

@@ -25,6 +25,7 @@ from schemas.codec import (
     WriterError,
     _byte_lengths,
     _valid_dates,
+    amount_column,
     amount_to_fen,
     fen_to_amount,
     gb18030_length,
@@ -928,3 +929,9 @@ def test_gb18030_byte_lengths_of_a_column_are_those_of_each_value_encoded(
     col = pa.array(["skipped"] * start + values, pa.string()).slice(start)
 
     assert _byte_lengths(col).tolist() == [gb18030_length(v) for v in values]
+
+
+@settings(deadline=None)  # the first call loads Arrow's compute kernels
+@given(st.lists(st.integers(0, MAX_FEN), max_size=50))
+def test_a_column_of_fen_reads_as_each_amount_does(fens: list[int]) -> None:
+    assert amount_column(pa.array(fens, pa.int64())).to_pylist() == [fen_to_amount(f) for f in fens]
