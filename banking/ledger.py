@@ -76,15 +76,21 @@ class EntryView:
 @dataclass
 class LedgerCheck:
     """What :func:`check` found: transactions whose entries do not sum to zero (or that
-    have none), customer accounts whose entries sum below zero, and cached balances
-    differing from their entries."""
+    have none), customer accounts whose entries sum below zero, cached balances
+    differing from their entries, and entries without their transaction."""
 
     unbalanced: int
     negative: int
     cache_mismatches: int
+    orphans: int = 0
 
     def ok(self) -> bool:
-        return self.unbalanced == 0 and self.negative == 0 and self.cache_mismatches == 0
+        return (
+            self.unbalanced == 0
+            and self.negative == 0
+            and self.cache_mismatches == 0
+            and self.orphans == 0
+        )
 
 
 def settlement() -> str:
@@ -324,6 +330,8 @@ def post_transfers_from(
     select: str,
     params: dict[str, Any],
     now: datetime,
+    *,
+    fresh: bool = False,
 ) -> int:
     """Post the two-leg transfers a query of this database selects, as columns ``seq,
     idem_key, debit, credit, amount_fen`` (DOMAIN §6: a day's benefit credits, read
@@ -335,8 +343,12 @@ def post_transfers_from(
     customer account or a customer balance that would end below zero (the call's
     transfers netted per account) raises :class:`LedgerError`, and the caller's rollback
     keeps nothing of the call. Two transactions racing on the same rows post them once:
-    the set posting's own key is derived from its first transfer's key. Returns how many
-    transfers were posted."""
+    the set posting's own key is derived from its first transfer's key. ``fresh``: the
+    caller knows its keys are distinct and never posted (a funded DISB batch's lines,
+    each ``pay_no`` once per bureau, ICD ``209``), so the rows are not looked up in the
+    whole ledger, whose size would set the cost; a repeated key then fails the call on
+    the ledger's unique index instead of being skipped. Returns how many transfers were
+    posted."""
     _check_header("-", kind, business_date)
     pg = conn.dialect.name == "postgresql"
     tag = uuid.uuid4().hex[:12]
@@ -344,9 +356,12 @@ def post_transfers_from(
     if pg:
         # the sorts and hashes over a day's rows stay in memory (this transaction only)
         conn.execute(text("SET LOCAL work_mem = '256MB'"))
+    columns = "seq, idem_key, debit, credit, amount_fen"
     conn.execute(
         text(
-            f"CREATE TEMPORARY TABLE {new} AS SELECT seq, idem_key, debit, credit, amount_fen "
+            f"CREATE TEMPORARY TABLE {new} AS SELECT {columns} FROM ({select}) r"
+            if fresh
+            else f"CREATE TEMPORARY TABLE {new} AS SELECT {columns} "
             "FROM (SELECT r.*, ROW_NUMBER() OVER (PARTITION BY idem_key ORDER BY seq) AS nth "
             f"FROM ({select}) r) firsts WHERE nth = 1 AND NOT EXISTS (SELECT 1 FROM "
             "ledger_entry e WHERE e.idem_key = firsts.idem_key) AND NOT EXISTS "
@@ -534,7 +549,13 @@ def check(conn: Connection) -> LedgerCheck:
         )
         for table, key in (("account", "pan"), ("ledger_account", "code"))
     )
-    return LedgerCheck(int(unbalanced or 0), int(negative or 0), mismatches)
+    orphans = conn.scalar(
+        text(
+            "SELECT COUNT(*) FROM ledger_entry e WHERE NOT EXISTS "
+            "(SELECT 1 FROM ledger_txn t WHERE t.id = e.txn_id)"
+        )
+    )
+    return LedgerCheck(int(unbalanced or 0), int(negative or 0), mismatches, int(orphans or 0))
 
 
 def yuan(fen: int) -> str:

@@ -144,7 +144,7 @@ class Intake:
         pg = conn.dialect.name == "postgresql"
         if pg:
             # the joins and sorts over a file's lines stay in memory (this transaction only)
-            conn.execute(text("SET LOCAL work_mem = '256MB'"))
+            conn.execute(text("SET LOCAL work_mem = '512MB'"))
             conn.execute(text(f"ANALYZE {stage}"))
         # the pay_nos this bureau used in earlier files, found before this file's lines are
         # written (a lookup into the table being written would read those rows too)
@@ -157,6 +157,17 @@ class Intake:
             ),
             {"bureau": ctx.bureau, "b": self.batch_id},
         )
+        # the lines repeating a pay_no earlier in this file (few: a small table to join)
+        twice = f"{stage}_twice"
+        conn.execute(
+            text(
+                f"CREATE TEMPORARY TABLE {twice} AS SELECT seq FROM (SELECT seq, ROW_NUMBER() "
+                f"OVER (PARTITION BY pay_no ORDER BY seq) AS nth FROM {stage}) r WHERE nth > 1"
+            )
+        )
+        if pg:
+            conn.execute(text(f"ANALYZE {used}"))
+            conn.execute(text(f"ANALYZE {twice}"))
         refuse = "a.status = 'closed' OR a.credit_blocked" + (
             "" if ctx.credit_preopened else " OR a.status = 'preopened'"
         )
@@ -170,7 +181,7 @@ class Intake:
         checked = (
             "SELECT s.seq, s.pay_no, s.pan, s.amount_fen, CASE "
             "WHEN s.field_code = 'E116' THEN 'E116' "
-            "WHEN r.nth > 1 OR u.pay_no IS NOT NULL THEN '209' "
+            "WHEN t.seq IS NOT NULL OR u.pay_no IS NOT NULL THEN '209' "
             "WHEN s.field_code IS NOT NULL THEN s.field_code "
             "WHEN a.pan IS NOT NULL THEN CASE WHEN COALESCE(a.id_no, '') <> s.id_no THEN '104' "
             "WHEN COALESCE(h.name, '') <> s.name THEN '105' "
@@ -179,8 +190,7 @@ class Intake:
             "WHEN h.id_no <> s.id_no THEN '104' WHEN h.name <> s.name THEN '105' END "
             "ELSE '103' END AS result, "
             "CASE WHEN a.pan IS NULL AND h.bank_code <> :hub THEN h.bank_code END AS bank "
-            f"FROM {stage} s JOIN (SELECT seq, ROW_NUMBER() OVER (PARTITION BY pay_no "
-            f"ORDER BY seq) AS nth FROM {stage}) r ON r.seq = s.seq "
+            f"FROM {stage} s LEFT JOIN {twice} t ON t.seq = s.seq "
             f"LEFT JOIN {used} u ON u.pay_no = s.pay_no "
             "LEFT JOIN account a ON a.pan = s.pan "
             f"LEFT JOIN ({newest}) h ON h.pan = s.pan"
@@ -207,7 +217,11 @@ class Intake:
             ),
             {"b": self.batch_id},
         )
+        conn.execute(text(f"DROP TABLE {twice}"))
         conn.execute(text(f"DROP TABLE {used}"))
+        if pg and self.lines >= 10_000:
+            # the posting's plans need a large batch's lines counted
+            conn.execute(text("ANALYZE disb_line"))
         conn.execute(text(f"DROP TABLE {stage}"))
 
 

@@ -106,38 +106,34 @@ def _post_batch(
     refuse = "a.status = 'closed' OR a.credit_blocked" + (
         "" if credit_preopened else " OR a.status = 'preopened'"
     )
-    # an account that stopped taking credits since intake: 106 now (DOMAIN §3)
+    # every line still waiting gets its outcome in one statement: 106 if its account
+    # stopped taking credits since intake (DOMAIN §3), else credited, bank_ref = H +
+    # batch id + SEQ; then the credited lines are posted, read straight from their DISB
+    # lines (one set posting), all in this transaction
+    ref = line_key_sql(conn, "H", "disb_line.batch_id", "disb_line.seq")
+    credit = f"NOT ({refuse})"
     conn.execute(
         text(
-            "UPDATE disb_line SET result = '106', answered_date = :d WHERE batch_id = :b "
-            "AND result IS NULL AND partner IS NULL AND EXISTS (SELECT 1 FROM account a "
-            f"WHERE a.pan = disb_line.pan AND ({refuse}))"
+            f"UPDATE disb_line SET result = CASE WHEN {credit} THEN :r ELSE '106' END, "
+            f"credited_fen = CASE WHEN {credit} THEN disb_line.amount_fen ELSE 0 END, "
+            f"posted_time = CASE WHEN {credit} THEN :t END, "
+            f"bank_ref = CASE WHEN {credit} THEN {ref} END, answered_date = :d "
+            "FROM account a WHERE a.pan = disb_line.pan AND disb_line.batch_id = :b "
+            "AND disb_line.result IS NULL AND disb_line.partner IS NULL"
         ),
-        {"b": batch_id, "d": business_date},
+        {"r": CREDITED, "t": shanghai_time(now), "d": business_date, "b": batch_id},
     )
-    # every line still waiting, read straight from its DISB line (one set posting)
     credited = ledger.post_transfers_from(
         conn,
         "disb_credit",
         business_date,
         "SELECT seq, 'disb:' || bureau || ':' || pay_no AS idem_key, :clearing AS debit, "
-        "pan AS credit, amount_fen FROM disb_line WHERE batch_id = :b AND result IS NULL "
+        "pan AS credit, amount_fen FROM disb_line WHERE batch_id = :b AND result = :r "
         "AND partner IS NULL",
-        {"b": batch_id, "clearing": ledger.clearing(bureau)},
+        {"b": batch_id, "r": CREDITED, "clearing": ledger.clearing(bureau)},
         now,
+        fresh=True,
     )
-    posted_time = shanghai_time(now)
-    if credited:
-        # every line just posted, in one statement; bank_ref = H + batch id + SEQ
-        ref = line_key_sql(conn, "H", "batch_id", "seq")
-        conn.execute(
-            text(
-                f"UPDATE disb_line SET result = :r, credited_fen = amount_fen, posted_time = :t, "
-                f"bank_ref = {ref}, answered_date = :d WHERE batch_id = :b AND result IS NULL "
-                "AND partner IS NULL"
-            ),
-            {"r": CREDITED, "t": posted_time, "d": business_date, "b": batch_id},
-        )
     failed = _move_failed_to_returns(conn, batch_id, bureau, batch_no, business_date, now)
     forwarded = conn.execute(
         text("SELECT COUNT(*) FROM disb_line WHERE batch_id = :b AND partner IS NOT NULL"),
@@ -312,8 +308,12 @@ def apply_partner_disbrsp(
             known[row.partner_key] = row
     credits, fails, updates, problems = [], [], [], []
     for line in lines:
+        if line.failed:
+            where = "the line" if line.fail_at < 0 else reader.layout.names[line.fail_at]
+            problems.append((line.seq, line.get("pay_no")[:30], f"{line.code} in {where}"))
+            continue
         r = known.get(line.get("pay_no"))
-        if line.failed or r is None or r.result is not None:
+        if r is None or r.result is not None:
             problems.append((line.seq, line.get("pay_no")[:30], "unknown or repeated answer"))
             continue
         result = line.get("result")

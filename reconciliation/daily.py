@@ -11,6 +11,8 @@ what is missing is not due yet, else ``BALANCED``:
 
 - R01 a line without its result although the batch is funded or past its cut-off, and
   not waiting for a partner bank inside ``partner_wait`` (from ``partner_sent_date``);
+  a partner line of a batch funded on the date and not forwarded yet is not due until
+  the next date (it goes out with the next forwarding run);
 - R02 a ``0000`` line whose credited amount differs from its instructed amount;
 - R03 the batch is ``unfunded``, or past its cut-off (the end of its business date)
   funded short of its header TOTAL_AMOUNT;
@@ -147,6 +149,8 @@ class _Lines:
     unanswered: int = 0
     unanswered_fen: int = 0
     waiting: int = 0
+    #: partner lines not answered and not yet forwarded by the end of the date
+    unsent: int = 0
 
 
 def _expanding(sql: str, name: str = "ids") -> Any:
@@ -268,6 +272,10 @@ def _line_figures(
         f"(NOT {answered} AND l.partner IS NOT NULL AND l.partner_sent_date <= :d "
         "AND l.partner_sent_date >= :w)"
     )
+    unsent = (
+        f"(NOT {answered} AND l.partner IS NOT NULL AND (l.partner_sent_date IS NULL "
+        "OR l.partner_sent_date > :d))"
+    )
     sql = (
         "SELECT l.batch_id, COUNT(*), COALESCE(SUM(l.amount_fen), 0), "
         f"SUM(CASE WHEN {credited} THEN 1 ELSE 0 END), "
@@ -280,7 +288,8 @@ def _line_figures(
         "THEN ABS(l.credited_fen - l.amount_fen) ELSE 0 END), "
         f"SUM(CASE WHEN NOT {answered} THEN 1 ELSE 0 END), "
         f"SUM(CASE WHEN NOT {answered} THEN l.amount_fen ELSE 0 END), "
-        f"SUM(CASE WHEN {waiting} THEN 1 ELSE 0 END) "
+        f"SUM(CASE WHEN {waiting} THEN 1 ELSE 0 END), "
+        f"SUM(CASE WHEN {unsent} THEN 1 ELSE 0 END) "
         "FROM disb_line l WHERE l.batch_id IN :ids GROUP BY l.batch_id"
     )
     found: dict[int, _Lines] = {}
@@ -376,7 +385,10 @@ def _judge(
     banks = sorted(set(partner_by_bank) | set(settled))
     over_settled = sum(max(settled[k] - partner_by_bank[k], 0) for k in banks)
     short_settled = sum(max(partner_by_bank[k] - settled[k], 0) for k in banks)
-    not_waiting = lines.unanswered - lines.waiting
+    # partner lines of a batch funded on the day go out with the next forwarding run:
+    # not due until the end of the next business day (decision 71)
+    grace = lines.unsent if b.funded_date == day else 0
+    not_waiting = lines.unanswered - lines.waiting - grace
 
     found: dict[str, int] = {}
     if not_waiting and (funded >= total or past_cutoff):

@@ -71,7 +71,8 @@ class Line:
 
 
 def read_lines(reader: DelimitedReader) -> list[Line]:
-    """Every detail line with the codec's first failure (ICD §4.2)."""
+    """Every detail line with the codec's first failure (ICD §4.2); a NUL in a field is
+    read as U+FFFD."""
     layout = reader.layout
     lines: list[Line] = []
     for chunk in reader.chunks():
@@ -80,7 +81,11 @@ def read_lines(reader: DelimitedReader) -> list[Line]:
         fail_index = chunk.fail_index.tolist()
         fail_code = chunk.fail_code.tolist()
         for i, seq in enumerate(seqs):
-            fields = {name: str(columns[name][i] or "") for name in layout.names}
+            # a NUL, which PostgreSQL text cannot hold, is read as U+FFFD: the line then
+            # fails its own checks (an unknown key, say) instead of failing the file
+            fields = {
+                name: str(columns[name][i] or "").replace("\x00", "\ufffd") for name in layout.names
+            }
             line = Line(int(seq), fields)
             index = int(fail_index[i])
             if index < 0:  # the whole line (wrong number of fields)

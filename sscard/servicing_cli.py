@@ -418,6 +418,7 @@ def _ledger_check(args: argparse.Namespace) -> int:
         "unbalanced": found.unbalanced,
         "negative": found.negative,
         "cache_mismatches": found.cache_mismatches,
+        "entries_without_transaction": found.orphans,
     }
     _emit(
         args,
@@ -426,6 +427,7 @@ def _ledger_check(args: argparse.Namespace) -> int:
             f"unbalanced transactions:  {found.unbalanced}",
             f"negative customer balances: {found.negative}",
             f"cached balances differing from entries: {found.cache_mismatches}",
+            f"entries without their transaction: {found.orphans}",
             "ledger sound" if found.ok() else "LEDGER NOT SOUND",
         ],
     )

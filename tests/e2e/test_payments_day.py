@@ -187,7 +187,8 @@ def test_a_pension_day_is_paid_answered_and_reconciled_to_the_fen(
         ),
         make_disb_file(payees[:10], business_date="20261123", seq=2, seed=2, mix={}),
         make_disb_file(payees[10:20], business_date="20261123", seq=3, seed=3, mix={}),
-        # R01: funded after the day's last forwarding, its B002 lines never leave the hub
+        # R01: funded after the day's last forwarding run (not due before the next day's
+        # end); forwarding stays down on Tuesday, so its B002 lines are still at the hub
         make_disb_file(at_hub[:2] + at_b002[:3], business_date="20261123", seq=4, seed=4, mix={}),
         # R02: B002 credits one line less than instructed
         make_disb_file(at_hub[2:4] + at_b002[3:6], business_date="20261123", seq=5, seed=5, mix={}),
@@ -252,8 +253,10 @@ def test_a_pension_day_is_paid_answered_and_reconciled_to_the_fen(
 
     monday = recon(bureau, "20261123")
     assert monday[good.batch_no]["status"] == "PENDING"  # returns and settlements not due yet
-    assert _found(monday, short, twice, unsent, fee, parts) == ["R03", "R04", "R01", "R02", "R06"]
+    assert _found(monday, short, twice, fee, parts) == ["R03", "R04", "R02", "R06"]
     assert monday[overpaid.batch_no]["status"] == monday[unreturned.batch_no]["status"] == "PENDING"
+    # funded after the day's last forwarding run: its partner lines go out with the next
+    assert monday[unsent.batch_no]["status"] == "PENDING"
     assert monday[unsent.batch_no]["instructed_count"] == str(len(unsent.rows))
     with engine.connect() as conn:
         credited = sum(
@@ -293,18 +296,20 @@ def test_a_pension_day_is_paid_answered_and_reconciled_to_the_fen(
     assert _found(tuesday, overpaid) == ["R05"]
     assert tuesday[overpaid.batch_no]["difference"] == "-1.00"
     assert tuesday[fee.batch_no]["difference"] == "1.00"  # kept back by B002, settled short
-    # Monday's breaks carried forward: still open, first seen Monday, last seen Tuesday
+    # Monday's breaks carried forward: still open, first seen Monday, last seen Tuesday;
+    # the late batch's partner lines, still not forwarded by Tuesday's end, are now R01
     carried = _open_breaks(capsys)
     assert _found(tuesday, short, twice, unsent, fee, parts) == ["R03", "R04", "R01", "R02", "R06"]
     for f, reason in (
         (short, "R03"),
         (twice, "R04"),
-        (unsent, "R01"),
         (fee, "R02"),
         (parts, "R06"),
     ):
         item = carried[(f.batch_no, reason)]
         assert (item["first_date"], item["last_date"]) == ("20261123", "20261124")
+    item = carried[(unsent.batch_no, "R01")]
+    assert (item["first_date"], item["last_date"]) == ("20261124", "20261124")
     assert carried[(fee.batch_no, "R02")]["amount_fen"] == 1_00
     third = parts.total_fen // 3
     assert carried[(parts.batch_no, "R06")]["amount_fen"] == (

@@ -373,3 +373,58 @@ def test_hostile_values_get_their_line_code_and_the_other_lines_go_on(engine: En
         ],
     )
     assert results(engine, batch_id) == [("PAY1", None), ("PAY2", "105"), ("PAY3", "104")]
+
+
+def test_a_partner_answer_with_hostile_values_is_a_problem_of_that_line_only(
+    engine: Engine, store: Storage, tmp_path: Path
+) -> None:
+    """A partner's DISBRSP with a NUL (which PostgreSQL cannot store) in a key or in its
+    bank_ref: those lines are return problems, each with its reason; the good answer is
+    applied and the file goes on."""
+    with engine.begin() as conn:
+        one = seed_card(conn, 5, bank_code="B002", pan="6220020000000000003")
+        two = seed_card(conn, 6, bank_code="B002", pan="6220020000000000011")
+    batch_id, batch_no = intake(engine, [line("PAY1", one, "300.00"), line("PAY2", two, "200.00")])
+    fund(engine, batch_no, 50_000)
+    post_funded(engine, hub=HUB, business_date=DAY, now=NOW)
+    send_partner_disb(
+        engine,
+        hub=HUB,
+        bank_code="B002",
+        dest=Drop("sftp_b002", "drop", NOW, store),
+        encoding="GB18030",
+        business_date=DAY,
+        work_dir=tmp_path,
+    )
+    with engine.connect() as conn:
+        first, second = conn.scalars(
+            text("SELECT partner_key FROM disb_line WHERE batch_id = :b ORDER BY seq"),
+            {"b": batch_id},
+        ).all()
+    with engine.begin() as conn:
+        _, reader, _ = disb_file(
+            conn,
+            [
+                (first + "\x00", "0000", "300.00", "20261206103000", "REF0", "", ""),
+                (second, "0000", "200.00", "20261206103000", "REF\x001", "", ""),
+                (first, "0000", "300.00", "20261206103000", "REF1", "", ""),
+            ],
+            sender="B002",
+            receiver=HUB,
+            type_="DISBRSP",
+            seq=2,
+        )
+        done = apply_partner_disbrsp(
+            conn, reader, bank_code="B002", business_date=DAY, now=NOW, file_name="X"
+        )
+    assert (done["credited"], done["problems"]) == (1, 2)
+    assert results(engine, batch_id) == [("PAY1", "0000"), ("PAY2", None)]
+    with engine.connect() as conn:
+        assert ledger.balance(conn, ledger.due_to_partner("B002")) == 30_000
+        found = conn.execute(
+            text("SELECT line_no, key, problem FROM return_problem ORDER BY line_no")
+        ).all()
+    assert [tuple(r) for r in found] == [
+        (2, (first + "\ufffd")[:30], "E116 in pay_no"),
+        (3, second, "E116 in bank_ref"),
+    ]

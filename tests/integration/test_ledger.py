@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import IntegrityError
 
 from banking import ledger
 from banking.ledger import LedgerError, Leg
@@ -129,6 +130,28 @@ def test_transfers_skip_keys_posted_one_at_a_time(accounts: Engine) -> None:
         assert ledger.balance(conn, PAN_A) == cached(conn, PAN_A) == 1_500
 
 
+def test_fresh_transfers_post_their_rows_and_a_key_posted_before_fails_the_call(
+    accounts: Engine,
+) -> None:
+    select = (
+        "SELECT 1 AS seq, :k1 AS idem_key, :d AS debit, :a AS credit, 1000 AS amount_fen "
+        "UNION ALL SELECT 2, :k2, :d, :b, 500"
+    )
+    params = {"k1": "f1", "k2": "f2", "d": BUREAU, "a": PAN_A, "b": PAN_B}
+    with accounts.begin() as conn:
+        assert ledger.post_transfers_from(conn, "DISB", DAY, select, params, NOW, fresh=True) == 2
+    # a caller whose keys were not new after all: refused, nothing of the call kept
+    with pytest.raises(IntegrityError):
+        with accounts.begin() as conn:
+            ledger.post_transfers_from(
+                conn, "DISB", DAY, select, {**params, "k1": "f3", "k2": "f1"}, NOW, fresh=True
+            )
+    with accounts.connect() as conn:
+        assert (cached(conn, PAN_A), cached(conn, PAN_B)) == (1_000, 500)
+        assert conn.scalar(text("SELECT COUNT(*) FROM ledger_txn")) == 1
+        assert ledger.check(conn).ok()
+
+
 def test_transfers_overdrawing_a_customer_keep_nothing(accounts: Engine) -> None:
     with accounts.begin() as conn:
         credit(conn, "k1", PAN_A, 100)
@@ -173,6 +196,12 @@ def test_check_finds_an_unbalanced_txn_and_a_cache_mismatch(accounts: Engine) ->
         conn.execute(text("UPDATE account SET balance_fen = 0 WHERE pan = :p"), {"p": PAN_A})
         found = ledger.check(conn)
         assert found.negative == 1
+        # an entry whose transaction is gone (no foreign key: the check counts it)
+        conn.execute(
+            text("INSERT INTO ledger_entry (txn_id, account, amount_fen) VALUES (:t, :p, 5)"),
+            {"t": 999_999, "p": ledger.settlement()},
+        )
+        assert (ledger.check(conn).orphans, ledger.check(conn).ok()) == (1, False)
 
 
 def test_two_connections_racing_on_one_key_post_it_once(accounts: Engine) -> None:

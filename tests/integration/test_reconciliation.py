@@ -276,6 +276,26 @@ def test_r01_waits_for_a_partner_bank_inside_partner_wait(engine: Engine) -> Non
     assert run(engine, WED, partner_wait_days=2)["B001"].status == "PENDING"
 
 
+def test_r01_partner_lines_funded_after_the_last_forwarding_wait_one_day(engine: Engine) -> None:
+    """A batch funded late on its date: its partner lines go out with the next
+    forwarding run, so the day ends PENDING; still unsent a day later, R01."""
+    with engine.begin() as conn:
+        seed_batch(
+            conn,
+            "B001",
+            [{"amount": 10000, "result": OK}, {"amount": 5000, "result": None, "partner": "B002"}],
+            status="funded",
+            answered_date=None,
+        )
+        stmt(conn, [("T1", "C", 15000, "DISB/B001")], day=MON)
+    assert run(engine, MON)["B001"].status == "PENDING"
+    row = run(engine, TUE)["B001"]
+    assert (row.status, row.break_reason) == ("BREAK", "R01")
+    assert breaks(engine)[("B001", "R01")].amount_fen == 5000
+    # Monday computed again is still PENDING
+    assert run(engine, MON)["B001"].status == "PENDING"
+
+
 def test_r01_not_before_the_cut_off_of_an_unfunded_batch(engine: Engine) -> None:
     with engine.begin() as conn:
         seed_batch(
