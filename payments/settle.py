@@ -13,6 +13,7 @@ from typing import Any, BinaryIO
 from zoneinfo import ZoneInfo
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from sqlalchemy import Connection, Engine, bindparam, text
 
 from banking import ledger
@@ -20,10 +21,17 @@ from exchange.outbox import Drop, compose, originate, response_name
 from payments.intake import line_key_sql
 from persistence.db import query_batches
 from persistence.issuance_store import rows
-from schemas.codec import DelimitedReader, Header, amount_column, fen_to_amount, write_delimited
+from schemas.codec import (
+    DelimitedReader,
+    Header,
+    amount_column,
+    fen_to_amount,
+    write_delimited,
+    write_delimited_tables,
+)
 from schemas.codes import reason_text
 from schemas.files import FileName
-from schemas.layouts import DISB, DISBRSP, answered_key
+from schemas.layouts import DISB, DISBRSP, KEY, NOT_A_KEY
 from servicing.lines import read_lines
 from servicing.partner import report_problems
 
@@ -461,8 +469,8 @@ def answer_batches(
         ).one()
         count, total = int(count), int(total)
 
-        def answers(batch_id: int = b.id) -> Iterator[tuple[str, ...]]:
-            yield from _answer_lines(conn, batch_id)
+        def answers(batch_id: int = b.id) -> Iterator[pa.Table]:
+            yield from _answer_tables(conn, batch_id)
 
         request = FileName.parse(b.name)
         name = response_name(request)
@@ -479,9 +487,9 @@ def answer_batches(
         def write(
             out: BinaryIO,
             h: Header = header,
-            lines: Callable[[], Iterator[tuple[str, ...]]] = answers,
+            tables: Callable[[], Iterator[pa.Table]] = answers,
         ) -> None:
-            write_delimited(out, DISBRSP, h, lines(), encoding)
+            write_delimited_tables(out, DISBRSP, h, tables(), encoding)
 
         compose(
             conn,
@@ -511,8 +519,10 @@ _ANSWER_COLUMNS = {
 }
 
 
-def _answer_lines(conn: Connection, batch_id: int) -> Iterator[tuple[str, ...]]:
-    """A batch's DISBRSP lines in SEQ order, read and formatted a block at a time."""
+def _answer_tables(conn: Connection, batch_id: int) -> Iterator[pa.Table]:
+    """A batch's DISBRSP lines in SEQ order, read and formatted a block at a time as
+    columns: a credited line its amount, time and bank_ref; any other its code and
+    reason text (ICD §4.2)."""
     blocks = query_batches(
         conn,
         text(
@@ -523,14 +533,26 @@ def _answer_lines(conn: Connection, batch_id: int) -> Iterator[tuple[str, ...]]:
         _ANSWER_COLUMNS,
         50_000,
     )
+    empty = pa.scalar("")
     for block in blocks:
-        amounts = amount_column(block.column("credited_fen")).to_pylist()
-        results = block.column("result").to_pylist()
-        times = block.column("posted_time").to_pylist()
-        refs = block.column("bank_ref").to_pylist()
-        for i, pay_no in enumerate(block.column("pay_no").to_pylist()):
-            result = results[i]
-            if result == CREDITED:
-                yield (answered_key(pay_no), CREDITED, amounts[i], times[i], refs[i], "", "")
-            else:
-                yield (answered_key(pay_no), result, "0.00", "", "", result, reason_text(result))
+        pay_no, result = block.column("pay_no"), block.column("result")
+        credited = pc.fill_null(pc.equal(result, CREDITED), False)
+        codes = pc.unique(result)
+        texts = pa.array([reason_text(str(code)) for code in codes.to_pylist()], pa.string())
+        yield pa.table(
+            {
+                "pay_no": pc.if_else(
+                    pc.match_substring_regex(pay_no, f"^(?:{KEY})$"), pay_no, NOT_A_KEY
+                ),
+                "result": result,
+                "credited_amount": pc.if_else(
+                    credited, amount_column(block.column("credited_fen")), "0.00"
+                ),
+                "posted_time": pc.if_else(credited, block.column("posted_time"), empty),
+                "bank_ref": pc.if_else(credited, block.column("bank_ref"), empty),
+                "reason_code": pc.if_else(credited, empty, result),
+                "reason_text": pc.if_else(
+                    credited, empty, pc.take(texts, pc.index_in(result, codes))
+                ),
+            }
+        )

@@ -629,6 +629,66 @@ def write_delimited(
     return count
 
 
+_AMOUNT_TEXT = r"^-?[0-9]{1,10}\.[0-9]{2}$"
+
+
+def write_delimited_tables(
+    out: BinaryIO,
+    layout: Layout,
+    header: Header,
+    tables: Iterable[pa.Table],
+    encoding: str = "GB18030",
+) -> int:
+    """:func:`write_delimited` for rows already in Arrow string columns named as the
+    layout's fields, a table at a time: the same bytes and the same refusals, each check
+    and the joining of the fields vectorised. Returns the line count."""
+    codec = ENCODINGS[encoding]
+    _check_header(header)
+    amount_name = layout.amount_field
+    out.write(
+        (
+            f"H|{layout.type}|{header.sender}|{header.receiver}|{header.batch_no}|{header.business_date}"
+            f"|{header.record_count}|{fen_to_amount(header.total_fen)}|1.0\r\n"
+        ).encode(codec)
+    )
+    count = 0
+    total = 0
+    for table in tables:
+        n = table.num_rows
+        if n == 0:
+            continue
+        columns = []
+        for f in layout.fields:
+            col = table.column(f.name)
+            col = pc.cast(
+                col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col, pa.string()
+            )
+            if col.null_count:
+                raise WriterError(f"{f.name}: a value is missing")
+            if pc.any(pc.match_substring_regex(col, "[|\r\n]")).as_py():
+                raise WriterError(f"{f.name}: a value with |, CR or LF cannot be written")
+            if f.max_bytes is not None and int(_byte_lengths(col).max()) > f.max_bytes:
+                raise WriterError(f"{f.name}: value longer than {f.max_bytes} bytes")
+            if f.name == amount_name:
+                if not pc.all(pc.match_substring_regex(col, _AMOUNT_TEXT)).as_py():
+                    raise WriterError(f"{f.name}: not an amount")
+                total += int(fen_column(col).sum())
+            columns.append(col)
+        seq = pc.cast(pa.array(np.arange(count + 1, count + n + 1)), pa.string())
+        lines = pc.binary_join_element_wise(pa.scalar("D"), seq, *columns, "|")
+        records = pc.binary_join_element_wise(lines, pa.scalar("\r\n"), "")
+        out.write(_joined(records).encode(codec))
+        count += n
+    if not 0 <= total <= _MAX_TOTAL_FEN:
+        raise WriterError(f"{layout.type}: total amount does not fit 10 digits of yuan")
+    out.write(f"T|{count}|{fen_to_amount(total)}\r\n".encode(codec))
+    if count != header.record_count or total != header.total_fen:
+        raise WriterError(
+            f"{layout.type}: header says {header.record_count} lines, {count} written"
+        )
+    return count
+
+
 # --------------------------------------------------------------------------- fixed width
 
 

@@ -31,6 +31,7 @@ from schemas.codec import (
     gb18030_length,
     read_all,
     write_delimited,
+    write_delimited_tables,
     write_fixed,
     write_fixed_table,
 )
@@ -935,3 +936,77 @@ def test_gb18030_byte_lengths_of_a_column_are_those_of_each_value_encoded(
 @given(st.lists(st.integers(0, MAX_FEN), max_size=50))
 def test_a_column_of_fen_reads_as_each_amount_does(fens: list[int]) -> None:
     assert amount_column(pa.array(fens, pa.int64())).to_pylist() == [fen_to_amount(f) for f in fens]
+
+
+_RSP_TEXT = st.text(
+    alphabet=st.sampled_from(
+        list(string.ascii_letters + string.digits + " .-") + ["张", "𠮷", "é"]
+    ),
+    max_size=12,
+)
+
+
+@settings(deadline=None, max_examples=60)
+@given(
+    st.lists(
+        st.tuples(
+            st.from_regex(r"[0-9A-Za-z]{1,30}", fullmatch=True),
+            st.sampled_from(["0000", "103", "106", "140"]),
+            st.integers(0, 99_999_999).map(fen_to_amount),
+            st.from_regex(r"[0-9]{14}", fullmatch=True),
+            _RSP_TEXT,
+            st.sampled_from(["", "103"]),
+            _RSP_TEXT,
+        ),
+        max_size=40,
+    ),
+    st.integers(1, 7),
+    st.sampled_from(["GB18030", "UTF-8"]),
+)
+def test_columns_are_written_as_the_same_lines_are(
+    rows: list[tuple[str, ...]], block: int, encoding: str
+) -> None:
+    """A response written a table at a time is byte for byte the file written line by
+    line, whatever the blocks."""
+    total = sum(amount_to_fen(r[2]) for r in rows)
+    header = Header("DISBRSP", "H440100", "R440100", "P20261207001", "20261207", len(rows), total)
+    names = DISBRSP.names
+    tables = [
+        pa.table(
+            {
+                n: pa.array([r[k] for r in rows[i : i + block]], pa.string())
+                for k, n in enumerate(names)
+            }
+        )
+        for i in range(0, len(rows), block)
+    ]
+    by_lines, by_tables = io.BytesIO(), io.BytesIO()
+    assert write_delimited(by_lines, DISBRSP, header, rows, encoding) == len(rows)
+    assert write_delimited_tables(by_tables, DISBRSP, header, tables, encoding) == len(rows)
+    assert by_tables.getvalue() == by_lines.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "why"),
+    [
+        ("bank_ref", "A|B", "bank_ref: a value with |, CR or LF cannot be written"),
+        ("reason_text", "a\r\nb", "reason_text: a value with |, CR or LF cannot be written"),
+        ("reason_text", "张" * 101, "reason_text: value longer than 200 bytes"),
+        ("credited_amount", "12.5", "credited_amount: not an amount"),
+    ],
+)
+def test_columns_a_line_could_not_carry_are_refused(field: str, value: str, why: str) -> None:
+    row = {
+        "pay_no": "P1",
+        "result": "0000",
+        "credited_amount": "1.00",
+        "posted_time": "20261207100000",
+        "bank_ref": "R1",
+        "reason_code": "",
+        "reason_text": "",
+    }
+    row[field] = value
+    header = Header("DISBRSP", "H440100", "R440100", "P20261207001", "20261207", 1, 100)
+    table = pa.table({n: pa.array([row[n]], pa.string()) for n in DISBRSP.names})
+    with pytest.raises(WriterError, match=re.escape(why)):
+        write_delimited_tables(io.BytesIO(), DISBRSP, header, [table], "GB18030")
