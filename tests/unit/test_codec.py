@@ -939,9 +939,7 @@ def test_a_column_of_fen_reads_as_each_amount_does(fens: list[int]) -> None:
 
 
 _RSP_TEXT = st.text(
-    alphabet=st.sampled_from(
-        [*(string.ascii_letters + string.digits + " .-"), "张", "𠮷", "é"]
-    ),
+    alphabet=st.sampled_from([*(string.ascii_letters + string.digits + " .-"), "张", "𠮷", "é"]),
     max_size=12,
 )
 
