@@ -356,6 +356,7 @@ def post_transfers_from(
     if pg:
         # the sorts and hashes over a day's rows stay in memory (this transaction only)
         conn.execute(text("SET LOCAL work_mem = '256MB'"))
+        conn.execute(text("SET LOCAL jit = off"))
     columns = "seq, idem_key, debit, credit, amount_fen"
     conn.execute(
         text(
