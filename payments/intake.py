@@ -145,9 +145,6 @@ class Intake:
         if pg:
             # the joins and sorts over a file's lines stay in memory (this transaction only)
             conn.execute(text("SET LOCAL work_mem = '512MB'"))
-            # bulk statements gain nothing from compiling their expressions (about a
-            # second per statement of a 1,000,000-line file)
-            conn.execute(text("SET LOCAL jit = off"))
             conn.execute(text(f"ANALYZE {stage}"))
         # the pay_nos this bureau used in earlier files, found before this file's lines are
         # written (a lookup into the table being written would read those rows too)
