@@ -14,12 +14,12 @@ from zoneinfo import ZoneInfo
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from sqlalchemy import Connection, Engine, bindparam, text
+from sqlalchemy import Connection, Engine, text
 
 from banking import ledger
 from exchange.outbox import Drop, compose, originate, response_name
 from payments.intake import line_key_sql
-from persistence.db import query_batches
+from persistence.db import keyed, query_batches
 from persistence.issuance_store import rows
 from schemas.codec import (
     DelimitedReader,
@@ -71,11 +71,13 @@ def post_funded(
     One transaction per batch."""
     with engine.connect() as conn:
         due = conn.execute(
-            text(
+            keyed(
+                conn,
                 "SELECT id, bureau, batch_no FROM disb_batch WHERE status = 'awaiting_funds' "
                 "AND (funded_fen >= total_fen OR bureau IN :early) AND business_date <= :d "
-                "ORDER BY id"
-            ).bindparams(bindparam("early", expanding=True)),
+                "ORDER BY id",
+                "early",
+            ),
             {"early": sorted(pay_before_funding) or [""], "d": business_date},
         ).all()
     credited = failed = forwarded = 0
@@ -312,11 +314,13 @@ def apply_partner_disbrsp(
     lines = read_lines(reader)
     keys = [ln.get("pay_no") for ln in lines]
     known: dict[str, Any] = {}
-    stmt = text(
+    stmt = keyed(
+        conn,
         "SELECT l.partner_key, l.batch_id, l.seq, l.result, l.amount_fen, l.pay_no, b.bureau, "
         "b.batch_no FROM disb_line l JOIN disb_batch b ON b.id = l.batch_id "
-        "WHERE l.partner = :bank AND l.partner_key IN :keys"
-    ).bindparams(bindparam("keys", expanding=True))
+        "WHERE l.partner = :bank AND l.partner_key IN :keys",
+        "keys",
+    )
     for i in range(0, len(keys), 5000):
         for row in conn.execute(stmt, {"bank": bank_code, "keys": keys[i : i + 5000]}):
             known[row.partner_key] = row

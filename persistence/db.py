@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import sqlite3
 import tempfile
 import uuid
@@ -14,7 +15,7 @@ from typing import Any
 import psycopg
 import pyarrow as pa
 import pyarrow.csv as pacsv
-from sqlalchemy import Connection, Engine, TextClause, create_engine, event, text
+from sqlalchemy import Connection, Engine, TextClause, bindparam, create_engine, event, text
 from sqlalchemy import exc as sa_exc
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -66,6 +67,19 @@ def downgrade(url: str, revision: str = "base") -> None:
 
 def is_postgres(conn: Connection) -> bool:
     return conn.dialect.name == "postgresql"
+
+
+def keyed(conn: Connection, sql: str, *names: str) -> TextClause:
+    """``sql`` whose ``IN :name`` (or ``NOT IN :name``) lists take a Python list: on
+    PostgreSQL one array parameter (``= ANY``, ``<> ALL``), so a statement of thousands
+    of keys is parsed and planned as one value, not as thousands of placeholders; on
+    SQLite an expanding list."""
+    if is_postgres(conn):
+        for name in names:
+            sql = re.sub(rf"\bNOT IN :{name}\b", f"<> ALL(:{name})", sql)
+            sql = re.sub(rf"\bIN :{name}\b", f"= ANY(:{name})", sql)
+        return text(sql)
+    return text(sql).bindparams(*(bindparam(name, expanding=True) for name in names))
 
 
 def bulk_load(conn: Connection, table: str, table_data: pa.Table, columns: Sequence[str]) -> None:

@@ -28,9 +28,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-from sqlalchemy import Connection, bindparam, text
+from sqlalchemy import Connection, text
 
 from banking import ledger
+from persistence.db import keyed
 from reconciliation.daily import add_business_days, was_unfunded
 from schemas.codec import Chunk, fen_column
 
@@ -84,9 +85,7 @@ def _chunks(values: Iterable[Any], size: int = _IN_CHUNK) -> Iterator[list[Any]]
 def _batches_named(conn: Connection, batch_nos: set[str]) -> dict[str, tuple[int, str] | None]:
     """(id, bureau) of each batch_no's DISB batch; None when two bureaus used it."""
     found: dict[str, tuple[int, str] | None] = {}
-    query = text("SELECT id, bureau, batch_no FROM disb_batch WHERE batch_no IN :nos").bindparams(
-        bindparam("nos", expanding=True)
-    )
+    query = keyed(conn, "SELECT id, bureau, batch_no FROM disb_batch WHERE batch_no IN :nos", "nos")
     for part in _chunks(sorted(batch_nos)):
         for row in conn.execute(query, {"nos": part}):
             found[row.batch_no] = None if row.batch_no in found else (int(row.id), row.bureau)
@@ -94,9 +93,9 @@ def _batches_named(conn: Connection, batch_nos: set[str]) -> dict[str, tuple[int
 
 
 def _recorded(conn: Connection, sender: str, txn_refs: Sequence[str]) -> set[str]:
-    query = text(
-        "SELECT txn_ref FROM statement_line WHERE sender = :s AND txn_ref IN :refs"
-    ).bindparams(bindparam("refs", expanding=True))
+    query = keyed(
+        conn, "SELECT txn_ref FROM statement_line WHERE sender = :s AND txn_ref IN :refs", "refs"
+    )
     seen: set[str] = set()
     for part in _chunks(txn_refs):
         seen.update(conn.scalars(query, {"s": sender, "refs": part}))

@@ -26,10 +26,10 @@ from datetime import datetime
 from enum import Enum
 
 import pyarrow as pa
-from sqlalchemy import Connection, bindparam, text
+from sqlalchemy import Connection, text
 
 from banking import audit, ledger
-from persistence.db import is_postgres
+from persistence.db import is_postgres, keyed
 from persistence.issuance_store import bulk_update
 from schemas.states import (
     LOSS_OF_CARD,
@@ -181,10 +181,12 @@ class Book:
         for part in _chunks(
             sorted({c.pan for c in self.cards.values() if c.pan} - set(self.accounts))
         ):
-            stmt = text(
+            stmt = keyed(
+                conn,
                 "SELECT pan, bank_code, status, loss, pin_locked, credit_blocked, balance_fen "
-                "FROM account WHERE pan IN :keys"
-            ).bindparams(bindparam("keys", expanding=True))
+                "FROM account WHERE pan IN :keys",
+                "keys",
+            )
             for r in conn.execute(stmt, {"keys": list(part)}):
                 self.accounts[r.pan] = AccountState(
                     r.pan,
@@ -198,15 +200,17 @@ class Book:
         self._mark_replacing(conn)
 
     def _card_rows(self, conn: Connection, where: str, keys: Sequence[str]) -> list[CardState]:
-        stmt = text(
+        stmt = keyed(
+            conn,
             "SELECT c.card_no, c.bureau, c.id_no, c.name, c.bank_code, c.pan, c.pan_seq, "
             "c.status, c.status_date, c.status_by, c.expiry_date, a.birth_date, "
             "a.id AS app_id, a.app_no, a.old_card_no, a.keep_account, "
             "r.application_id AS done "
             "FROM card c LEFT JOIN application a ON a.id = c.application_id "
             "LEFT JOIN replacement r ON r.application_id = a.id "
-            f"WHERE {where}"
-        ).bindparams(bindparam("keys", expanding=True))
+            f"WHERE {where}",
+            "keys",
+        )
         out = []
         for r in conn.execute(stmt, {"keys": list(keys)}):
             if r.card_no in self.cards:
@@ -243,13 +247,16 @@ class Book:
     def _mark_replacing(self, conn: Connection) -> None:
         keys = sorted(self.cards)
         for part in _chunks(keys):
-            stmt = text(
+            stmt = keyed(
+                conn,
                 "SELECT a.old_card_no, a.keep_account FROM application a "
                 "JOIN application_state s ON s.application_id = a.id "
                 # the index's own predicate, so the planner takes it for a long list
                 "WHERE a.old_card_no <> '' AND a.old_card_no IN :keys "
-                "AND s.status NOT IN :ended"
-            ).bindparams(bindparam("keys", expanding=True), bindparam("ended", expanding=True))
+                "AND s.status NOT IN :ended",
+                "keys",
+                "ended",
+            )
             for r in conn.execute(stmt, {"keys": list(part), "ended": list(_ENDED)}):
                 card = self.cards[r.old_card_no]
                 card.being_replaced = True
@@ -470,9 +477,7 @@ class Book:
         ]
         if closing:
             balances: dict[str, int] = {}
-            read = text("SELECT pan, balance_fen FROM account WHERE pan IN :keys").bindparams(
-                bindparam("keys", expanding=True)
-            )
+            read = keyed(conn, "SELECT pan, balance_fen FROM account WHERE pan IN :keys", "keys")
             for part in _chunks(sorted(a.pan for a in closing)):
                 balances.update(
                     (r.pan, int(r.balance_fen)) for r in conn.execute(read, {"keys": list(part)})
@@ -513,9 +518,7 @@ class Book:
             ),
         )
         if self.pins:
-            delete = text("DELETE FROM pin_verification WHERE pan IN :keys").bindparams(
-                bindparam("keys", expanding=True)
-            )
+            delete = keyed(conn, "DELETE FROM pin_verification WHERE pan IN :keys", "keys")
             for part in _chunks(sorted(self.pins)):
                 conn.execute(delete, {"keys": list(part)})
             conn.execute(

@@ -8,8 +8,9 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, bindparam, text
+from sqlalchemy import Connection, text
 
+from persistence.db import keyed
 from schemas.codec import DelimitedReader
 from schemas.codes import reason_text
 from schemas.layouts import NOT_A_KEY, Layout, answered_key
@@ -106,11 +107,13 @@ def settle_keys(conn: Connection, lines: Sequence[Line], type_: str, sender: str
     keys = sorted({ln.key for ln in lines if ln.key and answered_key(ln.key) != NOT_A_KEY})
     earlier: dict[str, tuple[str, str | None, str, str | None]] = {}
     for i in range(0, len(keys), 5000):
-        stmt = text(
+        stmt = keyed(
+            conn,
             "SELECT req_no, content_sha, result, reason_code, partner_req_no FROM service_line "
             "WHERE sender = :sender AND type = :type AND req_no IN :keys "
-            "ORDER BY file_id DESC, seq DESC"
-        ).bindparams(bindparam("keys", expanding=True))
+            "ORDER BY file_id DESC, seq DESC",
+            "keys",
+        )
         for r in conn.execute(stmt, {"sender": sender, "type": type_, "keys": keys[i : i + 5000]}):
             earlier[r.req_no] = (r.content_sha, r.result, r.reason_code, r.partner_req_no)
     seen: set[str] = set()

@@ -9,9 +9,10 @@ import logging
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine, bindparam, text
+from sqlalchemy import Connection, Engine, text
 
 from exchange.outbox import Drop, compose, originate
+from persistence.db import keyed
 from persistence.issuance_store import rows
 from schemas.codec import DelimitedReader, write_delimited
 from schemas.layouts import STATUS
@@ -82,10 +83,12 @@ def apply_status_answers(
     keys = [ln.get("req_no") for ln in lines]
     open_ops = {}
     for i in range(0, len(keys), 5000):
-        stmt = text(
+        stmt = keyed(
+            conn,
             "SELECT req_no, op, card_no, target, answered_date FROM partner_status "
-            "WHERE bank_code = :b AND req_no IN :keys"
-        ).bindparams(bindparam("keys", expanding=True))
+            "WHERE bank_code = :b AND req_no IN :keys",
+            "keys",
+        )
         for r in conn.execute(stmt, {"b": bank_code, "keys": keys[i : i + 5000]}):
             open_ops[r.req_no] = r
     book = Book(hub, business_date, now, actor=bank_code)

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO
 
-from sqlalchemy import Connection, bindparam, text
+from sqlalchemy import Connection, text
 
 from banking.keystore import KeyStore
 from banking.pin import (
@@ -31,6 +31,7 @@ from banking.pin import (
     within_window,
 )
 from exchange.outbox import Drop, compose, response_name
+from persistence.db import keyed
 from schemas.codec import DelimitedReader, Header, write_delimited
 from schemas.files import FileName
 from schemas.layouts import CHANNEL, CHANNELRSP, STATUS, STATUSRSP, Layout
@@ -318,9 +319,9 @@ def _set_pin(book: Book, pins: Pins, pan: str, pin: Pin, channel: str, ref: str)
 def _stored_pins(conn: Connection, pans: Sequence[str]) -> dict[str, tuple[str, str]]:
     out: dict[str, tuple[str, str]] = {}
     for i in range(0, len(pans), 5000):
-        stmt = text(
-            "SELECT pan, key_id, value FROM pin_verification WHERE pan IN :keys"
-        ).bindparams(bindparam("keys", expanding=True))
+        stmt = keyed(
+            conn, "SELECT pan, key_id, value FROM pin_verification WHERE pan IN :keys", "keys"
+        )
         for r in conn.execute(stmt, {"keys": list(pans[i : i + 5000])}):
             out[r.pan] = (r.key_id, r.value)
     return out
@@ -331,9 +332,11 @@ def _seen_nonces(conn: Connection, channel: str, lines: Sequence[Line]) -> set[t
     wanted = sorted({ln.get("pin_block")[2:26] for ln in lines if len(ln.get("pin_block")) >= 26})
     out: set[tuple[int, str]] = set()
     for i in range(0, len(wanted), 5000):
-        stmt = text(
-            "SELECT key_id, nonce FROM pin_nonce WHERE channel = :channel AND nonce IN :keys"
-        ).bindparams(bindparam("keys", expanding=True))
+        stmt = keyed(
+            conn,
+            "SELECT key_id, nonce FROM pin_nonce WHERE channel = :channel AND nonce IN :keys",
+            "keys",
+        )
         for r in conn.execute(stmt, {"channel": channel, "keys": wanted[i : i + 5000]}):
             out.add((int(r.key_id), r.nonce))
     return out
