@@ -82,6 +82,45 @@ def keyed(conn: Connection, sql: str, *names: str) -> TextClause:
     return text(sql).bindparams(*(bindparam(name, expanding=True) for name in names))
 
 
+def insert_many(
+    conn: Connection,
+    table: str,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    ignore_conflicts: bool = False,
+) -> None:
+    """Insert ``rows`` (dicts with the same keys, in the order given) into ``table``: on
+    PostgreSQL one COPY (through a temporary table and ``INSERT … ON CONFLICT DO NOTHING``
+    when ``ignore_conflicts``), on SQLite executemany (``INSERT OR IGNORE``)."""
+    if not rows:
+        return
+    columns = list(rows[0])
+    names = ", ".join(columns)
+    if not is_postgres(conn):
+        verb = "INSERT OR IGNORE" if ignore_conflicts else "INSERT"
+        values = ", ".join(f":{c}" for c in columns)
+        conn.execute(text(f"{verb} INTO {table} ({names}) VALUES ({values})"), list(rows))
+        return
+    data = pa.Table.from_pylist(list(rows))
+    if not ignore_conflicts:
+        bulk_load(conn, table, data, columns)
+        return
+    stage = f"{table}_rows_{uuid.uuid4().hex[:12]}"
+    conn.execute(
+        text(f"CREATE TEMPORARY TABLE {stage} AS SELECT {names} FROM {table} WITH NO DATA")
+    )
+    conn.execute(text(f"ALTER TABLE {stage} ADD COLUMN row_no BIGINT"))
+    data = data.append_column("row_no", pa.array(range(len(rows)), pa.int64()))
+    bulk_load(conn, stage, data, [*columns, "row_no"])
+    conn.execute(
+        text(
+            f"INSERT INTO {table} ({names}) SELECT {names} FROM {stage} ORDER BY row_no "
+            "ON CONFLICT DO NOTHING"
+        )
+    )
+    conn.execute(text(f"DROP TABLE {stage}"))
+
+
 def bulk_load(conn: Connection, table: str, table_data: pa.Table, columns: Sequence[str]) -> None:
     """Append rows to ``table``: COPY on PostgreSQL, executemany on SQLite."""
     if table_data.num_rows == 0:

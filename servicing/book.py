@@ -29,7 +29,7 @@ import pyarrow as pa
 from sqlalchemy import Connection, text
 
 from banking import audit, ledger
-from persistence.db import is_postgres, keyed
+from persistence.db import insert_many, keyed
 from persistence.issuance_store import bulk_update
 from schemas.states import (
     LOSS_OF_CARD,
@@ -521,11 +521,9 @@ class Book:
             delete = keyed(conn, "DELETE FROM pin_verification WHERE pan IN :keys", "keys")
             for part in _chunks(sorted(self.pins)):
                 conn.execute(delete, {"keys": list(part)})
-            conn.execute(
-                text(
-                    "INSERT INTO pin_verification (pan, key_id, value, set_at) "
-                    "VALUES (:pan, :key_id, :value, :set_at)"
-                ),
+            insert_many(
+                conn,
+                "pin_verification",
                 [
                     {"pan": pan, "key_id": key_id, "value": value, "set_at": self.now}
                     for pan, (key_id, value) in self.pins.items()
@@ -580,10 +578,4 @@ class Book:
             }
             for e in self.events
         ]
-        columns = ", ".join(rows[0])
-        values = ", ".join(f":{k}" for k in rows[0])
-        if is_postgres(conn):
-            sql = f"INSERT INTO bank_event ({columns}) VALUES ({values}) ON CONFLICT DO NOTHING"
-        else:
-            sql = f"INSERT OR IGNORE INTO bank_event ({columns}) VALUES ({values})"
-        conn.execute(text(sql), rows)
+        insert_many(conn, "bank_event", rows, ignore_conflicts=True)

@@ -8,9 +8,9 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 
-from persistence.db import keyed
+from persistence.db import insert_many, keyed
 from schemas.codec import DelimitedReader
 from schemas.codes import reason_text
 from schemas.layouts import NOT_A_KEY, Layout, answered_key
@@ -169,13 +169,4 @@ def store_lines(
         }
         for ln in lines
     ]
-    if rows:
-        conn.execute(
-            text(
-                "INSERT INTO service_line (file_id, seq, type, sender, req_no, content_sha, op, "
-                "card_no, result, reason_code, reason_field, partner_req_no) VALUES (:file_id, "
-                ":seq, :type, :sender, :req_no, :content_sha, :op, :card_no, :result, "
-                ":reason_code, :reason_field, :partner_req_no)"
-            ),
-            rows,
-        )
+    insert_many(conn, "service_line", rows)

@@ -31,7 +31,7 @@ from banking.pin import (
     within_window,
 )
 from exchange.outbox import Drop, compose, response_name
-from persistence.db import keyed
+from persistence.db import insert_many, keyed
 from schemas.codec import DelimitedReader, Header, write_delimited
 from schemas.files import FileName
 from schemas.layouts import CHANNEL, CHANNELRSP, STATUS, STATUSRSP, Layout
@@ -343,16 +343,8 @@ def _seen_nonces(conn: Connection, channel: str, lines: Sequence[Line]) -> set[t
 
 
 def _remember_nonces(conn: Connection, channel: str, nonces: list[tuple[int, str]]) -> None:
-    unique = sorted(set(nonces))
-    if unique:
-        from persistence.db import is_postgres
-
-        verb = "INSERT" if is_postgres(conn) else "INSERT OR IGNORE"
-        tail = " ON CONFLICT DO NOTHING" if is_postgres(conn) else ""
-        conn.execute(
-            text(f"{verb} INTO pin_nonce (channel, key_id, nonce) VALUES (:c, :k, :n){tail}"),
-            [{"c": channel, "k": k, "n": n} for k, n in unique],
-        )
+    rows = [{"channel": channel, "key_id": k, "nonce": n} for k, n in sorted(set(nonces))]
+    insert_many(conn, "pin_nonce", rows, ignore_conflicts=True)
 
 
 # --------------------------------------------------------------------------- answers
