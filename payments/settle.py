@@ -5,6 +5,7 @@ bureau's DISBRSP once every line has its outcome (ICD §5.10; DOMAIN §6)."""
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,7 +20,7 @@ from sqlalchemy import Connection, Engine, text
 from banking import ledger
 from exchange.outbox import Drop, compose, originate, response_name
 from payments.intake import line_key_sql
-from persistence.db import keyed, query_batches
+from persistence.db import bulk_load, keyed, query_batches
 from persistence.issuance_store import rows
 from schemas.codec import (
     DelimitedReader,
@@ -325,15 +326,18 @@ def apply_partner_disbrsp(
         for row in conn.execute(stmt, {"bank": bank_code, "keys": keys[i : i + 5000]}):
             known[row.partner_key] = row
     credits, fails, updates, problems = [], [], [], []
+    answered: set[str] = set()
     for line in lines:
         if line.failed:
             where = "the line" if line.fail_at < 0 else reader.layout.names[line.fail_at]
             problems.append((line.seq, line.get("pay_no")[:30], f"{line.code} in {where}"))
             continue
         r = known.get(line.get("pay_no"))
-        if r is None or r.result is not None:
+        if r is None or r.result is not None or r.partner_key in answered:
+            # a key answered earlier in this file too: its first answer stands
             problems.append((line.seq, line.get("pay_no")[:30], "unknown or repeated answer"))
             continue
+        answered.add(r.partner_key)
         result = line.get("result")
         if result == CREDITED:
             fen = _fen(line.get("credited_amount"))
@@ -367,13 +371,24 @@ def apply_partner_disbrsp(
     ledger.post_transfers(conn, "disb_partner", business_date, credits, now)
     ledger.post_transfers(conn, "disb_failed", business_date, (f for f in fails if f[3] > 0), now)
     if updates:
+        # the outcomes staged (COPY on PostgreSQL) and written in one UPDATE
+        stage = f"disb_answers_{uuid.uuid4().hex[:12]}"
         conn.execute(
             text(
-                "UPDATE disb_line SET result = :r, credited_fen = :c, posted_time = :t, bank_ref = :ref, "
-                "answered_date = :d WHERE partner_key = :k"
-            ),
-            [{**u, "d": business_date} for u in updates],
+                f"CREATE TEMPORARY TABLE {stage} (k VARCHAR(30) PRIMARY KEY, r VARCHAR(4), "
+                "c BIGINT, t VARCHAR(14), ref VARCHAR(30))"
+            )
         )
+        bulk_load(conn, stage, pa.Table.from_pylist(updates), ["k", "r", "c", "t", "ref"])
+        conn.execute(
+            text(
+                f"UPDATE disb_line SET result = u.r, credited_fen = u.c, posted_time = u.t, "
+                f"bank_ref = u.ref, answered_date = :d FROM {stage} u "
+                "WHERE disb_line.partner_key = u.k"
+            ),
+            {"d": business_date},
+        )
+        conn.execute(text(f"DROP TABLE {stage}"))
     report_problems(conn, file_name, problems, business_date)
     log.info(
         "%s: %d credited at %s, %d failed, %d problem(s)",

@@ -408,6 +408,7 @@ def test_a_partner_answer_with_hostile_values_is_a_problem_of_that_line_only(
                 (first + "\x00", "0000", "300.00", "20261206103000", "REF0", "", ""),
                 (second, "0000", "200.00", "20261206103000", "REF\x001", "", ""),
                 (first, "0000", "300.00", "20261206103000", "REF1", "", ""),
+                (first, "103", "0.00", "", "", "103", "x"),  # answered again: the first stands
             ],
             sender="B002",
             receiver=HUB,
@@ -417,7 +418,7 @@ def test_a_partner_answer_with_hostile_values_is_a_problem_of_that_line_only(
         done = apply_partner_disbrsp(
             conn, reader, bank_code="B002", business_date=DAY, now=NOW, file_name="X"
         )
-    assert (done["credited"], done["problems"]) == (1, 2)
+    assert (done["credited"], done["problems"]) == (1, 3)
     assert results(engine, batch_id) == [("PAY1", "0000"), ("PAY2", None)]
     with engine.connect() as conn:
         assert ledger.balance(conn, ledger.due_to_partner("B002")) == 30_000
@@ -427,4 +428,5 @@ def test_a_partner_answer_with_hostile_values_is_a_problem_of_that_line_only(
     assert [tuple(r) for r in found] == [
         (2, (first + "\ufffd")[:30], "E116 in pay_no"),
         (3, second, "E116 in bank_ref"),
+        (5, first, "unknown or repeated answer"),
     ]
