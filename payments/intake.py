@@ -56,6 +56,8 @@ _STAGE = (
     ("memo", "TEXT"),
     ("amount_fen", "BIGINT"),
     ("field_code", "TEXT"),
+    #: the line repeats a pay_no (``209``): set once the file is staged
+    ("repeated", "BOOLEAN"),
 )
 
 
@@ -132,7 +134,7 @@ class Intake:
                 "field_code": pa.array(code, pa.string()),
             }
         )
-        bulk_load(self.conn, self.stage, table, [name for name, _ in _STAGE])
+        bulk_load(self.conn, self.stage, table, [name for name, _ in _STAGE if name != "repeated"])
         self.lines += n
 
     def finish(self) -> None:
@@ -165,9 +167,14 @@ class Intake:
                 f"OVER (PARTITION BY pay_no ORDER BY seq) AS nth FROM {stage}) r WHERE nth > 1"
             )
         )
-        if pg:
-            conn.execute(text(f"ANALYZE {used}"))
-            conn.execute(text(f"ANALYZE {twice}"))
+        # marked on the few staged lines (no join of every line with the small tables,
+        # which the planner, counting them as one row, would loop over once per line)
+        conn.execute(
+            text(
+                f"UPDATE {stage} SET repeated = TRUE WHERE seq IN (SELECT seq FROM {twice}) "
+                f"OR pay_no IN (SELECT pay_no FROM {used})"
+            )
+        )
         refuse = "a.status = 'closed' OR a.credit_blocked" + (
             "" if ctx.credit_preopened else " OR a.status = 'preopened'"
         )
@@ -181,7 +188,7 @@ class Intake:
         checked = (
             "SELECT s.seq, s.pay_no, s.pan, s.amount_fen, CASE "
             "WHEN s.field_code = 'E116' THEN 'E116' "
-            "WHEN t.seq IS NOT NULL OR u.pay_no IS NOT NULL THEN '209' "
+            "WHEN s.repeated THEN '209' "
             "WHEN s.field_code IS NOT NULL THEN s.field_code "
             "WHEN a.pan IS NOT NULL THEN CASE WHEN COALESCE(a.id_no, '') <> s.id_no THEN '104' "
             "WHEN COALESCE(h.name, '') <> s.name THEN '105' "
@@ -190,9 +197,7 @@ class Intake:
             "WHEN h.id_no <> s.id_no THEN '104' WHEN h.name <> s.name THEN '105' END "
             "ELSE '103' END AS result, "
             "CASE WHEN a.pan IS NULL AND h.bank_code <> :hub THEN h.bank_code END AS bank "
-            f"FROM {stage} s LEFT JOIN {twice} t ON t.seq = s.seq "
-            f"LEFT JOIN {used} u ON u.pay_no = s.pay_no "
-            "LEFT JOIN account a ON a.pan = s.pan "
+            f"FROM {stage} s LEFT JOIN account a ON a.pan = s.pan "
             f"LEFT JOIN ({newest}) h ON h.pan = s.pan"
         )
         partner = "CASE WHEN result IS NULL THEN bank END"
