@@ -355,7 +355,7 @@ def post_transfers_from(
     new, delta = f"ledger_new_{tag}", f"ledger_delta_{tag}"
     if pg:
         # the sorts and hashes over a day's rows stay in memory (this transaction only)
-        conn.execute(text("SET LOCAL work_mem = '256MB'"))
+        conn.execute(text("SET LOCAL work_mem = '512MB'"))
         conn.execute(text("SET LOCAL jit = off"))
     columns = "seq, idem_key, debit, credit, amount_fen"
     conn.execute(
