@@ -19,29 +19,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import islice
 
-import pyarrow as pa
 from sqlalchemy import Connection, text
 
-from persistence.db import bulk_load
+from persistence.db import insert_many
 
 GENESIS = "0" * 64
 #: the PostgreSQL advisory lock serialising appenders (any fixed bigint; "AUDIT" in ASCII)
 ADVISORY_LOCK = 0x4155444954
 _CHUNK = 10_000
-_COLUMNS = (
-    "at",
-    "business_date",
-    "card_no",
-    "pan",
-    "op",
-    "channel",
-    "actor",
-    "ref",
-    "before",
-    "after",
-    "prev_hash",
-    "hash",
-)
 
 
 @dataclass(frozen=True)
@@ -108,12 +93,6 @@ def append(conn: Connection, entries: Sequence[AuditEntry], at: datetime) -> int
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": ADVISORY_LOCK})
     prev = conn.scalar(text("SELECT hash FROM audit_record ORDER BY id DESC LIMIT 1")) or GENESIS
-    insert = text(
-        "INSERT INTO audit_record (at, business_date, card_no, pan, op, channel, actor, ref, "
-        "before, after, prev_hash, hash) VALUES (:at, :business_date, :card_no, :pan, :op, "
-        ":channel, :actor, :ref, :before, :after, :prev_hash, :hash)"
-    )
-    pg = conn.dialect.name == "postgresql"
     it = iter(entries)
     while batch := list(islice(it, _CHUNK)):
         rows = []
@@ -121,17 +100,8 @@ def append(conn: Connection, entries: Sequence[AuditEntry], at: datetime) -> int
             digest = record_hash(prev, at, entry)
             rows.append({**entry.__dict__, "at": at, "prev_hash": prev, "hash": digest})
             prev = digest
-        if pg:
-            # a file's records in one COPY (in order: ids follow the chain)
-            table = pa.Table.from_pylist(rows)
-            table = table.set_column(
-                table.schema.get_field_index("at"),
-                "at",
-                pa.array([at] * len(rows), pa.timestamp("us", tz="UTC")),
-            )
-            bulk_load(conn, "audit_record", table, _COLUMNS)
-        else:
-            conn.execute(insert, rows)
+        # a file's records in one COPY on PostgreSQL (in order: ids follow the chain)
+        insert_many(conn, "audit_record", rows)
     return len(entries)
 
 

@@ -5,7 +5,6 @@ bureau's DISBRSP once every line has its outcome (ICD §5.10; DOMAIN §6)."""
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,8 +19,8 @@ from sqlalchemy import Connection, Engine, text
 from banking import ledger
 from exchange.outbox import Drop, compose, originate, response_name
 from payments.intake import line_key_sql
-from persistence.db import bulk_load, keyed, query_batches
-from persistence.issuance_store import rows
+from persistence.db import keyed, query_batches
+from persistence.issuance_store import bulk_update, rows
 from schemas.codec import (
     DelimitedReader,
     Header,
@@ -370,25 +369,22 @@ def apply_partner_disbrsp(
             updates.append({"r": result, "c": 0, "t": None, "ref": None, "k": r.partner_key})
     ledger.post_transfers(conn, "disb_partner", business_date, credits, now)
     ledger.post_transfers(conn, "disb_failed", business_date, (f for f in fails if f[3] > 0), now)
-    if updates:
-        # the outcomes staged (COPY on PostgreSQL) and written in one UPDATE
-        stage = f"disb_answers_{uuid.uuid4().hex[:12]}"
-        conn.execute(
-            text(
-                f"CREATE TEMPORARY TABLE {stage} (k VARCHAR(30) PRIMARY KEY, r VARCHAR(4), "
-                "c BIGINT, t VARCHAR(14), ref VARCHAR(30))"
-            )
-        )
-        bulk_load(conn, stage, pa.Table.from_pylist(updates), ["k", "r", "c", "t", "ref"])
-        conn.execute(
-            text(
-                f"UPDATE disb_line SET result = u.r, credited_fen = u.c, posted_time = u.t, "
-                f"bank_ref = u.ref, answered_date = :d FROM {stage} u "
-                "WHERE disb_line.partner_key = u.k"
-            ),
-            {"d": business_date},
-        )
-        conn.execute(text(f"DROP TABLE {stage}"))
+    # the outcomes staged (COPY on PostgreSQL) and written in one UPDATE
+    bulk_update(
+        conn,
+        "disb_line",
+        "partner_key",
+        pa.table(
+            {
+                "partner_key": pa.array([u["k"] for u in updates], pa.string()),
+                "result": pa.array([u["r"] for u in updates], pa.string()),
+                "credited_fen": pa.array([u["c"] for u in updates], pa.int64()),
+                "posted_time": pa.array([u["t"] for u in updates], pa.string()),
+                "bank_ref": pa.array([u["ref"] for u in updates], pa.string()),
+                "answered_date": pa.array([business_date] * len(updates), pa.string()),
+            }
+        ),
+    )
     report_problems(conn, file_name, problems, business_date)
     log.info(
         "%s: %d credited at %s, %d failed, %d problem(s)",

@@ -55,9 +55,13 @@ def fen_to_amount(fen: int) -> str:
     return f"{sign}{fen // 100}.{fen % 100:02d}"
 
 
+#: an amount as the ICD writes it (``1234.50``; a sign where a value may be negative)
+_AMOUNT_TEXT = r"-?[0-9]{1,10}\.[0-9]{2}"
+
+
 def amount_to_fen(text: str) -> int:
     """``1234.50`` to integer fen, never through a float."""
-    if not re.fullmatch(r"-?[0-9]{1,10}\.[0-9]{2}", text):
+    if not re.fullmatch(_AMOUNT_TEXT, text):
         raise ValueError("not an amount")
     negative = text.startswith("-")
     yuan, cents = text.lstrip("-").split(".")
@@ -571,6 +575,25 @@ def _check_value(f: Field, value: str) -> bytes:
     return encoded
 
 
+def _delimited_head(layout: Layout, header: Header, codec: str) -> bytes:
+    return (
+        f"H|{layout.type}|{header.sender}|{header.receiver}|{header.batch_no}|{header.business_date}"
+        f"|{header.record_count}|{fen_to_amount(header.total_fen)}|1.0\r\n"
+    ).encode(codec)
+
+
+def _delimited_tail(layout: Layout, header: Header, count: int, total: int, codec: str) -> bytes:
+    """The trailer of ``count`` lines totalling ``total`` fen; refused (after the lines were
+    written) when it does not fit or does not match the header."""
+    if not 0 <= total <= _MAX_TOTAL_FEN:
+        raise WriterError(f"{layout.type}: total amount does not fit 10 digits of yuan")
+    if count != header.record_count or total != header.total_fen:
+        raise WriterError(
+            f"{layout.type}: header says {header.record_count} lines, {count} written"
+        )
+    return f"T|{count}|{fen_to_amount(total)}\r\n".encode(codec)
+
+
 def write_delimited(
     out: BinaryIO,
     layout: Layout,
@@ -590,12 +613,7 @@ def write_delimited(
     limits = [f for f in layout.fields if f.max_bytes is not None]
     limit_index = [layout.index(f.name) for f in limits]
     amount_index = layout.index(layout.amount_field) if layout.amount_field else None
-    out.write(
-        (
-            f"H|{layout.type}|{header.sender}|{header.receiver}|{header.batch_no}|{header.business_date}"
-            f"|{header.record_count}|{fen_to_amount(header.total_fen)}|1.0\r\n"
-        ).encode(codec)
-    )
+    out.write(_delimited_head(layout, header, codec))
     count = 0
     total = 0
     buffer: list[str] = []
@@ -619,17 +637,8 @@ def write_delimited(
             buffer.clear()
     if buffer:
         out.write(("\r\n".join(buffer) + "\r\n").encode(codec))
-    if not 0 <= total <= _MAX_TOTAL_FEN:
-        raise WriterError(f"{layout.type}: total amount does not fit 10 digits of yuan")
-    out.write(f"T|{count}|{fen_to_amount(total)}\r\n".encode(codec))
-    if count != header.record_count or total != header.total_fen:
-        raise WriterError(
-            f"{layout.type}: header says {header.record_count} lines, {count} written"
-        )
+    out.write(_delimited_tail(layout, header, count, total, codec))
     return count
-
-
-_AMOUNT_TEXT = r"^-?[0-9]{1,10}\.[0-9]{2}$"
 
 
 def write_delimited_tables(
@@ -645,12 +654,7 @@ def write_delimited_tables(
     codec = ENCODINGS[encoding]
     _check_header(header)
     amount_name = layout.amount_field
-    out.write(
-        (
-            f"H|{layout.type}|{header.sender}|{header.receiver}|{header.batch_no}|{header.business_date}"
-            f"|{header.record_count}|{fen_to_amount(header.total_fen)}|1.0\r\n"
-        ).encode(codec)
-    )
+    out.write(_delimited_head(layout, header, codec))
     count = 0
     total = 0
     for table in tables:
@@ -670,7 +674,7 @@ def write_delimited_tables(
             if f.max_bytes is not None and int(_byte_lengths(col).max()) > f.max_bytes:
                 raise WriterError(f"{f.name}: value longer than {f.max_bytes} bytes")
             if f.name == amount_name:
-                if not pc.all(pc.match_substring_regex(col, _AMOUNT_TEXT)).as_py():
+                if not pc.all(pc.match_substring_regex(col, f"^{_AMOUNT_TEXT}$")).as_py():
                     raise WriterError(f"{f.name}: not an amount")
                 total += int(fen_column(col).sum())
             columns.append(col)
@@ -679,13 +683,7 @@ def write_delimited_tables(
         records = pc.binary_join_element_wise(lines, pa.scalar("\r\n"), "")
         out.write(_joined(records).encode(codec))
         count += n
-    if not 0 <= total <= _MAX_TOTAL_FEN:
-        raise WriterError(f"{layout.type}: total amount does not fit 10 digits of yuan")
-    out.write(f"T|{count}|{fen_to_amount(total)}\r\n".encode(codec))
-    if count != header.record_count or total != header.total_fen:
-        raise WriterError(
-            f"{layout.type}: header says {header.record_count} lines, {count} written"
-        )
+    out.write(_delimited_tail(layout, header, count, total, codec))
     return count
 
 

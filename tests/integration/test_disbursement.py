@@ -307,13 +307,12 @@ def test_a_batch_unfunded_at_the_cut_off_answers_301_on_every_line_and_returns_w
     assert len(names) == 1
 
 
-def test_a_partner_that_does_not_answer_gets_140_at_partner_wait(
-    engine: Engine, store: Storage, tmp_path: Path
-) -> None:
-    with engine.begin() as conn:
-        at_partner = seed_card(conn, 5, bank_code="B002", pan="6220020000000000003")
-    batch_id, batch_no = intake(engine, [line("PAY1", at_partner, "300.00")])
-    fund(engine, batch_no, 30_000)
+def forwarded_to_b002(
+    engine: Engine, store: Storage, tmp_path: Path, rows: list[tuple[str, ...]]
+) -> int:
+    """A batch of B002 accounts' lines taken, funded in full, posted and sent to B002."""
+    batch_id, batch_no = intake(engine, rows)
+    fund(engine, batch_no, total_of(engine, batch_id))
     post_funded(engine, hub=HUB, business_date=DAY, now=NOW)
     send_partner_disb(
         engine,
@@ -324,6 +323,15 @@ def test_a_partner_that_does_not_answer_gets_140_at_partner_wait(
         business_date=DAY,
         work_dir=tmp_path,
     )
+    return batch_id
+
+
+def test_a_partner_that_does_not_answer_gets_140_at_partner_wait(
+    engine: Engine, store: Storage, tmp_path: Path
+) -> None:
+    with engine.begin() as conn:
+        at_partner = seed_card(conn, 5, bank_code="B002", pan="6220020000000000003")
+    batch_id = forwarded_to_b002(engine, store, tmp_path, [line("PAY1", at_partner, "300.00")])
     assert (
         expire_partner_lines(engine, bank_code="B002", wait_days=1, business_date=DAY, now=NOW) == 0
     )
@@ -384,17 +392,8 @@ def test_a_partner_answer_with_hostile_values_is_a_problem_of_that_line_only(
     with engine.begin() as conn:
         one = seed_card(conn, 5, bank_code="B002", pan="6220020000000000003")
         two = seed_card(conn, 6, bank_code="B002", pan="6220020000000000011")
-    batch_id, batch_no = intake(engine, [line("PAY1", one, "300.00"), line("PAY2", two, "200.00")])
-    fund(engine, batch_no, 50_000)
-    post_funded(engine, hub=HUB, business_date=DAY, now=NOW)
-    send_partner_disb(
-        engine,
-        hub=HUB,
-        bank_code="B002",
-        dest=Drop("sftp_b002", "drop", NOW, store),
-        encoding="GB18030",
-        business_date=DAY,
-        work_dir=tmp_path,
+    batch_id = forwarded_to_b002(
+        engine, store, tmp_path, [line("PAY1", one, "300.00"), line("PAY2", two, "200.00")]
     )
     with engine.connect() as conn:
         first, second = conn.scalars(
