@@ -14,9 +14,14 @@ Conventions:
   on its credit entry (``ledger_entry.idem_key``: ``disb:<bureau>:<pay_no>``, …), the
   debit sides netted into one entry per debited account. A customer balance never goes
   below zero.
-- ``account.balance_fen`` and ``ledger_account.balance_fen`` are caches updated in the
-  transaction that writes the entries; the entries are the truth (:func:`balance`,
-  :func:`check`).
+- A customer's balance is the sum of its entries (:func:`balance`, :func:`balances`),
+  never a copy: a posting that credits a million accounts writes its entries and touches
+  no ``account`` row, so it neither rewrites nor locks them while the cards go on being
+  serviced. A posting that debits a customer locks that ``account`` row first (on
+  PostgreSQL; SQLite has one writer), so two debits of one account are checked one after
+  the other against every entry before them. ``ledger_account.balance_fen`` (the hub's
+  own few accounts) is a cache updated in the transaction that writes the entries;
+  :func:`check` compares it with the entries.
 
 A refused posting raises :class:`LedgerError`; whatever the call wrote is then undone by
 the caller's rollback (the functions never commit).
@@ -76,8 +81,8 @@ class EntryView:
 @dataclass
 class LedgerCheck:
     """What :func:`check` found: transactions whose entries do not sum to zero (or that
-    have none), customer accounts whose entries sum below zero, cached balances
-    differing from their entries, and entries without their transaction."""
+    have none), customer accounts whose entries sum below zero, hub accounts whose cached
+    balance differs from their entries, and entries without their transaction."""
 
     unbalanced: int
     negative: int
@@ -208,16 +213,17 @@ def post(
         return False
     customers = sorted(a for a in net if _is_customer(a))
     lock = " FOR UPDATE" if conn.dialect.name == "postgresql" else ""
-    held: dict[str, int] = {}
     for pan in customers:
-        cached = conn.scalar(
-            text(f"SELECT balance_fen FROM account WHERE pan = :p{lock}"), {"p": pan}
+        # a debited account is locked before its balance is read: a second debit of it
+        # waits here and then reads this one's entries
+        found = conn.scalar(
+            text(f"SELECT 1 FROM account WHERE pan = :p{lock if net[pan] < 0 else ''}"),
+            {"p": pan},
         )
-        if cached is None:
+        if found is None:
             raise LedgerError(f"no such account: {masked_pan(pan)}")
-        held[pan] = int(cached)
     for pan in customers:
-        if held[pan] + net[pan] < 0:
+        if net[pan] < 0 and balance(conn, pan) + net[pan] < 0:
             raise LedgerError(f"insufficient balance: {masked_pan(pan)}")
 
     txn_id = conn.scalar(
@@ -233,16 +239,6 @@ def post(
         text("INSERT INTO ledger_entry (txn_id, account, amount_fen) VALUES (:t, :a, :f)"),
         [{"t": txn_id, "a": leg.account, "f": leg.amount_fen} for leg in legs],
     )
-    for pan in customers:
-        moved = conn.execute(
-            text(
-                "UPDATE account SET balance_fen = balance_fen + :f "
-                "WHERE pan = :p AND balance_fen + :f >= 0"
-            ),
-            {"p": pan, "f": net[pan]},
-        )
-        if moved.rowcount != 1:
-            raise LedgerError(f"insufficient balance: {masked_pan(pan)}")
     internal = sorted(a for a in net if not _is_customer(a))
     _ensure_internal(conn, internal)
     if internal:
@@ -389,36 +385,57 @@ def post_transfers_from(
         if bad.debit == bad.credit:
             raise LedgerError(f"a transfer from an account to itself: {_shown(bad.debit)}")
         raise LedgerError(f"a transfer's amount is positive, not {bad.amount_fen!r}")
+    # the hub's own accounts are SETTLEMENT and codes with a colon; all else must be a
+    # customer's account
+    hub_own = "{0} = 'SETTLEMENT' OR {0} LIKE '%:%'"
+    # what the call moves on the hub's accounts (their cached balances) and on each
+    # customer account it debits (netted with what it credits that account); a
+    # customer's credit alone needs no sum: it only adds to the entries
     conn.execute(
         text(
             f"CREATE TEMPORARY TABLE {delta} AS SELECT account, SUM(amount_fen) AS amount_fen "
             f"FROM (SELECT debit AS account, -amount_fen AS amount_fen FROM {new} UNION ALL "
-            f"SELECT credit, amount_fen FROM {new}) legs GROUP BY account"
+            f"SELECT credit, amount_fen FROM {new} WHERE {hub_own.format('credit')} "
+            f"OR credit IN (SELECT debit FROM {new})) legs GROUP BY account"
         )
     )
-    if pg:
-        conn.execute(text(f"ANALYZE {delta}"))
-    # the hub's own accounts are SETTLEMENT and codes with a colon; all else must be a
-    # customer's (checked by the count of balances updated below)
-    hub_own = "account = 'SETTLEMENT' OR account LIKE '%:%'"
     internal: list[str] = []
-    for account in conn.scalars(text(f"SELECT account FROM {delta} WHERE {hub_own}")):
+    for account in conn.scalars(
+        text(f"SELECT account FROM {delta} WHERE {hub_own.format('account')}")
+    ):
         if _internal(account) is None:
             raise LedgerError(f"not an account: {_shown(account)}")
         internal.append(account)
     _ensure_internal(conn, internal)
-    customers = int(conn.scalar(text(f"SELECT COUNT(*) FROM {delta} WHERE NOT ({hub_own})")) or 0)
+    for side in ("credit", "debit"):
+        unknown = conn.scalars(
+            text(
+                f"SELECT n.{side} FROM {new} n WHERE NOT ({hub_own.format('n.' + side)}) "
+                f"AND NOT EXISTS (SELECT 1 FROM account a WHERE a.pan = n.{side}) LIMIT 1"
+            )
+        ).first()
+        if unknown is not None:
+            shown = str(unknown)
+            raise LedgerError(
+                f"no such account: {masked_pan(shown)}"
+                if _is_customer(shown)
+                else f"not an account: {_shown(shown)}"
+            )
+    debited = (
+        f"SELECT account FROM {delta} WHERE amount_fen < 0 AND NOT ({hub_own.format('account')})"
+    )
     if pg:
+        # the debited accounts locked (in one order) before their balances are read
         conn.execute(
             text(
-                f"SELECT a.pan FROM account a JOIN {delta} d ON d.account = a.pan "
-                "WHERE d.amount_fen < 0 ORDER BY a.pan FOR UPDATE OF a"
+                f"SELECT a.pan FROM account a WHERE a.pan IN ({debited}) ORDER BY a.pan FOR UPDATE"
             )
         )
     short = conn.scalars(
         text(
-            f"SELECT a.pan FROM account a JOIN {delta} d ON d.account = a.pan "
-            "WHERE d.amount_fen < 0 AND a.balance_fen + d.amount_fen < 0 ORDER BY a.pan LIMIT 1"
+            f"SELECT d.account FROM {delta} d WHERE d.amount_fen < 0 AND NOT "
+            f"({hub_own.format('d.account')}) AND COALESCE((SELECT SUM(e.amount_fen) FROM ledger_entry e "
+            "WHERE e.account = d.account), 0) + d.amount_fen < 0 ORDER BY d.account LIMIT 1"
         )
     ).first()
     if short is not None:
@@ -451,26 +468,12 @@ def post_transfers_from(
         ),
         {"t": txn_id},
     )
-    for table, key in (("account", "pan"), ("ledger_account", "code")):
-        updated = conn.execute(
-            text(
-                f"UPDATE {table} SET balance_fen = {table}.balance_fen + d.amount_fen "
-                f"FROM {delta} d WHERE {table}.{key} = d.account"
-            )
-        ).rowcount
-        if table == "account" and updated != customers:
-            unknown = conn.scalars(
-                text(
-                    f"SELECT d.account FROM {delta} d WHERE NOT ({hub_own}) AND NOT EXISTS "
-                    "(SELECT 1 FROM account a WHERE a.pan = d.account) ORDER BY d.account LIMIT 1"
-                )
-            ).first()
-            shown = str(unknown)
-            raise LedgerError(
-                f"no such account: {masked_pan(shown)}"
-                if _is_customer(shown)
-                else f"not an account: {_shown(shown)}"
-            )
+    conn.execute(
+        text(
+            "UPDATE ledger_account SET balance_fen = ledger_account.balance_fen + d.amount_fen "
+            f"FROM {delta} d WHERE ledger_account.code = d.account"
+        )
+    )
     _drop(conn, delta, new)
     return count
 
@@ -496,12 +499,28 @@ def posted_keys(conn: Connection) -> set[str]:
 
 
 def balance(conn: Connection, account: str) -> int:
-    """The account's balance from its entries (not the cache); 0 for one without any."""
+    """The account's balance: the sum of its entries; 0 for one without any."""
     found = conn.scalar(
         text("SELECT COALESCE(SUM(amount_fen), 0) FROM ledger_entry WHERE account = :a"),
         {"a": account},
     )
     return int(found or 0)
+
+
+def balances(conn: Connection, accounts: Iterable[str], chunk: int = 5000) -> dict[str, int]:
+    """The balance of each of ``accounts`` (the sum of its entries; 0 for one without)."""
+    from persistence.db import keyed
+
+    wanted = sorted(set(accounts))
+    found = dict.fromkeys(wanted, 0)
+    stmt = keyed(
+        conn,
+        "SELECT account, SUM(amount_fen) FROM ledger_entry WHERE account IN :keys GROUP BY account",
+        "keys",
+    )
+    for batch in _chunks(wanted, chunk):
+        found.update((a, int(s)) for a, s in conn.execute(stmt, {"keys": batch}))
+    return found
 
 
 def entries(conn: Connection, account: str, limit: int = 20) -> list[EntryView]:
@@ -538,17 +557,11 @@ def check(conn: Connection) -> LedgerCheck:
         )
     )
     derived = "SELECT account, SUM(amount_fen) AS s FROM ledger_entry GROUP BY account"
-    mismatches = sum(
-        int(
-            conn.scalar(
-                text(
-                    f"SELECT COUNT(*) FROM {table} x LEFT JOIN ({derived}) d "
-                    f"ON d.account = x.{key} WHERE x.balance_fen <> COALESCE(d.s, 0)"
-                )
-            )
-            or 0
+    mismatches = conn.scalar(
+        text(
+            f"SELECT COUNT(*) FROM ledger_account x LEFT JOIN ({derived}) d "
+            "ON d.account = x.code WHERE x.balance_fen <> COALESCE(d.s, 0)"
         )
-        for table, key in (("account", "pan"), ("ledger_account", "code"))
     )
     orphans = conn.scalar(
         text(
@@ -556,7 +569,9 @@ def check(conn: Connection) -> LedgerCheck:
             "(SELECT 1 FROM ledger_txn t WHERE t.id = e.txn_id)"
         )
     )
-    return LedgerCheck(int(unbalanced or 0), int(negative or 0), mismatches, int(orphans or 0))
+    return LedgerCheck(
+        int(unbalanced or 0), int(negative or 0), int(mismatches or 0), int(orphans or 0)
+    )
 
 
 def yuan(fen: int) -> str:
@@ -581,6 +596,7 @@ __all__ = [
     "LedgerError",
     "Leg",
     "balance",
+    "balances",
     "check",
     "clearing",
     "due_to_partner",

@@ -187,7 +187,6 @@ def setup(url: str, n: int, m: int) -> None:
             "pin_locked": const(False, pa.bool_()),
             "debit_blocked": const(False, pa.bool_()),
             "credit_blocked": const(False, pa.bool_()),
-            "balance_fen": const(0, pa.int64()),
         }
     )
     engine = make_engine(url)

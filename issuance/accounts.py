@@ -132,7 +132,6 @@ def open_hub_accounts(
                         "pin_locked": pa.array([False] * n),
                         "debit_blocked": pa.array([False] * n),
                         "credit_blocked": pa.array([False] * n),
-                        "balance_fen": pa.array([0] * n, pa.int64()),
                     }
                 )
                 bulk_load(conn, "account", accounts, accounts.column_names)

@@ -306,14 +306,12 @@ class Account(Base):
     pin_locked: Mapped[bool] = mapped_column(default=False)
     debit_blocked: Mapped[bool] = mapped_column(default=False)
     credit_blocked: Mapped[bool] = mapped_column(default=False)
-    #: cached from the ledger (:mod:`banking.ledger`), never the source of truth: the sum
-    #: of the account's entries is; never below zero (DOMAIN §6)
-    balance_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+    # its balance is the sum of its ledger entries (:func:`banking.ledger.balance`), kept
+    # nowhere else, never below zero (DOMAIN §6)
 
     __table_args__ = (
         one_of("status", AccountStatus),
         one_of("loss", Loss),
-        CheckConstraint("balance_fen >= 0", name="balance_fen"),
     )
 
 

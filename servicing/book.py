@@ -92,7 +92,6 @@ class AccountState:
     loss: Loss
     pin_locked: bool
     credit_blocked: bool
-    balance_fen: int
     #: close once the balance is zero (its card was cancelled and the PAN goes on nowhere)
     close_at_zero: bool = False
     dirty: bool = False
@@ -183,7 +182,7 @@ class Book:
         ):
             stmt = keyed(
                 conn,
-                "SELECT pan, bank_code, status, loss, pin_locked, credit_blocked, balance_fen "
+                "SELECT pan, bank_code, status, loss, pin_locked, credit_blocked "
                 "FROM account WHERE pan IN :keys",
                 "keys",
             )
@@ -195,7 +194,6 @@ class Book:
                     Loss(r.loss),
                     bool(r.pin_locked),
                     bool(r.credit_blocked),
-                    int(r.balance_fen),
                 )
         self._mark_replacing(conn)
 
@@ -476,14 +474,9 @@ class Book:
             if a.close_at_zero and a.status is not AccountStatus.CLOSED
         ]
         if closing:
-            balances: dict[str, int] = {}
-            read = keyed(conn, "SELECT pan, balance_fen FROM account WHERE pan IN :keys", "keys")
-            for part in _chunks(sorted(a.pan for a in closing)):
-                balances.update(
-                    (r.pan, int(r.balance_fen)) for r in conn.execute(read, {"keys": list(part)})
-                )
+            balances = ledger.balances(conn, (a.pan for a in closing))
             for account in closing:
-                if balances.get(account.pan, 0) == 0:
+                if balances[account.pan] == 0:
                     self.set_account(account, by=AUTO, ref="", status=AccountStatus.CLOSED)
         # written set-wise: a file of 100,000 lines changes as many cards and accounts
         dirty_cards = [c for c in self.cards.values() if c.dirty]

@@ -122,7 +122,9 @@ def close_emptied_accounts(engine: Engine, hub: str, business_date: str, now: da
         due = rows(
             conn,
             "SELECT a.pan FROM account a WHERE a.bank_code = :hub AND a.credit_blocked "
-            "AND a.status <> :closed AND a.balance_fen = 0 AND NOT EXISTS (SELECT 1 FROM card c "
+            "AND a.status <> :closed AND NOT EXISTS (SELECT 1 FROM ledger_entry e "
+            "WHERE e.account = a.pan GROUP BY e.account HAVING SUM(e.amount_fen) <> 0) "
+            "AND NOT EXISTS (SELECT 1 FROM card c "
             "WHERE c.pan = a.pan AND c.status <> :cancelled)",
             hub=hub,
             closed=AccountStatus.CLOSED.value,

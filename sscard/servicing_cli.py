@@ -1,7 +1,7 @@
 """Operator commands for card servicing and the ledger (registered by :mod:`sscard.cli`).
 
-- ``sscard account show PAN [--json]``: an account's status, flags, balance (from its
-  entries; the cache is named when it differs), cards and latest entries.
+- ``sscard account show PAN [--json]``: an account's status, flags, balance (the sum of
+  its entries), cards and latest entries.
 - ``sscard account credit PAN AMOUNT --ref KEY [--business-date YYYYMMDD]``: sandbox and
   tests only (``SSCARD_ALLOW_TEST_CREDIT=1``): Dr SETTLEMENT / Cr the account under the
   idempotency key ``credit:KEY``.
@@ -133,7 +133,7 @@ def _account_show(args: argparse.Namespace) -> int:
     with _reading() as conn:
         row = conn.execute(
             text(
-                "SELECT status, loss, pin_locked, debit_blocked, credit_blocked, balance_fen, "
+                "SELECT status, loss, pin_locked, debit_blocked, credit_blocked, "
                 "id_no, bank_code FROM account WHERE pan = :p"
             ),
             {"p": args.pan},
@@ -149,7 +149,6 @@ def _account_show(args: argparse.Namespace) -> int:
             {"p": args.pan},
         ).all()
         recent = ledger.entries(conn, args.pan, 20)
-    cached = int(row.balance_fen)
     report: dict[str, Any] = {
         "pan": shown,
         "bank_code": row.bank_code,
@@ -162,8 +161,6 @@ def _account_show(args: argparse.Namespace) -> int:
         },
         "balance_fen": derived,
         "balance_yuan": ledger.yuan(derived),
-        "cached_balance_fen": cached,
-        "cache_differs": cached != derived,
         "holder_id_no": masked_id(row.id_no),
         "cards": [
             {
@@ -197,8 +194,6 @@ def _account_show(args: argparse.Namespace) -> int:
         f"credit_blocked {_yes(flags['credit_blocked'])}",
         f"  balance {derived} fen = {ledger.yuan(derived)} yuan (from its entries)",
     ]
-    if cached != derived:
-        lines.append(f"  CACHED BALANCE DIFFERS: {cached} fen cached; run `sscard ledger check`")
     lines.append(f"  holder {masked_id(row.id_no)}")
     lines.append(f"  cards ({len(cards)}):")
     lines += [
@@ -426,7 +421,7 @@ def _ledger_check(args: argparse.Namespace) -> int:
         [
             f"unbalanced transactions:  {found.unbalanced}",
             f"negative customer balances: {found.negative}",
-            f"cached balances differing from entries: {found.cache_mismatches}",
+            f"hub accounts' cached balances differing from entries: {found.cache_mismatches}",
             f"entries without their transaction: {found.orphans}",
             "ledger sound" if found.ok() else "LEDGER NOT SOUND",
         ],

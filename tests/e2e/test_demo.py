@@ -17,6 +17,7 @@ from sqlalchemy import text
 
 from persistence.db import engine_for, upgrade
 from schemas.codes import message
+from tests.support.cards import HELD
 
 pytestmark = pytest.mark.dag
 
@@ -373,8 +374,8 @@ def test_both_replacements_end_with_the_right_balances(demo: tuple[str, str, Pat
                 text(
                     "SELECT r.kind, r.old_card_no, r.new_card_no, r.moved_fen, o.pan AS old_pan, "
                     "n.pan AS new_pan, n.pan_seq, o.status AS old_status, "
-                    "oa.balance_fen AS old_fen, oa.status AS old_account, "
-                    "na.balance_fen AS new_fen FROM replacement r "
+                    f"{HELD.format('oa')} AS old_fen, oa.status AS old_account, "
+                    f"{HELD.format('na')} AS new_fen FROM replacement r "
                     "JOIN card o ON o.card_no = r.old_card_no "
                     "JOIN card n ON n.card_no = r.new_card_no "
                     "JOIN account oa ON oa.pan = o.pan JOIN account na ON na.pan = n.pan"

@@ -37,6 +37,7 @@ from sandbox.payments import (
 from schemas.codec import amount_to_fen
 from sscard.cli import main
 from sscard.payments_jobs import settle_break
+from tests.support.cards import HELD
 from tests.support.sshd import OpenSshServer
 from transport.local import LocalRemote
 
@@ -132,7 +133,9 @@ def recon(tree: Path, day: str) -> dict[str, dict]:
 def balances(engine: Engine) -> tuple:
     with engine.connect() as conn:
         return tuple(
-            conn.execute(text("SELECT pan, balance_fen FROM account ORDER BY pan")).all()
+            conn.execute(
+                text(f"SELECT pan, {HELD.format('account')} FROM account ORDER BY pan")
+            ).all()
         ) + tuple(
             conn.execute(text("SELECT code, balance_fen FROM ledger_account ORDER BY code")).all()
         )

@@ -30,6 +30,7 @@ from sandbox.servicing import (
     read_bankevt,
     read_statusrsp,
 )
+from tests.support.cards import HELD
 from tests.support.sshd import OpenSshServer
 from transport.local import LocalRemote
 
@@ -118,7 +119,11 @@ def cards(engine: Engine, bank: str | None = None) -> dict[str, dict]:
 
 def balances(engine: Engine) -> dict[str, int]:
     with engine.connect() as conn:
-        return dict(conn.execute(text("SELECT pan, balance_fen FROM account ORDER BY pan")).all())
+        return dict(
+            conn.execute(
+                text(f"SELECT pan, {HELD.format('account')} FROM account ORDER BY pan")
+            ).all()
+        )
 
 
 def snapshot(engine: Engine) -> tuple:
@@ -143,7 +148,8 @@ def snapshot(engine: Engine) -> tuple:
         accounts = tuple(
             conn.execute(
                 text(
-                    "SELECT pan, status, loss, pin_locked, credit_blocked, balance_fen FROM account ORDER BY pan"
+                    "SELECT pan, status, loss, pin_locked, credit_blocked, "
+                    f"{HELD.format('account')} FROM account ORDER BY pan"
                 )
             ).all()
         )

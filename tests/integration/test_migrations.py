@@ -38,8 +38,8 @@ def test_downgrade_to_empty_and_upgrade_again_keeps_working(engine: Engine, db_u
         conn.execute(
             text(
                 "INSERT INTO account (pan, bank_code, id_no, status, loss, pin_locked, debit_blocked,"
-                " credit_blocked, balance_fen) VALUES ('6217000000000000017', 'B001', 'X', 'active',"
-                " 'none', false, false, false, 100)"
+                " credit_blocked) VALUES ('6217000000000000017', 'B001', 'X', 'active',"
+                " 'none', false, false, false)"
             )
         )
     engine.dispose()
@@ -158,11 +158,11 @@ _STATUS_ROWS = {
     ("card", "status"): "INSERT INTO card (card_no, bureau, id_type, id_no, name, bank_code, "
     "status) VALUES ('A00000001', 'R440100', '01', 'X', 'N', 'B001', :v)",
     ("account", "status"): "INSERT INTO account (pan, bank_code, id_no, status, loss, "
-    "pin_locked, debit_blocked, credit_blocked, balance_fen) VALUES ('6217000000000000017', "
-    "'B001', 'X', :v, 'none', false, false, false, 0)",
+    "pin_locked, debit_blocked, credit_blocked) VALUES ('6217000000000000017', "
+    "'B001', 'X', :v, 'none', false, false, false)",
     ("account", "loss"): "INSERT INTO account (pan, bank_code, id_no, status, loss, "
-    "pin_locked, debit_blocked, credit_blocked, balance_fen) VALUES ('6217000000000000017', "
-    "'B001', 'X', 'preopened', :v, false, false, false, 0)",
+    "pin_locked, debit_blocked, credit_blocked) VALUES ('6217000000000000017', "
+    "'B001', 'X', 'preopened', :v, false, false, false)",
     ("application_state", "status"): "INSERT INTO application_state (application_id, bureau, "
     "status) VALUES (1, 'R440100', :v)",
 }
@@ -188,3 +188,32 @@ def test_the_migrated_database_holds_each_status_column_to_its_enum(
     for value in ("", "5", "x"):
         with pytest.raises(exc.IntegrityError), engine.begin() as conn:
             conn.execute(insert, {"v": value})
+
+
+def test_0016_drops_the_balance_copy_and_a_downgrade_fills_it_from_the_entries(
+    engine: Engine, db_url: str
+) -> None:
+    from datetime import UTC, datetime
+
+    from banking import ledger
+
+    pan = "6217000000000000017"
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO account (pan, bank_code, id_no, status, loss, pin_locked, "
+                "debit_blocked, credit_blocked) VALUES (:p, 'B001', 'X', 'active', 'none', "
+                "false, false, false)"
+            ),
+            {"p": pan},
+        )
+        legs = [ledger.Leg(ledger.settlement(), -250), ledger.Leg(pan, 250)]
+        ledger.post(conn, "k", "test", "20261207", legs, datetime(2026, 12, 7, tzinfo=UTC))
+    engine.dispose()
+    downgrade(db_url, "0015")
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT pan, balance_fen FROM account")).all() == [(pan, 250)]
+    upgrade(db_url)
+    with engine.connect() as conn:
+        assert "balance_fen" not in {c["name"] for c in inspect(conn).get_columns("account")}
+        assert ledger.balance(conn, pan) == 250

@@ -128,14 +128,10 @@ def test_account_show_masks_and_tells_the_balance(
     assert "123.45 yuan" in out and "12345 fen" in out
     assert "440101**********3X" in out
     assert "A00000002" in out and "normal" in out and "cancelled" in out
-    assert "seed" in out and "DIFFERS" not in out
+    assert "seed" in out
     code, out, _ = run(capsys, "account", "show", PAN, "--json")
     report = json.loads(out)
-    assert (report["balance_fen"], report["balance_yuan"], report["cache_differs"]) == (
-        12_345,
-        "123.45",
-        False,
-    )
+    assert (report["balance_fen"], report["balance_yuan"]) == (12_345, "123.45")
     assert [c["card_no"] for c in report["cards"]] == ["A00000001", "A00000002"]
     assert report["entries"][0]["idem_key"] == "seed"
     assert report["flags"] == {
@@ -146,13 +142,15 @@ def test_account_show_masks_and_tells_the_balance(
     }
 
 
-def test_account_show_names_a_differing_cache(
+def test_ledger_check_names_a_hub_account_whose_cache_differs(
     hub: Engine, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    code, out, _ = run(capsys, "ledger", "check")
+    assert code == 0 and "ledger sound" in out
     with hub.begin() as conn:
-        conn.execute(text("UPDATE account SET balance_fen = 1 WHERE pan = :p"), {"p": PAN})
-    code, out, _ = run(capsys, "account", "show", PAN)
-    assert code == 0 and "CACHED BALANCE DIFFERS: 1 fen" in out
+        conn.execute(text("UPDATE ledger_account SET balance_fen = balance_fen + 1"))
+    code, out, _ = run(capsys, "ledger", "check")
+    assert code == 1 and "hub accounts' cached balances differing from entries: 1" in out
     code, out, _ = run(capsys, "ledger", "check", "--json")
     assert code == 1 and json.loads(out)["cache_mismatches"] == 1
 

@@ -119,8 +119,8 @@ def seed_card(
         conn.execute(
             text(
                 "INSERT INTO account (pan, bank_code, id_no, status, loss, pin_locked, debit_blocked, "
-                "credit_blocked, balance_fen) VALUES (:pan, :bank, :id_no, :st, 'none', false, false, "
-                "false, 0) ON CONFLICT DO NOTHING"
+                "credit_blocked) VALUES (:pan, :bank, :id_no, :st, 'none', false, false, "
+                "false) ON CONFLICT DO NOTHING"
             ),
             {"pan": pan, "bank": bank_code, "id_no": id_no, "st": account_status},
         )
@@ -182,3 +182,7 @@ def request_file(
     )
     buf.seek(0)
     return file_id, DelimitedReader(buf, layout, "GB18030", 50_000, len(lines))
+
+
+#: SQL for the balance of ``<alias>.pan`` (``HELD.format(alias)``): the sum of its entries
+HELD = "(SELECT COALESCE(SUM(e.amount_fen), 0) FROM ledger_entry e WHERE e.account = {0}.pan)"

@@ -1,6 +1,6 @@
 """Properties of the ledger (DOMAIN §6) under any sequence of postings and transfers
 (balanced or not, overdrawing or not, keys repeated): every transaction sums to zero, no
-customer balance is negative, the caches equal the entries, a key is posted once, and a
+customer balance is negative, the hub's cached balances equal the entries, a key is posted once, and a
 refused posting leaves no trace. Checked against a model on a migrated SQLite file."""
 
 from __future__ import annotations
@@ -43,8 +43,8 @@ def reset(engine: Engine) -> None:
             conn.execute(
                 text(
                     "INSERT INTO account (pan, bank_code, id_no, status, loss, pin_locked, "
-                    "debit_blocked, credit_blocked, balance_fen) VALUES (:p, 'B001', "
-                    "'440101199001011234', 'active', 'none', 0, 0, 0, 0)"
+                    "debit_blocked, credit_blocked) VALUES (:p, 'B001', "
+                    "'440101199001011234', 'active', 'none', 0, 0, 0)"
                 ),
                 {"p": pan},
             )
@@ -74,7 +74,7 @@ def footprint(conn: Connection) -> tuple[object, ...]:
         for sql in (
             "SELECT id, idem_key FROM ledger_txn ORDER BY id",
             "SELECT COUNT(*) FROM ledger_entry",
-            "SELECT pan, balance_fen FROM account ORDER BY pan",
+            "SELECT account, SUM(amount_fen) FROM ledger_entry GROUP BY account ORDER BY account",
             "SELECT code, balance_fen FROM ledger_account ORDER BY code",
         )
     )
@@ -150,6 +150,7 @@ def test_any_sequence_of_postings_keeps_the_ledger_sound(
                 assert after == before  # nothing posted: nothing else changed either
             assert ledger.check(conn).ok()
             assert {a: ledger.balance(conn, a) for a in ACCOUNTS} == model
+            assert ledger.balances(conn, CUSTOMERS) == {a: model[a] for a in CUSTOMERS}
             # a single posting's key is its transaction's; a set posting's, its entries'
             keys = list(ledger.posted_keys(conn))
             assert sorted(keys) == sorted(posted)
