@@ -31,6 +31,7 @@ log = logging.getLogger("sscard.payments")
 
 #: a line's answer is decided at intake when it is one of these
 _POS = {name: i for i, name in enumerate(DISB.names)}
+_BENEFIT_TYPES = next(f.values for f in DISB.fields if f.name == "benefit_type")
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,11 @@ _STAGE = (
     ("memo", "TEXT"),
     ("amount_fen", "BIGINT"),
     ("field_code", "TEXT"),
+    #: the first failing field's position in the layout (negative: the whole line; the
+    #: number of fields: none)
+    ("field_at", "INTEGER"),
+    #: its benefit_type is one of the ICD's
+    ("type_valid", "BOOLEAN"),
     #: the line repeats a pay_no (``209``): set once the file is staged
     ("repeated", "BOOLEAN"),
 )
@@ -94,8 +100,6 @@ class Intake:
 
     def take(self, chunk: Chunk) -> None:
         n = len(chunk)
-        types = chunk.column("benefit_type").combine_chunks()
-        fail_index = chunk.fail_index
         amounts_col = chunk.column("amount").combine_chunks()
         shaped = np.asarray(
             pc.match_substring_regex(amounts_col, r"^[0-9]{1,10}\.[0-9]{2}$").to_numpy(
@@ -106,21 +110,19 @@ class Intake:
         fen = np.zeros(n, dtype=np.int64)
         if shaped.any():
             fen[shaped] = fen_column(amounts_col.filter(pa.array(shaped)))
-        type_ok = fail_index > _POS["benefit_type"]
-        if self.benefit_type is None and type_ok.any():
-            self.benefit_type = str(types[int(np.flatnonzero(type_ok)[0])].as_py())
-        # the file's one benefit type (E117), then the first failing field's code
-        other_type = type_ok & np.asarray(
-            pc.not_equal(types, pa.scalar(self.benefit_type or "")).to_numpy(zero_copy_only=False),
-            dtype=bool,
-        )
+        # the first failing field's code; the file's one benefit type (E117) and the
+        # repeats (209) are decided over the whole file in finish()
         code = np.asarray(chunk.fail_code, dtype=object).copy()
-        at = fail_index.astype(np.int32)
-        at[other_type] = _POS["benefit_type"]
-        code[other_type] = "E117"
+        at = chunk.fail_index.astype(np.int32)
         failed = at < len(DISB.names)
         code[failed & (at < 0)] = "E116"
         code[~failed] = None
+        type_valid = np.asarray(
+            pc.is_in(chunk.column("benefit_type"), value_set=pa.array(_BENEFIT_TYPES)).to_numpy(
+                zero_copy_only=False
+            ),
+            dtype=bool,
+        )
         table = pa.table(
             {
                 "seq": pa.array(chunk.seqs),
@@ -132,6 +134,8 @@ class Intake:
                 },
                 "amount_fen": pa.array(fen),
                 "field_code": pa.array(code, pa.string()),
+                "field_at": pa.array(at, pa.int32()),
+                "type_valid": pa.array(type_valid),
             }
         )
         bulk_load(self.conn, self.stage, table, [name for name, _ in _STAGE if name != "repeated"])
@@ -175,6 +179,17 @@ class Intake:
                 f"OR pay_no IN (SELECT pay_no FROM {used})"
             )
         )
+        # the file's benefit type: the first line's whose fields up to it are good and
+        # whose pay_no is new (a resent line may carry another type); failing that, the
+        # first line's that is a benefit type at all
+        kind = f"{stage}.benefit_type"
+        self.benefit_type = conn.scalar(
+            text(
+                f"SELECT {kind} FROM {stage} WHERE field_at > :bt AND repeated IS NULL "
+                f"ORDER BY seq LIMIT 1"
+            ),
+            {"bt": _POS["benefit_type"]},
+        ) or conn.scalar(text(f"SELECT {kind} FROM {stage} WHERE type_valid ORDER BY seq LIMIT 1"))
         refuse = "a.status = 'closed' OR a.credit_blocked" + (
             "" if ctx.credit_preopened else " OR a.status = 'preopened'"
         )
@@ -187,8 +202,11 @@ class Intake:
         )
         checked = (
             "SELECT s.seq, s.pay_no, s.pan, s.amount_fen, CASE "
-            "WHEN s.field_code = 'E116' THEN 'E116' "
+            # no key at all (the whole line, or its pay_no); else a repeat, whatever the rest
+            "WHEN s.field_at <= 0 THEN s.field_code "
             "WHEN s.repeated THEN '209' "
+            "WHEN s.field_at < :bt THEN s.field_code "
+            "WHEN s.benefit_type <> :kind THEN 'E117' "
             "WHEN s.field_code IS NOT NULL THEN s.field_code "
             "WHEN a.pan IS NOT NULL THEN CASE WHEN COALESCE(a.id_no, '') <> s.id_no THEN '104' "
             "WHEN COALESCE(h.name, '') <> s.name THEN '105' "
@@ -210,7 +228,14 @@ class Intake:
                 f"{line_key_sql(conn, 'D', ':b', 's.seq')} END, CASE WHEN s.result IS NOT NULL THEN :d END "
                 f"FROM ({checked}) s ORDER BY s.seq"
             ),
-            {"b": self.batch_id, "bureau": ctx.bureau, "hub": ctx.hub, "d": ctx.business_date},
+            {
+                "b": self.batch_id,
+                "bureau": ctx.bureau,
+                "hub": ctx.hub,
+                "d": ctx.business_date,
+                "bt": _POS["benefit_type"],
+                "kind": self.benefit_type or "",
+            },
         )
         conn.execute(
             text(

@@ -81,9 +81,10 @@ def post_funded(
             {"early": sorted(pay_before_funding) or [""], "d": business_date},
         ).all()
     credited = failed = forwarded = 0
+    posted = 0
     for batch in due:
         with engine.begin() as conn:
-            c, f, p = _post_batch(
+            done = _post_batch(
                 conn,
                 batch.id,
                 batch.bureau,
@@ -92,6 +93,16 @@ def post_funded(
                 now,
                 batch.bureau not in refuse_preopened,
             )
+        if done is None:
+            log.warning(
+                "%s DISB %s: no longer waiting for funds (taken by another run or the cut-off); "
+                "not posted here",
+                batch.bureau,
+                batch.batch_no,
+            )
+            continue
+        c, f, p = done
+        posted += 1
         credited, failed, forwarded = credited + c, failed + f, forwarded + p
         log.info(
             "%s DISB %s funded: %d line(s) credited, %d failed (to returns), %d for partner banks",
@@ -101,7 +112,7 @@ def post_funded(
             f,
             p,
         )
-    return Posted(len(due), credited, failed, forwarded)
+    return Posted(posted, credited, failed, forwarded)
 
 
 def _post_batch(
@@ -112,7 +123,18 @@ def _post_batch(
     business_date: str,
     now: datetime,
     credit_preopened: bool,
-) -> tuple[int, int, int]:
+) -> tuple[int, int, int] | None:
+    """The batch claimed (still waiting for funds: not cut off nor posted by a run racing
+    this one, which would find it taken), then posted; None when it was taken."""
+    claimed = conn.execute(
+        text(
+            "UPDATE disb_batch SET status = 'funded', funded_date = :d "
+            "WHERE id = :b AND status = 'awaiting_funds'"
+        ),
+        {"b": batch_id, "d": business_date},
+    ).rowcount
+    if claimed != 1:
+        return None
     refuse = "a.status = 'closed' OR a.credit_blocked" + (
         "" if credit_preopened else " OR a.status = 'preopened'"
     )
@@ -155,10 +177,6 @@ def _post_batch(
         text("SELECT COUNT(*) FROM disb_line WHERE batch_id = :b AND partner IS NOT NULL"),
         {"b": batch_id},
     ).scalar_one()
-    conn.execute(
-        text("UPDATE disb_batch SET status = 'funded', funded_date = :d WHERE id = :b"),
-        {"b": batch_id, "d": business_date},
-    )
     return credited, failed, int(forwarded)
 
 
@@ -195,7 +213,20 @@ def cut_off(engine: Engine, *, business_date: str, now: datetime) -> int:
             "WHERE status = 'awaiting_funds' AND business_date <= :d AND funded_fen < total_fen",
             d=business_date,
         )
+        cut = 0
         for b in due:
+            # claimed first: a posting run racing this one (its funding arrived meanwhile)
+            # either took the batch already or finds it cut off
+            received = conn.execute(
+                text(
+                    "UPDATE disb_batch SET status = 'unfunded' WHERE id = :b "
+                    "AND status = 'awaiting_funds' AND funded_fen < total_fen RETURNING funded_fen"
+                ),
+                {"b": b.id},
+            ).scalar_one_or_none()
+            if received is None:
+                continue
+            cut += 1
             conn.execute(
                 text(
                     "UPDATE disb_line SET result = :r, credited_fen = 0, answered_date = :d "
@@ -203,31 +234,28 @@ def cut_off(engine: Engine, *, business_date: str, now: datetime) -> int:
                 ),
                 {"r": UNFUNDED, "d": business_date, "b": b.id},
             )
-            if b.funded_fen > 0:
+            if received > 0:
                 ledger.post(
                     conn,
                     f"unfunded:{b.bureau}:{b.batch_no}",
                     "disb_unfunded",
                     business_date,
                     [
-                        ledger.Leg(ledger.clearing(b.bureau), -int(b.funded_fen)),
-                        ledger.Leg(ledger.returns(b.bureau), int(b.funded_fen)),
+                        ledger.Leg(ledger.clearing(b.bureau), -int(received)),
+                        ledger.Leg(ledger.returns(b.bureau), int(received)),
                     ],
                     now,
                 )
-            conn.execute(
-                text("UPDATE disb_batch SET status = 'unfunded' WHERE id = :b"), {"b": b.id}
-            )
             log.warning(
                 "%s DISB %s not funded by the cut-off (%s of %s yuan received): 301 on every "
                 "line; what was received is to be returned (RET/%s)",
                 b.bureau,
                 b.batch_no,
-                fen_to_amount(int(b.funded_fen)),
+                fen_to_amount(int(received)),
                 fen_to_amount(int(b.total_fen)),
                 b.batch_no,
             )
-    return len(due)
+    return cut
 
 
 # --------------------------------------------------------------------------- partner banks
@@ -318,7 +346,7 @@ def apply_partner_disbrsp(
         conn,
         "SELECT l.partner_key, l.batch_id, l.seq, l.result, l.amount_fen, l.pay_no, b.bureau, "
         "b.batch_no FROM disb_line l JOIN disb_batch b ON b.id = l.batch_id "
-        "WHERE l.partner = :bank AND l.partner_key IN :keys",
+        "WHERE l.partner = :bank AND l.partner_request IS NOT NULL AND l.partner_key IN :keys",
         "keys",
     )
     for i in range(0, len(keys), 5000):
@@ -333,13 +361,19 @@ def apply_partner_disbrsp(
             continue
         r = known.get(line.get("pay_no"))
         if r is None or r.result is not None or r.partner_key in answered:
-            # a key answered earlier in this file too: its first answer stands
+            # a key never sent, answered before, or earlier in this file: only the first
+            # answer to a line the hub sent stands
             problems.append((line.seq, line.get("pay_no")[:30], "unknown or repeated answer"))
             continue
-        answered.add(r.partner_key)
         result = line.get("result")
+        fen = _fen(line.get("credited_amount"))
+        if result == CREDITED and not 0 < fen <= int(r.amount_fen):
+            # credited nothing, or more than the hub sent: the line waits for a good
+            # answer (or its 140) and the ledger is not touched (decision 75)
+            problems.append((line.seq, r.partner_key, "credited amount 0.00 or above the line's"))
+            continue
+        answered.add(r.partner_key)
         if result == CREDITED:
-            fen = _fen(line.get("credited_amount"))
             credits.append(
                 (
                     f"ptn:{r.bureau}:{r.pay_no}",
@@ -469,15 +503,18 @@ def expire_partner_lines(
 def answer_batches(
     conn: Connection, *, bureau: str, dest: Drop, encoding: str, business_date: str, work_dir: Path
 ) -> list[str]:
-    """The DISBRSP of every batch of ``bureau`` whose lines all have their outcome: one line
-    per DISB line, same order (ICD §5.10)."""
+    """The DISBRSP of every batch of ``bureau`` whose lines all have their outcome by the
+    end of ``business_date``: one line per DISB line, same order (ICD §5.10). A past date
+    run again answers only what was complete by then, dated then."""
     ready = rows(
         conn,
         "SELECT b.id, b.file_id, f.name, f.batch_no, f.business_date FROM disb_batch b "
         "JOIN received_file f ON f.id = b.file_id WHERE b.bureau = :bureau "
-        "AND b.status IN ('funded', 'unfunded') AND NOT EXISTS (SELECT 1 FROM disb_line l "
-        "WHERE l.batch_id = b.id AND l.result IS NULL) ORDER BY b.id",
+        "AND b.status IN ('funded', 'unfunded') AND b.business_date <= :d "
+        "AND NOT EXISTS (SELECT 1 FROM disb_line l WHERE l.batch_id = b.id "
+        "AND (l.result IS NULL OR l.answered_date > :d)) ORDER BY b.id",
         bureau=bureau,
+        d=business_date,
     )
     names = []
     for b in ready:

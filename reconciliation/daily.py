@@ -34,7 +34,7 @@ from __future__ import annotations
 import io
 import logging
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -171,13 +171,18 @@ def _open_breaks(conn: Connection, bureau: str, day: str) -> list[Any]:
     return [r for r in found if (_local_day(r.resolved_at) or "99999999") > day]
 
 
-def _candidates(conn: Connection, bureau: str, day: str) -> list[Any]:
+def _candidates(
+    conn: Connection, bureau: str, day: str, holidays: tuple[str, ...] = ()
+) -> list[Any]:
     """The bureau's batches on ``day``'s RECON: received (dated that day), funded,
     answered or with lines answered, with statement lines that day, with an open break,
-    PENDING on their latest earlier reconciliation, or already reconciled for that day."""
+    PENDING on their latest earlier reconciliation, BREAK on it and not yet judged past
+    the due date of their returns and settlements (a break resolved by hand does not
+    end the watch on what else the batch still owes), or already reconciled for that
+    day."""
     open_nos = sorted({r.batch_no for r in _open_breaks(conn, bureau, day)})
     sql = (
-        "SELECT b.id, b.batch_no, b.business_date, b.benefit_type, b.total_fen, b.status, "
+        "SELECT b.id, b.bureau, b.batch_no, b.business_date, b.benefit_type, b.total_fen, b.status, "
         "b.answered_date, b.funded_date FROM disb_batch b WHERE b.bureau = :b AND b.business_date <= :d AND ("
         "b.business_date = :d OR b.funded_date = :d OR b.answered_date = :d "
         "OR b.batch_no IN :ids "
@@ -187,12 +192,47 @@ def _candidates(conn: Connection, bureau: str, day: str) -> list[Any]:
         "OR EXISTS (SELECT 1 FROM recon_batch r WHERE r.bureau = b.bureau "
         "AND r.batch_no = b.batch_no AND r.business_date = :d) "
         "OR EXISTS (SELECT 1 FROM recon_batch r WHERE r.bureau = b.bureau "
-        "AND r.batch_no = b.batch_no AND r.status = 'PENDING' AND r.business_date = "
+        "AND r.batch_no = b.batch_no AND r.status <> 'BALANCED' AND r.business_date = "
         "(SELECT MAX(p.business_date) FROM recon_batch p WHERE p.bureau = b.bureau "
         "AND p.batch_no = b.batch_no AND p.business_date < :d))"
         ") ORDER BY b.batch_no"
     )
-    return list(conn.execute(_expanding(sql), {"b": bureau, "d": day, "ids": open_nos or [""]}))
+    found = conn.execute(_expanding(sql), {"b": bureau, "d": day, "ids": open_nos or [""]})
+    return [b for b in found if _watched(conn, b, day, open_nos, holidays)]
+
+
+def _watched(
+    conn: Connection, b: Any, day: str, open_nos: list[str], holidays: tuple[str, ...]
+) -> bool:
+    """Whether a candidate stays on ``day``'s RECON: any reason to be there but a BREAK
+    on its latest earlier reconciliation keeps it; that one alone keeps it until the
+    first day its returns and settlements are overdue has been judged."""
+    if b.batch_no in open_nos or day in (b.business_date, b.funded_date, b.answered_date):
+        return True
+    latest = conn.execute(
+        text(
+            "SELECT r.status FROM recon_batch r WHERE r.bureau = :bu AND r.batch_no = :n "
+            "AND r.business_date < :d ORDER BY r.business_date DESC LIMIT 1"
+        ),
+        {"bu": b.bureau, "n": b.batch_no, "d": day},
+    ).scalar()
+    if latest != BREAK:
+        return True
+    again = conn.execute(
+        text(
+            "SELECT 1 FROM recon_batch r WHERE r.bureau = :bu AND r.batch_no = :n "
+            "AND r.business_date = :d UNION ALL SELECT 1 FROM disb_line l WHERE l.batch_id = :i "
+            "AND l.answered_date = :d UNION ALL SELECT 1 FROM statement_line s "
+            "WHERE s.bureau = :bu AND s.batch_no = :n AND s.business_date = :d"
+        ),
+        {"bu": b.bureau, "n": b.batch_no, "d": day, "i": b.id},
+    ).first()
+    if again is not None:
+        return True
+    if b.answered_date is None or b.answered_date > day:
+        return True  # its lines still owe their answers: R01 is judged every day
+    first_overdue = add_business_days(add_business_days(b.answered_date, 1, holidays), 1, holidays)
+    return day <= first_overdue
 
 
 def reconcile(
@@ -200,7 +240,7 @@ def reconcile(
     business_date: str,
     bureaus: Sequence[str],
     *,
-    partner_wait_days: int = 1,
+    partner_wait_days: int | Mapping[str, int] = 1,
     holidays: Iterable[str] = (),
 ) -> list[ReconRow]:
     """Each bureau's batches as of the end of ``business_date`` (ICD §5.12, DOMAIN §7;
@@ -209,13 +249,23 @@ def reconcile(
     keeps its (bureau, batch_no, reason) item, ``last_date`` the date; an open item no
     longer found is matched on the date; a resolved item stays resolved; open R09 items
     are carried forward. Computing a past date again gives the same rows and changes no
-    item's ``first_date``. Returns the rows, by bureau and batch_no."""
+    item's ``first_date``. ``partner_wait_days``: one wait for every partner bank, or each
+    bank's own (a bank not named waits 1 business day). Returns the rows, by bureau and
+    batch_no."""
     day = business_date
     off = tuple(holidays)
-    waiting_from = still_waiting_from(day, partner_wait_days, off)
+    waits = (
+        dict(partner_wait_days)
+        if isinstance(partner_wait_days, Mapping)
+        else {"": partner_wait_days}
+    )
+    waiting_from = {
+        bank: still_waiting_from(day, wait, off) for bank, wait in sorted(waits.items())
+    }
+    waiting_from.setdefault("", still_waiting_from(day, 1, off))
     result: list[ReconRow] = []
     for bureau in bureaus:
-        batches = _candidates(conn, bureau, day)
+        batches = _candidates(conn, bureau, day, off)
         ids = [int(b.id) for b in batches]
         lines = _line_figures(conn, ids, day, waiting_from)
         partner_by_bank = _partner_by_bank(conn, ids, day)
@@ -235,10 +285,12 @@ def reconcile(
                 off,
             )
             rows.append(row)
-            if row.status == BREAK:
-                breaks.append(
-                    {"b": bureau, "n": b.batch_no, "r": row.break_reason, "a": amount, "d": day}
-                )
+            # every code found is an item of its own (the row names the first): a
+            # return overdue behind an over-funding waits for a person too
+            breaks += [
+                {"b": bureau, "n": b.batch_no, "r": code, "a": fen, "d": day}
+                for code, fen in amount.items()
+            ]
         _store(conn, rows)
         _keep_breaks(conn, bureau, day, [b.batch_no for b in batches], breaks)
         result += rows
@@ -261,16 +313,26 @@ def reconcile(
 
 
 def _line_figures(
-    conn: Connection, ids: list[int], day: str, waiting_from: str
+    conn: Connection, ids: list[int], day: str, waiting_from: Mapping[str, str]
 ) -> dict[int, _Lines]:
+    """Each batch's line figures; ``waiting_from``: per partner bank (``""`` any other)
+    the earliest send date still inside its ``partner_wait``."""
     if not ids:
         return {}
     answered = "(l.result IS NOT NULL AND l.answered_date <= :d)"
     credited = f"({answered} AND l.result = '0000')"
     failed = f"({answered} AND l.result <> '0000')"
+    banks = sorted(b for b in waiting_from if b)
+    since = (
+        "CASE "
+        + "".join(f"WHEN l.partner = :bank{i} THEN :w{i} " for i in range(len(banks)))
+        + "ELSE :w END"
+        if banks
+        else ":w"
+    )
     waiting = (
         f"(NOT {answered} AND l.partner IS NOT NULL AND l.partner_sent_date <= :d "
-        "AND l.partner_sent_date >= :w)"
+        f"AND l.partner_sent_date >= {since})"
     )
     unsent = (
         f"(NOT {answered} AND l.partner IS NOT NULL AND (l.partner_sent_date IS NULL "
@@ -294,7 +356,10 @@ def _line_figures(
     )
     found: dict[int, _Lines] = {}
     for part in _parts(ids):
-        for r in conn.execute(_expanding(sql), {"ids": part, "d": day, "w": waiting_from}).all():
+        params: dict[str, Any] = {"ids": part, "d": day, "w": waiting_from[""]}
+        for i, bank in enumerate(banks):
+            params[f"bank{i}"], params[f"w{i}"] = bank, waiting_from[bank]
+        for r in conn.execute(_expanding(sql), params).all():
             found[int(r[0])] = _Lines(*(int(v or 0) for v in r[1:]))
     return found
 
@@ -372,8 +437,8 @@ def _judge(
     moved: _Moved,
     doubled_fen: int,
     holidays: tuple[str, ...],
-) -> tuple[ReconRow, int]:
-    """The batch's row, and the amount its break concerns (0 when it does not break)."""
+) -> tuple[ReconRow, dict[str, int]]:
+    """The batch's row, and each R-code found with the amount it concerns."""
     total = int(b.total_fen)
     funded, returned = moved.funded, moved.returned
     settled = moved.settled_at()
@@ -387,7 +452,8 @@ def _judge(
     short_settled = sum(max(partner_by_bank[k] - settled[k], 0) for k in banks)
     # partner lines of a batch funded on the day go out with the next forwarding run:
     # not due until the end of the next business day (decision 71)
-    grace = lines.unsent if b.funded_date == day else 0
+    funded_on = b.funded_date
+    grace = lines.unsent if funded_on and day < add_business_days(funded_on, 1, holidays) else 0
     not_waiting = lines.unanswered - lines.waiting - grace
 
     found: dict[str, int] = {}
@@ -443,7 +509,7 @@ def _judge(
         status=status,
         break_reason=reason,
     )
-    return row, found.get(reason, 0)
+    return row, {code: found[code] for code in ORDER if code in found}
 
 
 def _store(conn: Connection, rows: list[ReconRow]) -> None:

@@ -47,6 +47,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 from sqlalchemy import Connection, Engine, text
 
+from reconciliation.statements import stmt_key
 from schemas.codes import MESSAGES, message
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -328,13 +329,14 @@ def load_day(conn: Connection, business_date: str, *, holidays: Collection[str] 
             ),
             {"d": d},
         )
-        if str(row.id) not in closed_refs
+        if stmt_key(row.sender, row.txn_ref) not in closed_refs
     )
     return Day(d, batches, tuple(breaks), unidentified)
 
 
 def _closed_r09(conn: Connection, d: str) -> set[str]:
-    """The statement line ids (``ref``) of R09 breaks matched or resolved on or before D."""
+    """The ``ref`` (:func:`~reconciliation.statements.stmt_key`) of each R09 item matched
+    or resolved on or before D."""
     closed: set[str] = set()
     for row in conn.execute(
         text(

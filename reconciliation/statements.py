@@ -289,7 +289,9 @@ class Instruction:
     due_date: str
 
 
-def return_instructions(conn: Connection, business_date: str) -> list[Instruction]:
+def return_instructions(
+    conn: Connection, business_date: str, holidays: Iterable[str] = ()
+) -> list[Instruction]:
     """What finance must still send as of the end of ``business_date`` for every batch
     answered by then (DISBRSP written) and not yet reconciled BALANCED: per batch its
     failed amount, or for an ``unfunded`` batch everything it was funded (its ``301``
@@ -347,7 +349,7 @@ def return_instructions(conn: Connection, business_date: str) -> list[Instructio
             settled[(batch_id, bank)] += int(fen)
     found: list[Instruction] = []
     for batch_id, b in batches.items():
-        due = add_business_days(b.answered_date, 1)
+        due = add_business_days(b.answered_date, 1, holidays)
         owed = (
             funded[batch_id]
             if was_unfunded(b.status, b.funded_date)
@@ -377,7 +379,7 @@ def return_instructions(conn: Connection, business_date: str) -> list[Instructio
                     bank,
                     owed,
                     f"PTN/{bank}/{b.batch_no}",
-                    add_business_days(b.answered_date, 1),
+                    add_business_days(b.answered_date, 1, holidays),
                 )
             )
     return sorted(found, key=lambda i: (i.due_date, i.bureau, i.batch_no, i.kind, i.bank))

@@ -318,6 +318,8 @@ def field_failures(f: Field, col: pa.Array, columns: dict[str, pa.Array]) -> npt
     limit = f.byte_limit
     if limit is not None:
         bad |= _byte_lengths(col) > limit
+    # a CR inside a value (LF and CRLF end a line): no file can carry it on (ICD §4.1)
+    bad |= _np(pc.match_substring(col, "\r"))
     return fail | (check & bad)
 
 

@@ -33,11 +33,21 @@ def _today() -> str:
     return datetime.now(ZoneInfo(TIMEZONE)).strftime("%Y%m%d")
 
 
-def _age(first_date: str, until: str) -> int:
-    def as_date(d: str) -> datetime:
-        return datetime(int(d[:4]), int(d[4:6]), int(d[6:]), tzinfo=UTC)
+def _holidays() -> tuple[str, ...]:
+    """The hub's configured holidays (none when the counterparty file cannot be read)."""
+    from sscard.config import ConfigError, load_counterparties
 
-    return (as_date(until) - as_date(first_date)).days
+    try:
+        return load_counterparties().holidays
+    except (ConfigError, OSError):
+        return ()
+
+
+def _age(first_date: str, until: str) -> int:
+    """Business days after ``first_date`` up to ``until``, as finance's reports count."""
+    from reconciliation.reports import business_days_between
+
+    return business_days_between(first_date, until, _holidays())
 
 
 def _meaning(code: str) -> dict[str, str]:
@@ -293,7 +303,7 @@ def _login() -> str | None:
 
 
 def _break_id(value: str) -> int:
-    if not value.isdigit() or int(value) < 1:
+    if not value.isdigit() or not 1 <= int(value) < 2**63:
         raise argparse.ArgumentTypeError("a break id is a positive whole number")
     return int(value)
 

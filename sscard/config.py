@@ -22,6 +22,7 @@ import re
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import MISSING, asdict, dataclass, field, fields
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, TypeVar, get_args, get_type_hints
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -221,11 +222,13 @@ class HubPanRange(NamedTuple):
 @dataclass(frozen=True)
 class HubSettings:
     """The hub's own settings: its code (ICD §1), the time zone of its business dates
-    (ICD §3) and its PAN ranges, used in order."""
+    (ICD §3), its PAN ranges, used in order, and the public holidays (``YYYYMMDD``) that
+    are not business days though on Monday to Friday (ICD §5.12)."""
 
     code: str
     timezone: str = "Asia/Shanghai"
     pan_ranges: tuple[HubPanRange, ...] = ()
+    holidays: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -249,6 +252,10 @@ class Counterparties:
     @property
     def pan_ranges(self) -> tuple[HubPanRange, ...]:
         return self.own.pan_ranges
+
+    @property
+    def holidays(self) -> tuple[str, ...]:
+        return self.own.holidays
 
     @property
     def bank_codes(self) -> frozenset[str]:
@@ -279,7 +286,7 @@ class Counterparties:
 
 # --------------------------------------------------------------------------- reading
 
-_HUB_KEYS = ("hub", "timezone", "hub_pan_ranges")
+_HUB_KEYS = ("hub", "timezone", "hub_pan_ranges", "holidays")
 _TOP_KEYS = (*_HUB_KEYS, *(k.section for k in KINDS))
 _PAN_RANGE_KEYS = ("prefix", "length")
 
@@ -558,9 +565,32 @@ def _hub_settings(reader: _Reader, data: dict[Any, Any]) -> HubSettings | None:
     if not isinstance(timezone, str) or not _is_time_zone(timezone):
         reader.problem("hub", "timezone", f"{timezone!r} is not a known time zone")
     ranges = _pan_ranges(reader, data.get("hub_pan_ranges"))
+    holidays = _holidays(reader, data.get("holidays"))
     if len(reader.problems) > before:
         return None
-    return HubSettings(code=str(code), timezone=str(timezone), pan_ranges=ranges)
+    return HubSettings(code=str(code), timezone=str(timezone), pan_ranges=ranges, holidays=holidays)
+
+
+def _holidays(reader: _Reader, raw: object) -> tuple[str, ...]:
+    """Public holidays: a list of dates ``YYYYMMDD`` (quoted or not)."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        reader.problem("hub", "holidays", "must be a list of dates YYYYMMDD")
+        return ()
+    found: list[str] = []
+    for i, value in enumerate(raw):
+        day = str(value) if isinstance(value, (str, int)) and not isinstance(value, bool) else ""
+        try:
+            datetime.strptime(day, "%Y%m%d")
+            ok = len(day) == 8
+        except ValueError:
+            ok = False
+        if not ok:
+            reader.problem("hub", f"holidays[{i}]", f"{value!r} is not a date YYYYMMDD")
+        else:
+            found.append(day)
+    return tuple(sorted(set(found)))
 
 
 def _is_time_zone(name: str) -> bool:

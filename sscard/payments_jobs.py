@@ -172,6 +172,7 @@ def partner_disbursements(bank_code: str, when: datetime, connection: Any) -> di
             wait_days=int(bank.option("partner_wait_days", 1)),
             business_date=inbox.business_date,
             now=when,
+            holidays=parties.holidays,
         )
         delivered = deliver(remote, engine, inbox.store, inbox.conn_id, when)
     raise_if_failed(outcomes)
@@ -224,18 +225,20 @@ def payments_end_of_day(business_date: str, when: datetime) -> dict[str, Any]:
     cut = settle.cut_off(engine, business_date=business_date, now=when)
     with working_directory() as work_dir:
         done = _post_and_answer(engine, when, business_date, work_dir)
-        wait = max(
-            (int(p.option("partner_wait_days", 1)) for p in parties.partner_banks), default=1
-        )
+        waits = {p.code: int(p.option("partner_wait_days", 1)) for p in parties.partner_banks}
         with engine.begin() as conn:
             rows = reconcile(
-                conn, business_date, [b.code for b in parties.bureaus], partner_wait_days=wait
+                conn,
+                business_date,
+                [b.code for b in parties.bureaus],
+                partner_wait_days=waits,
+                holidays=parties.holidays,
             )
-            instructions = return_instructions(conn, business_date)
+            instructions = return_instructions(conn, business_date, parties.holidays)
         out = work_dir / "reports"
         out.mkdir()
         write_instructions(instructions, out / f"instructions_{business_date}.csv")
-        paths = write_reports(engine, business_date, out)
+        paths = write_reports(engine, business_date, out, holidays=parties.holidays)
         store = storage()
         stored = []
         for path in sorted(p for p in out.rglob("*") if p.is_file()):

@@ -373,6 +373,13 @@ def _account_credit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _actor(value: str) -> str:
+    """A name for the audit trail: 1 to 40 characters, not only spaces."""
+    if not value.strip() or len(value) > 40:
+        raise argparse.ArgumentTypeError("a name of 1 to 40 characters")
+    return value
+
+
 def _account_lock_pin(args: argparse.Namespace) -> int:
     """The card system reported the PIN's wrong tries: ``pin_locked``, BANKEVT ``22``."""
     from persistence.db import make_engine
@@ -480,7 +487,12 @@ def add_commands(sub: Any) -> None:  # argparse's private _SubParsersAction
         help="record a PIN locked after wrong tries (the card system's report): BANKEVT 22",
     )
     lp.add_argument("pan", type=_pan, metavar="PAN")
-    lp.add_argument("--by", default="operator", help="who reports it (kept in the audit trail)")
+    lp.add_argument(
+        "--by",
+        default="operator",
+        type=_actor,
+        help="who reports it, 1 to 40 characters (kept in the audit trail)",
+    )
     json_flag(lp)
     lp.set_defaults(func=_run(_account_lock_pin))
 

@@ -131,9 +131,11 @@ def test_resolve_refuses_unknown_resolved_and_empty(
     assert main(["breaks", "resolve", str(break_id), "--reason", "booked", "--by", "wang"]) == 0
     assert main(["breaks", "resolve", str(break_id), "--reason", "again"]) == 1
     assert "resolved already" in capsys.readouterr().err
-    with pytest.raises(SystemExit) as bad:
-        main(["breaks", "resolve", "abc", "--reason", "x"])
-    assert bad.value.code == 2
+    for wrong in ("abc", "0", str(2**63)):  # no id; beyond any database's integers
+        with pytest.raises(SystemExit) as bad:
+            main(["breaks", "resolve", wrong, "--reason", "x"])
+        assert bad.value.code == 2
+    assert "a break id is a positive whole number" in capsys.readouterr().err
     assert main(["breaks", "show", "999"]) == 1
 
 

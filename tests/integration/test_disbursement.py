@@ -429,3 +429,175 @@ def test_a_partner_answer_with_hostile_values_is_a_problem_of_that_line_only(
         (3, second, "E116 in bank_ref"),
         (5, first, "unknown or repeated answer"),
     ]
+
+
+def test_a_repeat_is_209_whatever_else_fails_and_does_not_set_the_files_benefit_type(
+    engine: Engine,
+) -> None:
+    """ICD §5.10: the pay_no is checked first, so a repeat is 209 though a later field
+    fails too; a line with no key at all stays E116; and a resent first line of another
+    benefit type does not make every new line E117."""
+    with engine.begin() as conn:
+        good = seed_card(conn, 1, account_status="active")
+    intake(engine, [line("PAY1", good)])
+    bad_period = list(line("PAY1", good, benefit_type="210"))
+    bad_period[7] = "202613"
+    again = list(line("PAY2", good))
+    again[7] = "2026"
+    batch_id, _ = intake(
+        engine,
+        [
+            tuple(bad_period),  # used in the first file, of another type, bad period
+            line("PAY2", good),
+            tuple(again),  # PAY2 again in this file, bad period
+            line("PAY3", good, benefit_type="310"),
+            line("PAY 4", good),  # no key
+        ],
+        seq=2,
+    )
+    assert results(engine, batch_id) == [
+        ("PAY1", "209"),
+        ("PAY2", None),
+        ("PAY2", "209"),
+        ("PAY3", "E117"),
+        ("PAY 4", "E116"),
+    ]
+    with engine.connect() as conn:
+        kind = conn.scalar(
+            text("SELECT benefit_type FROM disb_batch WHERE id = :b"), {"b": batch_id}
+        )
+    assert kind == "110"
+
+
+def test_a_cr_inside_a_value_is_that_lines_problem_and_never_reaches_a_partner(
+    engine: Engine, store: Storage, tmp_path: Path
+) -> None:
+    """ICD §4.1: no file can carry a CR inside a value, so a DISB line holding one is
+    refused at that field (its own code, else E116) and the others go on."""
+    with engine.begin() as conn:
+        good = seed_card(conn, 1, account_status="active")
+        at_partner = seed_card(conn, 5, bank_code="B002", pan="6220020000000000003")
+    rows = [
+        line("PAY1", good),
+        line("PAY2", good, name="张\r三"),
+        (*line("PAY3", at_partner, "300.00")[:8], "pension\rx"),
+        line("PAY4", at_partner, "200.00"),
+    ]
+    body = "".join(f"D|{i}|{'|'.join(r)}\r\n" for i, r in enumerate(rows, 1))
+    total = 150_000 + 150_000 + 30_000 + 20_000
+    text_ = (
+        f"H|DISB|{BUREAU}|{HUB}|P{DAY}001|{DAY}|4|{total // 100}.00|1.0\r\n{body}"
+        f"T|4|{total // 100}.00\r\n"
+    )
+    with engine.begin() as conn:
+        file_id = registry.record_file(
+            conn,
+            conn_id="sftp_r440100",
+            name=f"DISB_{BUREAU}_{HUB}_{DAY}_001.txt",
+            type="DISB",
+            sender=BUREAU,
+            receiver=HUB,
+            batch_no=f"P{DAY}001",
+            business_date=DAY,
+            sha256="1" * 64,
+            size=len(text_),
+            outcome="accepted",
+            first_seen_at=NOW,
+            processed_at=NOW,
+        )
+        reader = DelimitedReader(io.BytesIO(text_.encode("gb18030")), LAYOUTS["DISB"], "GB18030")
+        batch_id = apply_disb(conn, reader, DisbContext(HUB, BUREAU, DAY, file_id, f"P{DAY}001"))[
+            "batch_id"
+        ]
+    assert results(engine, batch_id) == [
+        ("PAY1", None),
+        ("PAY2", "105"),
+        ("PAY3", "E116"),
+        ("PAY4", None),
+    ]
+    fund(engine, f"P{DAY}001", total)
+    post_funded(engine, hub=HUB, business_date=DAY, now=NOW)
+    sent = send_partner_disb(
+        engine,
+        hub=HUB,
+        bank_code="B002",
+        dest=Drop("sftp_b002", "drop", NOW, store),
+        encoding="GB18030",
+        business_date=DAY,
+        work_dir=tmp_path,
+    )
+    assert sent is not None  # PAY4 went out; PAY3 never could have stopped it
+
+
+def test_a_partner_answer_crediting_nothing_too_much_or_a_line_never_sent_is_not_applied(
+    engine: Engine, store: Storage, tmp_path: Path
+) -> None:
+    with engine.begin() as conn:
+        one = seed_card(conn, 5, bank_code="B002", pan="6220020000000000003")
+        two = seed_card(conn, 6, bank_code="B002", pan="6220020000000000011")
+        three = seed_card(conn, 7, bank_code="B002", pan="6220020000000000029")
+    batch_id = forwarded_to_b002(
+        engine,
+        store,
+        tmp_path,
+        [line("PAY1", one, "300.00"), line("PAY2", two, "200.00"), line("PAY3", three, "100.00")],
+    )
+    # a second batch, not funded: its partner line was never sent
+    waiting_id, _ = intake(engine, [line("PAY9", one, "50.00")], seq=2)
+    with engine.connect() as conn:
+        keys = conn.scalars(
+            text(
+                "SELECT partner_key FROM disb_line WHERE batch_id IN (:a, :b) ORDER BY batch_id, seq"
+            ),
+            {"a": batch_id, "b": waiting_id},
+        ).all()
+    with engine.begin() as conn:
+        _, reader, _ = disb_file(
+            conn,
+            [
+                (keys[0], "0000", "0.00", "20261206103000", "REF1", "", ""),
+                (keys[1], "0000", "9000.00", "20261206103000", "REF2", "", ""),
+                (keys[2], "0000", "100.00", "20261206103000", "REF3", "", ""),
+                (keys[3], "0000", "50.00", "20261206103000", "REF4", "", ""),
+            ],
+            sender="B002",
+            receiver=HUB,
+            type_="DISBRSP",
+            seq=3,
+        )
+        done = apply_partner_disbrsp(
+            conn, reader, bank_code="B002", business_date=DAY, now=NOW, file_name="X"
+        )
+    assert (done["credited"], done["problems"]) == (1, 3)
+    assert results(engine, batch_id) == [("PAY1", None), ("PAY2", None), ("PAY3", "0000")]
+    assert results(engine, waiting_id) == [("PAY9", None)]
+    with engine.connect() as conn:
+        assert ledger.balance(conn, ledger.due_to_partner("B002")) == 10_000
+        assert ledger.check(conn).ok()
+        problems = conn.scalars(text("SELECT problem FROM return_problem ORDER BY line_no")).all()
+    assert problems == [
+        "credited amount 0.00 or above the line's",
+        "credited amount 0.00 or above the line's",
+        "unknown or repeated answer",
+    ]
+
+
+def test_a_batch_cut_off_is_not_posted_by_a_run_that_saw_it_waiting(engine: Engine) -> None:
+    """A posting run that listed the batch before the cut-off took it finds it taken:
+    nothing is credited and the cut-off's 301 and returns stand alone."""
+    from payments.settle import _post_batch
+
+    with engine.begin() as conn:
+        good = seed_card(conn, 1, account_status="active")
+    batch_id, batch_no = intake(engine, [line("PAY1", good, "100.00"), line("PAY2", good, "50.00")])
+    fund(engine, batch_no, 10_000)
+    assert cut_off(engine, business_date=DAY, now=NOW) == 1
+    with engine.begin() as conn:
+        assert _post_batch(conn, batch_id, BUREAU, batch_no, DAY, NOW, True) is None
+    assert results(engine, batch_id) == [("PAY1", "301"), ("PAY2", "301")]
+    with engine.connect() as conn:
+        assert ledger.balance(conn, good.pan) == 0
+        assert ledger.balance(conn, ledger.returns(BUREAU)) == 10_000
+        assert ledger.balance(conn, ledger.clearing(BUREAU)) == 0
+        status = conn.scalar(text("SELECT status FROM disb_batch WHERE id = :b"), {"b": batch_id})
+    assert status == "unfunded"

@@ -296,6 +296,79 @@ def test_r01_partner_lines_funded_after_the_last_forwarding_wait_one_day(engine:
     assert run(engine, MON)["B001"].status == "PENDING"
 
 
+def test_r01_partner_lines_funded_late_on_a_friday_wait_for_the_next_business_day(
+    engine: Engine,
+) -> None:
+    sat, mon_after = "20261212", "20261214"
+    with engine.begin() as conn:
+        seed_batch(
+            conn,
+            "B001",
+            [{"amount": 10000, "result": OK}, {"amount": 5000, "result": None, "partner": "B002"}],
+            day=FRI,
+            status="funded",
+            funded_date=FRI,
+            answered_date=None,
+        )
+        stmt(conn, [("T1", "C", 15000, "DISB/B001")], day=FRI)
+    assert run(engine, FRI)["B001"].status == "PENDING"
+    assert run(engine, sat)["B001"].status == "PENDING"  # Monday is the next business day
+    assert run(engine, mon_after)["B001"].break_reason == "R01"
+
+
+def test_a_resolved_break_does_not_end_the_watch_on_a_return_still_owed(engine: Engine) -> None:
+    """Over-funded (R04) with a failed line: the R04 resolved by hand on Monday, the
+    return of the failed line is still due at the end of Tuesday; on Wednesday it is
+    overdue and found (R07), an item of its own behind the R04 the RECON row names."""
+    from reconciliation.daily import resolve_break
+
+    with engine.begin() as conn:
+        seed_batch(
+            conn, "B001", [{"amount": 10000, "result": OK}, {"amount": 5000, "result": FAIL}]
+        )
+        stmt(conn, [("T1", "C", 15100, "DISB/B001")], day=MON)
+    assert run(engine, MON)["B001"].break_reason == "R04"
+    with engine.begin() as conn:
+        resolve_break(conn, breaks(engine)[("B001", "R04")].id, who="ops", why="fee", now=NOW)
+    assert run(engine, TUE)["B001"].break_reason == "R04"  # still on RECON, return not due
+    wed = run(engine, WED)["B001"]
+    assert (wed.status, wed.break_reason) == ("BREAK", "R04")
+    r07 = breaks(engine)[("B001", "R07")]
+    assert (r07.amount_fen, r07.first_date, r07.resolved_at) == (5000, WED, None)
+    with engine.begin() as conn:
+        stmt(conn, [("T2", "D", 5000, "RET/B001")], day=THU)
+    run(engine, THU)
+    assert breaks(engine)[("B001", "R07")].matched_date == THU
+    # R04 stays resolved, and with nothing else owed the batch leaves the RECON
+    assert breaks(engine)[("B001", "R04")].resolved_at is not None
+    assert "B001" not in run(engine, FRI)
+
+
+def test_each_partner_bank_is_waited_for_its_own_partner_wait_in_business_days(
+    engine: Engine,
+) -> None:
+    with engine.begin() as conn:
+        seed_batch(
+            conn,
+            "B001",
+            [
+                {"amount": 10000, "result": None, "partner": "B002", "sent": MON},
+                {"amount": 5000, "result": None, "partner": "B003", "sent": MON},
+            ],
+            status="funded",
+            answered_date=None,
+        )
+        stmt(conn, [("T1", "C", 15000, "DISB/B001")], day=MON)
+    waits = {"B002": 1, "B003": 3}
+    assert run(engine, MON, partner_wait_days=waits)["B001"].status == "PENDING"
+    assert run(engine, TUE, partner_wait_days=waits)["B001"].status == "PENDING"
+    wed = run(engine, WED, partner_wait_days=waits)["B001"]
+    assert (wed.status, wed.break_reason) == ("BREAK", "R01")
+    assert breaks(engine)[("B001", "R01")].amount_fen == 15000  # every unanswered line
+    # with Tuesday a public holiday, B002's one business day runs to the end of Wednesday
+    assert run(engine, WED, partner_wait_days=waits, holidays=[TUE])["B001"].status == "PENDING"
+
+
 def test_r01_not_before_the_cut_off_of_an_unfunded_batch(engine: Engine) -> None:
     with engine.begin() as conn:
         seed_batch(

@@ -279,3 +279,7 @@ def test_a_pin_lock_is_recorded_once_and_reported_in_bankevt_as_22(
     # the account's current card is the newer one of the PAN
     assert [tuple(e) for e in events] == [("22", "A00000002", "AUTO")]
     assert run(capsys, "account", "lock-pin", "6222029999999999999")[0] == 1
+    # a name the audit trail cannot keep is refused before anything is done
+    with pytest.raises(SystemExit) as refused:
+        main(["account", "lock-pin", PAN, "--by", "x" * 41])
+    assert refused.value.code == 2 and "1 to 40 characters" in capsys.readouterr().err

@@ -277,6 +277,19 @@ def test_an_unknown_time_zone_is_an_error(tmp_path: Path) -> None:
     assert problems(path) == [(str(path), "hub", "timezone")]
 
 
+def test_holidays_are_dates_and_a_wrong_one_is_an_error_naming_its_place(tmp_path: Path) -> None:
+    data = copy.deepcopy(SHIPPED)
+    data["holidays"] = ["20261001", 20261002, "20261001"]
+    assert load_counterparties(write(tmp_path, data)).holidays == ("20261001", "20261002")
+    data["holidays"] = ["20261001", "20260230", "1 Oct"]
+    path = write(tmp_path, data)
+    assert problems(path) == [
+        (str(path), "hub", "holidays[1]"),
+        (str(path), "hub", "holidays[2]"),
+    ]
+    assert load_counterparties(write(tmp_path, copy.deepcopy(SHIPPED))).holidays == ()
+
+
 @pytest.mark.parametrize("text", ["hub: [unclosed\n", "- a list\n", "hub: B001\n---\nhub: B002\n"])
 def test_a_file_that_is_not_a_yaml_mapping_is_one_problem_naming_the_file(
     tmp_path: Path, text: str
