@@ -205,18 +205,21 @@ def _watched(
     conn: Connection, b: Any, day: str, open_nos: list[str], holidays: tuple[str, ...]
 ) -> bool:
     """Whether a candidate stays on ``day``'s RECON: any reason to be there but a BREAK
-    on its latest earlier reconciliation keeps it; that one alone keeps it until the
-    first day its returns and settlements are overdue has been judged."""
+    on its latest earlier reconciliation keeps it; that one alone keeps it while that
+    row shows lines, returns or settlements still owed, until the first day they are
+    overdue has been judged."""
     if b.batch_no in open_nos or day in (b.business_date, b.funded_date, b.answered_date):
         return True
     latest = conn.execute(
         text(
-            "SELECT r.status FROM recon_batch r WHERE r.bureau = :bu AND r.batch_no = :n "
+            "SELECT r.status, r.instructed_count, r.credited_count, r.failed_count, "
+            "r.failed_fen, r.funded_fen, r.returned_fen, r.partner_fen, r.partner_settled_fen "
+            "FROM recon_batch r WHERE r.bureau = :bu AND r.batch_no = :n "
             "AND r.business_date < :d ORDER BY r.business_date DESC LIMIT 1"
         ),
         {"bu": b.bureau, "n": b.batch_no, "d": day},
-    ).scalar()
-    if latest != BREAK:
+    ).first()
+    if latest is None or latest.status != BREAK:
         return True
     again = conn.execute(
         text(
@@ -229,6 +232,14 @@ def _watched(
     ).first()
     if again is not None:
         return True
+    to_return = latest.funded_fen if was_unfunded(b.status, b.funded_date) else latest.failed_fen
+    owed = (
+        latest.credited_count + latest.failed_count < latest.instructed_count
+        or latest.returned_fen < to_return
+        or latest.partner_settled_fen < latest.partner_fen
+    )
+    if not owed:
+        return False
     if b.answered_date is None or b.answered_date > day:
         return True  # its lines still owe their answers: R01 is judged every day
     first_overdue = add_business_days(add_business_days(b.answered_date, 1, holidays), 1, holidays)
