@@ -747,6 +747,17 @@ class ReconBreak(Base):
     )
 
 
+class ReconBreakDay(Base):
+    """A batch's item as one business date's reconciliation found it: its amount that
+    day, so the reports of a past date show what was known then (ICD §5.12)."""
+
+    __tablename__ = "recon_break_day"
+
+    break_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    business_date: Mapped[str] = mapped_column(String(8), primary_key=True)
+    amount_fen: Mapped[int] = mapped_column(BigInteger)
+
+
 class DisbForward(Base):
     """A DISB line for an account at a partner bank, forwarded to that bank under the hub's
     own pay_no (``partner_key``) in a DISB file of the hub's (ICD §5.10): what the bank

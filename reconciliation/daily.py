@@ -564,6 +564,18 @@ def _keep_breaks(
             ),
             breaks,
         )
+    if breaks:
+        # what the date found of each item, kept per date (a past date written again
+        # reports what was known then)
+        conn.execute(
+            text(
+                "INSERT INTO recon_break_day (break_id, business_date, amount_fen) "
+                "SELECT id, :d, :a FROM recon_break WHERE bureau = :b AND batch_no = :n "
+                "AND reason = :r AND ref = '' ON CONFLICT (break_id, business_date) "
+                "DO UPDATE SET amount_fen = :a"
+            ),
+            breaks,
+        )
     found = {(x["n"], x["r"]) for x in breaks}
     if not batch_nos:
         return

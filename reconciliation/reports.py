@@ -277,6 +277,11 @@ def load_day(conn: Connection, business_date: str, *, holidays: Collection[str] 
         text(
             "SELECT b.bureau, b.batch_no, b.reason, b.ref, b.amount_fen, b.first_date, "
             "b.last_date, b.matched_date, b.resolved_at, b.resolved_by, b.resolution, "
+            # a batch's item as known at the end of D (an R09 item's amount never changes)
+            "(SELECT h.amount_fen FROM recon_break_day h WHERE h.break_id = b.id "
+            "AND h.business_date <= :d ORDER BY h.business_date DESC LIMIT 1) AS amount_then, "
+            "(SELECT MAX(h.business_date) FROM recon_break_day h WHERE h.break_id = b.id "
+            "AND h.business_date <= :d) AS last_then, "
             "db.benefit_type FROM recon_break b LEFT JOIN disb_batch db "
             "ON db.bureau = b.bureau AND db.batch_no = b.batch_no "
             "WHERE b.first_date <= :d AND (b.matched_date IS NULL OR b.matched_date >= :d) "
@@ -300,9 +305,9 @@ def load_day(conn: Connection, business_date: str, *, holidays: Collection[str] 
                 benefit_type=row.benefit_type or "",
                 reason=row.reason,
                 ref=row.ref or "",
-                amount_fen=int(row.amount_fen),
+                amount_fen=int(row.amount_then if row.amount_then is not None else row.amount_fen),
                 first_date=row.first_date,
-                last_date=row.last_date,
+                last_date=row.last_then or min(row.last_date, d),
                 age_days=business_days_between(row.first_date, d, holidays),
                 state=state,
                 closed_date=closed,

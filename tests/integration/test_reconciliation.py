@@ -369,6 +369,33 @@ def test_each_partner_bank_is_waited_for_its_own_partner_wait_in_business_days(
     assert run(engine, WED, partner_wait_days=waits, holidays=[TUE])["B001"].status == "PENDING"
 
 
+def test_a_past_dates_reports_show_the_items_as_they_stood_then(engine: Engine) -> None:
+    """Finance's reports of Wednesday written again on Friday, after a part of the
+    return arrived on Thursday, still show Wednesday's amount and last date."""
+    from reconciliation.reports import load_day
+
+    with engine.begin() as conn:
+        seed_batch(conn, "B001", [{"amount": 10000, "result": OK}, {"amount": 5000, "result": FAIL}])
+        stmt(conn, [("T1", "C", 15000, "DISB/B001")], day=MON)
+    for day in (MON, TUE, WED):
+        run(engine, day)
+    with engine.connect() as conn:
+        wednesday = load_day(conn, WED)
+    assert [(b.reason, b.amount_fen, b.last_date) for b in wednesday.breaks] == [
+        ("R07", 5000, WED)
+    ]
+    with engine.begin() as conn:
+        stmt(conn, [("T2", "D", 2000, "RET/B001")], day=THU)
+    run(engine, THU)
+    assert breaks(engine)[("B001", "R07")].amount_fen == 3000
+    with engine.connect() as conn:
+        assert load_day(conn, WED) == wednesday
+        thursday = load_day(conn, THU)
+    assert [(b.reason, b.amount_fen, b.last_date) for b in thursday.breaks] == [
+        ("R07", 3000, THU)
+    ]
+
+
 def test_r01_not_before_the_cut_off_of_an_unfunded_batch(engine: Engine) -> None:
     with engine.begin() as conn:
         seed_batch(
