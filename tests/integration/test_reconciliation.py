@@ -375,15 +375,15 @@ def test_a_past_dates_reports_show_the_items_as_they_stood_then(engine: Engine) 
     from reconciliation.reports import load_day
 
     with engine.begin() as conn:
-        seed_batch(conn, "B001", [{"amount": 10000, "result": OK}, {"amount": 5000, "result": FAIL}])
+        seed_batch(
+            conn, "B001", [{"amount": 10000, "result": OK}, {"amount": 5000, "result": FAIL}]
+        )
         stmt(conn, [("T1", "C", 15000, "DISB/B001")], day=MON)
     for day in (MON, TUE, WED):
         run(engine, day)
     with engine.connect() as conn:
         wednesday = load_day(conn, WED)
-    assert [(b.reason, b.amount_fen, b.last_date) for b in wednesday.breaks] == [
-        ("R07", 5000, WED)
-    ]
+    assert [(b.reason, b.amount_fen, b.last_date) for b in wednesday.breaks] == [("R07", 5000, WED)]
     with engine.begin() as conn:
         stmt(conn, [("T2", "D", 2000, "RET/B001")], day=THU)
     run(engine, THU)
@@ -391,9 +391,7 @@ def test_a_past_dates_reports_show_the_items_as_they_stood_then(engine: Engine) 
     with engine.connect() as conn:
         assert load_day(conn, WED) == wednesday
         thursday = load_day(conn, THU)
-    assert [(b.reason, b.amount_fen, b.last_date) for b in thursday.breaks] == [
-        ("R07", 3000, THU)
-    ]
+    assert [(b.reason, b.amount_fen, b.last_date) for b in thursday.breaks] == [("R07", 3000, THU)]
 
 
 def test_r01_not_before_the_cut_off_of_an_unfunded_batch(engine: Engine) -> None:
