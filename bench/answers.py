@@ -37,6 +37,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from time import perf_counter
 from typing import Any
@@ -288,7 +289,7 @@ def _fixed_columns(raw: bytes, first: bool, record: int) -> pa.Table:
     return pa.table({"seq": seq, **columns})
 
 
-def _delimited_columns(text: str, names: list[str]) -> pa.Table:
+def _delimited_columns(text: str, names: Sequence[str]) -> pa.Table:
     """The detail lines of ``text`` parsed by pyarrow's CSV reader, split at ``|``."""
     if text.startswith("H|"):
         text = text[text.index("\n") + 1 :]
