@@ -428,7 +428,7 @@ class PartnerStatus(Base):
     op: Mapped[str] = mapped_column(String(2))
     card_no: Mapped[str] = mapped_column(String(9))
     op_time: Mapped[str] = mapped_column(String(14))
-    channel: Mapped[str] = mapped_column(String(8))
+    channel: Mapped[str] = mapped_column(String(10))
     #: the status the card goes to when the partner agrees
     target: Mapped[str] = mapped_column(String(1))
     created_date: Mapped[str] = mapped_column(String(8))
@@ -455,7 +455,7 @@ class BankEvent(Base):
     op: Mapped[str] = mapped_column(String(2))
     card_no: Mapped[str] = mapped_column(String(9))
     op_time: Mapped[str] = mapped_column(String(14))
-    channel: Mapped[str] = mapped_column(String(8))
+    channel: Mapped[str] = mapped_column(String(10))
     source: Mapped[str] = mapped_column(String(8))
     #: the key it was known by where it came from (a request's or a partner's evt_no), so
     #: the same event is never recorded twice
@@ -591,7 +591,7 @@ class AuditRecord(Base):
     card_no: Mapped[str] = mapped_column(String(9), default="")
     pan: Mapped[str] = mapped_column(String(19), default="")
     op: Mapped[str] = mapped_column(String(20))
-    channel: Mapped[str] = mapped_column(String(8))
+    channel: Mapped[str] = mapped_column(String(10))
     actor: Mapped[str] = mapped_column(String(40))
     ref: Mapped[str] = mapped_column(String(64), default="")
     before: Mapped[str] = mapped_column(String(60), default="")

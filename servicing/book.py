@@ -414,7 +414,12 @@ class Book:
                 self.set_account(account, by=AUTO, ref=info.app_no, credit_blocked=True)
                 account.close_at_zero = True
                 account.dirty = True
-                if self.is_hub(new) and new.pan and new.pan in self.accounts:
+                target = self.accounts.get(new.pan) if self.is_hub(new) and new.pan else None
+                if (
+                    target is not None
+                    and target.status is not AccountStatus.CLOSED
+                    and not target.credit_blocked
+                ):
                     kind = "moved"
                     self.moves.append(
                         (f"move:{info.bureau}:{info.app_no}", old.pan, new.pan, info.application_id)

@@ -5,6 +5,7 @@ gets the day's BANKEVT (also when nothing happened). Each step is safe to run ag
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -42,14 +43,17 @@ class DayEnd:
 
 def finish_replacements(engine: Engine, hub: str, business_date: str, now: datetime) -> int:
     """Replacements whose new card is enabled but not finished yet (a step cut short, or
-    the new card enabled by a partner's event): finished now, once."""
+    the new card enabled by a partner's event): finished now, once. A new card cancelled
+    while still sealed was never enabled: the old card goes on (DOMAIN §5)."""
     with engine.begin() as conn:
         due = rows(
             conn,
             "SELECT c.card_no FROM application a JOIN card c ON c.application_id = a.id "
             "LEFT JOIN replacement r ON r.application_id = a.id "
-            "WHERE a.old_card_no <> '' AND r.application_id IS NULL AND c.status <> :sealed",
+            "WHERE a.old_card_no <> '' AND r.application_id IS NULL "
+            "AND c.status NOT IN (:sealed, :cancelled)",
             sealed=CardStatus.SEALED.value,
+            cancelled=CardStatus.CANCELLED.value,
         )
         if not due:
             return 0
@@ -233,6 +237,8 @@ def lock_pin(
         card = book.current_card(pan)
         book.set_account(account, by=AUTO, ref=f"lock:{now.isoformat()}", pin_locked=True)
         if card is not None:
-            book.event(card, "22", op_time_of(now), AUTO, f"pinlock:{pan}:{now.isoformat()}")
+            # the event's key names the account by a digest: no full PAN is stored
+            digest = hashlib.sha256(pan.encode()).hexdigest()[:24]
+            book.event(card, "22", op_time_of(now), AUTO, f"pinlock:{digest}:{now.isoformat()}")
         book.flush(conn)
     return True

@@ -6,7 +6,8 @@ BANKEVT to the bureau."""
 from __future__ import annotations
 
 import logging
-from datetime import date, datetime, timedelta
+from collections.abc import Collection
+from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine, text
@@ -94,9 +95,11 @@ def apply_status_answers(
     book = Book(hub, business_date, now, actor=bank_code)
     book.load(conn, card_nos=[r.card_no for r in open_ops.values()])
     answered, problems = [], []
+    seen: set[str] = set()
     for line in lines:
         op = open_ops.get(line.get("req_no"))
-        if line.failed or op is None or op.answered_date is not None:
+        if line.failed or op is None or op.answered_date is not None or op.req_no in seen:
+            # a key answered before, or earlier in this file: only its first answer stands
             problems.append(
                 (
                     line.seq,
@@ -105,8 +108,21 @@ def apply_status_answers(
                 )
             )
             continue
+        seen.add(op.req_no)
         result, reason = line.get("result"), line.get("reason_code")
         card = book.card(op.card_no)
+        if (
+            result == Result.DONE
+            and card is not None
+            and op.op in CardOp.__members__.values()
+            and card_transition(card.status, CardOp(op.op)).result is Result.REFUSED
+        ):
+            # the card moved meanwhile where this op cannot take it (a cancellation is
+            # final): never applied; the bureau's line gets its E140 if nothing else comes
+            problems.append(
+                (line.seq, op.req_no, f"not possible for a card in status {card.status}")
+            )
+            continue
         if result == Result.DONE and card is not None:
             target = CardStatus(op.target)
             if card.status != target:
@@ -136,20 +152,26 @@ def apply_status_answers(
 
 
 def expire_status_requests(
-    engine: Engine, bank_code: str, wait_days: int, business_date: str
+    engine: Engine,
+    bank_code: str,
+    wait_days: int,
+    business_date: str,
+    holidays: Collection[str] = (),
 ) -> int:
-    """Ops unanswered ``partner_wait`` days after they reached the partner: E140 to the
-    bureau (ICD §2); the card stays as it was (a forwarded cancellation of a replaced card
-    stays cancelled, DOMAIN §5, and is shown to operations)."""
-    d = date(int(business_date[:4]), int(business_date[4:6]), int(business_date[6:]))
-    limit = (d - timedelta(days=wait_days)).strftime("%Y%m%d")
+    """Ops unanswered once their ``partner_wait`` has run out: an op sent on S waits to
+    the end of S + ``wait_days`` business days (ICD §2, decision 70, as DISB lines do),
+    then E140 to the bureau; the card stays as it was (a forwarded cancellation of a
+    replaced card stays cancelled, DOMAIN §5, and is shown to operations)."""
+    from reconciliation.daily import still_waiting_from
+
+    waiting_from = still_waiting_from(business_date, wait_days, holidays)
     with engine.begin() as conn:
         due = rows(
             conn,
             "SELECT req_no, channel FROM partner_status WHERE bank_code = :b AND answered_date IS NULL "
-            "AND sent_date IS NOT NULL AND sent_date <= :limit",
+            "AND sent_date IS NOT NULL AND sent_date < :waiting_from",
             b=bank_code,
-            limit=limit,
+            waiting_from=waiting_from,
         )
         if not due:
             return 0

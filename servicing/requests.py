@@ -56,6 +56,8 @@ ACTIVATED, PIN_LOCKED, PIN_UNLOCKED = "21", "22", "23"
 _IDENTITY_OPS = frozenset(CHANNEL.field("id_no").cond.values)  # type: ignore[union-attr]
 #: channel ops whose pin_block may be given (ICD §5.9)
 _PIN_OPS = frozenset({ChannelOp.A1, ChannelOp.P1, ChannelOp.E1})
+#: positions in CHANNEL of the op and the PIN block
+_OP_AT, _PIN_AT = CHANNEL.index("op"), CHANNEL.index("pin_block")
 
 
 def partner_req_no(file_id: int, seq: int) -> str:
@@ -96,8 +98,10 @@ def _status_line(book: Book, line: Line, ctx: Ctx) -> None:
     if card is None and not line.whole_line:
         line.refuse("E119")
         return
-    if card is not None and not line.failed and card.bureau != ctx.sender:
-        line.refuse("E119")  # another bureau's card is not this bureau's to change
+    if card is not None and not line.whole_line and card.bureau != ctx.sender:
+        # another bureau's card is not this bureau's to change, whatever else the line
+        # holds (and its holder's identity is not checked for it)
+        line.refuse("E119")
         return
     if card is not None and (line.get("id_no"), line.get("name")) != (card.id_no, card.name):
         if line.get("id_no") != card.id_no:
@@ -189,7 +193,9 @@ def _channel_line(book: Book, pins: Pins, line: Line, ctx: Ctx) -> None:
         line.refuse("E119")  # unknown, or an account held at a partner bank (ICD §5.9)
         return
     op_text = line.get("op")
-    if card is not None and not line.failed:
+    if card is not None and line.fail_at > _OP_AT:
+        # the holder's identity and the PIN block are checked whatever fails after them:
+        # the first failing field in layout order answers (ICD §4.2)
         op = ChannelOp(op_text)
         if op_text in _IDENTITY_OPS:
             if line.get("id_no") != card.id_no:
@@ -199,6 +205,13 @@ def _channel_line(book: Book, pins: Pins, line: Line, ctx: Ctx) -> None:
         block = line.get("pin_block")
         if block and op not in _PIN_OPS:
             line.fail(CHANNEL, "pin_block", "E130")
+        elif block and line.failed and line.fail_at > _PIN_AT:
+            # a later field fails: whether the block opens still decides the answer (its
+            # nonce is not taken, the line being refused)
+            try:
+                open_pin_block(block, _pin_context(line, ctx), pins.keys)
+            except PinRefused as refused:
+                line.fail(CHANNEL, "pin_block", refused.code)
     if line.failed:
         line.refuse(line.code)
         return
@@ -266,9 +279,8 @@ def _channel_line(book: Book, pins: Pins, line: Line, ctx: Ctx) -> None:
     line.answer(Result.DONE)
 
 
-def _open_pin(line: Line, card: CardState, pins: Pins, ctx: Ctx) -> Pin | None:
-    """The PIN of the line's block, or the line failed at pin_block (E130, E131)."""
-    pctx = PinContext(
+def _pin_context(line: Line, ctx: Ctx) -> PinContext:
+    return PinContext(
         req_no=line.get("req_no"),
         op=line.get("op"),
         pan=line.get("pan"),
@@ -276,8 +288,12 @@ def _open_pin(line: Line, card: CardState, pins: Pins, ctx: Ctx) -> Pin | None:
         op_time=line.get("op_time"),
         sender=ctx.sender,
     )
+
+
+def _open_pin(line: Line, card: CardState, pins: Pins, ctx: Ctx) -> Pin | None:
+    """The PIN of the line's block, or the line failed at pin_block (E130, E131)."""
     try:
-        opened = open_pin_block(line.get("pin_block"), pctx, pins.keys)
+        opened = open_pin_block(line.get("pin_block"), _pin_context(line, ctx), pins.keys)
     except PinRefused as refused:
         line.fail(CHANNEL, "pin_block", refused.code)
         return None

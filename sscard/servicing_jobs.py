@@ -154,7 +154,9 @@ def partner_status(bank_code: str, when: datetime, connection: Any) -> dict[str,
         outcomes = receive(remote, engine, inbox, flow("STATUSRSP", Party.PARTNER), answers)
         outcomes += receive(remote, engine, inbox, flow("BANKEVT", Party.PARTNER), events)
         wait_days = int(bank.option("partner_wait_days", 1))
-        expired = partner.expire_status_requests(engine, bank_code, wait_days, inbox.business_date)
+        expired = partner.expire_status_requests(
+            engine, bank_code, wait_days, inbox.business_date, parties.holidays
+        )
         delivered = deliver(remote, engine, inbox.store, inbox.conn_id, when)
     raise_if_failed(outcomes)
     return {

@@ -515,8 +515,12 @@ def test_a_partner_that_does_not_answer_gets_e140_at_partner_wait(
         business_date=DAY,
         work_dir=tmp_path,
     )
+    # sent on Sunday the 6th: it waits one business day, to the end of Monday the 7th (to
+    # the end of Tuesday when Monday is a holiday)
     assert partner.expire_status_requests(engine, "B002", 1, DAY) == 0
-    assert partner.expire_status_requests(engine, "B002", 1, "20261207") == 1
+    assert partner.expire_status_requests(engine, "B002", 1, "20261207") == 0
+    assert partner.expire_status_requests(engine, "B002", 1, "20261208", ["20261207"]) == 0
+    assert partner.expire_status_requests(engine, "B002", 1, "20261208") == 1
     with engine.connect() as conn:
         assert conn.execute(text("SELECT result, reason_code FROM service_line")).one() == (
             "01",
@@ -657,3 +661,134 @@ def test_the_cancellation_of_a_replaced_partner_card_is_forwarded_to_the_partner
         fwd = conn.execute(text("SELECT op, card_no, channel, op_time FROM partner_status")).one()
     assert tuple(fwd) == ("04", old.card_no, "AUTO", OP_TIME)
     assert events(engine) == [("04", old.card_no, "AUTO")]
+
+
+# --------------------------------------------------------------------------- found in review
+
+
+def test_a_replacing_card_cancelled_while_sealed_leaves_the_old_card_and_its_money(
+    engine: Engine,
+) -> None:
+    """DOMAIN §5: the old card goes on until its replacement is enabled. A new card the
+    bureau cancels while still sealed was never enabled: the end of day does not cancel
+    the old card nor move its balance into the new card's closed account."""
+    with engine.begin() as conn:
+        old = seed_card(conn, 1, status="1", account_status="active")
+        new = seed_card(
+            conn,
+            2,
+            status="0",
+            app_type="07",
+            old_card_no=old.card_no,
+            keep_account="0",
+            id_no=old.id_no,
+        )
+    credit(engine, old.pan, 50_000)
+    assert status(engine, [st("R1", "04", new)]) == [("R1", "00", "")]
+    assert days.finish_replacements(engine, HUB, DAY, NOW) == 0
+    assert card_row(engine, old.card_no).status == "1"
+    with engine.connect() as conn:
+        assert (ledger.balance(conn, old.pan), ledger.balance(conn, new.pan)) == (50_000, 0)
+    assert account_row(engine, old.pan).status == "active"
+
+
+def test_channel_codes_of_ten_characters_are_kept_on_both_databases(engine: Engine) -> None:
+    """ICD §5.7, §5.8: a STATUS or BANKEVT channel is up to 10 characters; a forwarded op
+    and a relayed partner event keep it (PostgreSQL refused more than 8)."""
+    with engine.begin() as conn:
+        made = seed_card(conn, 1, bank_code="B002", pan="6220020000000000003")
+    line = ("R1", "01", made.card_no, made.id_no, made.name, OP_TIME, "WINDOW1234", "")
+    assert status(engine, [line]) == [("R1", None, "")]
+    with engine.begin() as conn:
+        _, reader = request_file(
+            conn,
+            "BANKEVT",
+            "B002",
+            [("EV1", "01", made.card_no, made.id_no, OP_TIME, "COUNTER001")],
+        )
+        out = partner.relay_partner_events(
+            conn, reader, hub=HUB, bank_code="B002", business_date=DAY, now=NOW, file_name="X"
+        )
+    assert out["applied"] == 1
+    with engine.connect() as conn:
+        kept = conn.execute(text("SELECT channel FROM partner_status")).scalars().all()
+    assert kept == ["WINDOW1234"]
+
+
+def test_a_channel_line_answers_its_first_failing_field_though_a_later_one_fails_too(
+    engine: Engine,
+) -> None:
+    with engine.begin() as conn:
+        made = seed_card(conn, 1)
+    wrong_holder = list(ch("Q1", "L2", made))
+    wrong_holder[4] = "440103199001019999"  # id_no: E132 …
+    wrong_holder[9] = "T-1"  # … before a malformed teller
+    bad_block = list(ch("Q2", "A1", made, raw_block="00" * 40))  # no such block: E130 …
+    bad_block[9] = "T-2"  # … before a malformed teller
+    assert channel(engine, [tuple(wrong_holder), tuple(bad_block)]) == [
+        ("Q1", "01", "E132"),
+        ("Q2", "01", "E130"),
+    ]
+
+
+def test_a_status_on_another_bureaus_card_is_e119_whatever_else_fails(engine: Engine) -> None:
+    with engine.begin() as conn:
+        made = seed_card(conn, 1)
+    with engine.begin() as conn:
+        file_id, reader = request_file(
+            conn,
+            "STATUS",
+            "R440200",
+            [("R1", "01", made.card_no, "123", made.name, OP_TIME, "W-1", "")],
+        )
+        apply_status(conn, reader, Ctx(HUB, "R440200", DAY, NOW, file_id))
+        answer = conn.execute(
+            text("SELECT result, reason_code FROM service_line WHERE file_id = :f"), {"f": file_id}
+        ).one()
+    assert tuple(answer) == ("01", "E119")
+
+
+def test_partner_answers_never_take_a_card_out_of_cancellation_nor_apply_twice(
+    engine: Engine,
+) -> None:
+    """A late 00 to a temporary loss after the card's cancellation was answered is not
+    applied (a cancelled card stays cancelled, DOMAIN §2); one req_no answered twice in a
+    file keeps its first answer (the second is a return problem)."""
+    with engine.begin() as conn:
+        lost = seed_card(conn, 1, bank_code="B002", pan="6220020000000000003")
+        other = seed_card(conn, 2, bank_code="B002", pan="6220020000000000011")
+    assert status(engine, [st("R1", "01", lost), st("R3", "01", other)]) == [
+        ("R1", None, ""),
+        ("R3", None, ""),
+    ]
+    assert status(engine, [st("R2", "04", lost)], seq=2) == [("R2", None, "")]
+    with engine.connect() as conn:
+        reqs = dict(conn.execute(text("SELECT card_no || op, req_no FROM partner_status")).all())
+    first_loss, cancel = reqs[lost.card_no + "01"], reqs[lost.card_no + "04"]
+    twice = reqs[other.card_no + "01"]
+    with engine.begin() as conn:
+        _, reader = request_file(
+            conn,
+            "STATUSRSP",
+            "B002",
+            [(cancel, "00", "", ""), (twice, "01", "E120", "x"), (twice, "00", "", "")],
+            seq=3,
+        )
+        done = partner.apply_status_answers(
+            conn, reader, hub=HUB, bank_code="B002", business_date=DAY, now=NOW, file_name="X"
+        )
+    assert (done["applied"], done["problems"]) == (2, 1)
+    assert (card_row(engine, lost.card_no).status, card_row(engine, other.card_no).status) == (
+        "9",
+        "1",
+    )
+    with engine.begin() as conn:
+        _, reader = request_file(conn, "STATUSRSP", "B002", [(first_loss, "00", "", "")], seq=4)
+        done = partner.apply_status_answers(
+            conn, reader, hub=HUB, bank_code="B002", business_date=DAY, now=NOW, file_name="Y"
+        )
+    assert (done["applied"], done["problems"]) == (0, 1)
+    assert card_row(engine, lost.card_no).status == "9"
+    with engine.connect() as conn:
+        problems = conn.scalars(text("SELECT problem FROM return_problem ORDER BY id")).all()
+    assert problems == ["unknown or repeated answer", "not possible for a card in status 9"]
