@@ -35,6 +35,7 @@ from typing import Protocol
 from sqlalchemy import Engine
 
 from exchange.flows import Flow, answers_strangers, companions_of, sent_by
+from exchange.flows import flow as flow_of
 from exchange.locks import exclusive
 from exchange.logsafe import shown
 from exchange.outbox import queue_rej
@@ -201,7 +202,9 @@ def survey(remote: Remote, inbox: Inbox, flow: Flow) -> Survey:
                 inbox.pickup,
             )
             continue
-        if getattr(e, "kind", "file") == "dir" and e.name in KEPT_DIRS:
+        if e.name in KEPT_DIRS:
+            if getattr(e, "kind", "file") != "dir":
+                _move_off_kept_name(remote, inbox, e.name)
             continue
         entries[e.name] = e
     names = set(entries)
@@ -287,6 +290,15 @@ def land(remote: Remote, inbox: Inbox, name: str, entries: Mapping[str, RemoteEn
     return Landed(name, path, control, size, sha, zip_name, companions, problem, zip_is_file)
 
 
+def _name_first(name: str, flow: Flow, inbox: Inbox) -> None:
+    """The name's checks, which come before the control file's (decision 1): F07 for a
+    name not of ICD §3, F04 for another TYPE or another receiver."""
+    fname = FileName.parse(name)
+    hub = getattr(inbox, "hub", None)
+    if fname.type != flow.type or fname.ext != "txt" or (hub and fname.receiver != hub):
+        raise FileLevelError(FileCode.F04, "not a file of this flow addressed to this hub")
+
+
 def _is_file(entry: RemoteEntry | None) -> bool:
     return entry is not None and getattr(entry, "kind", "file") == "file"
 
@@ -336,7 +348,13 @@ def finish_archives(remote: Remote, engine: Engine, inbox: Inbox, flow: Flow) ->
         unfinished = registry.unarchived(conn, inbox.conn_id)
     for row in unfinished:
         log.info("%s: finishing its archiving, cut short by an earlier run", shown(row.name))
-        archive(remote, engine, inbox, flow, row.name, row.outcome == "rejected", row.id)
+        # the file's own flow names what travels with it (an APPLY's zip), whichever
+        # flow of this connection happens to run now
+        try:
+            own = flow_of(row.type, flow.sender)
+        except KeyError:
+            own = flow
+        archive(remote, engine, inbox, own, row.name, row.outcome == "rejected", row.id)
     return len(unfinished)
 
 
@@ -393,12 +411,50 @@ def reject_file(
     return FileOutcome(landed.name, "rejected", str(exc.code)), file_id
 
 
+def _move_off_kept_name(remote: Remote, inbox: Inbox, name: str) -> None:
+    """Something not a directory stands where the hub keeps ``archive/`` or
+    ``rejected/``: it is moved into the other one (dated), so neither the files of this
+    run nor of later ones are kept from their place (nothing is deleted)."""
+    other = next(iter(KEPT_DIRS - {name}))
+    dest = f"{inbox.pickup}/{other}/{inbox.business_date}"
+    try:
+        moved = remote.move(f"{inbox.pickup}/{name}", dest)
+    except (OSError, TransportError) as exc:
+        log.error(
+            "%s: %s in %s is not a directory and could not be moved (%s): files cannot be "
+            "archived until the counterparty removes it",
+            inbox.conn_id,
+            shown(name),
+            inbox.pickup,
+            type(exc).__name__,
+        )
+        return
+    log.warning(
+        "%s: %s in %s was not a directory (the hub keeps its %s/ there): moved to %s",
+        inbox.conn_id,
+        shown(name),
+        inbox.pickup,
+        name,
+        shown(moved),
+    )
+
+
 def reject_unsafe(
-    remote: Remote, engine: Engine, inbox: Inbox, flow: Flow, name: str
+    remote: Remote,
+    engine: Engine,
+    inbox: Inbox,
+    flow: Flow,
+    name: str,
+    entry: RemoteEntry | None = None,
 ) -> FileOutcome:
-    """A name unsafe to write (ICD §2): F07, no local copy and no ``.rej``; the file is
-    digested on the server in blocks, never read whole."""
-    size, sha = remote.checksum(f"{inbox.pickup}/{name}")
+    """A name unsafe to write (ICD §2): F07, no local copy and no ``.rej``; a file is
+    digested on the server in blocks, never read whole; a directory or anything else not
+    a plain file is recorded without reading it (a link could lead to an endless
+    device)."""
+    if entry is not None and not getattr(entry, "is_file", True):
+        size, sha = 0, hashlib.sha256(b"").hexdigest()
+    else:
+        size, sha = remote.checksum(f"{inbox.pickup}/{name}")
     with engine.begin() as conn:
         prior = registry.find_same(conn, inbox.conn_id, name[:100], sha)
         if prior is None:
@@ -490,7 +546,7 @@ class Intake:
         """One complete file from the pickup directory to its committed outcome."""
         remote, engine, inbox, flow = self.remote, self.engine, self.inbox, self.flow
         if not SAFE_NAME.fullmatch(name):
-            return reject_unsafe(remote, engine, inbox, flow, name)
+            return reject_unsafe(remote, engine, inbox, flow, name, entries.get(name))
         landed = land(remote, inbox, name, entries)
         prior = None
         if landed.path is not None:  # a directory standing for the file has no content
@@ -515,6 +571,7 @@ class Intake:
         first_seen = prior.first_seen_at if prior is not None else inbox.now
         try:
             if landed.problem is not None:
+                _name_first(name, flow, inbox)  # F07, F04 before the control file's F01
                 raise landed.problem
             outcome, file_id = self.accept(landed, waiting_id, first_seen)
         except FileLevelError as exc:

@@ -87,13 +87,14 @@ class Unarchived:
     id: int
     name: str
     outcome: str
+    type: str = ""
 
 
 def unarchived(conn: Connection, conn_id: str) -> list[Unarchived]:
     """Files of ``conn_id`` whose outcome is committed but whose move to ``archive/`` or
     ``rejected/`` did not finish (a connection dropped half-way)."""
     rows = conn.execute(
-        select(RECEIVED.c.id, RECEIVED.c.name, RECEIVED.c.outcome)
+        select(RECEIVED.c.id, RECEIVED.c.name, RECEIVED.c.outcome, RECEIVED.c.type)
         .where(
             RECEIVED.c.conn_id == conn_id,
             RECEIVED.c.outcome.in_(("accepted", "rejected")),
@@ -101,7 +102,7 @@ def unarchived(conn: Connection, conn_id: str) -> list[Unarchived]:
         )
         .order_by(RECEIVED.c.id)
     ).all()
-    return [Unarchived(r.id, r.name, r.outcome) for r in rows]
+    return [Unarchived(r.id, r.name, r.outcome, r.type or "") for r in rows]
 
 
 #: ``detail`` of the row that dates a photo zip waiting for its data file

@@ -255,3 +255,95 @@ def test_a_field_of_thousands_of_characters_is_that_lines_code_never_an_outage(
         server, batch.name.replace("APPLY_R440100_B001", "APPLYRSP_B001_R440100")
     )
     assert codes[0] == codes[2] == "" and codes[1].startswith("E")
+
+
+def test_archiving_cut_short_and_finished_by_another_flow_moves_the_apply_zip_too(
+    server: Path, engine: Engine, tmp_path: Path
+) -> None:
+    """The bureau's STATUS flow runs next on the connection and finishes the APPLY's
+    archiving: the zip goes with it (the APPLY flow's companions), so it is never taken
+    later for a lone zip and answered F04."""
+    from exchange.answers import check_request_header, receive
+    from exchange.flows import Party, flow
+    from exchange.pickup import PartyInbox
+    from exchange.storage import Storage
+    from issuance.intake import run_intake
+    from tests.integration.test_intake import NOW
+
+    batch = make_apply_batch(size=4, seed=45)
+    write_batch(batch, server / "pickup")
+    with pytest.raises(TransientTransportError):
+        run_intake(DropsWhileArchiving(server, moves=1), engine, context(tmp_path))
+    inbox = PartyInbox(
+        "sftp_r440100",
+        "R440100",
+        "B001",
+        "pickup",
+        "drop",
+        "GB18030",
+        DAY,
+        NOW,
+        tmp_path / "work2",
+        Storage(str(tmp_path / "storage")),
+    )
+    receive(
+        LocalRemote(server),
+        engine,
+        inbox,
+        flow("STATUS", Party.BUREAU),
+        lambda *a: {},
+        check_header=check_request_header,
+    )
+    assert names_in(server / "pickup") == {"archive"}
+    assert batch.zip_name in names_in(server / "pickup" / "archive" / DAY)
+
+
+def test_a_plain_file_where_the_hub_keeps_its_archive_is_moved_aside_and_intake_goes_on(
+    server: Path, engine: Engine, tmp_path: Path
+) -> None:
+    from issuance.intake import run_intake
+
+    pickup = server / "pickup"
+    (pickup / "archive").write_bytes(b"not a directory")
+    batch = make_apply_batch(size=3, seed=42)
+    write_batch(batch, pickup)
+    outcomes = run_intake(LocalRemote(server), engine, context(tmp_path))
+    assert [o.outcome for o in outcomes] == ["accepted"]
+    assert batch.name in names_in(pickup / "archive" / DAY)
+    assert names_in(pickup / "rejected" / DAY) == {"archive"}  # kept, never deleted
+
+
+def test_an_unsafe_name_on_a_directory_or_a_link_is_f07_and_never_read(
+    server: Path, engine: Engine, tmp_path: Path
+) -> None:
+    from issuance.intake import run_intake
+
+    pickup = server / "pickup"
+    (pickup / "bad name.txt").mkdir()
+    (pickup / "bad name.txt.ok").write_bytes(b"x")
+    (pickup / "evil name.txt").symlink_to("/dev/zero")
+    (pickup / "evil name.txt.ok").write_bytes(b"x")
+    outcomes = run_intake(LocalRemote(server), engine, context(tmp_path))
+    assert sorted((o.name, o.outcome, o.file_code) for o in outcomes) == [
+        ("bad name.txt", "rejected", "F07"),
+        ("evil name.txt", "rejected", "F07"),
+    ]
+    assert {"bad name.txt", "evil name.txt"} <= names_in(pickup / "rejected" / DAY)
+
+
+def test_a_name_is_checked_before_its_control_file(
+    server: Path, engine: Engine, tmp_path: Path
+) -> None:
+    """Decision 1: a name not of ICD §3 is F07 and another receiver F04, though its control
+    file is broken too (F01 only for a good name)."""
+    from issuance.intake import run_intake
+
+    pickup = server / "pickup"
+    for name in ("foo.txt", "APPLY_R440100_B009_20261122_001.txt"):
+        (pickup / name).write_bytes(b"x")
+        (pickup / f"{name}.ok").write_bytes(b"y" * 5000)  # longer than any control line
+    outcomes = run_intake(LocalRemote(server), engine, context(tmp_path))
+    assert sorted((o.name, o.file_code) for o in outcomes) == [
+        ("APPLY_R440100_B009_20261122_001.txt", "F04"),
+        ("foo.txt", "F07"),
+    ]
