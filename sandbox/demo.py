@@ -1762,7 +1762,8 @@ class _PaymentsDay:
             )
         reasons = {b.reason for b in self.breaks if b.first_date == self.days[0]}
         self.expect(
-            f"open breaks R03, R04 and R09 of {self.days[0]}", {"R03", "R04", "R09"} <= reasons
+            f"open breaks R03, R04, R06 and R09 of {self.days[0]}",
+            {"R03", "R04", "R06", "R09"} <= reasons,
         )
 
     # ------------------------------------------------------------------ the summary
