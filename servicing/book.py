@@ -251,7 +251,10 @@ class Book:
                 "JOIN application_state s ON s.application_id = a.id "
                 # the index's own predicate, so the planner takes it for a long list
                 "WHERE a.old_card_no <> '' AND a.old_card_no IN :keys "
-                "AND s.status NOT IN :ended",
+                "AND s.status NOT IN :ended "
+                # a replacing card cancelled (while sealed) replaces nothing any more
+                "AND NOT EXISTS (SELECT 1 FROM card n WHERE n.application_id = a.id "
+                "AND n.status = '9')",
                 "keys",
                 "ended",
             )

@@ -690,6 +690,11 @@ def test_a_replacing_card_cancelled_while_sealed_leaves_the_old_card_and_its_mon
     with engine.connect() as conn:
         assert (ledger.balance(conn, old.pan), ledger.balance(conn, new.pan)) == (50_000, 0)
     assert account_row(engine, old.pan).status == "active"
+    # nor is the old card still being replaced: its holder's loss can be lifted (no E121)
+    assert status(engine, [st("R2", "01", old), st("R3", "03", old)], seq=2) == [
+        ("R2", "00", ""),
+        ("R3", "00", ""),
+    ]
 
 
 def test_channel_codes_of_ten_characters_are_kept_on_both_databases(engine: Engine) -> None:
