@@ -122,15 +122,18 @@ def zips_waiting_alone(
             RECEIVED.c.detail == ZIP_ALONE,
         )
     ).all()
+    # a name is stored as its first 100 characters, and looked up the same way
     seen = {r.name: r for r in rows}
-    gone = [r.id for name, r in seen.items() if name not in names]
+    stored = {name[:100] for name in names}
+    gone = [r.id for name, r in seen.items() if name not in stored]
     if gone:
         conn.execute(delete(RECEIVED).where(RECEIVED.c.id.in_(gone)))
     since: dict[str, tuple[int, datetime]] = {}
     for name in names:
-        if name in seen:
-            first = seen[name].first_seen_at
-            since[name] = (seen[name].id, first if first.tzinfo else first.replace(tzinfo=UTC))
+        if name[:100] in seen:
+            row = seen[name[:100]]
+            first = row.first_seen_at
+            since[name] = (row.id, first if first.tzinfo else first.replace(tzinfo=UTC))
         else:
             since[name] = (
                 record_file(

@@ -891,6 +891,20 @@ def test_a_photo_zip_whose_data_file_never_comes_is_f04_after_zip_wait(
     assert not (pickup / batch.zip_name).exists()
 
 
+def test_a_lone_zip_with_a_name_longer_than_the_registry_keeps_is_answered_after_zip_wait(
+    server: Path, engine: Engine, tmp_path: Path
+) -> None:
+    """The registry keeps a name's first 100 characters: a lone zip with a longer name
+    is still found there run after run, so its zip_wait runs out and it is answered."""
+    pickup = server / "pickup"
+    name = "X" * 120 + ".zip"
+    (pickup / name).write_bytes(b"PK")
+    assert run(server, engine, tmp_path) == []
+    outcomes = run(server, engine, tmp_path, now=NOW + timedelta(minutes=120))
+    assert [(o.name, o.outcome, o.file_code) for o in outcomes] == [(name, "rejected", "F04")]
+    assert (pickup / "rejected" / "20261122" / name).exists()
+
+
 def test_a_photo_zip_alone_for_a_while_is_forgotten_once_its_data_file_comes(
     server: Path, engine: Engine, tmp_path: Path
 ) -> None:
