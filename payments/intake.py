@@ -182,14 +182,15 @@ class Intake:
         # the file's benefit type: the first line's whose fields up to it are good and
         # whose pay_no is new (a resent line may carry another type); failing that, the
         # first line's that is a benefit type at all
-        kind = f"{stage}.benefit_type"
         self.benefit_type = conn.scalar(
             text(
-                f"SELECT {kind} FROM {stage} WHERE field_at > :bt AND repeated IS NULL "
-                f"ORDER BY seq LIMIT 1"
+                f"SELECT benefit_type FROM {stage} WHERE field_at > :bt AND repeated IS NULL "
+                "ORDER BY seq LIMIT 1"
             ),
             {"bt": _POS["benefit_type"]},
-        ) or conn.scalar(text(f"SELECT {kind} FROM {stage} WHERE type_valid ORDER BY seq LIMIT 1"))
+        ) or conn.scalar(
+            text(f"SELECT benefit_type FROM {stage} WHERE type_valid ORDER BY seq LIMIT 1")
+        )
         refuse = "a.status = 'closed' OR a.credit_blocked" + (
             "" if ctx.credit_preopened else " OR a.status = 'preopened'"
         )

@@ -22,6 +22,9 @@ from servicing.book import AUTO, Book
 from servicing.lines import read_lines
 from servicing.requests import resolve_lines
 
+#: the ops a forwarded STATUS line carries (partner_status.op)
+_CARD_OPS = frozenset(op.value for op in CardOp)
+
 log = logging.getLogger("sscard.servicing")
 
 
@@ -114,7 +117,7 @@ def apply_status_answers(
         if (
             result == Result.DONE
             and card is not None
-            and op.op in CardOp.__members__.values()
+            and op.op in _CARD_OPS
             and card_transition(card.status, CardOp(op.op)).result is Result.REFUSED
         ):
             # the card moved meanwhile where this op cannot take it (a cancellation is

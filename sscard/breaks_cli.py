@@ -43,11 +43,11 @@ def _holidays() -> tuple[str, ...]:
         return ()
 
 
-def _age(first_date: str, until: str) -> int:
+def _age(first_date: str, until: str, holidays: tuple[str, ...]) -> int:
     """Business days after ``first_date`` up to ``until``, as finance's reports count."""
     from reconciliation.reports import business_days_between
 
-    return business_days_between(first_date, until, _holidays())
+    return business_days_between(first_date, until, holidays)
 
 
 def _meaning(code: str) -> dict[str, str]:
@@ -64,7 +64,7 @@ def _state(row: Any) -> str:
     return "open"
 
 
-def _break_report(row: Any, today: str) -> dict[str, Any]:
+def _break_report(row: Any, today: str, holidays: tuple[str, ...]) -> dict[str, Any]:
     from banking.ledger import yuan
 
     state = _state(row)
@@ -80,7 +80,7 @@ def _break_report(row: Any, today: str) -> dict[str, Any]:
         "amount_yuan": yuan(int(row.amount_fen)),
         "first_date": row.first_date,
         "last_date": row.last_date,
-        "age_days": max(_age(row.first_date, until), 0),
+        "age_days": max(_age(row.first_date, until, holidays), 0),
         "state": state,
         "matched_date": row.matched_date,
         "resolved_at": _when(row.resolved_at) or None,
@@ -118,7 +118,8 @@ def _list(args: argparse.Namespace) -> int:
             params,
         ).all()
     today = _today()
-    items = [_break_report(r, today) for r in found]
+    holidays = _holidays()  # read once, not once per break
+    items = [_break_report(r, today, holidays) for r in found]
     lines = [
         f"{'id':>6}  {'bureau':<8} {'batch_no':<20} {'reason':<6} {'amount (yuan)':>15}  "
         f"{'first seen':<10} {'age':>4}  meaning"
@@ -190,7 +191,7 @@ def _show(args: argparse.Namespace) -> int:
                     {"s": sender, "t": txn_ref},
                 )
             )
-    report = _break_report(row, _today())
+    report = _break_report(row, _today(), _holidays())
     figures = None
     if latest is not None:
         figures = {

@@ -42,7 +42,10 @@ def disb_file(
     sender: str = BUREAU,
     receiver: str = HUB,
     type_: str = "DISB",
+    raw: bool = False,
 ) -> tuple[int, DelimitedReader, str]:
+    """A file of ``rows`` registered as received; ``raw``: its lines joined as given,
+    without the writer's refusals (a value no file should carry)."""
     layout = LAYOUTS[type_]
     amount_at = layout.index(layout.amount_field) if layout.amount_field else None
     total = 0
@@ -54,7 +57,17 @@ def disb_file(
     name = f"{type_}_{sender}_{receiver}_{DAY}_{seq:03d}.txt"
     header = Header(type_, sender, receiver, batch_no, DAY, len(rows), total)
     buf = io.BytesIO()
-    write_delimited(buf, layout, header, rows, "GB18030")
+    if raw:
+        amount = f"{total // 100}.{total % 100:02d}"
+        buf.write(
+            (
+                f"H|{type_}|{sender}|{receiver}|{batch_no}|{DAY}|{len(rows)}|{amount}|1.0\r\n"
+                + "".join(f"D|{i}|{'|'.join(r)}\r\n" for i, r in enumerate(rows, 1))
+                + f"T|{len(rows)}|{amount}\r\n"
+            ).encode("gb18030")
+        )
+    else:
+        write_delimited(buf, layout, header, rows, "GB18030")
     file_id = registry.record_file(
         conn,
         conn_id=f"sftp_{sender.lower()}",
@@ -88,9 +101,11 @@ def line(pay_no: str, made, amount: str = "1500.00", **kw: str) -> tuple[str, ..
     )
 
 
-def intake(engine: Engine, rows: list[tuple[str, ...]], seq: int = 1) -> tuple[int, str]:
+def intake(
+    engine: Engine, rows: list[tuple[str, ...]], seq: int = 1, raw: bool = False
+) -> tuple[int, str]:
     with engine.begin() as conn:
-        file_id, reader, batch_no = disb_file(conn, rows, seq=seq)
+        file_id, reader, batch_no = disb_file(conn, rows, seq=seq, raw=raw)
         counts = apply_disb(conn, reader, DisbContext(HUB, BUREAU, DAY, file_id, batch_no))
     return counts["batch_id"], batch_no
 
@@ -314,7 +329,13 @@ def forwarded_to_b002(
     batch_id, batch_no = intake(engine, rows)
     fund(engine, batch_no, total_of(engine, batch_id))
     post_funded(engine, hub=HUB, business_date=DAY, now=NOW)
-    send_partner_disb(
+    send_to_b002(engine, store, tmp_path)
+    return batch_id
+
+
+def send_to_b002(engine: Engine, store: Storage, tmp_path: Path) -> str | None:
+    """The funded lines for B002's accounts not sent yet, in a DISB to B002."""
+    return send_partner_disb(
         engine,
         hub=HUB,
         bank_code="B002",
@@ -323,7 +344,6 @@ def forwarded_to_b002(
         business_date=DAY,
         work_dir=tmp_path,
     )
-    return batch_id
 
 
 def test_a_partner_that_does_not_answer_gets_140_at_partner_wait(
@@ -483,49 +503,16 @@ def test_a_cr_inside_a_value_is_that_lines_problem_and_never_reaches_a_partner(
         (*line("PAY3", at_partner, "300.00")[:8], "pension\rx"),
         line("PAY4", at_partner, "200.00"),
     ]
-    body = "".join(f"D|{i}|{'|'.join(r)}\r\n" for i, r in enumerate(rows, 1))
-    total = 150_000 + 150_000 + 30_000 + 20_000
-    text_ = (
-        f"H|DISB|{BUREAU}|{HUB}|P{DAY}001|{DAY}|4|{total // 100}.00|1.0\r\n{body}"
-        f"T|4|{total // 100}.00\r\n"
-    )
-    with engine.begin() as conn:
-        file_id = registry.record_file(
-            conn,
-            conn_id="sftp_r440100",
-            name=f"DISB_{BUREAU}_{HUB}_{DAY}_001.txt",
-            type="DISB",
-            sender=BUREAU,
-            receiver=HUB,
-            batch_no=f"P{DAY}001",
-            business_date=DAY,
-            sha256="1" * 64,
-            size=len(text_),
-            outcome="accepted",
-            first_seen_at=NOW,
-            processed_at=NOW,
-        )
-        reader = DelimitedReader(io.BytesIO(text_.encode("gb18030")), LAYOUTS["DISB"], "GB18030")
-        batch_id = apply_disb(conn, reader, DisbContext(HUB, BUREAU, DAY, file_id, f"P{DAY}001"))[
-            "batch_id"
-        ]
+    batch_id, batch_no = intake(engine, rows, raw=True)
     assert results(engine, batch_id) == [
         ("PAY1", None),
         ("PAY2", "105"),
         ("PAY3", "E116"),
         ("PAY4", None),
     ]
-    fund(engine, f"P{DAY}001", total)
+    fund(engine, batch_no, total_of(engine, batch_id))
     post_funded(engine, hub=HUB, business_date=DAY, now=NOW)
-    sent = send_partner_disb(
-        engine,
-        hub=HUB,
-        bank_code="B002",
-        dest=Drop("sftp_b002", "drop", NOW, store),
-        encoding="GB18030",
-        business_date=DAY,
-        work_dir=tmp_path,
-    )
+    sent = send_to_b002(engine, store, tmp_path)
     assert sent is not None  # PAY4 went out; PAY3 never could have stopped it
 
 
