@@ -22,6 +22,10 @@ Conventions:
   the other against every entry before them. ``ledger_account.balance_fen`` (the hub's
   own few accounts) is a cache updated in the transaction that writes the entries;
   :func:`check` compares it with the entries.
+- A credit never lands on an account after its balance was read to empty it for good (a
+  replacement's balance move, an account closing at zero): the postings that credit
+  customer accounts and those readings hold one lock, shared and exclusive
+  (:func:`hold_credit_lock`), not a lock on each credited row.
 
 A refused posting raises :class:`LedgerError`; whatever the call wrote is then undone by
 the caller's rollback (the functions never commit).
@@ -42,6 +46,8 @@ from sqlalchemy import Connection, text
 
 #: the hub's settlement account: its position with the payment system
 SETTLEMENT = "SETTLEMENT"
+#: the key of the PostgreSQL advisory lock of :func:`hold_credit_lock` ("SSCREDIT")
+CREDIT_LOCK = 0x5353_4352_4544_4954
 
 _KIND_OF_PREFIX = {"CLEARING": "clearing", "RETURNS": "returns", "DUE": "due_to_partner"}
 _CODE = re.compile(r"(CLEARING|RETURNS|DUE):([0-9A-Za-z]{1,8})")
@@ -247,6 +253,19 @@ def post(
             [{"c": code, "f": net[code]} for code in internal],
         )
     return True
+
+
+def hold_credit_lock(conn: Connection, *, exclusive: bool = False) -> None:
+    """Hold the credit lock until this transaction ends (PostgreSQL; SQLite has one
+    writer). A posting that credits customer accounts holds it shared from before it
+    checks that they still take credits, so such postings run side by side; a
+    transaction that credit-blocks an account and reads its balance to move it or to
+    close it at zero holds it ``exclusive``: it waits for the postings under way and then
+    reads their credits, and a posting starting meanwhile waits and then finds the
+    account blocked. No account row is locked."""
+    if conn.dialect.name == "postgresql":
+        lock = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+        conn.execute(text(f"SELECT {lock}(:k)"), {"k": CREDIT_LOCK})
 
 
 def _chunks(rows: Iterable[Any], size: int) -> Iterator[list[Any]]:
@@ -590,6 +609,7 @@ def fen_of(yuan_text: str) -> int:
 
 
 __all__ = [
+    "CREDIT_LOCK",
     "SETTLEMENT",
     "EntryView",
     "LedgerCheck",
@@ -602,6 +622,7 @@ __all__ = [
     "due_to_partner",
     "entries",
     "fen_of",
+    "hold_credit_lock",
     "masked_pan",
     "post",
     "post_transfers",

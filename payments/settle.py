@@ -126,6 +126,7 @@ def _post_batch(
 ) -> tuple[int, int, int] | None:
     """The batch claimed (still waiting for funds: not cut off nor posted by a run racing
     this one, which would find it taken), then posted; None when it was taken."""
+    ledger.hold_credit_lock(conn)  # no account is emptied for good while this credits it
     claimed = conn.execute(
         text(
             "UPDATE disb_batch SET status = 'funded', funded_date = :d "

@@ -459,6 +459,10 @@ class Book:
     # ------------------------------------------------------------------ writing
     def flush(self, conn: Connection) -> None:
         """Write every change back, in the caller's transaction."""
+        if any(a.close_at_zero for a in self.accounts.values()):
+            # an account credit-blocked here (its balance moved, or closing at zero): the
+            # credits being posted are waited for and read, later ones find it blocked
+            ledger.hold_credit_lock(conn, exclusive=True)
         moved: dict[int, int] = {}
         for key, old_pan, new_pan, app_id in self.moves:
             amount = ledger.balance(conn, old_pan)

@@ -6,12 +6,16 @@ netting to zero."""
 from __future__ import annotations
 
 import io
+import time
+from collections.abc import Callable
 from pathlib import Path
+from threading import Event, Thread
+from typing import Any
 
 import pytest
 from sqlalchemy import Connection, Engine, text
 
-from banking import ledger
+from banking import audit, ledger
 from exchange.outbox import Drop
 from exchange.storage import Storage
 from payments.intake import DisbContext, apply_disb
@@ -26,7 +30,9 @@ from payments.settle import (
 from persistence import registry
 from schemas.codec import DelimitedReader, Header, write_delimited
 from schemas.layouts import DISBRSP, LAYOUTS
-from tests.support.cards import BUREAU, DAY, HUB, NOW, pan_of, seed_card
+from servicing.days import finish_replacements
+from servicing.requests import Ctx, apply_status
+from tests.support.cards import BUREAU, DAY, HUB, NOW, Made, pan_of, request_file, seed_card
 
 
 @pytest.fixture
@@ -588,3 +594,158 @@ def test_a_batch_cut_off_is_not_posted_by_a_run_that_saw_it_waiting(engine: Engi
         assert ledger.balance(conn, ledger.clearing(BUREAU)) == 0
         status = conn.scalar(text("SELECT status FROM disb_batch WHERE id = :b"), {"b": batch_id})
     assert status == "unfunded"
+
+
+# --------------------------------------------------------------------------- a posting racing servicing
+
+
+def held_open(monkeypatch: pytest.MonkeyPatch, owner: object, name: str) -> tuple[Event, Event]:
+    """``owner.name`` made to tell when it has returned and then wait to be let go, so its
+    caller's transaction stays open meanwhile."""
+    reached, go = Event(), Event()
+    original = getattr(owner, name)
+
+    def held(*args: Any, **kwargs: Any) -> Any:
+        done = original(*args, **kwargs)
+        reached.set()
+        assert go.wait(60), "never let go"
+        return done
+
+    monkeypatch.setattr(owner, name, held)
+    return reached, go
+
+
+def race(
+    engine: Engine,
+    first: Callable[[], object],
+    held: tuple[Event, Event],
+    second: Callable[[], object],
+) -> None:
+    """``first`` run until it is held open, ``second`` beside it until it is done or
+    waits for a lock, then ``first`` let go; both end without error."""
+    reached, go = held
+    errors: list[BaseException] = []
+
+    def run(step: Callable[[], object]) -> None:
+        try:
+            step()
+        except BaseException as exc:
+            errors.append(exc)
+            reached.set()
+
+    one = Thread(target=run, args=(first,))
+    one.start()
+    assert reached.wait(60)
+    two = Thread(target=run, args=(second,))
+    two.start()
+    deadline = time.monotonic() + 30
+    with engine.connect() as conn:
+        while two.is_alive() and time.monotonic() < deadline:
+            waiting = conn.scalar(
+                text(
+                    "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock'"
+                )
+            )
+            if waiting:
+                break
+            conn.rollback()
+            time.sleep(0.05)
+    go.set()
+    one.join(60)
+    two.join(60)
+    assert not (one.is_alive() or two.is_alive() or errors)
+
+
+def replaced_with_money(engine: Engine, fen: int) -> tuple[Made, Made]:
+    """A hub card holding ``fen`` whose replacing card (a new number) is enabled, so the
+    end of day moves its balance."""
+    with engine.begin() as conn:
+        old = seed_card(conn, 1, account_status="active")
+        new = seed_card(
+            conn, 2, app_type="05", old_card_no=old.card_no, keep_account="0", id_no=old.id_no
+        )
+        ledger.post(
+            conn,
+            "credit:before",
+            "credit",
+            DAY,
+            [ledger.Leg(ledger.settlement(), -fen), ledger.Leg(old.pan, fen)],
+            NOW,
+        )
+    return old, new
+
+
+def posting(engine: Engine) -> Callable[[], object]:
+    return lambda: post_funded(engine, hub=HUB, business_date=DAY, now=NOW)
+
+
+def balances(engine: Engine, *made: Made) -> list[int]:
+    with engine.connect() as conn:
+        assert ledger.check(conn).ok()
+        return [ledger.balance(conn, m.pan) for m in made]
+
+
+def test_a_credit_posted_while_a_replacement_moves_the_balance_is_moved_with_it(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite serialises writers: no race to lose")
+    old, new = replaced_with_money(engine, 20_000)
+    batch_id, batch_no = intake(engine, [line("PAY1", old, "100.00")])
+    fund(engine, batch_no, 10_000)
+    # the posting has found the old account taking credits and credited it, not committed
+    posted = held_open(monkeypatch, ledger, "post_transfers_from")
+    race(engine, posting(engine), posted, lambda: finish_replacements(engine, HUB, DAY, NOW))
+    assert results(engine, batch_id) == [("PAY1", "0000")]
+    assert balances(engine, old, new) == [0, 30_000]
+    with engine.connect() as conn:
+        assert conn.scalar(text("SELECT moved_fen FROM replacement")) == 30_000
+        assert conn.scalar(text("SELECT status FROM account WHERE pan = :p"), {"p": old.pan}) == (
+            "closed"
+        )
+
+
+def test_a_posting_started_while_a_replacement_moves_the_balance_finds_the_old_account_blocked(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite serialises writers: no race to lose")
+    old, new = replaced_with_money(engine, 20_000)
+    batch_id, batch_no = intake(engine, [line("PAY1", old, "100.00")])
+    fund(engine, batch_no, 10_000)
+    # the move has read and moved the balance and blocked the old account, not committed
+    moved = held_open(monkeypatch, audit, "append")
+    race(engine, lambda: finish_replacements(engine, HUB, DAY, NOW), moved, posting(engine))
+    assert results(engine, batch_id) == [("PAY1", "106")]
+    assert balances(engine, old, new) == [0, 20_000]
+    with engine.connect() as conn:
+        assert ledger.balance(conn, ledger.returns(BUREAU)) == 10_000
+
+
+def test_a_card_cancelled_while_a_posting_credits_its_empty_account_leaves_it_open_with_the_credit(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite serialises writers: no race to lose")
+    with engine.begin() as conn:
+        made = seed_card(conn, 1, account_status="active")
+    batch_id, batch_no = intake(engine, [line("PAY1", made, "100.00")])
+    fund(engine, batch_no, 10_000)
+
+    def cancel() -> None:
+        with engine.begin() as conn:
+            cancel_line = ("R1", "04", made.card_no, made.id_no, made.name, "20261206100000")
+            file_id, reader = request_file(conn, "STATUS", BUREAU, [(*cancel_line, "W1", "")])
+            apply_status(conn, reader, Ctx(HUB, BUREAU, DAY, NOW, file_id))
+
+    posted = held_open(monkeypatch, ledger, "post_transfers_from")
+    race(engine, posting(engine), posted, cancel)
+    assert results(engine, batch_id) == [("PAY1", "0000")]
+    assert balances(engine, made) == [10_000]
+    with engine.connect() as conn:
+        account = conn.execute(
+            text("SELECT status, credit_blocked FROM account WHERE pan = :p"), {"p": made.pan}
+        ).one()
+    # credit-blocked, closing once the holder has taken the money out (DOMAIN §5)
+    assert tuple(account) == ("active", True)
