@@ -23,8 +23,6 @@ from sqlalchemy import Connection, text
 
 from persistence.db import bulk_load
 from schemas.codec import Chunk, DelimitedReader, fen_column
-from schemas.codes import FileCode
-from schemas.files import FileLevelError
 from schemas.layouts import DISB
 
 log = logging.getLogger("sscard.payments")
@@ -284,8 +282,6 @@ def apply_disb(conn: Connection, reader: DelimitedReader, ctx: DisbContext) -> d
     for chunk in reader.chunks():
         intake.take(chunk)
         log.info("%s DISB %s: %d line(s) read so far", ctx.bureau, ctx.batch_no, intake.lines)
-    if header.total_fen <= 0 and intake.lines:
-        raise FileLevelError(FileCode.F09, "a DISB's total amount is above zero")
     intake.finish()
     conn.execute(
         text("UPDATE disb_batch SET benefit_type = :t WHERE id = :b"),

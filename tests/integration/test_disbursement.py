@@ -6,6 +6,7 @@ netting to zero."""
 from __future__ import annotations
 
 import io
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -56,9 +57,11 @@ def disb_file(
     amount_at = layout.index(layout.amount_field) if layout.amount_field else None
     total = 0
     if amount_at is not None:
+        # the sum of the amounts that are amounts at all (ICD §4.1), as a bureau adds them
         for r in rows:
-            yuan, cents = r[amount_at].split(".")
-            total += int(yuan) * 100 + int(cents)
+            if re.fullmatch(r"[0-9]{1,10}\.[0-9]{2}", r[amount_at]):
+                yuan, cents = r[amount_at].split(".")
+                total += int(yuan) * 100 + int(cents)
     batch_no = f"P{DAY}{seq:03d}"
     name = f"{type_}_{sender}_{receiver}_{DAY}_{seq:03d}.txt"
     header = Header(type_, sender, receiver, batch_no, DAY, len(rows), total)
@@ -326,6 +329,41 @@ def test_a_batch_unfunded_at_the_cut_off_answers_301_on_every_line_and_returns_w
         assert ledger.balance(conn, ledger.returns(BUREAU)) == 4_000
         assert ledger.balance(conn, ledger.clearing(BUREAU)) == 0
     assert len(names) == 1
+
+
+def test_a_disb_whose_every_amount_is_bad_is_answered_208_line_by_line_not_refused_whole(
+    engine: Engine, store: Storage, tmp_path: Path
+) -> None:
+    """Lines whose amounts are 0.00 or no amount at all add up to the header's 0.00: the
+    file is consistent, so each line is answered 208 and the batch, owing nothing, is
+    answered without waiting for funds (it was F09 as a whole)."""
+    with engine.begin() as conn:
+        good = seed_card(conn, 1, account_status="active")
+    batch_id, _ = intake(
+        engine,
+        [line("PAY1", good, "0.00"), line("PAY2", good, "12.3"), line("PAY3", good, "1,00.00")],
+        raw=True,
+    )
+    assert results(engine, batch_id) == [("PAY1", "208"), ("PAY2", "208"), ("PAY3", "208")]
+    assert post_funded(engine, hub=HUB, business_date=DAY, now=NOW).batches == 1
+    with engine.begin() as conn:
+        names = answer_batches(
+            conn,
+            bureau=BUREAU,
+            dest=Drop("sftp_r440100", "drop", NOW, store),
+            encoding="GB18030",
+            business_date=DAY,
+            work_dir=tmp_path,
+        )
+        data = conn.execute(
+            text("SELECT data FROM outbound_file WHERE name = :n"), {"n": names[0]}
+        ).scalar_one()
+        assert ledger.balance(conn, good.pan) == 0
+        assert ledger.check(conn).ok()
+    reader = DelimitedReader(io.BytesIO(data), DISBRSP, "GB18030", 100, 3)
+    answered = [r for c in reader.chunks() for r in c.strings("result")]
+    assert answered == ["208", "208", "208"]
+    assert reader.header.total_fen == 0
 
 
 def forwarded_to_b002(
