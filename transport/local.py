@@ -54,9 +54,9 @@ class LocalRemote(BaseRemote):
     def read_bytes(self, path: str) -> bytes:
         return self._path(path).read_bytes()
 
-    def download(self, path: str, local_path: Path) -> tuple[int, str]:
+    def download(self, path: str, local_path: Path, limit: int | None = None) -> tuple[int, str]:
         with self._path(path).open("rb") as src:
-            return copy_to_file(src, local_path)
+            return copy_to_file(src, local_path, limit)
 
     def checksum(self, path: str) -> tuple[int, str]:
         with self._path(path).open("rb") as src:

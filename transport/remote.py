@@ -108,13 +108,18 @@ class Remote(Protocol):
         """The file's content; ``FileNotFoundError`` when it is missing."""
         ...
 
-    def download(self, path: str, local_path: Path) -> tuple[int, str]:
+    def download(self, path: str, local_path: Path, limit: int | None = None) -> tuple[int, str]:
         """Copy the file to ``local_path`` in blocks (memory stays flat however large the
         file) and return its size and SHA-256 (hex), computed while copying;
-        ``FileNotFoundError`` when it is missing."""
+        ``FileNotFoundError`` when it is missing. With ``limit`` (the size a control file
+        declares) the copy stops at ``limit + 1`` bytes: a size above ``limit`` says the
+        file is larger, its remaining bytes are never read, and the size and SHA-256 are
+        those of the bytes copied."""
         ...
 
-    def download_apart(self, path: str, local_path: Path) -> tuple[int, str]:
+    def download_apart(
+        self, path: str, local_path: Path, limit: int | None = None
+    ) -> tuple[int, str]:
         """``download``, safe to run in another thread while this process goes on with
         other work (never with this remote at the same time)."""
         ...
@@ -194,14 +199,22 @@ def digest_of(src: _Readable) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
-def copy_to_file(src: _Readable, local_path: Path) -> tuple[int, str]:
-    """Copy ``src`` to ``local_path`` in ``DOWNLOAD_BLOCK`` blocks; size and SHA-256 (hex) of
-    what was copied. A copy that fails part-way is removed."""
+def next_read(copied: int, limit: int | None, block: int = DOWNLOAD_BLOCK) -> int:
+    """How many bytes to ask for next, ``copied`` being copied already: a block, or no
+    more than reach ``limit + 1`` (0: stop, the file is known to be larger than
+    ``limit``)."""
+    return block if limit is None else max(0, min(block, limit + 1 - copied))
+
+
+def copy_to_file(src: _Readable, local_path: Path, limit: int | None = None) -> tuple[int, str]:
+    """Copy ``src`` to ``local_path`` in ``DOWNLOAD_BLOCK`` blocks, no more than
+    ``limit + 1`` bytes with a ``limit``; size and SHA-256 (hex) of what was copied. A copy
+    that fails part-way is removed."""
     digest = hashlib.sha256()
     size = 0
     try:
         with open(local_path, "wb") as dst:
-            while block := src.read(DOWNLOAD_BLOCK):
+            while (want := next_read(size, limit)) and (block := src.read(want)):
                 digest.update(block)
                 dst.write(block)
                 size += len(block)
@@ -232,10 +245,14 @@ class BaseRemote(ABC):
     def read_bytes(self, path: str) -> bytes: ...
 
     @abstractmethod
-    def download(self, path: str, local_path: Path) -> tuple[int, str]: ...
+    def download(
+        self, path: str, local_path: Path, limit: int | None = None
+    ) -> tuple[int, str]: ...
 
-    def download_apart(self, path: str, local_path: Path) -> tuple[int, str]:
-        return self.download(path, local_path)
+    def download_apart(
+        self, path: str, local_path: Path, limit: int | None = None
+    ) -> tuple[int, str]:
+        return self.download(path, local_path, limit)
 
     @abstractmethod
     def checksum(self, path: str) -> tuple[int, str]: ...

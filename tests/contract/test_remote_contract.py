@@ -270,6 +270,31 @@ def test_download_copies_the_file_and_returns_its_size_and_sha256(
     assert (tmp_path / NAME).read_bytes() == data
 
 
+@pytest.mark.parametrize("limit", [100, 9 << 20], ids=["small", "past-apart_from"])
+def test_a_download_with_a_limit_stops_one_byte_past_it_however_large_the_file(
+    limit: int, adapter: Adapter, tmp_path: Path
+) -> None:
+    planted = adapter.plant(f"pickup/{NAME}", DATA)
+    os.truncate(planted, 1 << 30)  # a gibibyte, mostly a hole
+
+    got = adapter.remote.download(f"pickup/{NAME}", tmp_path / NAME, limit=limit)
+
+    copied = (tmp_path / NAME).read_bytes()
+    assert got == (limit + 1, hashlib.sha256(copied).hexdigest())
+    assert len(copied) == limit + 1 and copied.startswith(DATA)
+
+
+def test_a_download_with_a_limit_the_file_keeps_copies_it_whole(
+    adapter: Adapter, tmp_path: Path
+) -> None:
+    adapter.plant(f"pickup/{NAME}", DATA)
+
+    got = adapter.remote.download(f"pickup/{NAME}", tmp_path / NAME, limit=len(DATA))
+
+    assert got == (len(DATA), hashlib.sha256(DATA).hexdigest())
+    assert (tmp_path / NAME).read_bytes() == DATA
+
+
 def test_downloading_a_missing_file_raises_file_not_found_and_writes_nothing(
     adapter: Adapter, tmp_path: Path
 ) -> None:
