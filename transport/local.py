@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
 
@@ -74,13 +75,17 @@ class LocalRemote(BaseRemote):
     def close(self) -> None:
         pass
 
-    def _upload(self, path: str, data: bytes) -> None:
+    def _upload(
+        self, path: str, data: bytes, before_rename: Callable[[], None] | None = None
+    ) -> None:
         target = self._path(path)
         part = target.with_name(target.name + ".part")
         with open(part, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        if before_rename is not None:
+            before_rename()
         os.replace(part, target)
 
     def _rename_no_replace(self, src: str, dst: str) -> bool:

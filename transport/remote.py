@@ -22,7 +22,7 @@ import hashlib
 import logging
 import posixpath
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -141,10 +141,19 @@ class Remote(Protocol):
         missing."""
         ...
 
-    def publish(self, dir: str, name: str, data: bytes, record_count: int) -> bool:
+    def publish(
+        self,
+        dir: str,
+        name: str,
+        data: bytes,
+        record_count: int,
+        staged: Callable[[], None] | None = None,
+    ) -> bool:
         """Write ``name`` and its ``name.ok`` by the ICD §2 protocol. True when it uploaded,
         False when the same file is already published; ``PublishConflictError`` when a
-        different ``name.ok`` is there."""
+        different ``name.ok`` is there. ``staged`` is called once ``name`` is in place and
+        ``name.ok.part`` written, just before the rename that lets the counterparty take
+        the file."""
         ...
 
     def remove(self, path: str) -> None: ...
@@ -270,15 +279,25 @@ class BaseRemote(ABC):
     def close(self) -> None: ...
 
     @abstractmethod
-    def _upload(self, path: str, data: bytes) -> None:
-        """Write ``path.part``, then atomically rename it over ``path``."""
+    def _upload(
+        self, path: str, data: bytes, before_rename: Callable[[], None] | None = None
+    ) -> None:
+        """Write ``path.part``, call ``before_rename`` if given, then atomically rename it
+        over ``path``."""
 
     @abstractmethod
     def _rename_no_replace(self, src: str, dst: str) -> bool:
         """Rename the file or directory ``src`` to ``dst``; False, with nothing changed,
         when ``dst`` exists."""
 
-    def publish(self, dir: str, name: str, data: bytes, record_count: int) -> bool:
+    def publish(
+        self,
+        dir: str,
+        name: str,
+        data: bytes,
+        record_count: int,
+        staged: Callable[[], None] | None = None,
+    ) -> bool:
         """ICD §2 write protocol, idempotent for a re-run of the same task.
 
         - ``name.ok`` present with exactly our control line: already published, no-op.
@@ -286,6 +305,11 @@ class BaseRemote(ABC):
           the counterparty may already be reading is never overwritten.
         - ``name`` present without ``name.ok``: an earlier attempt stopped between the
           renames; ``name`` is uploaded again through ``.part`` and replaced.
+
+        ``staged`` is called between the last upload and the last rename: ``name`` is in
+        place, ``name.ok.part`` written, and nothing of the file can have been taken yet.
+        What it records durably (the outbox's mark) is known to hold from then on; an error
+        it raises leaves the file unpublished.
         """
         split_path(dir, allow_base=True)
         safe_join(Path(), name)
@@ -304,7 +328,7 @@ class BaseRemote(ABC):
             )
         self.makedirs(dir)
         self._upload(join(dir, name), data)
-        self._upload(ok_path, control)
+        self._upload(ok_path, control, staged)
         self._log.info(
             "published %s (%d bytes, %d records)", join(dir, name), len(data), record_count
         )

@@ -369,10 +369,15 @@ class SftpRemote(BaseRemote):
         with self._session() as sftp:
             sftp.remove(remote)
 
-    def _upload(self, path: str, data: bytes) -> None:
+    def _upload(
+        self, path: str, data: bytes, before_rename: Callable[[], None] | None = None
+    ) -> None:
         remote = self._remote(path)
         with self._session() as sftp:
             sftp.putfo(io.BytesIO(data), remote + ".part", file_size=len(data), confirm=True)
+        if before_rename is not None:
+            before_rename()
+        with self._session() as sftp:
             sftp.posix_rename(remote + ".part", remote)
 
     def _rename_no_replace(self, src: str, dst: str) -> bool:

@@ -440,6 +440,32 @@ def test_publishing_the_same_file_again_changes_nothing(adapter: Adapter) -> Non
     }
 
 
+def test_publish_calls_staged_with_the_file_in_place_before_its_control_file_is(
+    adapter: Adapter,
+) -> None:
+    drop = adapter.root / "drop"
+    seen: list[list[str]] = []
+
+    adapter.remote.publish(
+        "drop", NAME, DATA, 2, staged=lambda: seen.append(sorted(p.name for p in drop.iterdir()))
+    )
+
+    assert seen == [[NAME, f"{NAME}.ok.part"]]
+    assert sorted(p.name for p in drop.iterdir()) == [NAME, f"{NAME}.ok"]
+
+
+def test_a_failure_where_staged_is_called_leaves_the_file_not_yet_takeable(
+    adapter: Adapter,
+) -> None:
+    def fails() -> None:
+        raise ConnectionError("the database went away")
+
+    with pytest.raises(ConnectionError):
+        adapter.remote.publish("drop", NAME, DATA, 2, staged=fails)
+
+    assert not (adapter.root / "drop" / f"{NAME}.ok").exists()
+
+
 def test_a_half_published_file_is_uploaded_again_and_completed(adapter: Adapter) -> None:
     adapter.plant(f"drop/{NAME}", DATA[:5])
     adapter.plant(f"drop/{NAME}.part", DATA[:3])

@@ -7,6 +7,7 @@ import hashlib
 import logging
 import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -15,7 +16,7 @@ from sqlalchemy import Engine, select
 
 from exchange.locks import exclusive
 from persistence.models import OutboundFile, ReceivedFile
-from sandbox.bureau import make_apply_batch, write_batch
+from sandbox.bureau import make_apply_batch, make_bad_file, write_batch
 from schemas.files import Control
 from schemas.layouts import APPLY
 from tests.integration.test_intake import context, count, rebuilt, response_codes, run
@@ -441,3 +442,97 @@ def test_files_far_larger_than_their_control_files_declare_are_answered_without_
     with remote:
         again = run_intake(remote, engine, context(tmp_path))
     assert [(o.name, o.outcome) for o in again] == [(long_data.name, "redelivered")]
+
+
+class CutShortWhilePublishing(LocalRemote):
+    """A delivery run cut short (a crash, a dropped connection) at one step of the ICD §2
+    write protocol."""
+
+    def __init__(self, root: Path, step: str) -> None:
+        super().__init__(root)
+        self.step = step
+
+    def _upload(
+        self, path: str, data: bytes, before_rename: Callable[[], None] | None = None
+    ) -> None:
+        control = path.endswith(".ok")
+        if self.step == "while writing the file" and not control:
+            self._path(path + ".part").write_bytes(data[: len(data) // 2])
+            raise TransientTransportError("connection reset by peer")
+        if self.step == "just before the control file's rename" and control:
+            if before_rename is not None:
+                before_rename()
+            raise TransientTransportError("connection reset by peer")
+        super()._upload(path, data, before_rename)
+        if self.step == "just after the control file's rename" and control:
+            raise TransientTransportError("connection reset by peer")
+
+
+def bureau_takes(drop: Path) -> list[tuple[str, bytes]]:
+    """What the bureau takes from its drop (ICD §2): every file whose ``.ok`` is there,
+    removed with it."""
+    taken = []
+    for ok in sorted(drop.glob("*.ok")):
+        data = ok.with_suffix("")
+        taken.append((data.name, data.read_bytes()))
+        data.unlink()
+        ok.unlink()
+    return taken
+
+
+STEPS = [
+    "while writing the file",
+    "just before the control file's rename",
+    "just after the control file's rename",
+]
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_a_delivery_cut_short_at_any_step_loses_no_file_and_the_bureau_receives_it_once(
+    step: str, server: Path, engine: Engine, tmp_path: Path
+) -> None:
+    from exchange.outbox import deliver
+    from issuance.intake import run_intake
+
+    write_batch(make_apply_batch(size=3, seed=70), server / "pickup")
+    ctx = context(tmp_path)
+    run_intake(LocalRemote(server), engine, ctx)
+    with engine.connect() as conn:
+        (queued,) = conn.execute(select(OutboundFile.name, OutboundFile.data)).all()
+
+    with pytest.raises(TransientTransportError):
+        deliver(CutShortWhilePublishing(server, step), engine, ctx.store, ctx.conn_id, ctx.now)
+    received = bureau_takes(server / "drop")
+    for _ in range(2):  # the next run, and one after it
+        deliver(LocalRemote(server), engine, ctx.store, ctx.conn_id, ctx.now)
+        received += bureau_takes(server / "drop")
+
+    assert received == [(queued.name, queued.data)]
+    assert names_in(server / "drop") == set()
+    with engine.connect() as conn:
+        assert conn.scalar(select(OutboundFile.delivered_at)) is not None
+
+
+def test_a_name_rejected_again_after_its_rej_was_taken_from_a_cut_short_delivery_gets_its_second_rej(
+    server: Path, engine: Engine, tmp_path: Path
+) -> None:
+    from exchange.outbox import deliver
+    from issuance.intake import run_intake
+
+    first, second = make_bad_file("F08", size=4), make_bad_file("F02", size=4)
+    ctx = context(tmp_path)
+    write_batch(first, server / "pickup")
+    run_intake(LocalRemote(server), engine, ctx)
+    with pytest.raises(TransientTransportError):
+        deliver(CutShortWhilePublishing(server, STEPS[-1]), engine, ctx.store, ctx.conn_id, ctx.now)
+    received = bureau_takes(server / "drop")
+    write_batch(second, server / "pickup")  # corrected, still wrong
+    run_intake(LocalRemote(server), engine, ctx)
+
+    deliver(LocalRemote(server), engine, ctx.store, ctx.conn_id, ctx.now)
+    received += bureau_takes(server / "drop")
+
+    assert [(name, data.split(b"|")[1]) for name, data in received] == [
+        (f"{first.name}.rej", b"F08"),
+        (f"{first.name}.rej", b"F02"),
+    ]
