@@ -17,6 +17,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import BinaryIO, Protocol, cast
 
@@ -29,7 +30,7 @@ from schemas.codec import Header
 from schemas.codes import message
 from schemas.files import SAFE_NAME, FileName, hub_batch_no, sha256_of
 from transport.errors import PublishConflictError
-from transport.remote import Remote
+from transport.remote import Remote, join
 
 log = logging.getLogger("sscard.exchange")
 
@@ -197,7 +198,16 @@ def queue_rej(conn: Connection, dest: Destination, name: str, code: str, file_id
 def deliver(remote: Remote, engine: Engine, store: Storage, conn_id: str, now: datetime) -> int:
     """Publish every file in the outbox for ``conn_id`` (``.part`` → rename → ``.ok``),
     one delivery run per connection at a time; content kept in object storage is read
-    from there, so any worker can deliver."""
+    from there, so any worker can deliver.
+
+    A file is marked staged, durably, just before the rename of its control file lets
+    the counterparty take it (``Remote.publish``), and delivered once that rename is done.
+    A run cut short between the two (a crash, a dropped connection) leaves the mark: the
+    next run finds either something of the file still in the drop (``NAME``, ``NAME.ok``
+    or ``NAME.ok.part``: published again, a no-op when it is complete) or nothing, which
+    means the counterparty took it (the ICD lets a receiver remove only what it took), and
+    it is not published again. A run cut short before the mark publishes the file anew:
+    nothing of it could have been taken."""
     with exclusive(engine, f"drop:{conn_id}") as mine:
         if not mine:
             log.warning("%s: another run is delivering; this run leaves it to it", conn_id)
@@ -206,23 +216,53 @@ def deliver(remote: Remote, engine: Engine, store: Storage, conn_id: str, now: d
             pending = registry.pending_outbound(conn, conn_id)
         delivered = 0
         for item in pending:
-            data = item.stored if item.stored is not None else store.read_bytes(item.path or "")
-            try:
-                remote.publish(item.directory, item.name, data, item.record_count)
-            except PublishConflictError:
-                if item.type != "REJ":
-                    raise  # a file the hub names itself never meets another of its name
-                log.warning(
-                    "%s: an earlier file of this name is still in %s; kept in the outbox "
-                    "until the counterparty has taken it",
-                    item.name,
-                    item.directory,
-                )
-                continue
+            taken = item.staged and not _left_in_drop(remote, item)
+            if not taken:
+                data = item.stored if item.stored is not None else store.read_bytes(item.path or "")
+                try:
+                    remote.publish(
+                        item.directory,
+                        item.name,
+                        data,
+                        item.record_count,
+                        staged=partial(_mark_staged, engine, item, now),
+                    )
+                except PublishConflictError:
+                    if item.type != "REJ":
+                        raise  # a file the hub names itself never meets another of its name
+                    log.warning(
+                        "%s: an earlier file of this name is still in %s; kept in the outbox "
+                        "until the counterparty has taken it",
+                        item.name,
+                        item.directory,
+                    )
+                    continue
             with engine.begin() as conn:
                 registry.mark_delivered(conn, item, now)
             delivered += 1
-            log.info(
-                "delivered %s to %s (%d records)", item.name, item.directory, item.record_count
-            )
+            if taken:
+                log.info(
+                    "%s: taken from %s by the counterparty before its delivery was recorded; "
+                    "not published again",
+                    item.name,
+                    item.directory,
+                )
+            else:
+                log.info(
+                    "delivered %s to %s (%d records)", item.name, item.directory, item.record_count
+                )
     return delivered
+
+
+def _mark_staged(engine: Engine, item: registry.PendingOutbound, now: datetime) -> None:
+    with engine.begin() as conn:
+        registry.mark_staged(conn, item, now)
+
+
+def _left_in_drop(remote: Remote, item: registry.PendingOutbound) -> bool:
+    """Whether anything of a staged file is still in the drop: the file, its control file,
+    or its control file's ``.part``."""
+    return any(
+        remote.exists(join(item.directory, item.name + suffix))
+        for suffix in ("", ".ok", ".ok.part")
+    )

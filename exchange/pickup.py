@@ -43,7 +43,7 @@ from exchange.storage import Storage
 from persistence import registry
 from persistence.db import describe_database_error, is_outage
 from schemas.codes import FileCode, message
-from schemas.files import SAFE_NAME, FileLevelError, FileName
+from schemas.files import SAFE_NAME, Control, FileLevelError, FileName
 from transport.errors import TransportError
 from transport.remote import Remote, RemoteEntry, safe_join
 
@@ -138,7 +138,9 @@ class FileOutcome:
 class Landed:
     """A data file and its control file copied from the pickup directory into the run's
     working directory. ``problem`` is the file-level code found while landing (a
-    directory where the file or its control file should be)."""
+    directory where the file or its control file should be). ``size`` and ``sha256`` are
+    those of the bytes landed: for a file larger than its control file declares, its
+    first declared + 1 bytes, where the download stopped (F01 then, :func:`land`)."""
 
     name: str
     path: Path | None
@@ -242,7 +244,9 @@ def land(remote: Remote, inbox: Inbox, name: str, entries: Mapping[str, RemoteEn
     whether its photo zip and the zip's control file have both arrived. A name that does
     not match ICD §3 (to be rejected F07) is kept as ``F07-<SHA-256 prefix>``, never
     under its own name; a directory where the file or its control file should be is
-    F01 (no file to check against its control file)."""
+    F01 (no file to check against its control file). The control file is read first: a
+    file larger than it declares is downloaded only to one byte past that size, so a
+    server streaming without end fills no disk, and the size check answers it F01."""
     local_dir = inbox.work_dir / "received"
     local_dir.mkdir(parents=True, exist_ok=True)
     ok = entries.get(f"{name}.ok")
@@ -270,24 +274,42 @@ def land(remote: Remote, inbox: Inbox, name: str, entries: Mapping[str, RemoteEn
                 FileCode.F01, "a directory stands where the data file should be"
             ),
         )
+    declared: int | None = None
     if ok is None or not _is_file(ok) or ok.size > MAX_CONTROL_BYTES:
         control = b""
         problem: FileLevelError | None = FileLevelError(FileCode.F01, "control file malformed")
     else:
         control = remote.read_bytes(f"{inbox.pickup}/{name}.ok")
         problem = None
+        declared = declared_size(control, name)
     try:
         FileName.parse(name)
         named = True
     except FileLevelError:  # F07: such a name never builds a local path (ICD §2)
         named = False
     path = safe_join(local_dir, name if named else f"landing-{os.getpid()}-{threading.get_ident()}")
-    size, sha = remote.download(f"{inbox.pickup}/{name}", path)
+    size, sha = remote.download(f"{inbox.pickup}/{name}", path, limit=declared)
+    if declared is not None and size > declared:
+        log.warning(
+            "%s: larger than the %d bytes its control file declares; not read past %d bytes",
+            shown(name),
+            declared,
+            size,
+        )
     if not named:
         path = path.replace(local_dir / f"F07-{sha[:32]}")
     companions = hashlib.sha256(control + b"\n--\n" + zip_control).hexdigest()
     zip_is_file = zip_name is None or _is_file(entries.get(zip_name))
     return Landed(name, path, control, size, sha, zip_name, companions, problem, zip_is_file)
+
+
+def declared_size(control: bytes, name: str) -> int | None:
+    """The size the control file ``control`` declares for ``name``; None when it is
+    malformed (the file is F01 then, whatever it holds)."""
+    try:
+        return Control.parse(control, name).size
+    except FileLevelError:
+        return None
 
 
 def _name_first(name: str, flow: Flow, inbox: Inbox) -> None:

@@ -35,6 +35,7 @@ from exchange.pickup import (
     Inbox,
     Intake,
     Landed,
+    declared_size,
     file_values,
     keep_copy,
     raise_if_failed,
@@ -217,13 +218,16 @@ def land_photos(remote: Remote, ctx: Inbox, landed: Landed) -> PhotoZip:
     """Copy the photo zip and its control file beside the data file and check them (F10).
     Intake runs this in a thread of its own while the lines are read and checked, so the
     zip is downloaded apart (``Remote.download_apart``), and nothing else uses ``remote``
-    meanwhile."""
+    meanwhile. As for the data file (:func:`~exchange.pickup.land`), a zip larger than its
+    control file declares is read only to one byte past that size."""
     assert landed.zip_name is not None and landed.path is not None
     if not landed.zip_is_file:
         raise FileLevelError(FileCode.F10, "a directory stands where the photo zip should be")
     zip_path = safe_join(landed.path.parent, landed.zip_name)
-    digest = remote.download_apart(f"{ctx.pickup}/{landed.zip_name}", zip_path)
     control = remote.read_bytes(f"{ctx.pickup}/{landed.zip_name}.ok")
+    digest = remote.download_apart(
+        f"{ctx.pickup}/{landed.zip_name}", zip_path, declared_size(control, landed.zip_name)
+    )
     safe_join(landed.path.parent, f"{landed.zip_name}.ok").write_bytes(control)
     photos = check_photo_zip(zip_path, control, landed.zip_name, digest)
     log.info(

@@ -137,6 +137,10 @@ class OutboundFile(Base):
     source_file_id: Mapped[int | None] = mapped_column(ForeignKey("received_file.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: while it is being delivered: when its publishing reached the last rename (the file
+    #: in place, its control file under ``.part``); nothing of it left in the drop since
+    #: then means the counterparty took it (:func:`exchange.outbox.deliver`)
+    staged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (
         Index("uq_outbound_file_conn_dir_name", "conn_id", "directory", "name", unique=True),

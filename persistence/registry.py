@@ -261,6 +261,7 @@ def queue_answer_again(
             created_at=created_at,
             source_file_id=source_file_id,
             delivered_at=None,
+            staged_at=None,
         )
     )
     return int(row.id)
@@ -276,6 +277,8 @@ class PendingOutbound:
     record_count: int
     type: str
     sha256: str
+    #: its publishing reached the last rename in an earlier run (:func:`mark_staged`)
+    staged: bool = False
 
 
 def pending_outbound(conn: Connection, conn_id: str) -> list[PendingOutbound]:
@@ -289,6 +292,7 @@ def pending_outbound(conn: Connection, conn_id: str) -> list[PendingOutbound]:
             OUTBOUND.c.record_count,
             OUTBOUND.c.type,
             OUTBOUND.c.sha256,
+            OUTBOUND.c.staged_at,
         )
         .where(OUTBOUND.c.conn_id == conn_id, OUTBOUND.c.delivered_at.is_(None))
         .order_by(OUTBOUND.c.id)
@@ -303,18 +307,31 @@ def pending_outbound(conn: Connection, conn_id: str) -> list[PendingOutbound]:
             r.record_count,
             r.type,
             r.sha256,
+            r.staged_at is not None,
         )
         for r in rows
     ]
 
 
-def mark_delivered(conn: Connection, item: PendingOutbound, when: datetime) -> None:
-    """Delivered, unless the row was given other content meanwhile (an answer queued again,
-    :func:`queue_answer_again`): that content is still to be delivered."""
+def mark_staged(conn: Connection, item: PendingOutbound, when: datetime) -> None:
+    """The file is in place in the drop and its control file written under ``.part``;
+    only the rename that lets the counterparty take it remains (unless the row was given
+    other content meanwhile)."""
     conn.execute(
         update(OUTBOUND)
         .where(OUTBOUND.c.id == item.id, OUTBOUND.c.sha256 == item.sha256)
-        .values(delivered_at=when)
+        .values(staged_at=when)
+    )
+
+
+def mark_delivered(conn: Connection, item: PendingOutbound, when: datetime) -> None:
+    """Delivered, unless the row was given other content meanwhile (an answer queued again,
+    :func:`queue_answer_again`): that content is still to be delivered. The staged mark
+    ends with the delivery, so a file queued again later is published afresh."""
+    conn.execute(
+        update(OUTBOUND)
+        .where(OUTBOUND.c.id == item.id, OUTBOUND.c.sha256 == item.sha256)
+        .values(delivered_at=when, staged_at=None)
     )
 
 

@@ -23,7 +23,8 @@ The same child computes a large file's size and SHA-256 without copying it
 
 The request (standard input, one JSON object, so no key material is ever on a command
 line): ``settings`` (:class:`transport.settings.SftpSettings` fields, paths as strings),
-``remote`` (the path on the server) and ``local_path`` (``null``: read and hash only). The
+``remote`` (the path on the server), ``local_path`` (``null``: read and hash only) and
+``limit`` (``null``: the whole file; else no more than ``limit + 1`` bytes are read). The
 answer (standard output, one JSON object): ``{"size": N, "sha256": HEX}``, or
 ``{"error": TYPE, "message": TEXT}`` with exit status 1. :func:`download_apart` and
 :func:`checksum_apart` run this and raise what the child raised.
@@ -44,6 +45,7 @@ import asyncssh
 import paramiko
 
 from transport import errors
+from transport.remote import next_read
 from transport.settings import SftpSettings, parse_host_key
 
 #: bytes asked of the server per read; asyncssh splits them into parallel requests
@@ -66,7 +68,9 @@ _ERRORS: dict[str, type[Exception]] = {
 }
 
 
-def _request(settings: SftpSettings, remote: str, local_path: Path | None) -> str:
+def _request(
+    settings: SftpSettings, remote: str, local_path: Path | None, limit: int | None
+) -> str:
     values = {
         k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(settings).items()
     }
@@ -75,17 +79,21 @@ def _request(settings: SftpSettings, remote: str, local_path: Path | None) -> st
             "settings": values,
             "remote": remote,
             "local_path": None if local_path is None else str(local_path),
+            "limit": limit,
         }
     )
 
 
-def download_apart(settings: SftpSettings, remote: str, local_path: Path) -> tuple[int, str]:
+def download_apart(
+    settings: SftpSettings, remote: str, local_path: Path, limit: int | None = None
+) -> tuple[int, str]:
     """Download the server's file ``remote`` (a path on the server, ``base_dir`` already
-    applied) to ``local_path`` in a child process: size and SHA-256 of what was copied. A
-    failure is raised as the child's exception type (``FileNotFoundError``, a
+    applied) to ``local_path`` in a child process, no more than ``limit + 1`` bytes with a
+    ``limit`` (``Remote.download``): size and SHA-256 of what was copied. A failure is
+    raised as the child's exception type (``FileNotFoundError``, a
     :mod:`transport.errors` type), else as ``TransportError``; nothing is left at
     ``local_path``."""
-    return _run_child(settings, remote, local_path)
+    return _run_child(settings, remote, local_path, limit)
 
 
 def checksum_apart(settings: SftpSettings, remote: str) -> tuple[int, str]:
@@ -94,10 +102,12 @@ def checksum_apart(settings: SftpSettings, remote: str) -> tuple[int, str]:
     return _run_child(settings, remote, None)
 
 
-def _run_child(settings: SftpSettings, remote: str, local_path: Path | None) -> tuple[int, str]:
+def _run_child(
+    settings: SftpSettings, remote: str, local_path: Path | None, limit: int | None = None
+) -> tuple[int, str]:
     child = subprocess.run(
         [sys.executable, "-m", "transport.fetch"],
-        input=_request(settings, remote, local_path),
+        input=_request(settings, remote, local_path, limit),
         capture_output=True,
         text=True,
         check=False,
@@ -201,8 +211,11 @@ class _Discard:
         pass
 
 
-async def _download(s: SftpSettings, remote: str, local_path: Path | None) -> tuple[int, str]:
-    """Copy ``remote`` to ``local_path`` (None: nowhere) and return its size and digest."""
+async def _download(
+    s: SftpSettings, remote: str, local_path: Path | None, limit: int | None = None
+) -> tuple[int, str]:
+    """Copy ``remote`` to ``local_path`` (None: nowhere), no more than ``limit + 1`` bytes
+    with a ``limit``, and return the size and digest of what was read."""
     digest = hashlib.sha256()
     size = 0
     # A step that brings nothing for this long means the server has stalled (a minute with
@@ -226,7 +239,9 @@ async def _download(s: SftpSettings, remote: str, local_path: Path | None) -> tu
                 raise FileNotFoundError(f"{remote} is missing") from exc
             except asyncssh.SFTPPermissionDenied as exc:
                 raise PermissionError(f"{remote} may not be read") from exc
-            while block := cast(bytes, await asyncio.wait_for(source.read(_READ), stalled)):
+            while (want := next_read(size, limit, _READ)) and (
+                block := cast(bytes, await asyncio.wait_for(source.read(want), stalled))
+            ):
                 digest.update(block)
                 try:
                     out.write(block)
@@ -262,7 +277,9 @@ def main() -> int:
             values[name] = Path(values[name])
     local_path = Path(request["local_path"]) if request["local_path"] is not None else None
     try:
-        size, sha = asyncio.run(_download(SftpSettings(**values), request["remote"], local_path))
+        size, sha = asyncio.run(
+            _download(SftpSettings(**values), request["remote"], local_path, request["limit"])
+        )
     except Exception as exc:  # reported to the caller, raised again there
         if local_path is not None:
             local_path.unlink(missing_ok=True)

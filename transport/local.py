@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
 
@@ -54,9 +55,9 @@ class LocalRemote(BaseRemote):
     def read_bytes(self, path: str) -> bytes:
         return self._path(path).read_bytes()
 
-    def download(self, path: str, local_path: Path) -> tuple[int, str]:
+    def download(self, path: str, local_path: Path, limit: int | None = None) -> tuple[int, str]:
         with self._path(path).open("rb") as src:
-            return copy_to_file(src, local_path)
+            return copy_to_file(src, local_path, limit)
 
     def checksum(self, path: str) -> tuple[int, str]:
         with self._path(path).open("rb") as src:
@@ -74,13 +75,17 @@ class LocalRemote(BaseRemote):
     def close(self) -> None:
         pass
 
-    def _upload(self, path: str, data: bytes) -> None:
+    def _upload(
+        self, path: str, data: bytes, before_rename: Callable[[], None] | None = None
+    ) -> None:
         target = self._path(path)
         part = target.with_name(target.name + ".part")
         with open(part, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        if before_rename is not None:
+            before_rename()
         os.replace(part, target)
 
     def _rename_no_replace(self, src: str, dst: str) -> bool:

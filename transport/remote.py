@@ -22,7 +22,7 @@ import hashlib
 import logging
 import posixpath
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -108,13 +108,18 @@ class Remote(Protocol):
         """The file's content; ``FileNotFoundError`` when it is missing."""
         ...
 
-    def download(self, path: str, local_path: Path) -> tuple[int, str]:
+    def download(self, path: str, local_path: Path, limit: int | None = None) -> tuple[int, str]:
         """Copy the file to ``local_path`` in blocks (memory stays flat however large the
         file) and return its size and SHA-256 (hex), computed while copying;
-        ``FileNotFoundError`` when it is missing."""
+        ``FileNotFoundError`` when it is missing. With ``limit`` (the size a control file
+        declares) the copy stops at ``limit + 1`` bytes: a size above ``limit`` says the
+        file is larger, its remaining bytes are never read, and the size and SHA-256 are
+        those of the bytes copied."""
         ...
 
-    def download_apart(self, path: str, local_path: Path) -> tuple[int, str]:
+    def download_apart(
+        self, path: str, local_path: Path, limit: int | None = None
+    ) -> tuple[int, str]:
         """``download``, safe to run in another thread while this process goes on with
         other work (never with this remote at the same time)."""
         ...
@@ -136,10 +141,19 @@ class Remote(Protocol):
         missing."""
         ...
 
-    def publish(self, dir: str, name: str, data: bytes, record_count: int) -> bool:
+    def publish(
+        self,
+        dir: str,
+        name: str,
+        data: bytes,
+        record_count: int,
+        staged: Callable[[], None] | None = None,
+    ) -> bool:
         """Write ``name`` and its ``name.ok`` by the ICD §2 protocol. True when it uploaded,
         False when the same file is already published; ``PublishConflictError`` when a
-        different ``name.ok`` is there."""
+        different ``name.ok`` is there. ``staged`` is called once ``name`` is in place and
+        ``name.ok.part`` written, just before the rename that lets the counterparty take
+        the file."""
         ...
 
     def remove(self, path: str) -> None: ...
@@ -194,14 +208,22 @@ def digest_of(src: _Readable) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
-def copy_to_file(src: _Readable, local_path: Path) -> tuple[int, str]:
-    """Copy ``src`` to ``local_path`` in ``DOWNLOAD_BLOCK`` blocks; size and SHA-256 (hex) of
-    what was copied. A copy that fails part-way is removed."""
+def next_read(copied: int, limit: int | None, block: int = DOWNLOAD_BLOCK) -> int:
+    """How many bytes to ask for next, ``copied`` being copied already: a block, or no
+    more than reach ``limit + 1`` (0: stop, the file is known to be larger than
+    ``limit``)."""
+    return block if limit is None else max(0, min(block, limit + 1 - copied))
+
+
+def copy_to_file(src: _Readable, local_path: Path, limit: int | None = None) -> tuple[int, str]:
+    """Copy ``src`` to ``local_path`` in ``DOWNLOAD_BLOCK`` blocks, no more than
+    ``limit + 1`` bytes with a ``limit``; size and SHA-256 (hex) of what was copied. A copy
+    that fails part-way is removed."""
     digest = hashlib.sha256()
     size = 0
     try:
         with open(local_path, "wb") as dst:
-            while block := src.read(DOWNLOAD_BLOCK):
+            while (want := next_read(size, limit)) and (block := src.read(want)):
                 digest.update(block)
                 dst.write(block)
                 size += len(block)
@@ -232,10 +254,14 @@ class BaseRemote(ABC):
     def read_bytes(self, path: str) -> bytes: ...
 
     @abstractmethod
-    def download(self, path: str, local_path: Path) -> tuple[int, str]: ...
+    def download(
+        self, path: str, local_path: Path, limit: int | None = None
+    ) -> tuple[int, str]: ...
 
-    def download_apart(self, path: str, local_path: Path) -> tuple[int, str]:
-        return self.download(path, local_path)
+    def download_apart(
+        self, path: str, local_path: Path, limit: int | None = None
+    ) -> tuple[int, str]:
+        return self.download(path, local_path, limit)
 
     @abstractmethod
     def checksum(self, path: str) -> tuple[int, str]: ...
@@ -253,15 +279,25 @@ class BaseRemote(ABC):
     def close(self) -> None: ...
 
     @abstractmethod
-    def _upload(self, path: str, data: bytes) -> None:
-        """Write ``path.part``, then atomically rename it over ``path``."""
+    def _upload(
+        self, path: str, data: bytes, before_rename: Callable[[], None] | None = None
+    ) -> None:
+        """Write ``path.part``, call ``before_rename`` if given, then atomically rename it
+        over ``path``."""
 
     @abstractmethod
     def _rename_no_replace(self, src: str, dst: str) -> bool:
         """Rename the file or directory ``src`` to ``dst``; False, with nothing changed,
         when ``dst`` exists."""
 
-    def publish(self, dir: str, name: str, data: bytes, record_count: int) -> bool:
+    def publish(
+        self,
+        dir: str,
+        name: str,
+        data: bytes,
+        record_count: int,
+        staged: Callable[[], None] | None = None,
+    ) -> bool:
         """ICD §2 write protocol, idempotent for a re-run of the same task.
 
         - ``name.ok`` present with exactly our control line: already published, no-op.
@@ -269,6 +305,11 @@ class BaseRemote(ABC):
           the counterparty may already be reading is never overwritten.
         - ``name`` present without ``name.ok``: an earlier attempt stopped between the
           renames; ``name`` is uploaded again through ``.part`` and replaced.
+
+        ``staged`` is called between the last upload and the last rename: ``name`` is in
+        place, ``name.ok.part`` written, and nothing of the file can have been taken yet.
+        What it records durably (the outbox's mark) is known to hold from then on; an error
+        it raises leaves the file unpublished.
         """
         split_path(dir, allow_base=True)
         safe_join(Path(), name)
@@ -287,7 +328,7 @@ class BaseRemote(ABC):
             )
         self.makedirs(dir)
         self._upload(join(dir, name), data)
-        self._upload(ok_path, control)
+        self._upload(ok_path, control, staged)
         self._log.info(
             "published %s (%d bytes, %d records)", join(dir, name), len(data), record_count
         )

@@ -297,29 +297,34 @@ class SftpRemote(BaseRemote):
             sftp.getfo(remote, buf)
         return buf.getvalue()
 
-    def download(self, path: str, local_path: Path) -> tuple[int, str]:
-        """A file of at least :attr:`apart_from` bytes is downloaded apart
+    def download(self, path: str, local_path: Path, limit: int | None = None) -> tuple[int, str]:
+        """A file of at least :attr:`apart_from` bytes to read is downloaded apart
         (:meth:`download_apart`): paramiko's pipelined reads lose their pipeline when the
         machine is busy (:mod:`transport.fetch`), and a batch of a few hundred thousand
         lines would then take minutes. A smaller one is read here with paramiko's
         pipelined reads, written to ``local_path`` as they arrive. (Capping paramiko's
-        requests in flight makes it poll: 5 MiB/s instead of 118 MiB/s on loopback.)"""
+        requests in flight makes it poll: 5 MiB/s instead of 118 MiB/s on loopback.) With
+        a ``limit``, no more than ``limit + 1`` bytes are asked for, whatever size the
+        server states."""
         remote = self._remote(path)
         with self._session() as sftp:
             size = sftp.stat(remote).st_size or 0
-        if size >= self.apart_from:
-            return self.download_apart(path, local_path)
+        wanted = size if limit is None else min(size, limit + 1)
+        if wanted >= self.apart_from:
+            return self.download_apart(path, local_path, limit)
         with self._session() as sftp, sftp.open(remote, "rb") as src:
-            src.prefetch()
-            return copy_to_file(src, local_path)
+            src.prefetch(wanted)
+            return copy_to_file(src, local_path, limit)
 
-    def download_apart(self, path: str, local_path: Path) -> tuple[int, str]:
+    def download_apart(
+        self, path: str, local_path: Path, limit: int | None = None
+    ) -> tuple[int, str]:
         """``download`` in a process of its own, over a connection of its own, by asyncssh
         (:mod:`transport.fetch`: paramiko's pipelined reads stall when the machine is busy).
-        Path checks, host key checks and error types are those of ``download``."""
+        Path checks, host key checks, ``limit`` and error types are those of ``download``."""
         from transport.fetch import download_apart
 
-        return download_apart(self.settings, self._remote(path), local_path)
+        return download_apart(self.settings, self._remote(path), local_path, limit)
 
     def checksum(self, path: str) -> tuple[int, str]:
         """As ``download``: a file of :attr:`apart_from` bytes or more is read by a
@@ -364,10 +369,15 @@ class SftpRemote(BaseRemote):
         with self._session() as sftp:
             sftp.remove(remote)
 
-    def _upload(self, path: str, data: bytes) -> None:
+    def _upload(
+        self, path: str, data: bytes, before_rename: Callable[[], None] | None = None
+    ) -> None:
         remote = self._remote(path)
         with self._session() as sftp:
             sftp.putfo(io.BytesIO(data), remote + ".part", file_size=len(data), confirm=True)
+        if before_rename is not None:
+            before_rename()
+        with self._session() as sftp:
             sftp.posix_rename(remote + ".part", remote)
 
     def _rename_no_replace(self, src: str, dst: str) -> bool:

@@ -270,6 +270,31 @@ def test_download_copies_the_file_and_returns_its_size_and_sha256(
     assert (tmp_path / NAME).read_bytes() == data
 
 
+@pytest.mark.parametrize("limit", [100, 9 << 20], ids=["small", "past-apart_from"])
+def test_a_download_with_a_limit_stops_one_byte_past_it_however_large_the_file(
+    limit: int, adapter: Adapter, tmp_path: Path
+) -> None:
+    planted = adapter.plant(f"pickup/{NAME}", DATA)
+    os.truncate(planted, 1 << 30)  # a gibibyte, mostly a hole
+
+    got = adapter.remote.download(f"pickup/{NAME}", tmp_path / NAME, limit=limit)
+
+    copied = (tmp_path / NAME).read_bytes()
+    assert got == (limit + 1, hashlib.sha256(copied).hexdigest())
+    assert len(copied) == limit + 1 and copied.startswith(DATA)
+
+
+def test_a_download_with_a_limit_the_file_keeps_copies_it_whole(
+    adapter: Adapter, tmp_path: Path
+) -> None:
+    adapter.plant(f"pickup/{NAME}", DATA)
+
+    got = adapter.remote.download(f"pickup/{NAME}", tmp_path / NAME, limit=len(DATA))
+
+    assert got == (len(DATA), hashlib.sha256(DATA).hexdigest())
+    assert (tmp_path / NAME).read_bytes() == DATA
+
+
 def test_downloading_a_missing_file_raises_file_not_found_and_writes_nothing(
     adapter: Adapter, tmp_path: Path
 ) -> None:
@@ -413,6 +438,32 @@ def test_publishing_the_same_file_again_changes_nothing(adapter: Adapter) -> Non
     assert {n: (s.st_ino, s.st_mtime_ns) for n, s in after.items()} == {
         n: (s.st_ino, s.st_mtime_ns) for n, s in before.items()
     }
+
+
+def test_publish_calls_staged_with_the_file_in_place_before_its_control_file_is(
+    adapter: Adapter,
+) -> None:
+    drop = adapter.root / "drop"
+    seen: list[list[str]] = []
+
+    adapter.remote.publish(
+        "drop", NAME, DATA, 2, staged=lambda: seen.append(sorted(p.name for p in drop.iterdir()))
+    )
+
+    assert seen == [[NAME, f"{NAME}.ok.part"]]
+    assert sorted(p.name for p in drop.iterdir()) == [NAME, f"{NAME}.ok"]
+
+
+def test_a_failure_where_staged_is_called_leaves_the_file_not_yet_takeable(
+    adapter: Adapter,
+) -> None:
+    def fails() -> None:
+        raise ConnectionError("the database went away")
+
+    with pytest.raises(ConnectionError):
+        adapter.remote.publish("drop", NAME, DATA, 2, staged=fails)
+
+    assert not (adapter.root / "drop" / f"{NAME}.ok").exists()
 
 
 def test_a_half_published_file_is_uploaded_again_and_completed(adapter: Adapter) -> None:

@@ -3,22 +3,27 @@ file by file (ICD §2, §6): the other files always go on, nothing is answered t
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
+import uuid
+from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from sqlalchemy import Engine, select
 
 from exchange.locks import exclusive
 from persistence.models import OutboundFile, ReceivedFile
-from sandbox.bureau import make_apply_batch, write_batch
+from sandbox.bureau import make_apply_batch, make_bad_file, write_batch
 from schemas.files import Control
 from schemas.layouts import APPLY
 from tests.integration.test_intake import context, count, rebuilt, response_codes, run
 from transport.errors import TransientTransportError
 from transport.local import LocalRemote
-from transport.remote import RemoteEntry
+from transport.remote import BaseRemote, RemoteEntry
+from transport.sftp import SftpRemote, SftpSettings
 
 DAY = "20261122"
 
@@ -129,9 +134,11 @@ def test_a_name_with_a_newline_is_f07_its_log_lines_escaped_and_it_is_never_read
             read.append(path)
             return super().read_bytes(path)
 
-        def download(self, path: str, local_path: Path) -> tuple[int, str]:
+        def download(
+            self, path: str, local_path: Path, limit: int | None = None
+        ) -> tuple[int, str]:
             read.append(path)
-            return super().download(path, local_path)
+            return super().download(path, local_path, limit)
 
     with caplog.at_level(logging.INFO):
         outcomes = run_intake(Watched(server), engine, context(tmp_path))
@@ -346,4 +353,186 @@ def test_a_name_is_checked_before_its_control_file(
     assert sorted((o.name, o.file_code) for o in outcomes) == [
         ("APPLY_R440100_B009_20261122_001.txt", "F04"),
         ("foo.txt", "F07"),
+    ]
+
+
+def served_tree(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> tuple[Path, BaseRemote]:
+    """A counterparty's tree with ``pickup`` and ``drop``, and the ``Remote`` on it: a local
+    directory, or the same tree served by the real sshd."""
+    if kind == "local":
+        root = tmp_path / "sftp"
+        remote: BaseRemote = LocalRemote(root)
+    else:
+        sshd = request.getfixturevalue("sshd")
+        root = sshd.served_root / uuid.uuid4().hex
+        conn = sshd.connection(root)
+        remote = SftpRemote(
+            SftpSettings.from_airflow(
+                SimpleNamespace(
+                    host=conn["host"],
+                    port=conn["port"],
+                    login=conn["login"],
+                    extra_dejson=conn["extra"],
+                )
+            )
+        )
+    (root / "pickup").mkdir(parents=True)
+    (root / "drop").mkdir()
+    return root, remote
+
+
+def disk_use(*roots: Path) -> int:
+    return sum(p.stat().st_size for root in roots for p in root.rglob("*") if p.is_file())
+
+
+@pytest.mark.parametrize("kind", ["local", pytest.param("openssh", marks=pytest.mark.sftp)])
+def test_files_far_larger_than_their_control_files_declare_are_answered_without_filling_the_disk(
+    kind: str, request: pytest.FixtureRequest, engine: Engine, tmp_path: Path
+) -> None:
+    """A server streaming more than a control file declares (here a 256 MiB file, mostly
+    a hole, behind a control file of a few kB) is F01 for a data file and F10 for a photo
+    zip; the hub reads one byte past the declared size and the other files go on."""
+    from exchange.outbox import deliver
+    from issuance.intake import run_intake
+
+    root, remote = served_tree(kind, request, tmp_path)
+    pickup = root / "pickup"
+    good, long_data, long_zip = (make_apply_batch(size=3, seed=60 + n, seq=n) for n in (1, 2, 3))
+    for batch in (good, long_data, long_zip):
+        write_batch(batch, pickup)
+    for path in (pickup / long_data.name, pickup / long_zip.zip_name):
+        with open(path, "r+b") as f:
+            f.truncate(256 << 20)
+    ctx = context(tmp_path)
+
+    with remote:
+        outcomes = run_intake(remote, engine, ctx)
+        deliver(remote, engine, ctx.store, ctx.conn_id, ctx.now)
+
+    assert sorted((o.name, o.outcome, o.file_code) for o in outcomes) == [
+        (good.name, "accepted", None),
+        (long_data.name, "rejected", "F01"),
+        (long_zip.name, "rejected", "F10"),
+    ]
+    assert (
+        (root / "drop" / f"{long_data.name}.rej")
+        .read_bytes()
+        .startswith(f"{long_data.name}|F01|".encode())
+    )
+    assert {long_data.name, long_zip.zip_name} <= names_in(pickup / "rejected" / DAY)
+    assert disk_use(tmp_path / "work", tmp_path / "storage") < 2 << 20
+    kept = list((tmp_path / "storage").rglob(long_data.name))
+    assert [p.stat().st_size for p in kept] == [len(long_data.data) + 1]
+    with engine.connect() as conn:
+        recorded = conn.execute(
+            select(ReceivedFile.size, ReceivedFile.sha256).where(
+                ReceivedFile.name == long_data.name
+            )
+        ).one()
+    assert tuple(recorded) == (
+        len(long_data.data) + 1,
+        hashlib.sha256(kept[0].read_bytes()).hexdigest(),
+    )
+
+    for name in (long_data.name, long_data.zip_name):  # the same files delivered again
+        for each in (name, f"{name}.ok"):
+            (pickup / "rejected" / DAY / each).rename(pickup / each)
+    with remote:
+        again = run_intake(remote, engine, context(tmp_path))
+    assert [(o.name, o.outcome) for o in again] == [(long_data.name, "redelivered")]
+
+
+class CutShortWhilePublishing(LocalRemote):
+    """A delivery run cut short (a crash, a dropped connection) at one step of the ICD §2
+    write protocol."""
+
+    def __init__(self, root: Path, step: str) -> None:
+        super().__init__(root)
+        self.step = step
+
+    def _upload(
+        self, path: str, data: bytes, before_rename: Callable[[], None] | None = None
+    ) -> None:
+        control = path.endswith(".ok")
+        if self.step == "while writing the file" and not control:
+            self._path(path + ".part").write_bytes(data[: len(data) // 2])
+            raise TransientTransportError("connection reset by peer")
+        if self.step == "just before the control file's rename" and control:
+            if before_rename is not None:
+                before_rename()
+            raise TransientTransportError("connection reset by peer")
+        super()._upload(path, data, before_rename)
+        if self.step == "just after the control file's rename" and control:
+            raise TransientTransportError("connection reset by peer")
+
+
+def bureau_takes(drop: Path) -> list[tuple[str, bytes]]:
+    """What the bureau takes from its drop (ICD §2): every file whose ``.ok`` is there,
+    removed with it."""
+    taken = []
+    for ok in sorted(drop.glob("*.ok")):
+        data = ok.with_suffix("")
+        taken.append((data.name, data.read_bytes()))
+        data.unlink()
+        ok.unlink()
+    return taken
+
+
+STEPS = [
+    "while writing the file",
+    "just before the control file's rename",
+    "just after the control file's rename",
+]
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_a_delivery_cut_short_at_any_step_loses_no_file_and_the_bureau_receives_it_once(
+    step: str, server: Path, engine: Engine, tmp_path: Path
+) -> None:
+    from exchange.outbox import deliver
+    from issuance.intake import run_intake
+
+    write_batch(make_apply_batch(size=3, seed=70), server / "pickup")
+    ctx = context(tmp_path)
+    run_intake(LocalRemote(server), engine, ctx)
+    with engine.connect() as conn:
+        (queued,) = conn.execute(select(OutboundFile.name, OutboundFile.data)).all()
+
+    with pytest.raises(TransientTransportError):
+        deliver(CutShortWhilePublishing(server, step), engine, ctx.store, ctx.conn_id, ctx.now)
+    received = bureau_takes(server / "drop")
+    for _ in range(2):  # the next run, and one after it
+        deliver(LocalRemote(server), engine, ctx.store, ctx.conn_id, ctx.now)
+        received += bureau_takes(server / "drop")
+
+    assert received == [(queued.name, queued.data)]
+    assert names_in(server / "drop") == set()
+    with engine.connect() as conn:
+        assert conn.scalar(select(OutboundFile.delivered_at)) is not None
+
+
+def test_a_name_rejected_again_after_its_rej_was_taken_from_a_cut_short_delivery_gets_its_second_rej(
+    server: Path, engine: Engine, tmp_path: Path
+) -> None:
+    from exchange.outbox import deliver
+    from issuance.intake import run_intake
+
+    first, second = make_bad_file("F08", size=4), make_bad_file("F02", size=4)
+    ctx = context(tmp_path)
+    write_batch(first, server / "pickup")
+    run_intake(LocalRemote(server), engine, ctx)
+    with pytest.raises(TransientTransportError):
+        deliver(CutShortWhilePublishing(server, STEPS[-1]), engine, ctx.store, ctx.conn_id, ctx.now)
+    received = bureau_takes(server / "drop")
+    write_batch(second, server / "pickup")  # corrected, still wrong
+    run_intake(LocalRemote(server), engine, ctx)
+
+    deliver(LocalRemote(server), engine, ctx.store, ctx.conn_id, ctx.now)
+    received += bureau_takes(server / "drop")
+
+    assert [(name, data.split(b"|")[1]) for name, data in received] == [
+        (f"{first.name}.rej", b"F08"),
+        (f"{first.name}.rej", b"F02"),
     ]
