@@ -10,6 +10,7 @@ photos are kept as one sorted array of fixed-width bytes.
 from __future__ import annotations
 
 import io
+import os
 import struct
 import zipfile
 import zlib
@@ -376,9 +377,9 @@ def _inflate(read: Callable[[int], bytes], csize: int, limit: int) -> bytes:
     return b"".join(parts)
 
 
-def _seek_data(fh: BinaryIO, offset: int, name: bytes) -> None:
+def _seek_data(fh: BinaryIO, offset: int, name: bytes) -> int:
     """Move ``fh`` to an entry's data, past its local header (APPNOTE 4.3.7), which must
-    name the entry as its central directory does."""
+    name the entry as its central directory does; where its data starts."""
     fh.seek(offset)
     local = fh.read(_LOCAL.size)
     if len(local) != _LOCAL.size:
@@ -386,26 +387,52 @@ def _seek_data(fh: BinaryIO, offset: int, name: bytes) -> None:
     fields = _LOCAL.unpack(local)
     if fields[0] != b"PK\x03\x04" or fh.read(fields[9]).split(b"\x00", 1)[0] != name:
         raise zipfile.BadZipFile("photo entry's local header differs from its directory")
-    fh.seek(fields[10], io.SEEK_CUR)
+    return fh.seek(fields[10], io.SEEK_CUR)
 
 
-def _entry_bytes(fh: BinaryIO, name: bytes, header: np.void) -> bytes:
+def _entry_bytes(fh: BinaryIO, name: bytes, header: np.void) -> tuple[bytes, int]:
     """One entry of the central directory, unpacked with the bounds of
-    :func:`unpack_entry`: F10 when it cannot be, or inflates to other than its declared
-    size (a header that lies about its size is a corrupt zip, as a CRC that differs)."""
+    :func:`unpack_entry`, and where its data starts in the zip: F10 when it cannot be
+    unpacked, or inflates to other than its declared size (a header that lies about its
+    size is a corrupt zip, as a CRC that differs)."""
     try:
-        _seek_data(fh, int(header["offset"]), name)
+        start = _seek_data(fh, int(header["offset"]), name)
     except zipfile.BadZipFile as exc:
         raise _corrupt() from exc
     method, flags = int(header["method"]), int(header["flags"])
     if method not in _METHODS or flags & _ENCRYPTED:
         raise FileLevelError(FileCode.F10, "photo zip entry stored other than plain or deflated")
     try:
-        return unpack_entry(
+        data = unpack_entry(
             fh.read, method, int(header["csize"]), int(header["size"]), int(header["crc"])
         )
     except zipfile.BadZipFile as exc:
         raise _corrupt() from exc
+    return data, start
+
+
+#: a local header's signature and the lengths of its name and extra field (APPNOTE 4.3.7)
+_LOCAL_LENGTHS = struct.Struct("<4s22xHH")
+#: bytes read past a local header's name in the same ``pread``, for its extra field
+_EXTRA_SLACK = 64
+
+
+def _stored_data(fd: int, offset: int, name: bytes, csize: int) -> bytes | None:
+    """An entry's data as the zip holds it (``csize`` bytes after its local header, read
+    with one ``pread`` mostly), or None when its local header does not name it as
+    :func:`_seek_data` requires."""
+    head = _LOCAL.size + len(name)
+    block = os.pread(fd, head + _EXTRA_SLACK + csize, offset)
+    if len(block) < head:
+        return None
+    signature, name_len, extra_len = _LOCAL_LENGTHS.unpack_from(block)
+    local_name = block[_LOCAL.size : _LOCAL.size + name_len].split(b"\x00", 1)[0]
+    if signature != b"PK\x03\x04" or local_name != name:
+        return None
+    start = _LOCAL.size + name_len + extra_len
+    if start + csize > len(block):
+        return os.pread(fd, csize, offset + start)
+    return block[start : start + csize]
 
 
 def check_photo_zip(
@@ -416,8 +443,10 @@ def check_photo_zip(
     ``digest`` is the zip's size and SHA-256 when already computed (while landing it).
     An entry whose name is not a plain file name (a directory part, ``..``, an absolute
     path, a character outside ``[0-9A-Za-z_.-]``) makes the whole zip unsafe: F10. The
-    control file's SHA-256 covers every byte of the zip; each distinct photo (same CRC and
-    size) is decoded once, and its CRC checked then.
+    control file's SHA-256 covers every byte of the zip; each distinct photo is decoded
+    once, and its CRC checked then: an entry of the same size and CRC-32 as a photo
+    decoded before is that photo only when its stored bytes are that photo's, byte for
+    byte (a bureau can give any bytes any CRC-32), and is decoded on its own otherwise.
     """
     if control is None:
         raise FileLevelError(FileCode.F10, "photo zip control file missing")
@@ -467,45 +496,87 @@ def check_photo_zip(
     return PhotoZip(path, entries, PhotoNames(every[valid]))
 
 
+#: how a decoded photo is stored in the zip, and whether it is valid
+_STORED = np.dtype([("good", "?"), ("method", "<u2"), ("csize", "<u8"), ("start", "<u8")])
+
+
 class _Judged:
-    """Photos already decoded, by (size, CRC): one sorted array of keys and one of
-    verdicts (a million distinct photos take 9 MB)."""
+    """Photos already decoded, by (size, CRC): one sorted array of keys and, for each,
+    its verdict and how and where in the zip its bytes are stored (a million distinct
+    photos take 27 MB)."""
 
     def __init__(self) -> None:
         self.keys = np.zeros(0, dtype=np.uint64)
-        self.good = np.zeros(0, dtype=bool)
+        self.photos = np.zeros(0, dtype=_STORED)
 
-    def known(
+    def find(
         self, keys: npt.NDArray[np.uint64]
-    ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
-        """For sorted distinct ``keys``: which are known, and the verdict of those."""
+    ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.intp]]:
+        """For ``keys``: which are known, and where (meaningless for those not known)."""
         if self.keys.size == 0:
-            return np.zeros(keys.size, dtype=bool), np.zeros(keys.size, dtype=bool)
+            return np.zeros(keys.size, dtype=bool), np.zeros(keys.size, dtype=np.intp)
         at = np.searchsorted(self.keys, keys).clip(max=self.keys.size - 1)
-        found = self.keys[at] == keys
-        return found, self.good[at] & found
+        return self.keys[at] == keys, at
 
-    def add(self, keys: npt.NDArray[np.uint64], good: npt.NDArray[np.bool_]) -> None:
-        """Sorted distinct ``keys``, none known yet, with their verdicts."""
+    def add(self, keys: npt.NDArray[np.uint64], photos: npt.NDArray[np.void]) -> None:
+        """Sorted distinct ``keys``, none known yet, with their photos."""
         at = np.searchsorted(self.keys, keys)
         self.keys = np.insert(self.keys, at, keys)
-        self.good = np.insert(self.good, at, good)
+        self.photos = np.insert(self.photos, at, photos)
 
 
 def _valid_entries(fh: BinaryIO, directory: _Directory, judged: _Judged) -> npt.NDArray[np.bool_]:
     """Which entries are valid photos, decoding one entry per distinct (CRC, size) not
-    already ``judged`` (which it adds to)."""
+    already ``judged`` (which it adds to). Any other entry of a known (CRC, size) takes
+    that photo's verdict only when it is stored as that photo is (method, compressed
+    size) and its stored bytes are that photo's, compared byte for byte; otherwise it is
+    decoded on its own. The copies are read grouped by the photo they are compared with,
+    so one photo's bytes are held at a time."""
     headers = directory.headers
     small = np.flatnonzero(headers["size"] <= PHOTO_MAX_BYTES)
     keys = (headers["size"][small] << np.uint64(32)) | headers["crc"][small].astype(np.uint64)
-    distinct, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-    known, good = judged.known(distinct)
-    new = np.flatnonzero(~known)
-    for k, i in zip(new.tolist(), small[first[new]].tolist(), strict=True):
-        good[k] = photo_is_valid(_entry_bytes(fh, directory.names[i], headers[i]))
-    judged.add(distinct[new], good[new])
+    distinct, first = np.unique(keys, return_index=True)
+    new = np.flatnonzero(~judged.find(distinct)[0])
+    decoded = small[first[new]]
+    photos = np.zeros(new.size, dtype=_STORED)
+    photos["method"] = headers["method"][decoded]
+    photos["csize"] = headers["csize"][decoded]
+    for j, i in enumerate(decoded.tolist()):
+        data, start = _entry_bytes(fh, directory.names[i], headers[i])
+        photos["good"][j], photos["start"][j] = photo_is_valid(data), start
+    judged.add(distinct[new], photos)
     valid = np.zeros(len(directory), dtype=bool)
-    valid[small] = good[inverse.ravel()]
+    valid[decoded] = photos["good"]
+    copies = np.setdiff1d(small, decoded, assume_unique=True)
+    at = judged.find(keys[np.searchsorted(small, copies)])[1]
+    order = np.argsort(at, kind="stable")
+    copies, at = copies[order], at[order]
+    same_way = (
+        (headers["method"][copies] == judged.photos["method"][at])
+        & (headers["flags"][copies] & _ENCRYPTED == 0)
+        & (headers["csize"][copies] == judged.photos["csize"][at])
+    )
+    fd = fh.fileno()
+    held, photo, good = -1, b"", False
+    verdicts: list[bool] = []
+    for i, k, same, offset, csize, name in zip(
+        copies.tolist(),
+        at.tolist(),
+        same_way.tolist(),
+        headers["offset"][copies].tolist(),
+        headers["csize"][copies].tolist(),
+        directory.names[copies].tolist(),
+        strict=True,
+    ):
+        if same:
+            if k != held:
+                held, photo = k, os.pread(fd, csize, int(judged.photos["start"][k]))
+                good = bool(judged.photos["good"][k])
+            if _stored_data(fd, offset, name, csize) == photo:
+                verdicts.append(good)
+                continue
+        verdicts.append(photo_is_valid(_entry_bytes(fh, name, headers[i])[0]))
+    valid[copies] = verdicts
     return valid
 
 

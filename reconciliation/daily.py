@@ -55,6 +55,9 @@ TIMEZONE = ZoneInfo("Asia/Shanghai")
 BALANCED, PENDING, BREAK = "BALANCED", "PENDING", "BREAK"
 #: ICD §6's order: a batch's break_reason is the first of these that applies
 ORDER = ("R01", "R02", "R03", "R04", "R05", "R06", "R07", "R08")
+#: the benefit type RECON gives a batch none of whose lines had one of ICD §5.10's (its
+#: ``disb_batch.benefit_type`` is empty): RECON's field is mandatory and one of those codes
+UNTYPED = "900"
 
 
 # --------------------------------------------------------------------------- calendar
@@ -626,7 +629,7 @@ def _recon_lines(conn: Connection, bureau: str, day: str) -> list[tuple[str, ...
     return [
         (
             r.batch_no,
-            r.benefit_type,
+            r.benefit_type or UNTYPED,
             str(r.instructed_count),
             a(int(r.instructed_fen)),
             str(r.credited_count),

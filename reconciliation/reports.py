@@ -61,6 +61,9 @@ BENEFIT_TYPES: dict[str, tuple[str, str]] = {
     "510": ("生育津贴", "maternity allowance"),
     "900": ("补贴", "subsidy"),
 }
+#: a batch none of whose lines had a valid benefit type (every line failed, most E117):
+#: stored without one, and reported to its bureau in RECON as ``900``
+NO_BENEFIT_TYPE = ("无有效待遇类别", "no valid benefit type (RECON: 900)")
 
 STATUSES = ("BALANCED", "PENDING", "BREAK")
 
@@ -415,8 +418,16 @@ def reason_meaning(code: str, lang: str) -> str:
 
 
 def benefit_name(code: str) -> str:
-    zh, en = BENEFIT_TYPES.get(code, ("", ""))
+    zh, en = BENEFIT_TYPES.get(code, ("", "")) if code else NO_BENEFIT_TYPE
     return f"{zh} {en}".strip()
+
+
+def _benefit_label(code: str) -> str:
+    """A benefit type as the page shows it: its code and Chinese name, or what a batch
+    without one is."""
+    if not code:
+        return benefit_name(code)
+    return f"{code} {BENEFIT_TYPES.get(code, ('', ''))[0]}".strip()
 
 
 @dataclass(frozen=True)
@@ -463,7 +474,7 @@ def item_table(day: Day) -> pa.Table:
                 "bureau": b.bureau or None,
                 "item_type": "batch",
                 "batch_no": b.batch_no,
-                "benefit_type": b.benefit_type,
+                "benefit_type": b.benefit_type or None,
                 "instructed_count": b.instructed_count,
                 "credited_count": b.credited_count,
                 "failed_count": b.failed_count,
@@ -769,7 +780,7 @@ def _benefit_chart(groups: Sequence[tuple[str, Summary]]) -> str:
         )
         out.append(
             f'<text x="{label_x}" y="{base + 32}" font-size="11" text-anchor="middle">'
-            f"{_e(BENEFIT_TYPES.get(btype, ('', ''))[0])}</text>"
+            f"{_e(BENEFIT_TYPES.get(btype, NO_BENEFIT_TYPE)[0])}</text>"
         )
     out.append("</svg>")
     legend = "".join(
@@ -853,7 +864,7 @@ def _batch_table(batches: Sequence[BatchItem]) -> str:
     rows = [
         f'<tr data-bureau="{_e(b.bureau)}" data-batch-no="{_e(b.batch_no)}">'
         f"<td>{_e(b.bureau)}</td><td>{_e(b.batch_no)}</td>"
-        f"<td>{_e(b.benefit_type)} {_e(BENEFIT_TYPES.get(b.benefit_type, ('', ''))[0])}</td>"
+        f"<td>{_e(_benefit_label(b.benefit_type))}</td>"
         + _num(str(b.instructed_count), "instructed_count")
         + "".join(_num(yuan_text(b.fen(f)), f.removesuffix("_fen")) for f in FIGURES)
         + f'<td><span class="status status-{_e(b.status)}" data-figure="status">'

@@ -14,6 +14,7 @@ from threading import Event, Thread
 from typing import Any
 
 import pytest
+from openpyxl import load_workbook
 from sqlalchemy import Connection, Engine, text
 
 from banking import audit, ledger
@@ -29,8 +30,10 @@ from payments.settle import (
     send_partner_disb,
 )
 from persistence import registry
+from reconciliation.daily import reconcile, write_recon
+from reconciliation.reports import item_table, load_day, write_reports
 from schemas.codec import DelimitedReader, Header, write_delimited
-from schemas.layouts import DISBRSP, LAYOUTS
+from schemas.layouts import DISBRSP, LAYOUTS, RECON
 from servicing.days import finish_replacements
 from servicing.requests import Ctx, apply_status
 from tests.support.cards import BUREAU, DAY, HUB, NOW, Made, pan_of, request_file, seed_card
@@ -531,6 +534,61 @@ def test_a_repeat_is_209_whatever_else_fails_and_does_not_set_the_files_benefit_
             text("SELECT benefit_type FROM disb_batch WHERE id = :b"), {"b": batch_id}
         )
     assert kind == "110"
+
+
+def test_a_batch_without_a_valid_benefit_type_is_reported_as_900_in_a_recon_that_parses(
+    engine: Engine, store: Storage, tmp_path: Path
+) -> None:
+    """ICD §5.12: RECON's benefit_type is mandatory and one of §5.10's codes. A batch
+    none of whose lines has one is still reconciled and written, as 900; finance's
+    reports say it had none."""
+    with engine.begin() as conn:
+        good = seed_card(conn, 1, account_status="active")
+    batch_id, batch_no = intake(
+        engine, [line("PAY1", good, benefit_type="999"), line("PAY2", good, benefit_type="")]
+    )
+    assert results(engine, batch_id) == [("PAY1", "E117"), ("PAY2", "E117")]
+    fund(engine, batch_no, total_of(engine, batch_id))
+
+    cut_off(engine, business_date=DAY, now=NOW)
+    post_funded(engine, hub=HUB, business_date=DAY, now=NOW)
+    with engine.begin() as conn:
+        answer_batches(
+            conn,
+            bureau=BUREAU,
+            dest=Drop("sftp_r440100", "drop", NOW, store),
+            encoding="GB18030",
+            business_date=DAY,
+            work_dir=tmp_path,
+        )
+        reconcile(conn, DAY, [BUREAU])
+        name = write_recon(
+            conn,
+            hub=HUB,
+            bureau=BUREAU,
+            business_date=DAY,
+            dest=Drop("sftp_r440100", "drop", NOW, store),
+            encoding="GB18030",
+            work_dir=tmp_path,
+        )
+        data = bytes(
+            conn.scalar(text("SELECT data FROM outbound_file WHERE name = :n"), {"n": name})
+        )
+
+    reader = DelimitedReader(data, RECON, "GB18030")
+    chunks = list(reader.chunks())
+    assert [r for chunk in chunks for r in chunk.rejections()] == []
+    recon = [row for chunk in chunks for row in chunk.table.to_pylist()]
+    assert [(r["batch_no"], r["benefit_type"], r["failed_count"]) for r in recon] == [
+        (batch_no, "900", "2")
+    ]
+    paths = write_reports(engine, DAY, tmp_path / "reports")
+    none = "无有效待遇类别 no valid benefit type (RECON: 900)"
+    assert none in paths.html.read_text("utf-8")
+    assert load_workbook(paths.workbook)["Summary"].cell(row=3, column=3).value == none
+    with engine.connect() as conn:
+        items = item_table(load_day(conn, DAY)).to_pylist()
+    assert [i["benefit_type"] for i in items if i["item_type"] == "batch"] == [None]
 
 
 def test_a_cr_inside_a_value_is_that_lines_problem_and_never_reaches_a_partner(

@@ -5,7 +5,9 @@ the photo zip deadline."""
 from __future__ import annotations
 
 import dataclasses
+import io
 import threading
+import zipfile
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
@@ -46,6 +48,7 @@ from sandbox.bureau import (
 )
 from schemas.files import Control
 from schemas.layouts import APPLY
+from tests.support.photos import forged_copy
 from transport.errors import TransientTransportError
 from transport.local import LocalRemote
 
@@ -581,6 +584,33 @@ def test_a_bad_photo_zip_is_the_reason_given_even_when_the_lines_are_bad_too(
     assert rej.startswith(f"{both.name}|F10|")
     assert (server / "pickup" / "rejected" / "20261122" / both.zip_name).exists()
     assert count(engine, Application) == 0 and count(engine, ApplyLine) == 0
+
+
+def test_a_photo_forged_to_the_size_and_crc_of_another_lines_photo_is_answered_e113(
+    server: Path, engine: Engine, tmp_path: Path
+) -> None:
+    batch = make_apply_batch(size=6, seed=8, bad_share={})
+    assert batch.zip_data is not None and batch.expected == [None] * 6
+    with zipfile.ZipFile(io.BytesIO(batch.zip_data)) as archive:
+        entries = [(info.filename, archive.read(info)) for info in archive.infolist()]
+    forged = entries[3][0]
+    entries[3] = (forged, forged_copy(entries[0][1]))
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        for name, data in entries:
+            archive.writestr(name, data)
+    zip_data = buffer.getvalue()
+    zip_control = Control.for_bytes(batch.zip_name, zip_data, len(entries)).render()
+    write_batch(
+        dataclasses.replace(batch, zip_data=zip_data, zip_control=zip_control), server / "pickup"
+    )
+
+    run(server, engine, tmp_path)
+
+    assert response_codes(server, RSP) == [
+        "E113" if row[FIELD["photo"]] == forged else "" for row in batch.rows
+    ]
+    assert count(engine, Application) == 5
 
 
 def test_a_zip_that_cannot_be_landed_leaves_the_file_for_a_later_run_even_when_its_lines_are_bad(

@@ -15,6 +15,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from issuance import photos as photos_module
 from issuance.photos import (
     PHOTO_MAX_BYTES,
     PhotoNames,
@@ -23,6 +24,7 @@ from issuance.photos import (
 )
 from sandbox.people import oversized_photo, photo_cache, png_photo, small_photo
 from schemas.files import Control, FileLevelError
+from tests.support.photos import forged_copy
 
 NAME = "APPLY_R440100_B001_20261122_001.zip"
 
@@ -104,6 +106,41 @@ def test_valid_photos_are_found_by_name_and_each_distinct_photo_decides_for_its_
             False,
             False,
         ]
+
+
+@pytest.mark.parametrize(
+    "compression", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED], ids=["stored", "deflated"]
+)
+@pytest.mark.parametrize("first", ["genuine", "forged"])
+@pytest.mark.parametrize("blocks", ["one block", "a block each"])
+def test_an_entry_with_a_valid_photos_size_and_crc_but_other_bytes_is_no_valid_photo(
+    tmp_path: Path,
+    photos: tuple[bytes, ...],
+    monkeypatch: pytest.MonkeyPatch,
+    compression: int,
+    first: str,
+    blocks: str,
+) -> None:
+    if blocks == "a block each":  # the second entry is judged after the first is cached
+        monkeypatch.setattr(photos_module, "_BLOCK", 64)
+    genuine = [("A1.jpg", photos[0]), ("A2.jpg", photos[0])]
+    forged = [("B1.jpg", forged_copy(photos[0]))]
+    entries = genuine + forged if first == "genuine" else forged + genuine
+    path = write_zip(tmp_path / NAME, entries, compression=compression)
+
+    assert sorted(checked(path)) == ["A1.jpg", "A2.jpg"]
+
+
+def test_a_copy_of_a_photo_whose_local_header_names_another_entry_makes_the_zip_f10(
+    tmp_path: Path, photos: tuple[bytes, ...]
+) -> None:
+    path = write_zip(tmp_path / NAME, [("A1.jpg", photos[0]), ("A2.jpg", photos[0])])
+    data = bytearray(path.read_bytes())
+    second = data.find(b"PK\x01\x02", data.find(b"PK\x01\x02") + 1)
+    data[second + 42 : second + 46] = bytes(4)  # A2's data is said to be A1's
+    path.write_bytes(bytes(data))
+
+    assert f10_detail(path) == "photo zip corrupt"
 
 
 @pytest.mark.parametrize(
