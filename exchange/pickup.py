@@ -154,6 +154,9 @@ class Landed:
     problem: FileLevelError | None = None
     #: False when a directory (or anything but a file) stands where the zip should be
     zip_is_file: bool = True
+    #: the zip's control file as read while landing; None when it is not a file or is
+    #: larger than a control file, so it is never read
+    zip_control: bytes | None = None
 
     @property
     def local_name(self) -> str:
@@ -251,17 +254,16 @@ def land(remote: Remote, inbox: Inbox, name: str, entries: Mapping[str, RemoteEn
     local_dir.mkdir(parents=True, exist_ok=True)
     ok = entries.get(f"{name}.ok")
     zip_name: str | None = None
-    zip_control = b"(no photo zip)"
+    zip_control: bytes | None = None
+    zip_seen = b"(no photo zip)"
     if name.endswith(".txt"):
         candidate = name[:-4] + ".zip"
         if candidate in entries and f"{candidate}.ok" in entries:
             zip_name = candidate
             zip_ok = entries[f"{candidate}.ok"]
-            zip_control = (
-                remote.read_bytes(f"{inbox.pickup}/{candidate}.ok")
-                if _is_file(zip_ok) and zip_ok.size <= MAX_CONTROL_BYTES
-                else b"(not a control file)"
-            )
+            if _is_file(zip_ok) and zip_ok.size <= MAX_CONTROL_BYTES:
+                zip_control = remote.read_bytes(f"{inbox.pickup}/{candidate}.ok")
+            zip_seen = b"(not a control file)" if zip_control is None else zip_control
     if not _is_file(entries.get(name)):
         return Landed(
             name,
@@ -298,9 +300,11 @@ def land(remote: Remote, inbox: Inbox, name: str, entries: Mapping[str, RemoteEn
         )
     if not named:
         path = path.replace(local_dir / f"F07-{sha[:32]}")
-    companions = hashlib.sha256(control + b"\n--\n" + zip_control).hexdigest()
+    companions = hashlib.sha256(control + b"\n--\n" + zip_seen).hexdigest()
     zip_is_file = zip_name is None or _is_file(entries.get(zip_name))
-    return Landed(name, path, control, size, sha, zip_name, companions, problem, zip_is_file)
+    return Landed(
+        name, path, control, size, sha, zip_name, companions, problem, zip_is_file, zip_control
+    )
 
 
 def declared_size(control: bytes, name: str) -> int | None:

@@ -223,8 +223,10 @@ def land_photos(remote: Remote, ctx: Inbox, landed: Landed) -> PhotoZip:
     assert landed.zip_name is not None and landed.path is not None
     if not landed.zip_is_file:
         raise FileLevelError(FileCode.F10, "a directory stands where the photo zip should be")
+    if landed.zip_control is None:
+        raise FileLevelError(FileCode.F10, "photo zip control file malformed")
     zip_path = safe_join(landed.path.parent, landed.zip_name)
-    control = remote.read_bytes(f"{ctx.pickup}/{landed.zip_name}.ok")
+    control = landed.zip_control
     digest = remote.download_apart(
         f"{ctx.pickup}/{landed.zip_name}", zip_path, declared_size(control, landed.zip_name)
     )

@@ -13,7 +13,9 @@ partner answers, the end-of-day step):
 - a cancelled card whose PAN continues on no other card credit-blocks its account, which
   closes at zero balance;
 - every change is an audit record, and every event the bureau must learn is a
-  ``bank_event`` row for that business day's BANKEVT (ICD §5.8).
+  ``bank_event`` row for that business day's BANKEVT (ICD §5.8);
+- the cards and accounts a run loads are locked until its transaction ends (PostgreSQL),
+  so runs of different counterparties touching the same card take turns.
 """
 
 from __future__ import annotations
@@ -134,6 +136,15 @@ def evt_no_for(source: str, origin_key: str) -> str:
     return "E" + hashlib.sha256(f"{source}|{origin_key}".encode()).hexdigest()[:24].upper()
 
 
+def _for_update(conn: Connection, table: str) -> str:
+    """The row lock a run takes on each card and account it reads (PostgreSQL): a run
+    reading them meanwhile waits, then reads them as changed, so no run writes back what
+    another changed (a PIN lock undone, a cancelled card lost again). SQLite takes none."""
+    if conn.dialect.name != "postgresql":
+        return ""
+    return f" FOR UPDATE OF {table}" if table else " FOR UPDATE"
+
+
 def _chunks(values: Sequence[str], size: int = 5000) -> Iterable[Sequence[str]]:
     for i in range(0, len(values), size):
         yield values[i : i + size]
@@ -183,7 +194,7 @@ class Book:
             stmt = keyed(
                 conn,
                 "SELECT pan, bank_code, status, loss, pin_locked, credit_blocked "
-                "FROM account WHERE pan IN :keys",
+                f"FROM account WHERE pan IN :keys ORDER BY pan{_for_update(conn, '')}",
                 "keys",
             )
             for r in conn.execute(stmt, {"keys": list(part)}):
@@ -206,7 +217,7 @@ class Book:
             "r.application_id AS done "
             "FROM card c LEFT JOIN application a ON a.id = c.application_id "
             "LEFT JOIN replacement r ON r.application_id = a.id "
-            f"WHERE {where}",
+            f"WHERE {where} ORDER BY c.card_no{_for_update(conn, 'c')}",
             "keys",
         )
         out = []

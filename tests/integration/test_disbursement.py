@@ -7,11 +7,8 @@ from __future__ import annotations
 
 import io
 import re
-import time
 from collections.abc import Callable
 from pathlib import Path
-from threading import Event, Thread
-from typing import Any
 
 import pytest
 from openpyxl import load_workbook
@@ -37,6 +34,7 @@ from schemas.layouts import DISBRSP, LAYOUTS, RECON
 from servicing.days import finish_replacements
 from servicing.requests import Ctx, apply_status
 from tests.support.cards import BUREAU, DAY, HUB, NOW, Made, pan_of, request_file, seed_card
+from tests.support.races import held_open, race
 
 
 @pytest.fixture
@@ -693,64 +691,6 @@ def test_a_batch_cut_off_is_not_posted_by_a_run_that_saw_it_waiting(engine: Engi
 
 
 # --------------------------------------------------------------------------- a posting racing servicing
-
-
-def held_open(monkeypatch: pytest.MonkeyPatch, owner: object, name: str) -> tuple[Event, Event]:
-    """``owner.name`` made to tell when it has returned and then wait to be let go, so its
-    caller's transaction stays open meanwhile."""
-    reached, go = Event(), Event()
-    original = getattr(owner, name)
-
-    def held(*args: Any, **kwargs: Any) -> Any:
-        done = original(*args, **kwargs)
-        reached.set()
-        assert go.wait(60), "never let go"
-        return done
-
-    monkeypatch.setattr(owner, name, held)
-    return reached, go
-
-
-def race(
-    engine: Engine,
-    first: Callable[[], object],
-    held: tuple[Event, Event],
-    second: Callable[[], object],
-) -> None:
-    """``first`` run until it is held open, ``second`` beside it until it is done or
-    waits for a lock, then ``first`` let go; both end without error."""
-    reached, go = held
-    errors: list[BaseException] = []
-
-    def run(step: Callable[[], object]) -> None:
-        try:
-            step()
-        except BaseException as exc:
-            errors.append(exc)
-            reached.set()
-
-    one = Thread(target=run, args=(first,))
-    one.start()
-    assert reached.wait(60)
-    two = Thread(target=run, args=(second,))
-    two.start()
-    deadline = time.monotonic() + 30
-    with engine.connect() as conn:
-        while two.is_alive() and time.monotonic() < deadline:
-            waiting = conn.scalar(
-                text(
-                    "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND wait_event_type = 'Lock'"
-                )
-            )
-            if waiting:
-                break
-            conn.rollback()
-            time.sleep(0.05)
-    go.set()
-    one.join(60)
-    two.join(60)
-    assert not (one.is_alive() or two.is_alive() or errors)
 
 
 def replaced_with_money(engine: Engine, fen: int) -> tuple[Made, Made]:

@@ -856,6 +856,29 @@ def test_a_zip_without_its_ok_is_not_complete_so_the_file_waits(
     ]
 
 
+def test_a_photo_zips_control_file_too_large_to_be_one_is_f10_and_never_read(
+    server: Path, engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    batch = make_apply_batch(size=3, seed=12)
+    write_batch(batch, server / "pickup")
+    assert batch.zip_control is not None
+    (server / "pickup" / f"{batch.zip_name}.ok").write_bytes(batch.zip_control + b"0" * (8 << 20))
+    read: list[str] = []
+    read_bytes = LocalRemote.read_bytes
+
+    def reading(remote: LocalRemote, path: str) -> bytes:
+        read.append(path)
+        return read_bytes(remote, path)
+
+    monkeypatch.setattr(LocalRemote, "read_bytes", reading)
+
+    outcomes = run(server, engine, tmp_path)
+
+    assert [(o.outcome, o.file_code) for o in outcomes] == [("rejected", "F10")]
+    assert f"pickup/{batch.zip_name}.ok" not in read
+    assert count(engine, Application) == 0
+
+
 def test_a_zip_arriving_within_zip_wait_completes_the_file(
     server: Path, engine: Engine, tmp_path: Path
 ) -> None:

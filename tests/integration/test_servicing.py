@@ -5,6 +5,7 @@ BANKEVT, and re-runs that change nothing."""
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -18,9 +19,10 @@ from exchange.outbox import Drop
 from exchange.storage import Storage
 from schemas.codec import DelimitedReader
 from schemas.layouts import BANKEVT, STATUSRSP
-from servicing import days, partner
+from servicing import days, partner, requests
 from servicing.requests import Ctx, answer_ready, apply_channel, apply_status
 from tests.support.cards import BUREAU, DAY, HUB, NOW, request_file, seed_card
+from tests.support.races import held_open, race
 
 ZONE = bytes(range(32))
 PVK = bytes(range(32, 64))
@@ -797,3 +799,63 @@ def test_partner_answers_never_take_a_card_out_of_cancellation_nor_apply_twice(
     with engine.connect() as conn:
         problems = conn.scalars(text("SELECT problem FROM return_problem ORDER BY id")).all()
     assert problems == ["unknown or repeated answer", "not possible for a card in status 9"]
+
+
+def lock_pin(engine: Engine, pan: str) -> Callable[[], object]:
+    return lambda: days.lock_pin(
+        engine, hub=HUB, pan=pan, business_date=DAY, now=NOW, actor="card-system"
+    )
+
+
+def test_a_pin_locked_while_a_channel_file_reports_its_card_lost_stays_locked(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite serialises writers: no race to lose")
+    with engine.begin() as conn:
+        made = seed_card(conn, 1, account_status="active")
+    # the channel file has read the card and its account, and not written them yet
+    loaded = held_open(monkeypatch, requests, "_stored_pins")
+    race(
+        engine, lambda: channel(engine, [ch("Q1", "L1", made)]), loaded, lock_pin(engine, made.pan)
+    )
+    account = account_row(engine, made.pan)
+    assert (account.loss, bool(account.pin_locked)) == ("temporary", True)
+    assert card_row(engine, made.card_no).status == "4"
+    assert sorted(op for op, _, _ in events(engine)) == ["01", "22"]
+
+
+def test_a_card_reported_lost_while_its_pin_is_being_locked_stays_lost_and_locked(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite serialises writers: no race to lose")
+    with engine.begin() as conn:
+        made = seed_card(conn, 1, account_status="active")
+    # the lock has written the account and not committed
+    locked = held_open(monkeypatch, audit, "append")
+    race(
+        engine, lock_pin(engine, made.pan), locked, lambda: channel(engine, [ch("Q1", "L1", made)])
+    )
+    account = account_row(engine, made.pan)
+    assert (account.loss, bool(account.pin_locked)) == ("temporary", True)
+
+
+def test_a_card_cancelled_by_its_bureau_while_a_channel_reports_it_lost_stays_cancelled(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite serialises writers: no race to lose")
+    with engine.begin() as conn:
+        made = seed_card(conn, 1, account_status="active")
+    loaded = held_open(monkeypatch, requests, "_stored_pins")
+    race(
+        engine,
+        lambda: channel(engine, [ch("Q1", "L1", made)]),
+        loaded,
+        lambda: status(engine, [st("R1", "04", made)]),
+    )
+    assert card_row(engine, made.card_no).status == "9"
+    account = account_row(engine, made.pan)
+    # the cancelled card's number goes on nowhere: no more credits, closed once empty
+    assert (account.status, bool(account.credit_blocked)) == ("closed", True)
