@@ -262,7 +262,11 @@ def land(remote: Remote, inbox: Inbox, name: str, entries: Mapping[str, RemoteEn
             zip_name = candidate
             zip_ok = entries[f"{candidate}.ok"]
             if _is_file(zip_ok) and zip_ok.size <= MAX_CONTROL_BYTES:
-                zip_control = remote.read_bytes(f"{inbox.pickup}/{candidate}.ok")
+                zip_control = remote.read_bytes(
+                    f"{inbox.pickup}/{candidate}.ok", limit=MAX_CONTROL_BYTES
+                )
+                if len(zip_control) > MAX_CONTROL_BYTES:  # listed small, yet larger
+                    zip_control = None
             zip_seen = b"(not a control file)" if zip_control is None else zip_control
     if not _is_file(entries.get(name)):
         return Landed(
@@ -281,9 +285,13 @@ def land(remote: Remote, inbox: Inbox, name: str, entries: Mapping[str, RemoteEn
         control = b""
         problem: FileLevelError | None = FileLevelError(FileCode.F01, "control file malformed")
     else:
-        control = remote.read_bytes(f"{inbox.pickup}/{name}.ok")
-        problem = None
-        declared = declared_size(control, name)
+        control = remote.read_bytes(f"{inbox.pickup}/{name}.ok", limit=MAX_CONTROL_BYTES)
+        if len(control) > MAX_CONTROL_BYTES:  # listed small, yet larger: never read whole
+            control = b""
+            problem = FileLevelError(FileCode.F01, "control file malformed")
+        else:
+            problem = None
+            declared = declared_size(control, name)
     try:
         FileName.parse(name)
         named = True

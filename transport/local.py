@@ -52,8 +52,9 @@ class LocalRemote(BaseRemote):
             return []
         return sorted_entries(found)
 
-    def read_bytes(self, path: str) -> bytes:
-        return self._path(path).read_bytes()
+    def read_bytes(self, path: str, limit: int | None = None) -> bytes:
+        with self._path(path).open("rb") as src:
+            return src.read() if limit is None else src.read(limit + 1)
 
     def download(self, path: str, local_path: Path, limit: int | None = None) -> tuple[int, str]:
         with self._path(path).open("rb") as src:

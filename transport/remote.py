@@ -104,8 +104,10 @@ class Remote(Protocol):
         :func:`files` keeps the regular files a reader may take."""
         ...
 
-    def read_bytes(self, path: str) -> bytes:
-        """The file's content; ``FileNotFoundError`` when it is missing."""
+    def read_bytes(self, path: str, limit: int | None = None) -> bytes:
+        """The file's content; ``FileNotFoundError`` when it is missing. With ``limit``,
+        no more than ``limit + 1`` bytes are read: more than ``limit`` says the file is
+        larger, whatever size the server listed, and the rest is never read."""
         ...
 
     def download(self, path: str, local_path: Path, limit: int | None = None) -> tuple[int, str]:
@@ -251,7 +253,7 @@ class BaseRemote(ABC):
     def list_dir(self, path: str) -> list[RemoteEntry]: ...
 
     @abstractmethod
-    def read_bytes(self, path: str) -> bytes: ...
+    def read_bytes(self, path: str, limit: int | None = None) -> bytes: ...
 
     @abstractmethod
     def download(
@@ -316,7 +318,7 @@ class BaseRemote(ABC):
         control = Control.for_bytes(name, data, record_count).render()
         ok_path = join(dir, name + ".ok")
         try:
-            existing = self.read_bytes(ok_path)
+            existing = self.read_bytes(ok_path, limit=len(control))
         except FileNotFoundError:
             existing = None
         if existing == control:

@@ -290,8 +290,11 @@ class SftpRemote(BaseRemote):
             except FileNotFoundError:
                 return []
 
-    def read_bytes(self, path: str) -> bytes:
+    def read_bytes(self, path: str, limit: int | None = None) -> bytes:
         remote = self._remote(path)
+        if limit is not None:
+            with self._session() as sftp, sftp.open(remote, "rb") as fh:
+                return bytes(fh.read(limit + 1))
         buf = io.BytesIO()
         with self._session() as sftp:
             sftp.getfo(remote, buf)

@@ -3,6 +3,7 @@ file by file (ICD §2, §6): the other files always go on, nothing is answered t
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import threading
@@ -15,6 +16,7 @@ import pytest
 from sqlalchemy import Engine, select
 
 from exchange.locks import exclusive
+from exchange.pickup import MAX_CONTROL_BYTES
 from persistence.models import OutboundFile, ReceivedFile
 from sandbox.bureau import make_apply_batch, make_bad_file, write_batch
 from schemas.files import Control
@@ -130,9 +132,9 @@ def test_a_name_with_a_newline_is_f07_its_log_lines_escaped_and_it_is_never_read
     read: list[str] = []
 
     class Watched(LocalRemote):
-        def read_bytes(self, path: str) -> bytes:
+        def read_bytes(self, path: str, limit: int | None = None) -> bytes:
             read.append(path)
-            return super().read_bytes(path)
+            return super().read_bytes(path, limit)
 
         def download(
             self, path: str, local_path: Path, limit: int | None = None
@@ -442,6 +444,50 @@ def test_files_far_larger_than_their_control_files_declare_are_answered_without_
     with remote:
         again = run_intake(remote, engine, context(tmp_path))
     assert [(o.name, o.outcome) for o in again] == [(long_data.name, "redelivered")]
+
+
+@pytest.mark.parametrize("kind", ["local", pytest.param("openssh", marks=pytest.mark.sftp)])
+def test_control_files_listed_small_but_endless_are_read_no_further_than_a_control_file_can_be(
+    kind: str, request: pytest.FixtureRequest, engine: Engine, tmp_path: Path
+) -> None:
+    """A server listing a control file as a few bytes and then streaming 64 MiB from it:
+    the hub reads one byte past the most a control file can hold, answers the data file
+    F01 and the photo zip F10, and the other files go on."""
+    from issuance.intake import run_intake
+
+    root, remote = served_tree(kind, request, tmp_path)
+    pickup = root / "pickup"
+    good, endless_ok, endless_zip_ok = (
+        make_apply_batch(size=3, seed=70 + n, seq=n) for n in (1, 2, 3)
+    )
+    for batch in (good, endless_ok, endless_zip_ok):
+        write_batch(batch, pickup)
+    lying = {f"{endless_ok.name}.ok", f"{endless_zip_ok.zip_name}.ok"}
+    for name in lying:
+        with open(pickup / name, "r+b") as f:
+            f.truncate(64 << 20)
+    listed, read = remote.list_dir, remote.read_bytes
+    sizes: list[int] = []
+
+    def list_dir(path: str) -> list[RemoteEntry]:
+        return [dataclasses.replace(e, size=50) if e.name in lying else e for e in listed(path)]
+
+    def read_bytes(path: str, limit: int | None = None) -> bytes:
+        data = read(path, limit)
+        sizes.append(len(data))
+        return data
+
+    remote.list_dir = list_dir  # type: ignore[method-assign]
+    remote.read_bytes = read_bytes  # type: ignore[method-assign]
+    with remote:
+        outcomes = run_intake(remote, engine, context(tmp_path))
+
+    assert sorted((o.name, o.outcome, o.file_code) for o in outcomes) == [
+        (good.name, "accepted", None),
+        (endless_ok.name, "rejected", "F01"),
+        (endless_zip_ok.name, "rejected", "F10"),
+    ]
+    assert max(sizes) == MAX_CONTROL_BYTES + 1
 
 
 class CutShortWhilePublishing(LocalRemote):
