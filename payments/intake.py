@@ -189,16 +189,34 @@ class Intake:
         ) or conn.scalar(
             text(f"SELECT benefit_type FROM {stage} WHERE type_valid ORDER BY seq LIMIT 1")
         )
-        refuse = "a.status = 'closed' OR a.credit_blocked" + (
-            "" if ctx.credit_preopened else " OR a.status = 'preopened'"
+        refuse = "s.a_status = 'closed' OR s.a_credit_blocked" + (
+            "" if ctx.credit_preopened else " OR s.a_status = 'preopened'"
         )
         # the holder of a PAN: the hub's account (the name of its newest card), or the
         # partner bank whose card it is (the hub made it)
-        newest = (
-            "SELECT c.pan, c.bank_code, c.id_no, c.name FROM card c WHERE c.pan IN "
-            f"(SELECT pan FROM {stage}) AND NOT EXISTS (SELECT 1 FROM card n "
-            "WHERE n.pan = c.pan AND n.pan_seq > c.pan_seq)"
+        account = (
+            "a.pan AS a_pan, a.id_no AS a_id_no, a.status AS a_status, "
+            "a.credit_blocked AS a_credit_blocked"
         )
+        if pg:
+            # each line joined with its account and every card of its PAN, the newest card
+            # kept by the sort in SEQ order that the insert needs anyway: one pass over
+            # the cards, not three
+            holders = (
+                f"SELECT DISTINCT ON (s.seq) s.*, {account}, c.pan AS h_pan, "
+                "c.bank_code AS h_bank, c.id_no AS h_id_no, c.name AS h_name "
+                f"FROM {stage} s LEFT JOIN account a ON a.pan = s.pan "
+                "LEFT JOIN card c ON c.pan = s.pan ORDER BY s.seq, c.pan_seq DESC NULLS LAST"
+            )
+        else:
+            holders = (
+                f"SELECT s.*, {account}, h.pan AS h_pan, h.bank_code AS h_bank, "
+                f"h.id_no AS h_id_no, h.name AS h_name FROM {stage} s "
+                "LEFT JOIN account a ON a.pan = s.pan LEFT JOIN (SELECT c.pan, c.bank_code, "
+                f"c.id_no, c.name FROM card c WHERE c.pan IN (SELECT pan FROM {stage}) "
+                "AND NOT EXISTS (SELECT 1 FROM card n WHERE n.pan = c.pan "
+                "AND n.pan_seq > c.pan_seq)) h ON h.pan = s.pan"
+            )
         checked = (
             "SELECT s.seq, s.pay_no, s.pan, s.amount_fen, CASE "
             # no key at all (the whole line, or its pay_no); else a repeat, whatever the rest
@@ -207,15 +225,15 @@ class Intake:
             "WHEN s.field_at < :bt THEN s.field_code "
             "WHEN s.benefit_type <> :kind THEN 'E117' "
             "WHEN s.field_code IS NOT NULL THEN s.field_code "
-            "WHEN a.pan IS NOT NULL THEN CASE WHEN COALESCE(a.id_no, '') <> s.id_no THEN '104' "
-            "WHEN COALESCE(h.name, '') <> s.name THEN '105' "
+            "WHEN s.a_pan IS NOT NULL THEN CASE "
+            "WHEN COALESCE(s.a_id_no, '') <> s.id_no THEN '104' "
+            "WHEN COALESCE(s.h_name, '') <> s.name THEN '105' "
             f"WHEN {refuse} THEN '106' END "
-            "WHEN h.pan IS NOT NULL AND h.bank_code <> :hub THEN CASE "
-            "WHEN h.id_no <> s.id_no THEN '104' WHEN h.name <> s.name THEN '105' END "
+            "WHEN s.h_pan IS NOT NULL AND s.h_bank <> :hub THEN CASE "
+            "WHEN s.h_id_no <> s.id_no THEN '104' WHEN s.h_name <> s.name THEN '105' END "
             "ELSE '103' END AS result, "
-            "CASE WHEN a.pan IS NULL AND h.bank_code <> :hub THEN h.bank_code END AS bank "
-            f"FROM {stage} s LEFT JOIN account a ON a.pan = s.pan "
-            f"LEFT JOIN ({newest}) h ON h.pan = s.pan"
+            "CASE WHEN s.a_pan IS NULL AND s.h_bank <> :hub THEN s.h_bank END AS bank "
+            f"FROM ({holders}) s"
         )
         partner = "CASE WHEN result IS NULL THEN bank END"
         conn.execute(
