@@ -334,6 +334,7 @@ def _account_credit(args: argparse.Namespace) -> int:
     engine = make_engine(database_url())
     try:
         with engine.begin() as conn:
+            ledger.hold_credit_lock(conn)  # as a DISB posting: no balance move meanwhile
             row = conn.execute(
                 text("SELECT status, credit_blocked FROM account WHERE pan = :p"),
                 {"p": args.pan},
