@@ -51,6 +51,9 @@ log = logging.getLogger("sscard.exchange")
 
 #: a control file is one short line (ICD §2); a longer one is F01 without being read
 MAX_CONTROL_BYTES = 4096
+#: a file without a usable control file is F01 whatever it holds: only this much of it is
+#: read (to keep a copy and know it again when it is delivered again)
+MAX_UNCONTROLLED_BYTES = 16 << 20
 #: the directories the hub itself keeps in a pickup directory
 KEPT_DIRS = frozenset({"archive", "rejected"})
 
@@ -249,7 +252,9 @@ def land(remote: Remote, inbox: Inbox, name: str, entries: Mapping[str, RemoteEn
     under its own name; a directory where the file or its control file should be is
     F01 (no file to check against its control file). The control file is read first: a
     file larger than it declares is downloaded only to one byte past that size, so a
-    server streaming without end fills no disk, and the size check answers it F01."""
+    server streaming without end fills no disk, and the size check answers it F01; a
+    file without a usable control file (F01 whatever it holds) is read no further than
+    :data:`MAX_UNCONTROLLED_BYTES`."""
     local_dir = inbox.work_dir / "received"
     local_dir.mkdir(parents=True, exist_ok=True)
     ok = entries.get(f"{name}.ok")
@@ -298,8 +303,11 @@ def land(remote: Remote, inbox: Inbox, name: str, entries: Mapping[str, RemoteEn
     except FileLevelError:  # F07: such a name never builds a local path (ICD §2)
         named = False
     path = safe_join(local_dir, name if named else f"landing-{os.getpid()}-{threading.get_ident()}")
-    size, sha = remote.download(f"{inbox.pickup}/{name}", path, limit=declared)
-    if declared is not None and size > declared:
+    limit = MAX_UNCONTROLLED_BYTES if declared is None else declared
+    size, sha = remote.download(f"{inbox.pickup}/{name}", path, limit=limit)
+    if declared is None and size > limit:
+        log.warning("%s: no usable control file; not read past %d bytes", shown(name), size)
+    elif declared is not None and size > declared:
         log.warning(
             "%s: larger than the %d bytes its control file declares; not read past %d bytes",
             shown(name),

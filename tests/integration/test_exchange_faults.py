@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import Engine, select
 
 from exchange.locks import exclusive
-from exchange.pickup import MAX_CONTROL_BYTES
+from exchange.pickup import MAX_CONTROL_BYTES, MAX_UNCONTROLLED_BYTES
 from persistence.models import OutboundFile, ReceivedFile
 from sandbox.bureau import make_apply_batch, make_bad_file, write_batch
 from schemas.files import Control
@@ -488,6 +488,40 @@ def test_control_files_listed_small_but_endless_are_read_no_further_than_a_contr
         (endless_zip_ok.name, "rejected", "F10"),
     ]
     assert max(sizes) == MAX_CONTROL_BYTES + 1
+
+
+@pytest.mark.parametrize("kind", ["local", pytest.param("openssh", marks=pytest.mark.sftp)])
+def test_a_file_whose_control_file_is_unusable_is_f01_and_read_no_further_than_a_bound(
+    kind: str, request: pytest.FixtureRequest, engine: Engine, tmp_path: Path
+) -> None:
+    """A 256 MiB file (mostly a hole) behind a control file that is no control file is F01
+    whatever it holds: the hub keeps a bounded copy, knows it again when it comes again,
+    and the other files go on."""
+    from issuance.intake import run_intake
+
+    root, remote = served_tree(kind, request, tmp_path)
+    pickup = root / "pickup"
+    good, endless = (make_apply_batch(size=3, seed=80 + n, seq=n) for n in (1, 2))
+    for batch in (good, endless):
+        write_batch(batch, pickup)
+    (pickup / f"{endless.name}.ok").write_bytes(b"not a control file\r\n")
+    with open(pickup / endless.name, "r+b") as f:
+        f.truncate(256 << 20)
+
+    with remote:
+        outcomes = run_intake(remote, engine, context(tmp_path))
+
+    assert sorted((o.name, o.outcome, o.file_code) for o in outcomes) == [
+        (good.name, "accepted", None),
+        (endless.name, "rejected", "F01"),
+    ]
+    assert disk_use(tmp_path / "work", tmp_path / "storage") < MAX_UNCONTROLLED_BYTES + (2 << 20)
+    for name in (endless.name, endless.zip_name):  # the same files delivered again
+        for each in (name, f"{name}.ok"):
+            (pickup / "rejected" / DAY / each).rename(pickup / each)
+    with remote:
+        again = run_intake(remote, engine, context(tmp_path))
+    assert [(o.name, o.outcome) for o in again] == [(endless.name, "redelivered")]
 
 
 class CutShortWhilePublishing(LocalRemote):
