@@ -256,16 +256,20 @@ def post(
 
 
 def hold_credit_lock(conn: Connection, *, exclusive: bool = False) -> None:
-    """Hold the credit lock until this transaction ends (PostgreSQL; SQLite has one
-    writer). A posting that credits customer accounts holds it shared from before it
-    checks that they still take credits, so such postings run side by side; a
-    transaction that credit-blocks an account and reads its balance to move it or to
-    close it at zero holds it ``exclusive``: it waits for the postings under way and then
-    reads their credits, and a posting starting meanwhile waits and then finds the
-    account blocked. No account row is locked."""
+    """Hold the credit lock until this transaction ends. A posting that credits customer
+    accounts holds it shared from before it checks that they still take credits, so such
+    postings run side by side; a transaction that credit-blocks an account and reads its
+    balance to move it or to close it at zero holds it ``exclusive``: it waits for the
+    postings under way and then reads their credits, and a posting starting meanwhile
+    waits and then finds the account blocked. No account row is locked. SQLite has one
+    writer: the transaction takes the database's write lock now, before it reads a
+    balance (a read first, then a write, would let a posting commit in between)."""
     if conn.dialect.name == "postgresql":
         lock = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
         conn.execute(text(f"SELECT {lock}(:k)"), {"k": CREDIT_LOCK})
+    else:
+        # a write that changes nothing: SQLite's write lock, held until this transaction ends
+        conn.execute(text("UPDATE ledger_account SET code = code WHERE 1 = 0"))
 
 
 def _chunks(rows: Iterable[Any], size: int) -> Iterator[list[Any]]:

@@ -121,6 +121,15 @@ def insert_many(
     conn.execute(text(f"DROP TABLE {stage}"))
 
 
+def sqlite_write_lock(conn: Connection) -> None:
+    """SQLite: take the database's write lock now, held until this transaction ends, so
+    what the transaction reads before it writes cannot be changed by another writer in
+    between (a transaction reads under a shared lock until its first write). A write that
+    changes nothing; PostgreSQL locks rows instead: nothing here."""
+    if not is_postgres(conn):
+        conn.execute(text("UPDATE ledger_account SET code = code WHERE 1 = 0"))
+
+
 def bulk_load(conn: Connection, table: str, table_data: pa.Table, columns: Sequence[str]) -> None:
     """Append rows to ``table``: COPY on PostgreSQL, executemany on SQLite."""
     if table_data.num_rows == 0:

@@ -31,7 +31,7 @@ import pyarrow as pa
 from sqlalchemy import Connection, text
 
 from banking import audit, ledger
-from persistence.db import insert_many, keyed
+from persistence.db import insert_many, keyed, sqlite_write_lock
 from persistence.issuance_store import bulk_update
 from schemas.states import (
     LOSS_OF_CARD,
@@ -139,7 +139,8 @@ def evt_no_for(source: str, origin_key: str) -> str:
 def _for_update(conn: Connection, table: str) -> str:
     """The row lock a run takes on each card and account it reads (PostgreSQL): a run
     reading them meanwhile waits, then reads them as changed, so no run writes back what
-    another changed (a PIN lock undone, a cancelled card lost again). SQLite takes none."""
+    another changed (a PIN lock undone, a cancelled card lost again). SQLite has no row
+    locks: :meth:`Book.load` takes the database's write lock before it reads."""
     if conn.dialect.name != "postgresql":
         return ""
     return f" FOR UPDATE OF {table}" if table else " FOR UPDATE"
@@ -175,6 +176,7 @@ class Book:
     ) -> None:
         """Load the named cards, every card of their PANs, the cards their replacements
         name, and those PANs' accounts. Already loaded ones are kept as they are."""
+        sqlite_write_lock(conn)
         want_cards = sorted({c for c in card_nos if c and c not in self.cards})
         want_pans = set(p for p in pans if p)
         for part in _chunks(want_cards):

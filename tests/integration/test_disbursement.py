@@ -725,8 +725,6 @@ def balances(engine: Engine, *made: Made) -> list[int]:
 def test_a_credit_posted_while_a_replacement_moves_the_balance_is_moved_with_it(
     engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if engine.dialect.name != "postgresql":
-        pytest.skip("SQLite serialises writers: no race to lose")
     old, new = replaced_with_money(engine, 20_000)
     batch_id, batch_no = intake(engine, [line("PAY1", old, "100.00")])
     fund(engine, batch_no, 10_000)
@@ -745,8 +743,6 @@ def test_a_credit_posted_while_a_replacement_moves_the_balance_is_moved_with_it(
 def test_a_posting_started_while_a_replacement_moves_the_balance_finds_the_old_account_blocked(
     engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if engine.dialect.name != "postgresql":
-        pytest.skip("SQLite serialises writers: no race to lose")
     old, new = replaced_with_money(engine, 20_000)
     batch_id, batch_no = intake(engine, [line("PAY1", old, "100.00")])
     fund(engine, batch_no, 10_000)
@@ -762,8 +758,6 @@ def test_a_posting_started_while_a_replacement_moves_the_balance_finds_the_old_a
 def test_a_card_cancelled_while_a_posting_credits_its_empty_account_leaves_it_open_with_the_credit(
     engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if engine.dialect.name != "postgresql":
-        pytest.skip("SQLite serialises writers: no race to lose")
     with engine.begin() as conn:
         made = seed_card(conn, 1, account_status="active")
     batch_id, batch_no = intake(engine, [line("PAY1", made, "100.00")])

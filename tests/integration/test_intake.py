@@ -866,9 +866,9 @@ def test_a_photo_zips_control_file_too_large_to_be_one_is_f10_and_never_read(
     read: list[str] = []
     read_bytes = LocalRemote.read_bytes
 
-    def reading(remote: LocalRemote, path: str) -> bytes:
+    def reading(remote: LocalRemote, path: str, limit: int | None = None) -> bytes:
         read.append(path)
-        return read_bytes(remote, path)
+        return read_bytes(remote, path, limit)
 
     monkeypatch.setattr(LocalRemote, "read_bytes", reading)
 

@@ -810,8 +810,6 @@ def lock_pin(engine: Engine, pan: str) -> Callable[[], object]:
 def test_a_pin_locked_while_a_channel_file_reports_its_card_lost_stays_locked(
     engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if engine.dialect.name != "postgresql":
-        pytest.skip("SQLite serialises writers: no race to lose")
     with engine.begin() as conn:
         made = seed_card(conn, 1, account_status="active")
     # the channel file has read the card and its account, and not written them yet
@@ -828,8 +826,6 @@ def test_a_pin_locked_while_a_channel_file_reports_its_card_lost_stays_locked(
 def test_a_card_reported_lost_while_its_pin_is_being_locked_stays_lost_and_locked(
     engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if engine.dialect.name != "postgresql":
-        pytest.skip("SQLite serialises writers: no race to lose")
     with engine.begin() as conn:
         made = seed_card(conn, 1, account_status="active")
     # the lock has written the account and not committed
@@ -844,8 +840,6 @@ def test_a_card_reported_lost_while_its_pin_is_being_locked_stays_lost_and_locke
 def test_a_card_cancelled_by_its_bureau_while_a_channel_reports_it_lost_stays_cancelled(
     engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if engine.dialect.name != "postgresql":
-        pytest.skip("SQLite serialises writers: no race to lose")
     with engine.begin() as conn:
         made = seed_card(conn, 1, account_status="active")
     loaded = held_open(monkeypatch, requests, "_stored_pins")
