@@ -17,6 +17,12 @@ the day) and a checkpoint. Written under ``var/bench/payments/<N>/``
   ``E117`` benefit type ``210``, ``106`` an account seeded ``closed``.
 - a STMT of one line: the bureau's fund account paying ``DISB/<batch_no>`` its total.
 
+With ``--partner-every K`` one good line in K (SEQ ≡ 3 mod K) pays a card the hub made for
+partner bank ``B002``, which holds its account: those lines are forwarded in a DISB to
+B002 (``send_partner_disb``, timed as ``forwarding``), B002's DISBRSP answering every one
+``0000`` is written by this module (not timed: the partner's work) and merged back
+(``apply_partner_disbrsp``, timed as ``partner merge``) before the bureau's DISBRSP.
+
 Measurement, each in a fresh process with its own peak RSS:
 
 - ``intake→DISBRSP``: ``intake`` (the file registered, ``apply_disb`` over a
@@ -75,6 +81,9 @@ STMT_NAME = f"STMT_{PAYSYS}_{HUB}_{DAY}_{SEQ}.txt"
 #: one line in BAD_EVERY is bad, the kinds by turns; the code each one gets
 BAD_EVERY = 100
 BAD_KINDS = ("208", "103", "104", "105", "209", "E117", "106")
+#: the partner bank whose cards some lines pay (``--partner-every``), at SEQ ≡ 3 mod K
+PARTNER = "B002"
+PARTNER_AT = 3
 #: targets: step seconds over the floor's, peak RSS, growth counted as flat
 TARGET_RATIO = {"intake→DISBRSP": 3.0, "reconciliation": 1.0}
 TARGET_MIB = 1536
@@ -103,6 +112,11 @@ def bad_kind(i: int) -> str | None:
     return BAD_KINDS[(i // BAD_EVERY) % len(BAD_KINDS)]
 
 
+def is_partner(i: int, every: int) -> bool:
+    """Line i pays a card of the partner bank (one good line in ``every``; 0: none)."""
+    return every > 0 and i % every == PARTNER_AT % every and bad_kind(i) is None
+
+
 def amount_fen_of(i: int) -> int:
     """500.00 to 2,000.00 yuan: 3,000,000 of them still fit a DISB's 10-digit total."""
     return 50_000 + (i * 7919) % 150_001
@@ -124,9 +138,10 @@ def _unknown_pan(i: int) -> str:
 # --------------------------------------------------------------------------- database
 
 
-def setup(url: str, n: int) -> None:
+def setup(url: str, n: int, partner_every: int = 0) -> None:
     """N made cards 1…N with applications, states and hub accounts (``preopened``; the
-    accounts of the ``106`` lines ``closed``), bulk-loaded a chunk at a time."""
+    accounts of the ``106`` lines ``closed``), bulk-loaded a chunk at a time; the cards of
+    partner lines (:func:`is_partner`) are the partner bank's, with no hub account."""
     import pyarrow as pa
     from sqlalchemy import text
 
@@ -164,6 +179,9 @@ def setup(url: str, n: int) -> None:
             def const(value: object, type_: Any = None, count: int = count) -> pa.Array:
                 return pa.array([value] * count, type=type_ or pa.string())
 
+            partner = [is_partner(i, partner_every) for i in ids]
+            banks = pa.array([PARTNER if p else HUB for p in partner])
+
             application = pa.table(
                 {
                     "id": pa.array(ids, pa.int64()),
@@ -183,7 +201,7 @@ def setup(url: str, n: int) -> None:
                     "occupation": const(""),
                     "mobile": const("13900000000"),
                     "region_code": const("440103"),
-                    "bank_code": const(HUB),
+                    "bank_code": banks,
                     "card_no": pa.array(card_nos),
                     "old_card_no": const(""),
                     "keep_account": const(""),
@@ -211,7 +229,7 @@ def setup(url: str, n: int) -> None:
                     "id_type": const("01"),
                     "id_no": pa.array(id_nos),
                     "name": const(NAME),
-                    "bank_code": const(HUB),
+                    "bank_code": banks,
                     "pan": pa.array(pan_list),
                     "pan_seq": const("01"),
                     "status": const("1"),
@@ -232,7 +250,7 @@ def setup(url: str, n: int) -> None:
                     "debit_blocked": const(False, pa.bool_()),
                     "credit_blocked": const(False, pa.bool_()),
                 }
-            )
+            ).filter(pa.array([not p for p in partner]))
             for table_name, data in (
                 ("application", application),
                 ("application_state", state),
@@ -408,6 +426,44 @@ def _pay(spec: dict[str, Any]) -> dict[str, Any]:
     start = perf_counter()
     posted = post_funded(engine, hub=HUB, business_date=DAY, now=NOW)
     seconds["posting"] = perf_counter() - start
+    forwarded = 0
+    if spec.get("partner_every"):
+        from payments.settle import apply_partner_disbrsp, send_partner_disb
+        from schemas.layouts import DISBRSP
+
+        start = perf_counter()
+        sent = send_partner_disb(
+            engine,
+            hub=HUB,
+            bank_code=PARTNER,
+            dest=Drop(f"sftp_{PARTNER.lower()}", "drop", NOW, Storage(str(run_dir / "store"))),
+            encoding="GB18030",
+            business_date=DAY,
+            work_dir=run_dir / "work",
+        )
+        seconds["forwarding"] = perf_counter() - start
+        with engine.connect() as conn:
+            row = conn.execute(
+                text("SELECT data, path FROM outbound_file WHERE name = :n"), {"n": sent}
+            ).one()
+        request = (
+            bytes(row.data)
+            if row.data is not None
+            else Storage(str(run_dir / "store")).read_bytes(row.path)
+        )
+        answer = run_dir / "partner_answer.txt"
+        forwarded = partner_answers(request, answer)
+        start = perf_counter()
+        with answer.open("rb") as fh, engine.begin() as conn:
+            apply_partner_disbrsp(
+                conn,
+                DelimitedReader(fh, DISBRSP, "GB18030", CHUNK_LINES, forwarded),
+                bank_code=PARTNER,
+                business_date=DAY,
+                now=NOW,
+                file_name=answer.name,
+            )
+        seconds["partner merge"] = perf_counter() - start
     start = perf_counter()
     drop = Drop(f"sftp_{BUREAU.lower()}", "drop", NOW, Storage(str(run_dir / "store")))
     with engine.begin() as conn:
@@ -428,6 +484,9 @@ def _pay(spec: dict[str, Any]) -> dict[str, Any]:
         problems.append(f"the STMT funding was not applied: {funded}")
     if posted.batches != 1:
         problems.append(f"{posted.batches} batch(es) posted, not 1")
+    partner_lines = sum(is_partner(i, spec.get("partner_every", 0)) for i in range(1, n + 1))
+    if forwarded != partner_lines:
+        problems.append(f"{forwarded} line(s) forwarded to {PARTNER}, not {partner_lines}")
     with engine.connect() as conn:
         results: dict[str, int] = dict(
             conn.execute(
@@ -469,6 +528,46 @@ def _pay(spec: dict[str, Any]) -> dict[str, Any]:
         "peak_mib": peak,
         "problems": problems,
     }
+
+
+def partner_answers(request: bytes, path: Path) -> int:
+    """The partner bank's DISBRSP to a forwarded DISB: every line credited (``0000``) under
+    the partner's own bank_ref, written to ``path``; returns its line count."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from schemas.codec import DelimitedReader, Header, write_delimited_tables
+    from schemas.layouts import DISB, DISBRSP
+
+    reader = DelimitedReader(request, DISB, "GB18030", CHUNK_LINES)
+    tables = []
+    for chunk in reader.chunks():
+        n = len(chunk)
+        tables.append(
+            pa.table(
+                {
+                    "pay_no": chunk.column("pay_no"),
+                    "result": pa.array(["0000"] * n),
+                    "credited_amount": chunk.column("amount"),
+                    "posted_time": pa.array([NOW.strftime("%Y%m%d%H%M%S")] * n),
+                    "bank_ref": pc.binary_join_element_wise("P", chunk.column("pay_no"), ""),
+                    "reason_code": pa.array([""] * n),
+                    "reason_text": pa.array([""] * n),
+                }
+            )
+        )
+    h = reader.header
+    header = Header(
+        "DISBRSP",
+        h.receiver,
+        h.sender,
+        h.batch_no,
+        h.business_date,
+        h.record_count,
+        h.total_fen,
+    )
+    with path.open("wb") as out:
+        return write_delimited_tables(out, DISBRSP, header, tables, "GB18030")
 
 
 def _reconcile(spec: dict[str, Any]) -> dict[str, Any]:
@@ -578,7 +677,7 @@ def run_size(n: int, args: argparse.Namespace, say: Any) -> list[dict[str, Any]]
     run_dir.mkdir(parents=True)
     url = fresh_database("postgres", run_dir, args.pg_url)
     start = perf_counter()
-    setup(url, n)
+    setup(url, n, args.partner_every)
     say(f"  {n:,} cards and accounts set up in {perf_counter() - start:.1f} s")
     results = []
     for step in STEPS:
@@ -590,6 +689,7 @@ def run_size(n: int, args: argparse.Namespace, say: Any) -> list[dict[str, Any]]
             "stmt": inputs["stmt"],
             "run_dir": str(run_dir),
             "planned": inputs["planned"] if step == "intake→DISBRSP" else {},
+            "partner_every": args.partner_every,
         }
         if args.profile and step != "floor":
             args.profile.mkdir(parents=True, exist_ok=True)
@@ -706,6 +806,14 @@ def main(argv: list[str] | None = None) -> int:
         help="a PostgreSQL database the benchmark may wipe",
     )
     parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR / "payments")
+    parser.add_argument(
+        "--partner-every",
+        type=int,
+        default=0,
+        metavar="K",
+        help=f"one good line in K pays a card of partner bank {PARTNER}: forwarded, answered "
+        "0000 and merged back before the DISBRSP (default 0: none)",
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--profile", type=Path, help="run the steps under cProfile, stats here")
     parser.add_argument("--measure", help=argparse.SUPPRESS)

@@ -5,6 +5,7 @@ bureau's DISBRSP once every line has its outcome (ICD §5.10; DOMAIN §6)."""
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,7 +27,6 @@ from schemas.codec import (
     Header,
     amount_column,
     fen_to_amount,
-    write_delimited,
     write_delimited_tables,
 )
 from schemas.codes import reason_text
@@ -273,40 +273,37 @@ def send_partner_disb(
     work_dir: Path,
 ) -> str | None:
     """One DISB file to a partner bank with every funded line of its accounts not sent yet,
-    under the hub's own pay_no (ICD §5.10)."""
+    under the hub's own pay_no (ICD §5.10). The lines are chosen once (their keys kept in
+    a temporary table), so the file and the lines marked sent are the same set whatever
+    is funded meanwhile; written a block at a time as columns, and marked in one UPDATE."""
     with engine.begin() as conn:
-        pending = rows(
-            conn,
-            "SELECT f.partner_key, f.id_no, f.name, f.card_no, f.pan, f.amount_fen, f.benefit_type, "
-            "f.period, f.memo FROM disb_forward f JOIN disb_line l ON l.partner_key = f.partner_key "
-            "JOIN disb_batch b ON b.id = l.batch_id WHERE f.bank_code = :bank AND b.status = 'funded' "
-            "AND l.result IS NULL AND l.partner_request IS NULL ORDER BY f.partner_key",
-            bank=bank_code,
+        chosen = f"disb_fwd_{uuid.uuid4().hex[:12]}"
+        conn.execute(
+            text(
+                f"CREATE TEMPORARY TABLE {chosen} AS SELECT f.partner_key FROM disb_forward f "
+                "JOIN disb_line l ON l.partner_key = f.partner_key JOIN disb_batch b "
+                "ON b.id = l.batch_id WHERE f.bank_code = :bank AND b.status = 'funded' "
+                "AND l.result IS NULL AND l.partner_request IS NULL"
+            ),
+            {"bank": bank_code},
         )
-        if not pending:
-            return None
-        total = sum(int(r.amount_fen) for r in pending)
-        request = originate(conn, "DISB", hub, bank_code, business_date, len(pending))
-        header = Header(
-            "DISB", hub, bank_code, request.header.batch_no, business_date, len(pending), total
-        )
-        lines = [
-            (
-                r.partner_key,
-                r.id_no,
-                r.name,
-                r.card_no,
-                r.pan,
-                fen_to_amount(int(r.amount_fen)),
-                r.benefit_type,
-                r.period,
-                r.memo,
+        count, total = conn.execute(
+            text(
+                f"SELECT COUNT(*), COALESCE(SUM(f.amount_fen), 0) FROM {chosen} c "
+                "JOIN disb_forward f ON f.partner_key = c.partner_key"
             )
-            for r in pending
-        ]
+        ).one()
+        count, total = int(count), int(total)
+        if count == 0:
+            conn.execute(text(f"DROP TABLE {chosen}"))
+            return None
+        request = originate(conn, "DISB", hub, bank_code, business_date, count)
+        header = Header(
+            "DISB", hub, bank_code, request.header.batch_no, business_date, count, total
+        )
 
         def write(out: BinaryIO) -> None:
-            write_delimited(out, DISB, header, lines, encoding)
+            write_delimited_tables(out, DISB, header, _forward_tables(conn, chosen), encoding)
 
         compose(
             conn,
@@ -314,18 +311,58 @@ def send_partner_disb(
             work_dir,
             name=request.name,
             type_="DISB",
-            record_count=len(lines),
+            record_count=count,
             write=write,
         )
         conn.execute(
             text(
                 "UPDATE disb_line SET partner_request = :n, partner_sent_date = :d "
-                "WHERE partner_key = :k"
+                f"WHERE partner_key IN (SELECT partner_key FROM {chosen})"
             ),
-            [{"n": request.name, "d": business_date, "k": r.partner_key} for r in pending],
+            {"n": request.name, "d": business_date},
         )
-    log.info("%s: %d line(s) forwarded to partner %s", request.name, len(pending), bank_code)
+        conn.execute(text(f"DROP TABLE {chosen}"))
+    log.info("%s: %d line(s) forwarded to partner %s", request.name, count, bank_code)
     return request.name
+
+
+_FORWARD_COLUMNS = {
+    "pay_no": pa.string(),
+    "id_no": pa.string(),
+    "name": pa.string(),
+    "card_no": pa.string(),
+    "pan": pa.string(),
+    "amount_fen": pa.int64(),
+    "benefit_type": pa.string(),
+    "period": pa.string(),
+    "memo": pa.string(),
+}
+
+
+def _forward_tables(conn: Connection, chosen: str) -> Iterator[pa.Table]:
+    """The chosen lines as a partner's DISB lines, in key order, a block at a time: the
+    hub's key as pay_no, the amount in yuan."""
+    for block in query_batches(
+        conn,
+        text(
+            "SELECT f.partner_key, f.id_no, f.name, f.card_no, f.pan, f.amount_fen, "
+            f"f.benefit_type, f.period, f.memo FROM {chosen} c JOIN disb_forward f "
+            "ON f.partner_key = c.partner_key ORDER BY f.partner_key"
+        ),
+        {},
+        _FORWARD_COLUMNS,
+        50_000,
+    ):
+        yield pa.table(
+            {
+                name: (
+                    amount_column(block.column(name))
+                    if name == "amount_fen"
+                    else pc.fill_null(block.column(name), "")
+                )
+                for name in _FORWARD_COLUMNS
+            }
+        ).rename_columns(DISB.names)
 
 
 def apply_partner_disbrsp(
