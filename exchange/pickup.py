@@ -415,6 +415,18 @@ def file_values(
     }
 
 
+def record_sight(engine: Engine, inbox: Inbox, landed: Landed) -> int:
+    """The registry row (``seen``) of a complete file found for the first time, committed
+    before the file is taken: its outcome replaces it, and a run that fails on the file
+    leaves it for the run that takes the file later."""
+    try:
+        fname: FileName | None = FileName.parse(landed.name)
+    except FileLevelError:
+        fname = None
+    with engine.begin() as conn:
+        return registry.record_file(conn, **file_values(inbox, landed, fname, "seen", inbox.now))
+
+
 def reject_file(
     engine: Engine,
     inbox: Inbox,
@@ -537,6 +549,9 @@ class Intake:
     accept: Accept
     #: how long a companion (photo zip) may wait alone for its data file
     alone_wait: timedelta = timedelta(hours=2)
+    #: record when a complete file was first found, committed before it is taken, so a
+    #: later run taking it after a failure knows that time (``seen`` in the registry)
+    records_sight: bool = False
 
     def run(self) -> list[FileOutcome]:
         """Every complete file of the flow, one transaction each; files that failed for
@@ -603,6 +618,8 @@ class Intake:
                 return FileOutcome(name, "redelivered", prior.file_code)
         waiting_id = prior.id if prior is not None else None
         first_seen = prior.first_seen_at if prior is not None else inbox.now
+        if prior is None and self.records_sight and landed.path is not None:
+            waiting_id = record_sight(engine, inbox, landed)
         try:
             if landed.problem is not None:
                 _name_first(name, flow, inbox)  # F07, F04 before the control file's F01
