@@ -37,7 +37,7 @@ from sqlalchemy import Engine
 from exchange.flows import Flow, answers_strangers, companions_of, sent_by
 from exchange.flows import flow as flow_of
 from exchange.locks import exclusive
-from exchange.logsafe import shown
+from exchange.logsafe import masked_numbers, shown
 from exchange.outbox import queue_rej
 from exchange.storage import Storage
 from persistence import registry
@@ -702,9 +702,12 @@ def raise_if_failed(outcomes: list[FileOutcome]) -> None:
 def describe_failure(exc: BaseException) -> str:
     """What failed, for the log, without a field value: a database error by its type, its
     SQLSTATE and its statement (the database's own message and detail may quote the
-    values, such as a key that already exists); any other error by its type and message,
-    and the types of the errors that caused it."""
-    text = describe_database_error(exc) or f"{type(exc).__name__}: {shown(str(exc))[:300]}"
+    values, such as a key that already exists); any other error by its type and message
+    (its PANs and ID numbers masked: a ``KeyError`` may be keyed by one), and the types
+    of the errors that caused it."""
+    text = describe_database_error(exc) or (
+        f"{type(exc).__name__}: {shown(masked_numbers(str(exc)))[:300]}"
+    )
     causes: list[str] = []
     cause = exc.__cause__ or exc.__context__
     while cause is not None and len(causes) < 5:
