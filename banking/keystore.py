@@ -28,8 +28,10 @@ Production plugs a hardware security module or a cloud KMS behind the same
 :class:`KeyStore` protocol (the hub then asks the HSM to open a block instead of holding
 the key; the protocol's callers do not change).
 
-Keys are read when first asked for and cached; a key not found is looked for again next
-time, so a key added by rotation is seen without a restart. Key material never appears
+Keys are read when first asked for and kept while their file or variable is unchanged;
+every lookup checks it again, so a key added by rotation is used, and a key removed (say,
+compromised) or replaced is refused or replaced from the next lookup on, without a
+restart. Key material never appears
 in a repr, a log line or an exception: a malformed key names its file or variable only.
 """
 
@@ -112,8 +114,7 @@ class FileKeyStore:
 
     def __init__(self, directory: Path | str) -> None:
         self.directory = Path(directory)
-        self._zone: dict[tuple[str, int], bytes] = {}
-        self._pvk: dict[str, bytes] = {}
+        self._keys: dict[Path, tuple[tuple[int, int, int, int], bytes]] = {}
 
     def __repr__(self) -> str:
         return f"FileKeyStore({str(self.directory)!r})"
@@ -126,27 +127,38 @@ class FileKeyStore:
         except (OSError, UnicodeDecodeError) as exc:
             raise KeyStoreError(f"{path}: unreadable ({type(exc).__name__})") from None
 
+    def _key(self, path: Path) -> bytes | None:
+        """The key in ``path``, read again when the file is another (inode, size, times)
+        and forgotten when it is gone, so a key removed or replaced is refused or used
+        from the next lookup on; an unchanged file costs a ``stat``."""
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            self._keys.pop(path, None)
+            return None
+        except OSError as exc:
+            raise KeyStoreError(f"{path}: unreadable ({type(exc).__name__})") from None
+        stamp = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        cached = self._keys.get(path)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        text = self._read(path)
+        if text is None:
+            self._keys.pop(path, None)
+            return None
+        key = _parse_key(text, str(path))
+        self._keys[path] = (stamp, key)
+        return key
+
     def zone_key(self, channel: str, key_id: int) -> bytes | None:
         if not _valid_zone_ref(channel, key_id):
             return None
-        if (channel, key_id) not in self._zone:
-            path = self.directory / "zone" / channel / f"{key_id}.key"
-            text = self._read(path)
-            if text is None:
-                return None
-            self._zone[channel, key_id] = _parse_key(text, str(path))
-        return self._zone[channel, key_id]
+        return self._key(self.directory / "zone" / channel / f"{key_id}.key")
 
     def verification_key_by_id(self, key_id: str) -> bytes | None:
         if not _PVK_ID.fullmatch(key_id):
             return None
-        if key_id not in self._pvk:
-            path = self.directory / "pvk" / f"{key_id}.key"
-            text = self._read(path)
-            if text is None:
-                return None
-            self._pvk[key_id] = _parse_key(text, str(path))
-        return self._pvk[key_id]
+        return self._key(self.directory / "pvk" / f"{key_id}.key")
 
     def current_pvk_id(self) -> str | None:
         path = self.directory / "pvk" / "current"
@@ -159,37 +171,38 @@ class FileKeyStore:
 
 class EnvKeyStore:
     """Keys in environment variables (names in the module docstring). ``environ``
-    defaults to the process environment, read at each lookup of a key not yet cached."""
+    defaults to the process environment, read at each lookup."""
 
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         self._environ = os.environ if environ is None else environ
-        self._zone: dict[tuple[str, int], bytes] = {}
-        self._pvk: dict[str, bytes] = {}
+        self._keys: dict[str, tuple[str, bytes]] = {}
 
     def __repr__(self) -> str:
         return "EnvKeyStore()"
 
+    def _key(self, name: str) -> bytes | None:
+        """The key in variable ``name`` as it is now: parsed again when its value changed,
+        forgotten when it is unset."""
+        text = self._environ.get(name)
+        if text is None:
+            self._keys.pop(name, None)
+            return None
+        cached = self._keys.get(name)
+        if cached is not None and cached[0] == text:
+            return cached[1]
+        key = _parse_key(text, name)
+        self._keys[name] = (text, key)
+        return key
+
     def zone_key(self, channel: str, key_id: int) -> bytes | None:
         if not _valid_zone_ref(channel, key_id):
             return None
-        if (channel, key_id) not in self._zone:
-            name = f"SSCARD_ZONE_KEY_{channel}_{key_id}"
-            text = self._environ.get(name)
-            if text is None:
-                return None
-            self._zone[channel, key_id] = _parse_key(text, name)
-        return self._zone[channel, key_id]
+        return self._key(f"SSCARD_ZONE_KEY_{channel}_{key_id}")
 
     def verification_key_by_id(self, key_id: str) -> bytes | None:
         if not _PVK_ID.fullmatch(key_id) or key_id == "CURRENT":
             return None
-        if key_id not in self._pvk:
-            name = f"SSCARD_PVK_{key_id}"
-            text = self._environ.get(name)
-            if text is None:
-                return None
-            self._pvk[key_id] = _parse_key(text, name)
-        return self._pvk[key_id]
+        return self._key(f"SSCARD_PVK_{key_id}")
 
     def current_pvk_id(self) -> str | None:
         text = self._environ.get("SSCARD_PVK_CURRENT")

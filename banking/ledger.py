@@ -44,6 +44,8 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
+from exchange.logsafe import masked_numbers
+
 #: the hub's settlement account: its position with the payment system
 SETTLEMENT = "SETTLEMENT"
 #: the key of the PostgreSQL advisory lock of :func:`hold_credit_lock` ("SSCREDIT")
@@ -134,7 +136,9 @@ def masked_pan(pan: str) -> str:
 
 
 def _shown(account: str) -> str:
-    return masked_pan(account) if account.isdigit() else account
+    """An account value as an error may show it: a PAN masked, and in anything else
+    every number that may be a PAN or an ID number (a PAN with a space in it)."""
+    return masked_pan(account) if account.isdigit() else masked_numbers(account)
 
 
 def _is_customer(account: str) -> bool:
@@ -151,7 +155,7 @@ def _internal(account: str) -> tuple[str, str] | None:
 
 def _check_account(account: object) -> str:
     if not isinstance(account, str) or not (_is_customer(account) or _internal(account)):
-        shown = _shown(account) if isinstance(account, str) else repr(account)
+        shown = _shown(account) if isinstance(account, str) else masked_numbers(repr(account))
         raise LedgerError(f"not an account: {shown}")
     return account
 

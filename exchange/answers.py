@@ -97,9 +97,11 @@ def receive(
     def accept(
         landed: Landed, waiting_id: int | None, first_seen: datetime
     ) -> tuple[FileOutcome, int | None]:
-        return _take(engine, inbox, flow, handler, landed, chunk_lines, check_header)
+        return _take(
+            engine, inbox, flow, handler, landed, chunk_lines, check_header, waiting_id, first_seen
+        )
 
-    return Intake(remote, engine, inbox, flow, accept).run()
+    return Intake(remote, engine, inbox, flow, accept, records_sight=True).run()
 
 
 def _take(
@@ -110,6 +112,8 @@ def _take(
     landed: Landed,
     chunk_lines: int,
     check_header: HeaderCheck = check_answer_header,
+    sight_id: int | None = None,
+    first_seen: datetime | None = None,
 ) -> tuple[FileOutcome, int]:
     fname = FileName.parse(landed.name)
     if fname.type != flow.type or fname.ext != "txt":
@@ -134,9 +138,13 @@ def _take(
                 raise FileLevelError(
                     FileCode.F05, "NAME or BATCH_NO already processed with other content"
                 )
-            values = file_values(inbox, landed, fname, "accepted", inbox.now)
+            values = file_values(inbox, landed, fname, "accepted", first_seen or inbox.now)
             values.update(batch_no=reader.header.batch_no, processed_at=inbox.now)
-            file_id = registry.record_file(conn, **values)
+            if sight_id is None:
+                file_id = registry.record_file(conn, **values)
+            else:
+                file_id = sight_id
+                registry.update_file(conn, file_id, **values)
             counts = handler(conn, reader, landed, file_id)
             registry.update_file(
                 conn,

@@ -37,7 +37,7 @@ from sqlalchemy import Engine
 from exchange.flows import Flow, answers_strangers, companions_of, sent_by
 from exchange.flows import flow as flow_of
 from exchange.locks import exclusive
-from exchange.logsafe import shown
+from exchange.logsafe import masked_numbers, shown
 from exchange.outbox import queue_rej
 from exchange.storage import Storage
 from persistence import registry
@@ -423,6 +423,18 @@ def file_values(
     }
 
 
+def record_sight(engine: Engine, inbox: Inbox, landed: Landed) -> int:
+    """The registry row (``seen``) of a complete file found for the first time, committed
+    before the file is taken: its outcome replaces it, and a run that fails on the file
+    leaves it for the run that takes the file later."""
+    try:
+        fname: FileName | None = FileName.parse(landed.name)
+    except FileLevelError:
+        fname = None
+    with engine.begin() as conn:
+        return registry.record_file(conn, **file_values(inbox, landed, fname, "seen", inbox.now))
+
+
 def reject_file(
     engine: Engine,
     inbox: Inbox,
@@ -545,6 +557,9 @@ class Intake:
     accept: Accept
     #: how long a companion (photo zip) may wait alone for its data file
     alone_wait: timedelta = timedelta(hours=2)
+    #: record when a complete file was first found, committed before it is taken, so a
+    #: later run taking it after a failure knows that time (``seen`` in the registry)
+    records_sight: bool = False
 
     def run(self) -> list[FileOutcome]:
         """Every complete file of the flow, one transaction each; files that failed for
@@ -611,6 +626,8 @@ class Intake:
                 return FileOutcome(name, "redelivered", prior.file_code)
         waiting_id = prior.id if prior is not None else None
         first_seen = prior.first_seen_at if prior is not None else inbox.now
+        if prior is None and self.records_sight and landed.path is not None:
+            waiting_id = record_sight(engine, inbox, landed)
         try:
             if landed.problem is not None:
                 _name_first(name, flow, inbox)  # F07, F04 before the control file's F01
@@ -693,9 +710,12 @@ def raise_if_failed(outcomes: list[FileOutcome]) -> None:
 def describe_failure(exc: BaseException) -> str:
     """What failed, for the log, without a field value: a database error by its type, its
     SQLSTATE and its statement (the database's own message and detail may quote the
-    values, such as a key that already exists); any other error by its type and message,
-    and the types of the errors that caused it."""
-    text = describe_database_error(exc) or f"{type(exc).__name__}: {shown(str(exc))[:300]}"
+    values, such as a key that already exists); any other error by its type and message
+    (its PANs and ID numbers masked: a ``KeyError`` may be keyed by one), and the types
+    of the errors that caused it."""
+    text = describe_database_error(exc) or (
+        f"{type(exc).__name__}: {shown(masked_numbers(str(exc)))[:300]}"
+    )
     causes: list[str] = []
     cause = exc.__cause__ or exc.__context__
     while cause is not None and len(causes) < 5:

@@ -51,7 +51,8 @@ class ReceivedFile(Base):
     """Every file the hub has seen (ICD §2): name, SHA-256 and outcome.
 
     ``outcome`` is ``accepted`` (processed; lines answered), ``rejected`` (file-level
-    code in ``file_code``) or ``waiting`` (complete, waiting for its photo zip). A NAME
+    code in ``file_code``), ``waiting`` (complete, waiting for its photo zip) or ``seen``
+    (a request or answer found complete, not taken yet: ``first_seen_at`` dates it). A NAME
     or BATCH_NO is consumed only by an accepted file (partial unique indexes).
     """
 

@@ -56,6 +56,14 @@ def find_same(conn: Connection, conn_id: str, name: str, sha256: str) -> PriorFi
     )
 
 
+def first_seen(conn: Connection, file_id: int) -> datetime:
+    """When the hub first found the file ``file_id`` complete (its ``.ok`` there)."""
+    seen: datetime = conn.execute(
+        select(RECEIVED.c.first_seen_at).where(RECEIVED.c.id == file_id)
+    ).scalar_one()
+    return seen if seen.tzinfo else seen.replace(tzinfo=UTC)
+
+
 def conflicting(
     conn: Connection, sender: str, type_: str, name: str, batch_no: str, sha256: str
 ) -> bool:

@@ -28,6 +28,8 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from exchange.logsafe import masked_numbers
+
 log = logging.getLogger("sscard.alerts")
 
 #: The bureau's CARDRSP is due at 20:00 Asia/Shanghai (the run's logical date); the
@@ -124,7 +126,7 @@ def send(alert: Alert, context: Mapping[str, Any] | None = None) -> None:
         try:
             notifier(channel, alert)(dict(context or {}))
         except Exception as exc:
-            log.error("alert %s not sent by %s: %s", alert.kind, channel, exc)
+            log.error("alert %s not sent by %s: %s", alert.kind, channel, masked_numbers(str(exc)))
 
 
 # --------------------------------------------------------------------------- failed tasks
@@ -158,7 +160,7 @@ def failure_alert(context: Mapping[str, Any]) -> Alert:
         f"map index {ti.map_index}" if getattr(ti, "map_index", -1) >= 0 else "all counterparties"
     )
     exc = context.get("exception")
-    first = (str(exc).strip().splitlines() or [""])[0] if exc is not None else ""
+    first = (masked_numbers(str(exc)).strip().splitlines() or [""])[0] if exc is not None else ""
     error = f"{type(exc).__name__}: {first}" if exc is not None else "(no exception recorded)"
     todo = runbook(getattr(dag, "doc_md", None), error) or (
         "Read the task's log, fix the cause, then clear the task to run it again.",
@@ -191,7 +193,9 @@ class FailureNotice:
         try:
             notifier(self.channel, alert)(context)
         except Exception as exc:
-            log.error("alert %s not sent by %s: %s", alert.kind, self.channel, exc)
+            log.error(
+                "alert %s not sent by %s: %s", alert.kind, self.channel, masked_numbers(str(exc))
+            )
 
 
 def on_failure() -> list[Callable[[Mapping[str, Any]], None]]:

@@ -14,6 +14,7 @@ from exchange.answers import check_request_header, receive
 from exchange.flows import Party, flow
 from exchange.outbox import deliver
 from exchange.pickup import raise_if_failed
+from persistence import registry
 from persistence.db import engine_for
 from servicing import days, partner
 from servicing.requests import Ctx, answer_ready, apply_channel, apply_status
@@ -87,7 +88,8 @@ def channel_requests(channel_code: str, when: datetime, connection: Any) -> dict
 
         def handler(conn: Any, reader: Any, landed: Any, file_id: int) -> dict[str, int]:
             ctx = Ctx(parties.hub, channel_code, inbox.business_date, when, file_id)
-            return apply_channel(conn, reader, ctx, keys, when, window)
+            found_at = registry.first_seen(conn, file_id)
+            return apply_channel(conn, reader, ctx, keys, found_at, window)
 
         outcomes = receive(
             remote,

@@ -157,6 +157,19 @@ def test_a_failed_intake_is_mailed_and_posted_naming_the_dag_the_bureau_and_what
     assert any("Report the error to the developers" in t for t in posted["todo"])
 
 
+def test_a_failed_tasks_alert_shows_no_pan_or_id_number_its_error_quotes() -> None:
+    from types import SimpleNamespace
+
+    from sscard.alerts import failure_alert
+
+    pan, id_no = "6217881000000000018", "44010319900101123X"
+    ti = SimpleNamespace(dag_id="channel_requests", task_id="requests", rendered_map_index="C01")
+    alert = failure_alert({"ti": ti, "exception": KeyError(f"{pan} of {id_no}")})
+
+    assert pan not in alert.text() and id_no not in alert.text()
+    assert "KeyError: '621788****0018 of 440103**********3X'" in alert.facts
+
+
 def test_no_channel_configured_means_no_notifier(
     airflow_db: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:

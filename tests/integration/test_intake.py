@@ -1072,6 +1072,30 @@ def test_a_file_that_fails_unexpectedly_is_left_in_pickup_while_the_others_go_on
     assert response_codes(server, RSP) == ["", "", ""]
 
 
+def test_an_unexpected_error_quoting_a_pan_and_an_id_number_is_logged_with_both_masked(
+    server: Path,
+    engine: Engine,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    batch = make_apply_batch(size=3, seed=34)
+    write_batch(batch, server / "pickup")
+    holder = batch.rows[0][FIELD["id_no"]]
+    pan = "6217881000000000018"
+
+    def failing(conn: Any, file_id: int, sender: str) -> None:
+        raise KeyError(f"{pan} of {holder}")  # a lookup keyed by the values themselves
+
+    monkeypatch.setattr(apply_store, "commit_lines", failing)
+    with pytest.raises(IntakeIncomplete):
+        run(server, engine, tmp_path)
+
+    (line,) = [r.getMessage() for r in caplog.records if "could not be processed" in r.getMessage()]
+    assert pan not in caplog.text and holder not in caplog.text
+    assert f"KeyError: '621788****0018 of {holder[:6]}{'*' * 10}{holder[-2:]}'" in line
+
+
 def test_a_file_without_its_ok_is_left_alone(server: Path, engine: Engine, tmp_path: Path) -> None:
     batch = make_apply_batch(size=2, seed=12)
     (server / "pickup" / batch.name).write_bytes(batch.data)

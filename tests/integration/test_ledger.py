@@ -99,6 +99,19 @@ def test_a_malformed_posting_is_refused(accounts: Engine, legs: list[Leg], why: 
         assert conn.scalar(text("SELECT COUNT(*) FROM ledger_txn")) == 0
 
 
+@pytest.mark.parametrize(
+    "account",
+    ["6222020000 000000019", "6222020000000000019 ", "PAN6222020000000000019", 6222020000000000019],
+)
+def test_a_malformed_account_is_refused_without_its_number_in_full(
+    accounts: Engine, account: str
+) -> None:
+    with pytest.raises(LedgerError, match="not an account") as refused, accounts.begin() as conn:
+        ledger.post(conn, "bad", "test", DAY, [Leg(account, 5), Leg(BUREAU, -5)], NOW)
+    assert "622202****0019" in str(refused.value)
+    assert PAN_A not in str(refused.value).replace(" ", "")
+
+
 def test_transfers_are_posted_once_also_when_sent_again(accounts: Engine) -> None:
     rows = [
         ("d1", BUREAU, PAN_A, 1_000),

@@ -16,13 +16,17 @@ from banking import audit, ledger
 from banking.keystore import MemoryKeyStore
 from banking.pin import PinContext, seal_pin_block
 from exchange.outbox import Drop
+from exchange.pickup import IntakeIncomplete
 from exchange.storage import Storage
-from schemas.codec import DelimitedReader
-from schemas.layouts import BANKEVT, STATUSRSP
+from schemas.codec import DelimitedReader, Header, write_delimited
+from schemas.files import Control
+from schemas.layouts import BANKEVT, LAYOUTS, STATUSRSP
 from servicing import days, partner, requests
 from servicing.requests import Ctx, answer_ready, apply_channel, apply_status
+from sscard import servicing_jobs
 from tests.support.cards import BUREAU, DAY, HUB, NOW, request_file, seed_card
 from tests.support.races import held_open, race
+from transport.local import LocalRemote
 
 ZONE = bytes(range(32))
 PVK = bytes(range(32, 64))
@@ -338,6 +342,63 @@ def test_a_pin_reset_refuses_the_previous_pin_and_stores_only_a_keyed_value(engi
     with engine.connect() as conn:
         value = conn.execute(text("SELECT key_id, value FROM pin_verification")).one()
     assert value.key_id == "PVK1" and "590371" not in value.value and len(value.value) == 64
+
+
+def channel_pickup(server: Path, lines: list[tuple[str, ...]]) -> None:
+    """A CHANNEL file of C01 put complete (with its ``.ok``) in C01's pickup."""
+    name = f"CHANNEL_C01_{HUB}_{DAY}_001.txt"
+    header = Header("CHANNEL", "C01", HUB, f"CHA{DAY}001", DAY, len(lines))
+    buf = io.BytesIO()
+    write_delimited(buf, LAYOUTS["CHANNEL"], header, lines, "GB18030")
+    (server / "pickup" / name).write_bytes(buf.getvalue())
+    control = Control.for_bytes(name, buf.getvalue(), len(lines)).render()
+    (server / "pickup" / f"{name}.ok").write_bytes(control)
+
+
+def channelrsp(server: Path) -> list[tuple[str, str, str]]:
+    """The CHANNELRSP lines in C01's drop: (req_no, result, reason_code)."""
+    (answer,) = sorted((server / "drop").glob("CHANNELRSP_*.txt"))
+    rows = [line.split("|") for line in answer.read_text("gb18030").splitlines()]
+    return [(r[2], r[3], r[4]) for r in rows if r[0] == "D"]
+
+
+def test_the_pin_window_runs_from_when_the_file_was_first_found_not_from_the_run_taking_it(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = tmp_path / "sftp"
+    (server / "pickup").mkdir(parents=True)
+    (server / "drop").mkdir()
+    monkeypatch.setenv("SSCARD_STORAGE_URL", str(tmp_path / "store"))
+    monkeypatch.setattr(servicing_jobs, "_remote", lambda connection: LocalRemote(server))
+    with engine.begin() as conn:
+        fresh = seed_card(conn, 1)
+        stale = seed_card(conn, 2)
+    # found at NOW (10:00): one block sealed at 09:55, one at 09:45
+    channel_pickup(
+        server,
+        [
+            ch("Q1", "A1", fresh, "802614", op_time="20261206095500"),
+            ch("Q2", "A1", stale, "802614", op_time="20261206094500"),
+        ],
+    )
+    # the run at 10:00 cannot take it: the PIN verification key is missing
+    no_pvk = MemoryKeyStore({("C01", 1): ZONE}, {})
+    monkeypatch.setattr(servicing_jobs, "key_store", lambda: no_pvk)
+    with pytest.raises(IntakeIncomplete):
+        servicing_jobs.channel_requests("C01", NOW, None)
+    assert not list((server / "drop").glob("CHANNELRSP_*"))
+
+    # the key store is fixed; the run at 10:30 takes the file, and is cleared and run again
+    monkeypatch.setattr(servicing_jobs, "key_store", lambda: KEYS)
+    later = NOW + timedelta(minutes=30)
+    servicing_jobs.channel_requests("C01", later, None)
+    answered = channelrsp(server)
+    servicing_jobs.channel_requests("C01", later, None)
+
+    assert answered == [("Q1", "00", ""), ("Q2", "01", "E130")]
+    assert channelrsp(server) == answered
+    assert account_row(engine, fresh.pan).status == "active"
+    assert account_row(engine, stale.pan).status == "preopened"
 
 
 # --------------------------------------------------------------------------- replacement

@@ -18,6 +18,7 @@ from banking.keystore import (
     key_store,
     write_sandbox_keys,
 )
+from banking.pin import Pin, PinContext, PinRefused, Why, open_pin_block, seal_pin_block
 
 ZONE_C01_1 = bytes(range(32))
 ZONE_C01_2 = bytes(range(32, 64))
@@ -123,13 +124,64 @@ def test_a_new_zone_key_id_appears_beside_the_old(key_dir: Path) -> None:
     assert keys.zone_key("C01", 1) == ZONE_C01_1
 
 
-def test_keys_are_read_once_and_cached(key_dir: Path) -> None:
+def test_an_unchanged_key_file_is_read_once(key_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     keys = FileKeyStore(key_dir)
-    assert keys.zone_key("C01", 1) == ZONE_C01_1
+    reads: list[Path] = []
+    read = FileKeyStore._read
+    monkeypatch.setattr(
+        FileKeyStore, "_read", lambda self, path: reads.append(path) or read(self, path)
+    )
+
+    assert [keys.zone_key("C01", 1) for _ in range(3)] == [ZONE_C01_1] * 3
+    assert reads == [key_dir / "zone" / "C01" / "1.key"]
+
+
+def seal(key: bytes, key_id: int = 1) -> tuple[str, PinContext]:
+    ctx = PinContext("Q1", "A1", "6217881000000000018", "C00000001", "20261206100000", "C01")
+    return seal_pin_block("802614", ctx, key_id, key), ctx
+
+
+def test_a_zone_key_removed_from_the_key_dir_refuses_the_next_block_as_an_unknown_key(
+    key_dir: Path,
+) -> None:
+    keys = FileKeyStore(key_dir)
+    block, ctx = seal(ZONE_C01_1)
+    assert open_pin_block(block, ctx, keys).pin == Pin("802614")
 
     (key_dir / "zone" / "C01" / "1.key").unlink()
 
-    assert keys.zone_key("C01", 1) == ZONE_C01_1
+    with pytest.raises(PinRefused) as refused:
+        open_pin_block(block, ctx, keys)
+    assert (refused.value.code, refused.value.why) == ("E130", Why.UNKNOWN_KEY)
+
+
+def test_a_zone_key_removed_from_the_environment_refuses_the_next_block_as_an_unknown_key() -> None:
+    environ = {"SSCARD_ZONE_KEY_C01_1": ZONE_C01_1.hex()}
+    keys = key_store(environ)
+    block, ctx = seal(ZONE_C01_1)
+    assert open_pin_block(block, ctx, keys).pin == Pin("802614")
+
+    del environ["SSCARD_ZONE_KEY_C01_1"]
+
+    with pytest.raises(PinRefused) as refused:
+        open_pin_block(block, ctx, keys)
+    assert (refused.value.code, refused.value.why) == ("E130", Why.UNKNOWN_KEY)
+
+
+def test_a_zone_key_replaced_in_the_key_dir_opens_only_blocks_under_the_new_key(
+    key_dir: Path,
+) -> None:
+    keys = FileKeyStore(key_dir)
+    old, ctx = seal(ZONE_C01_1)
+    assert open_pin_block(old, ctx, keys).pin == Pin("802614")
+
+    write(key_dir / "zone" / "C01" / "1.key", ZONE_C02_1.hex())
+
+    with pytest.raises(PinRefused) as refused:
+        open_pin_block(old, ctx, keys)
+    assert refused.value.why == Why.DOES_NOT_DECRYPT
+    new, _ = seal(ZONE_C02_1)
+    assert open_pin_block(new, ctx, keys).pin == Pin("802614")
 
 
 def test_keys_are_read_only_when_asked_for(key_dir: Path) -> None:
