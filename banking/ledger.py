@@ -119,6 +119,17 @@ def returns(bureau: str) -> str:
     return _code("RETURNS", bureau)
 
 
+def clearing_sql(bureau_sql: str) -> str:
+    """SQL for the clearing account of the bureau a column names (checked as an account
+    like any other when posted)."""
+    return f"'CLEARING:' || {bureau_sql}"
+
+
+def returns_sql(bureau_sql: str) -> str:
+    """SQL for the returns account of the bureau a column names."""
+    return f"'RETURNS:' || {bureau_sql}"
+
+
 def due_to_partner(bank: str) -> str:
     return _code("DUE", bank)
 

@@ -10,9 +10,10 @@ from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from sqlalchemy import Connection, Engine, text
@@ -20,19 +21,20 @@ from sqlalchemy import Connection, Engine, text
 from banking import ledger
 from exchange.outbox import Drop, compose, originate, response_name
 from payments.intake import line_key_sql
-from persistence.db import keyed, query_batches
-from persistence.issuance_store import bulk_update, rows
+from persistence.db import bulk_load, keyed, query_batches
+from persistence.issuance_store import rows
 from schemas.codec import (
+    Chunk,
     DelimitedReader,
     Header,
     amount_column,
+    fen_column,
     fen_to_amount,
     write_delimited_tables,
 )
 from schemas.codes import reason_text
 from schemas.files import FileName
 from schemas.layouts import DISB, DISBRSP, KEY, NOT_A_KEY
-from servicing.lines import read_lines
 from servicing.partner import report_problems
 
 log = logging.getLogger("sscard.payments")
@@ -375,103 +377,157 @@ def apply_partner_disbrsp(
     file_name: str,
 ) -> dict[str, int]:
     """A partner's DISBRSP: each line's outcome merged into the bureau's line; credited at
-    the partner: Dr CLEARING / Cr DUE:bank; failed: to RETURNS. An unknown key, or a second
-    answer, is a return problem, never applied."""
-    lines = read_lines(reader)
-    keys = [ln.get("pay_no") for ln in lines]
-    known: dict[str, Any] = {}
-    stmt = keyed(
-        conn,
-        "SELECT l.partner_key, l.batch_id, l.seq, l.result, l.amount_fen, l.pay_no, b.bureau, "
-        "b.batch_no FROM disb_line l JOIN disb_batch b ON b.id = l.batch_id "
-        "WHERE l.partner = :bank AND l.partner_request IS NOT NULL AND l.partner_key IN :keys",
-        "keys",
+    the partner: Dr CLEARING / Cr DUE:bank; failed: to RETURNS. A line that fails its
+    field checks, answers a key never sent or answered before, credits 0.00 or more than
+    the line, or repeats a key answered earlier in this file is a return problem, never
+    applied: only the first good answer to a line the hub sent stands. The file's lines
+    are staged a chunk at a time (COPY on PostgreSQL) and matched, posted and written by
+    set statements."""
+    tag = uuid.uuid4().hex[:12]
+    stage, found, applied = (f"{name}_{tag}" for name in ("ptn_stage", "ptn_found", "ptn_applied"))
+    conn.execute(
+        text(
+            f"CREATE TEMPORARY TABLE {stage} (seq BIGINT, pay_no TEXT, result TEXT, "
+            "fen BIGINT, posted_time TEXT, bank_ref TEXT, failure TEXT)"
+        )
     )
-    for i in range(0, len(keys), 5000):
-        for row in conn.execute(stmt, {"bank": bank_code, "keys": keys[i : i + 5000]}):
-            known[row.partner_key] = row
-    credits, fails, updates, problems = [], [], [], []
-    answered: set[str] = set()
-    for line in lines:
-        if line.failed:
-            where = "the line" if line.fail_at < 0 else reader.layout.names[line.fail_at]
-            problems.append((line.seq, line.get("pay_no")[:30], f"{line.code} in {where}"))
-            continue
-        r = known.get(line.get("pay_no"))
-        if r is None or r.result is not None or r.partner_key in answered:
-            # a key never sent, answered before, or earlier in this file: only the first
-            # answer to a line the hub sent stands
-            problems.append((line.seq, line.get("pay_no")[:30], "unknown or repeated answer"))
-            continue
-        result = line.get("result")
-        fen = _fen(line.get("credited_amount"))
-        if result == CREDITED and not 0 < fen <= int(r.amount_fen):
-            # credited nothing, or more than the hub sent: the line waits for a good
-            # answer (or its 140) and the ledger is not touched (decision 75)
-            problems.append((line.seq, r.partner_key, "credited amount 0.00 or above the line's"))
-            continue
-        answered.add(r.partner_key)
-        if result == CREDITED:
-            credits.append(
-                (
-                    f"ptn:{r.bureau}:{r.pay_no}",
-                    ledger.clearing(r.bureau),
-                    ledger.due_to_partner(bank_code),
-                    fen,
-                )
-            )
-            updates.append(
-                {
-                    "r": CREDITED,
-                    "c": fen,
-                    "t": line.get("posted_time"),
-                    "ref": line.get("bank_ref"),
-                    "k": r.partner_key,
-                }
-            )
-        else:
-            fails.append(
-                (
-                    f"fail:{r.bureau}:{r.batch_no}:{r.seq}",
-                    ledger.clearing(r.bureau),
-                    ledger.returns(r.bureau),
-                    int(r.amount_fen),
-                )
-            )
-            updates.append({"r": result, "c": 0, "t": None, "ref": None, "k": r.partner_key})
-    ledger.post_transfers(conn, "disb_partner", business_date, credits, now)
-    ledger.post_transfers(conn, "disb_failed", business_date, (f for f in fails if f[3] > 0), now)
-    # the outcomes staged (COPY on PostgreSQL) and written in one UPDATE
-    bulk_update(
-        conn,
-        "disb_line",
-        "partner_key",
-        pa.table(
-            {
-                "partner_key": pa.array([u["k"] for u in updates], pa.string()),
-                "result": pa.array([u["r"] for u in updates], pa.string()),
-                "credited_fen": pa.array([u["c"] for u in updates], pa.int64()),
-                "posted_time": pa.array([u["t"] for u in updates], pa.string()),
-                "bank_ref": pa.array([u["ref"] for u in updates], pa.string()),
-                "answered_date": pa.array([business_date] * len(updates), pa.string()),
-            }
+    for chunk in reader.chunks():
+        bulk_load(conn, stage, _answer_stage(chunk), _STAGED)
+    # each good line with the line it answers, if the hub sent one and it waits
+    conn.execute(
+        text(
+            f"CREATE TEMPORARY TABLE {found} AS SELECT s.seq, s.pay_no, s.result, s.fen, "
+            "s.posted_time, s.bank_ref, l.seq AS line_seq, l.amount_fen, "
+            "l.pay_no AS bureau_pay_no, b.bureau, b.batch_no, CASE "
+            "WHEN l.partner_key IS NULL OR l.result IS NOT NULL THEN 'unknown' "
+            "WHEN s.result = :c AND NOT (s.fen > 0 AND s.fen <= l.amount_fen) THEN 'amount' "
+            f"END AS problem FROM {stage} s LEFT JOIN disb_line l ON l.partner_key = s.pay_no "
+            "AND l.partner = :bank AND l.partner_request IS NOT NULL "
+            "LEFT JOIN disb_batch b ON b.id = l.batch_id WHERE s.failure IS NULL"
         ),
+        {"c": CREDITED, "bank": bank_code},
     )
+    # the first good answer to each line
+    conn.execute(
+        text(
+            f"CREATE TEMPORARY TABLE {applied} AS SELECT f.* FROM {found} f JOIN "
+            f"(SELECT pay_no, MIN(seq) AS seq FROM {found} WHERE problem IS NULL "
+            "GROUP BY pay_no) first ON first.pay_no = f.pay_no AND first.seq = f.seq"
+        )
+    )
+    for column in ("seq", "pay_no"):
+        conn.execute(text(f"CREATE INDEX {applied}_{column} ON {applied} ({column})"))
+    problems = [
+        (int(r.seq), str(r.key), str(r.why))
+        for r in conn.execute(
+            text(
+                f"SELECT seq, SUBSTR(pay_no, 1, 30) AS key, failure AS why FROM {stage} "
+                "WHERE failure IS NOT NULL UNION ALL SELECT f.seq, SUBSTR(f.pay_no, 1, 30), "
+                "CASE WHEN f.problem = 'amount' AND NOT EXISTS (SELECT 1 FROM "
+                f"{applied} a WHERE a.pay_no = f.pay_no AND a.seq < f.seq) THEN :amount "
+                f"ELSE :repeated END FROM {found} f WHERE NOT EXISTS (SELECT 1 FROM {applied} a "
+                "WHERE a.seq = f.seq) ORDER BY 1"
+            ),
+            {
+                "amount": "credited amount 0.00 or above the line's",
+                "repeated": "unknown or repeated answer",
+            },
+        )
+    ]
+    credited = ledger.post_transfers_from(
+        conn,
+        "disb_partner",
+        business_date,
+        "SELECT seq, 'ptn:' || bureau || ':' || bureau_pay_no AS idem_key, "
+        f"{ledger.clearing_sql('bureau')} AS debit, :due AS credit, fen AS amount_fen "
+        f"FROM {applied} WHERE result = :c",
+        {"due": ledger.due_to_partner(bank_code), "c": CREDITED},
+        now,
+    )
+    ledger.post_transfers_from(
+        conn,
+        "disb_failed",
+        business_date,
+        "SELECT seq, 'fail:' || bureau || ':' || batch_no || ':' || "
+        "CAST(line_seq AS VARCHAR(12)) AS idem_key, "
+        f"{ledger.clearing_sql('bureau')} AS debit, {ledger.returns_sql('bureau')} AS credit, "
+        f"amount_fen FROM {applied} WHERE result <> :c AND amount_fen > 0",
+        {"c": CREDITED},
+        now,
+    )
+    conn.execute(
+        text(
+            "UPDATE disb_line SET result = a.result, credited_fen = CASE WHEN a.result = :c "
+            "THEN a.fen ELSE 0 END, posted_time = CASE WHEN a.result = :c THEN a.posted_time "
+            "END, bank_ref = CASE WHEN a.result = :c THEN a.bank_ref END, answered_date = :d "
+            f"FROM {applied} a WHERE disb_line.partner_key = a.pay_no"
+        ),
+        {"c": CREDITED, "d": business_date},
+    )
+    counts = conn.execute(
+        text(
+            "SELECT COUNT(*), COALESCE(SUM(CASE WHEN result = :c THEN 1 ELSE 0 END), 0) "
+            f"FROM {applied}"
+        ),
+        {"c": CREDITED},
+    ).one()
+    total, credited = int(counts[0]), int(counts[1])
+    for table in (applied, found, stage):
+        conn.execute(text(f"DROP TABLE {table}"))
     report_problems(conn, file_name, problems, business_date)
     log.info(
         "%s: %d credited at %s, %d failed, %d problem(s)",
         file_name,
-        len(credits),
+        credited,
         bank_code,
-        len(fails),
+        total - credited,
         len(problems),
     )
     return {
-        "applied": len(updates),
-        "credited": len(credits),
-        "failed": len(fails),
+        "applied": total,
+        "credited": credited,
+        "failed": total - credited,
         "problems": len(problems),
     }
+
+
+#: a partner's answers as staged: SEQ, the key, the outcome, and a line's field failure
+_STAGED = ["seq", "pay_no", "result", "fen", "posted_time", "bank_ref", "failure"]
+
+
+def _answer_stage(chunk: Chunk) -> pa.Table:
+    """A chunk of a partner's DISBRSP as staged rows: a credited amount in fen, a NUL
+    (which PostgreSQL text cannot hold) read as U+FFFD so the line fails to match instead
+    of failing the file, and a failing line's ``<code> in <field>``."""
+    names = chunk.layout.names
+    n = len(chunk)
+    at = chunk.fail_index.astype(np.int64)
+    failed = np.flatnonzero(at < len(names))
+    failure = np.full(n, None, dtype=object)
+    for i in failed.tolist():
+        where = "the line" if at[i] < 0 else names[at[i]]
+        failure[i] = f"{chunk.fail_code[i]} in {where}"
+    amounts = chunk.column("credited_amount").combine_chunks()
+    shaped = np.asarray(
+        pc.match_substring_regex(amounts, r"^[0-9]{1,10}\.[0-9]{2}$").to_numpy(
+            zero_copy_only=False
+        ),
+        dtype=bool,
+    )
+    fen = np.zeros(n, dtype=np.int64)
+    if shaped.any():
+        fen[shaped] = fen_column(amounts.filter(pa.array(shaped)))
+    return pa.table(
+        {
+            "seq": pa.array(chunk.seqs),
+            **{
+                name: pc.replace_substring(pc.fill_null(chunk.column(name), ""), "\x00", "\ufffd")
+                for name in ("pay_no", "result", "posted_time", "bank_ref")
+            },
+            "fen": pa.array(fen),
+            "failure": pa.array(failure, pa.string()),
+        }
+    )
 
 
 def _fen(amount: str) -> int:
