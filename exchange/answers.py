@@ -152,6 +152,6 @@ def _take(
                 record_count=reader.detail_count,
                 accepted_count=counts.get("applied", 0),
                 rejected_count=reader.detail_count - counts.get("applied", 0),
-                local_path=keep_copy(inbox, landed),
+                local_path=keep_copy(inbox, landed, layout),
             )
     return FileOutcome(landed.name, "accepted", None, counts), file_id

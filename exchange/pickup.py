@@ -42,8 +42,10 @@ from exchange.outbox import queue_rej
 from exchange.storage import Storage
 from persistence import registry
 from persistence.db import describe_database_error, is_outage
+from schemas.codec import masked_lines
 from schemas.codes import FileCode, message
 from schemas.files import SAFE_NAME, Control, FileLevelError, FileName
+from schemas.layouts import LAYOUTS, Layout
 from transport.errors import TransportError
 from transport.remote import Remote, RemoteEntry, safe_join
 
@@ -345,13 +347,24 @@ def _is_file(entry: RemoteEntry | None) -> bool:
     return entry is not None and getattr(entry, "kind", "file") == "file"
 
 
-def keep_copy(inbox: Inbox, landed: Landed) -> str | None:
-    """Put the hub's copy of a landed file into object storage (before the transaction
-    that records it commits); its key, recorded as the file's ``local_path``."""
+def keep_copy(inbox: Inbox, landed: Landed, layout: Layout) -> str | None:
+    """Put the hub's copy of a landed file of ``layout`` into object storage (before the
+    transaction that records it commits); its key, recorded as the file's ``local_path``.
+    The landed file leaves the working directory. A layout with secret fields (CHANNEL's
+    PIN blocks) is kept with ``*`` in their place (:func:`masked_lines`, decision 100):
+    nothing reads a kept copy to process it again, a run cut short before its commit
+    takes the file from the pickup anew, and the registry keeps the SHA-256 of the bytes
+    as received, by which a re-delivery is known."""
     if landed.path is None or not landed.path.exists():
         return None
     key = landed.stored_key(inbox.conn_id, inbox.business_date)
-    inbox.store.put_file(landed.path, key, move=True)
+    kept = landed.path
+    if layout.secrets:
+        kept = landed.path.with_name(f"{landed.path.name}.masked")
+        with landed.path.open("rb") as src, kept.open("wb") as out:
+            out.writelines(masked_lines(src, layout, inbox.encoding))
+        landed.path.unlink()
+    inbox.store.put_file(kept, key, move=True)
     return key
 
 
@@ -438,13 +451,15 @@ def record_sight(engine: Engine, inbox: Inbox, landed: Landed) -> int:
 def reject_file(
     engine: Engine,
     inbox: Inbox,
+    flow: Flow,
     landed: Landed,
     exc: FileLevelError,
     waiting_id: int | None,
     first_seen: datetime,
 ) -> tuple[FileOutcome, int]:
-    """Record a file-level rejection, keep the file's copy and queue ``NAME.rej`` (only
-    for a name safe to write)."""
+    """Record a file-level rejection, keep the file's copy (as ``flow``'s files are kept,
+    whatever the file turned out to be) and queue ``NAME.rej`` (only for a name safe to
+    write)."""
     try:
         fname: FileName | None = FileName.parse(landed.name)
     except FileLevelError:
@@ -453,7 +468,7 @@ def reject_file(
     values.update(file_code=str(exc.code), detail=exc.detail[:200], processed_at=inbox.now)
     if str(exc.code) in COMPANION_CODES:
         values.update(companions_sha256=landed.companions)
-    values.update(local_path=keep_copy(inbox, landed))
+    values.update(local_path=keep_copy(inbox, landed, LAYOUTS[flow.type]))
     with engine.begin() as conn:
         if waiting_id is None:
             file_id = registry.record_file(conn, **values)
@@ -605,6 +620,16 @@ class Intake:
         if not SAFE_NAME.fullmatch(name):
             return reject_unsafe(remote, engine, inbox, flow, name, entries.get(name))
         landed = land(remote, inbox, name, entries)
+        try:
+            return self._settle(landed)
+        finally:  # the working copy goes when the file's turn ends, kept or not
+            if landed.path is not None:
+                landed.path.unlink(missing_ok=True)
+
+    def _settle(self, landed: Landed) -> FileOutcome:
+        """A landed file to its committed outcome."""
+        remote, engine, inbox, flow = self.remote, self.engine, self.inbox, self.flow
+        name = landed.name
         prior = None
         if landed.path is not None:  # a directory standing for the file has no content
             with engine.connect() as conn:
@@ -634,7 +659,7 @@ class Intake:
                 raise landed.problem
             outcome, file_id = self.accept(landed, waiting_id, first_seen)
         except FileLevelError as exc:
-            outcome, file_id = reject_file(engine, inbox, landed, exc, waiting_id, first_seen)
+            outcome, file_id = reject_file(engine, inbox, flow, landed, exc, waiting_id, first_seen)
         if outcome.outcome in ("accepted", "rejected"):
             archive(remote, engine, inbox, flow, name, outcome.outcome == "rejected", file_id)
         log.info("%s", outcome.summary())

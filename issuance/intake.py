@@ -409,7 +409,7 @@ def _load(
         record_count=reader.detail_count,
         accepted_count=accepted,
         rejected_count=reader.detail_count - accepted,
-        local_path=keep_copy(ctx, landed),
+        local_path=keep_copy(ctx, landed, APPLY),
     )
     apply_store.drop_stage(conn)
     return FileOutcome(landed.name, "accepted", None, counts, response_name), file_id

@@ -550,6 +550,37 @@ class DelimitedReader:
         return Chunk(layout, table, fail_index, fail_code)
 
 
+#: what stands for each byte of a value the hub does not keep (decision 100)
+MASK = "*"
+#: secret values are hex (PIN blocks): a run of more hex digits than any other value of
+#: such a file holds (a key, its longest, holds 30) is masked wherever it stands
+_SECRET_RUN = re.compile(r"[0-9A-Fa-f]{31,}")
+
+
+def masked_lines(stream: BinaryIO, layout: Layout, encoding: str) -> Iterator[bytes]:
+    """The lines of a delimited file of ``layout`` as received, line ends included, with
+    :data:`MASK` for every byte of each secret field's value (:attr:`Layout.secrets`) and
+    of every run of 31 or more hex digits elsewhere (a block in a line of another shape,
+    which the reader refuses whole): what the hub keeps of such a file. Every other byte
+    stays as it came, bytes that do not decode included, so the copy has the file's size
+    and its lines."""
+    codec = ENCODINGS.get(encoding, encoding)
+    at = [i + 2 for i in layout.secrets]
+    n_fields = len(layout.fields) + 2
+
+    def stars(value: str) -> str:
+        return MASK * len(value.encode(codec, "surrogateescape"))
+
+    for raw in stream:  # a line ends at LF, which no GB18030 or UTF-8 sequence holds
+        body = raw.rstrip(b"\r\n")
+        values = body.decode(codec, "surrogateescape").split("|")
+        if values[0] == "D" and len(values) == n_fields:
+            for i in at:
+                values[i] = stars(values[i])
+        text = _SECRET_RUN.sub(lambda m: stars(m.group()), "|".join(values))
+        yield text.encode(codec, "surrogateescape") + raw[len(body) :]
+
+
 _MAX_TOTAL_FEN = 9_999_999_999_99
 
 

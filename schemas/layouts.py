@@ -82,6 +82,9 @@ class Field:
     numeric: bool = False
     cond: Cond | None = None
     min_fen: int = 0
+    #: a value the hub may read while processing the file, never keep: its copy of the
+    #: file holds ``*`` instead (a PIN block, decision 100)
+    secret: bool = False
 
     @property
     def byte_limit(self) -> int | None:
@@ -108,6 +111,13 @@ class Layout:
             total = 1 + 8 + sum(f.width or 0 for f in self.fields)
             if total != self.record_length:
                 raise ValueError(f"{self.type}: widths add up to {total}, not {self.record_length}")
+            if self.secrets:
+                raise ValueError(f"{self.type}: secret fields are masked in delimited files only")
+
+    @property
+    def secrets(self) -> tuple[int, ...]:
+        """The positions of the fields the hub never keeps (:attr:`Field.secret`)."""
+        return tuple(i for i, f in enumerate(self.fields) if f.secret)
 
     def index(self, name: str) -> int:
         return self.names.index(name)
@@ -379,6 +389,7 @@ CHANNEL = Layout(
             code="E130",
             # O for E1 (ICD §5.9); a block on another op is refused by the servicing step
             cond=Cond("op", (ChannelOp.A1, ChannelOp.P1), otherwise="optional"),
+            secret=True,
         ),
         Field("op_time", "M", kind="time"),
         Field("branch", "M", pattern=r"[0-9A-Za-z]{1,20}"),

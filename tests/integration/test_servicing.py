@@ -1,26 +1,30 @@
 """Card servicing on the hub's database (SQLite by default, PostgreSQL in CI): STATUS and
 CHANNEL lines as the ICD answers them, replacements both ways, partner cards, lapses,
-BANKEVT, and re-runs that change nothing."""
+BANKEVT, re-runs that change nothing, and no PIN block kept of a CHANNEL file."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, inspect, text
 
 from banking import audit, ledger
 from banking.keystore import MemoryKeyStore
 from banking.pin import PinContext, seal_pin_block
+from exchange.answers import check_request_header, receive
+from exchange.flows import Party, flow
 from exchange.outbox import Drop
-from exchange.pickup import IntakeIncomplete
+from exchange.pickup import FileOutcome, IntakeIncomplete, Landed, PartyInbox
 from exchange.storage import Storage
+from persistence import registry
 from schemas.codec import DelimitedReader, Header, write_delimited
 from schemas.files import Control
-from schemas.layouts import BANKEVT, LAYOUTS, STATUSRSP
+from schemas.layouts import BANKEVT, CHANNEL, LAYOUTS, STATUSRSP
 from servicing import days, partner, requests
 from servicing.requests import Ctx, answer_ready, apply_channel, apply_status
 from sscard import servicing_jobs
@@ -664,6 +668,148 @@ def test_nothing_pin_related_is_kept_in_any_table(engine: Engine) -> None:
         ):
             for row in conn.execute(text(f"SELECT * FROM {table}")):
                 assert pin not in "|".join(str(v) for v in row), table
+
+
+# --------------------------------------------------------------------------- kept copies
+
+
+def channel_inbox(tmp_path: Path, store: Storage) -> PartyInbox:
+    return PartyInbox(
+        "sftp_c01", "C01", HUB, "pickup", "drop", "GB18030", DAY, NOW, tmp_path / "work", store
+    )
+
+
+def send_channel(server: Path, lines: list[tuple[str, ...]], day: str = DAY) -> tuple[str, bytes]:
+    """A CHANNEL file published by channel C01 into its pickup: its name and bytes."""
+    name = f"CHANNEL_C01_{HUB}_{day}_001.txt"
+    out = io.BytesIO()
+    write_delimited(out, CHANNEL, Header("CHANNEL", "C01", HUB, "CH1", day, len(lines)), lines)
+    LocalRemote(server).publish("pickup", name, out.getvalue(), len(lines))
+    return name, out.getvalue()
+
+
+def take_channel(server: Path, engine: Engine, inbox: PartyInbox) -> list[FileOutcome]:
+    """One run of the channel's intake over its pickup."""
+
+    def handler(
+        conn: Connection, reader: DelimitedReader, landed: Landed, file_id: int
+    ) -> dict[str, int]:
+        return apply_channel(conn, reader, Ctx(HUB, "C01", DAY, NOW, file_id), KEYS, NOW, WINDOW)
+
+    return receive(
+        LocalRemote(server),
+        engine,
+        inbox,
+        flow("CHANNEL", Party.CHANNEL),
+        handler,
+        check_header=check_request_header,
+    )
+
+
+def where_found(engine: Engine, places: list[Path], blocks: list[str]) -> list[str]:
+    """Every file under ``places`` and every table holding a PIN block of ``blocks`` (or
+    its ciphertext and tag), as hex or as bytes."""
+    needles = [n for b in blocks for n in (b, b[26:])]
+    as_bytes = [n.encode() for n in needles] + [bytes.fromhex(n) for n in needles]
+    found = [
+        str(p)
+        for place in places
+        for p in place.rglob("*")
+        if p.is_file() and any(n in p.read_bytes() for n in as_bytes)
+    ]
+    with engine.connect() as conn:
+        for table in inspect(conn).get_table_names():
+            for row in conn.execute(text(f"SELECT * FROM {table}")):
+                dump = "|".join(str(v) for v in row)
+                raw = b"".join(v for v in row if isinstance(v, bytes | memoryview))
+                if any(n in dump for n in needles) or any(n in bytes(raw) for n in as_bytes):
+                    found.append(table)
+    return found
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Path:
+    (tmp_path / "sftp" / "pickup").mkdir(parents=True)
+    (tmp_path / "sftp" / "drop").mkdir()
+    return tmp_path / "sftp"
+
+
+def test_a_processed_channel_file_leaves_its_pin_blocks_nowhere_and_is_still_known_again(
+    engine: Engine, store: Storage, server: Path, tmp_path: Path
+) -> None:
+    with engine.begin() as conn:
+        sealed = seed_card(conn, 1, status="0")
+        normal = seed_card(conn, 2)
+    lines = [ch("Q1", "E1", sealed, "802614"), ch("Q2", "A1", normal, "590371")]
+    blocks = [line[6] for line in lines]
+    name, sent = send_channel(server, lines)
+    inbox = channel_inbox(tmp_path, store)
+
+    taken = take_channel(server, engine, inbox)
+
+    assert [(o.outcome, o.accepted) for o in taken] == [("accepted", 2)]
+    assert account_row(engine, normal.pan).status == "active"
+    assert where_found(engine, [tmp_path / "store", tmp_path / "work"], blocks) == []
+    with engine.connect() as conn:
+        row = conn.execute(
+            text("SELECT sha256, size, local_path FROM received_file WHERE name = :n"), {"n": name}
+        ).one()
+    assert row.sha256 == hashlib.sha256(sent).hexdigest() and row.size == len(sent)
+    masked = sent
+    for b in blocks:
+        masked = masked.replace(b.encode(), b"*" * len(b))
+    assert store.read_bytes(row.local_path) == masked
+    # the counterparty's own archive keeps what it sent (ICD §2): the hub does not touch it
+    assert (server / "pickup" / "archive" / DAY / name).read_bytes() == sent
+
+    (server / "pickup" / "archive" / DAY / name).unlink()
+    (server / "pickup" / "archive" / DAY / f"{name}.ok").unlink()
+    send_channel(server, lines)
+    again = take_channel(server, engine, inbox)
+
+    assert [o.outcome for o in again] == ["redelivered"]
+    assert where_found(engine, [tmp_path / "store", tmp_path / "work"], blocks) == []
+
+
+def test_a_run_cut_short_after_keeping_its_copy_takes_the_file_from_the_pickup_again(
+    engine: Engine, store: Storage, server: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with engine.begin() as conn:
+        made = seed_card(conn, 1)
+    lines = [ch("Q1", "A1", made, "590371")]
+    send_channel(server, lines)
+    inbox = channel_inbox(tmp_path, store)
+    record = registry.update_file
+
+    def crash(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("the worker died before its commit")
+
+    monkeypatch.setattr(registry, "update_file", crash)
+    cut_short = take_channel(server, engine, inbox)
+    kept_meanwhile = store.keys("received")
+    left_meanwhile = where_found(engine, [tmp_path / "store", tmp_path / "work"], [lines[0][6]])
+    monkeypatch.setattr(registry, "update_file", record)
+    taken = take_channel(server, engine, inbox)
+
+    assert [o.outcome for o in cut_short] == ["failed"]
+    assert len(kept_meanwhile) == 1 and left_meanwhile == []
+    assert [(o.outcome, o.accepted) for o in taken] == [("accepted", 1)]
+    assert account_row(engine, made.pan).status == "active"
+
+
+def test_a_channel_file_rejected_as_a_whole_keeps_no_pin_block_either(
+    engine: Engine, store: Storage, server: Path, tmp_path: Path
+) -> None:
+    with engine.begin() as conn:
+        made = seed_card(conn, 1)
+    lines = [ch("Q1", "A1", made, "590371")]
+    send_channel(server, lines, day="20261205")  # dated before the business day: F04
+
+    taken = take_channel(server, engine, channel_inbox(tmp_path, store))
+
+    assert [(o.outcome, o.file_code) for o in taken] == [("rejected", "F04")]
+    assert len(store.keys("received")) == 1
+    assert where_found(engine, [tmp_path / "store", tmp_path / "work"], [lines[0][6]]) == []
 
 
 def test_a_new_account_at_another_bank_leaves_the_old_one_credit_blocked_until_it_is_emptied(

@@ -29,6 +29,7 @@ from schemas.codec import (
     amount_to_fen,
     fen_to_amount,
     gb18030_length,
+    masked_lines,
     read_all,
     write_delimited,
     write_delimited_tables,
@@ -37,7 +38,18 @@ from schemas.codec import (
 )
 from schemas.codes import FileCode
 from schemas.files import FileLevelError
-from schemas.layouts import APPLY, APPLYRSP, DISB, DISBRSP, LAYOUTS, PERSO, PERSORSP, Field, Layout
+from schemas.layouts import (
+    APPLY,
+    APPLYRSP,
+    CHANNEL,
+    DISB,
+    DISBRSP,
+    LAYOUTS,
+    PERSO,
+    PERSORSP,
+    Field,
+    Layout,
+)
 from tests.unit.conftest import examples
 
 MAX_FEN = 999_999_999_999
@@ -1008,3 +1020,32 @@ def test_columns_a_line_could_not_carry_are_refused(field: str, value: str, why:
     table = pa.table({n: pa.array([row[n]], pa.string()) for n in DISBRSP.names})
     with pytest.raises(WriterError, match=re.escape(why)):
         write_delimited_tables(io.BytesIO(), DISBRSP, header, [table], "GB18030")
+
+
+BLOCK = "01" + "5a" * 12 + "c3" * 6 + "7e" * 16  # the shape of a PIN block (ICD §5.9)
+
+
+def test_a_kept_channel_file_holds_stars_where_its_pin_blocks_were_and_every_other_byte() -> None:
+    rows = [
+        ["Q1", "A1", "6217881000000012", "C00000001", "11010519491231002X", "张" + JI, BLOCK,
+         "20261206100000", "440101001", "T0001"],
+        ["Q2", "L1", "6217881000000020", "C00000002", "", "", "", "20261206100000", "440101001",
+         "T0001"],
+        ["Q3", "P1", "6217881000000038", "C00000003", "11010519491231002X", "王", "not-hex!",
+         "20261206100000", "440101001", "T0001"],
+    ]  # fmt: skip
+    out = io.BytesIO()
+    write_delimited(out, CHANNEL, Header("CHANNEL", "C01", "B001", "C1", "20261206", 3), rows)
+    # a line of another shape (the reader refuses it whole) with a block where a name was,
+    # and bytes that are no GB18030 at all
+    odd = b"D|4|Q4|" + BLOCK.encode() + b"|\x81\xff|x\r\n"
+    received = out.getvalue().replace(b"\r\nT|", b"\r\n" + odd + b"T|")
+
+    kept = b"".join(masked_lines(io.BytesIO(received), CHANNEL, "GB18030"))
+
+    assert BLOCK.encode() not in kept and b"not-hex!" not in kept
+    assert len(kept) == len(received)
+    assert kept == (
+        received.replace(BLOCK.encode(), b"*" * len(BLOCK)).replace(b"not-hex!", b"********")
+    )
+    assert kept.count(b"*" * len(BLOCK)) == 2
