@@ -45,6 +45,7 @@ bench-full: setup
 	@$(UV) run python -m bench.answers --records 200000 1000000 --db both
 	@$(UV) run python -m bench.servicing --lines 100000 --db postgres
 	@$(UV) run python -m bench.payments --lines 1000000 3000000
+	@$(UV) run python -m bench.payments --lines 1000000 --partner-every 10
 
 clean:
 	rm -rf var airflow.db logs .pytest_cache
