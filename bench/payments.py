@@ -442,6 +442,8 @@ def _pay(spec: dict[str, Any]) -> dict[str, Any]:
             work_dir=run_dir / "work",
         )
         seconds["forwarding"] = perf_counter() - start
+        if sent is None:
+            raise SystemExit(f"no line of {n:,} pays a card of {PARTNER}: raise --lines")
         with engine.connect() as conn:
             row = conn.execute(
                 text("SELECT data, path FROM outbound_file WHERE name = :n"), {"n": sent}

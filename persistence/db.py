@@ -227,6 +227,9 @@ def query_batches(
             ),
             convert_options=pacsv.ConvertOptions(
                 column_types=dict(columns),
+                # NULL is COPY's unquoted empty field, and nothing else: a value that
+                # reads "N/A", "NULL" or "nan" (Arrow's other null markers) is that text
+                null_values=[""],
                 strings_can_be_null=True,
                 quoted_strings_can_be_null=False,
             ),

@@ -391,6 +391,27 @@ def send_to_b002(engine: Engine, store: Storage, tmp_path: Path) -> str | None:
     )
 
 
+def test_values_that_read_like_nulls_reach_the_partner_as_the_bureau_sent_them(
+    engine: Engine, store: Storage, tmp_path: Path
+) -> None:
+    """A memo of "N/A" or "nan" and a holder named "NULL" are values, not missing ones:
+    the DISB forwarded to the partner bank carries them unchanged (on PostgreSQL the lines
+    are copied out as CSV, whose reader took such text for NULL)."""
+    with engine.begin() as conn:
+        one = seed_card(conn, 5, bank_code="B002", pan="6220020000000000003")
+        two = seed_card(conn, 6, bank_code="B002", pan="6220020000000000011", name="NULL")
+    first, second = list(line("PAY1", one, "300.00")), list(line("PAY2", two, "200.00"))
+    first[8], second[8] = "N/A", "nan"
+    forwarded_to_b002(engine, store, tmp_path, [tuple(first), tuple(second)])
+    with engine.connect() as conn:
+        data = conn.execute(text("SELECT data FROM outbound_file WHERE type = 'DISB'")).scalar_one()
+    details = [ln.split(b"|") for ln in bytes(data).split(b"\r\n") if ln.startswith(b"D|")]
+    assert [(d[4].decode("gb18030"), d[10].decode("gb18030")) for d in details] == [
+        (one.name, "N/A"),
+        ("NULL", "nan"),
+    ]
+
+
 def test_a_partner_that_does_not_answer_gets_140_at_partner_wait(
     engine: Engine, store: Storage, tmp_path: Path
 ) -> None:
