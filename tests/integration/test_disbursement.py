@@ -412,6 +412,36 @@ def test_values_that_read_like_nulls_reach_the_partner_as_the_bureau_sent_them(
     ]
 
 
+def test_a_pay_no_that_reads_like_a_null_is_answered_in_the_disbrsp(
+    engine: Engine, store: Storage, tmp_path: Path
+) -> None:
+    """pay_nos "NULL" and "nan" are keys like any other (ICD §4.2): the DISBRSP answers
+    them (on PostgreSQL the lines are read back as CSV, whose reader took them for NULL
+    and the response could not be written)."""
+    with engine.begin() as conn:
+        made = seed_card(conn, 1, account_status="active")
+    batch_id, batch_no = intake(engine, [line("NULL", made, "10.00"), line("nan", made)])
+    fund(engine, batch_no, total_of(engine, batch_id))
+    post_funded(engine, hub=HUB, business_date=DAY, now=NOW)
+    with engine.begin() as conn:
+        names = answer_batches(
+            conn,
+            bureau=BUREAU,
+            dest=Drop("sftp_r440100", "drop", NOW, store),
+            encoding="GB18030",
+            business_date=DAY,
+            work_dir=tmp_path,
+        )
+        data = conn.execute(
+            text("SELECT data FROM outbound_file WHERE name = :n"), {"n": names[0]}
+        ).scalar_one()
+    reader = DelimitedReader(io.BytesIO(data), DISBRSP, "GB18030", 100, 2)
+    answered = [
+        (k, r) for c in reader.chunks() for k, r in zip(c.strings("pay_no"), c.strings("result"))
+    ]
+    assert answered == [("NULL", "0000"), ("nan", "0000")]
+
+
 def test_a_partner_that_does_not_answer_gets_140_at_partner_wait(
     engine: Engine, store: Storage, tmp_path: Path
 ) -> None:
