@@ -16,13 +16,23 @@ import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
 log = logging.getLogger("sscard.exchange")
 
 
 def _key(name: str) -> int:
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+def one_at_a_time(conn: Connection, name: str) -> None:
+    """Wait until no other transaction holds ``name``, then hold it until this one ends:
+    a transaction-level advisory lock on PostgreSQL; on SQLite (one writer) the
+    database's write lock, taken now."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _key(name)})
+    else:
+        conn.execute(text("UPDATE ledger_account SET code = code WHERE 1 = 0"))
 
 
 @contextlib.contextmanager

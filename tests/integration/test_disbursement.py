@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import io
 import re
+import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from openpyxl import load_workbook
@@ -17,6 +19,7 @@ from sqlalchemy import Connection, Engine, text
 from banking import audit, ledger
 from exchange.outbox import Drop
 from exchange.storage import Storage
+from payments import settle
 from payments.intake import DisbContext, apply_disb
 from payments.settle import (
     answer_batches,
@@ -830,3 +833,42 @@ def test_a_card_cancelled_while_a_posting_credits_its_empty_account_leaves_it_op
         ).one()
     # credit-blocked, closing once the holder has taken the money out (DOMAIN §5)
     assert tuple(account) == ("active", True)
+
+
+def test_two_forwarding_runs_at_once_send_each_line_to_the_partner_once(
+    engine: Engine, store: Storage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A forwarding run that chose its lines while another was sending them queues no
+    file: the partner bank gets each line once."""
+    with engine.begin() as conn:
+        one = seed_card(conn, 5, bank_code="B002", pan="6220020000000000003")
+    batch_id, batch_no = intake(engine, [line("PAY1", one, "300.00")])
+    fund(engine, batch_no, total_of(engine, batch_id))
+    post_funded(engine, hub=HUB, business_date=DAY, now=NOW)
+    # the first run has written its file, not yet marked its lines sent nor committed
+    reached, go = threading.Event(), threading.Event()
+    compose, calls = settle.compose, []
+
+    def held_first(*args: Any, **kwargs: Any) -> Any:
+        done = compose(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 1:
+            reached.set()
+            assert go.wait(60), "never let go"
+        return done
+
+    monkeypatch.setattr(settle, "compose", held_first)
+    sent: list[str | None] = []
+    race(
+        engine,
+        lambda: sent.append(send_to_b002(engine, store, tmp_path)),
+        (reached, go),
+        lambda: sent.append(send_to_b002(engine, store, tmp_path)),
+    )
+    with engine.connect() as conn:
+        queued = conn.scalars(text("SELECT name FROM outbound_file WHERE type = 'DISB'")).all()
+        marked = conn.scalars(
+            text("SELECT partner_request FROM disb_line WHERE batch_id = :b"), {"b": batch_id}
+        ).all()
+    assert len(queued) == 1 and sorted(sent, key=str) == sorted([queued[0], None], key=str)
+    assert marked == [queued[0]]
