@@ -73,8 +73,10 @@ class Line:
 
 def read_lines(reader: DelimitedReader) -> list[Line]:
     """Every detail line with the codec's first failure (ICD §4.2); a NUL in a field is
-    read as U+FFFD."""
+    read as U+FFFD. Its content digest (to tell a repeated request from another, ICD §4.2)
+    covers every field after the key, a PIN block by its key id and nonce only."""
     layout = reader.layout
+    secret = {layout.names[i] for i in layout.secrets}
     lines: list[Line] = []
     for chunk in reader.chunks():
         columns = {name: chunk.strings(name) for name in layout.names}
@@ -94,10 +96,25 @@ def read_lines(reader: DelimitedReader) -> list[Line]:
             elif index < len(layout.names):
                 line.fail_at, line.code = index, str(fail_code[i])
             line.content_sha = hashlib.sha256(
-                "|".join(fields[n] for n in layout.names[1:]).encode()
+                "|".join(
+                    _kept(fields[n]) if n in secret else fields[n] for n in layout.names[1:]
+                ).encode()
             ).hexdigest()[:40]
             lines.append(line)
     return lines
+
+
+#: the leading hex digits of a PIN block that are no secret: its key id (1 byte) and nonce
+#: (12 bytes), ICD §5.9
+_BLOCK_HEAD = 2 * (1 + 12)
+
+
+def _kept(block: str) -> str:
+    """What a line's content digest keeps of a PIN block: its key id and nonce, never its
+    ciphertext, so the digest tells one block from another (a fresh block has a fresh
+    nonce: other content, E107) and gives nothing to test PINs against. A value too short
+    to be a block is kept whole: it decrypts nothing."""
+    return block[:_BLOCK_HEAD] if len(block) > _BLOCK_HEAD else block
 
 
 def settle_keys(conn: Connection, lines: Sequence[Line], type_: str, sender: str) -> None:

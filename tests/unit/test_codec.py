@@ -1049,3 +1049,25 @@ def test_a_kept_channel_file_holds_stars_where_its_pin_blocks_were_and_every_oth
         received.replace(BLOCK.encode(), b"*" * len(BLOCK)).replace(b"not-hex!", b"********")
     )
     assert kept.count(b"*" * len(BLOCK)) == 2
+
+
+def test_a_channel_lines_content_digest_keeps_its_blocks_key_id_and_nonce_not_its_ciphertext() -> (
+    None
+):
+    """A request's content digest (ICD §4.2 repeats) tells a fresh PIN block (a fresh
+    nonce) from the one sent before, and holds nothing of the ciphertext to test PINs
+    against: the same nonce with another ciphertext gives the same digest."""
+    from servicing.lines import read_lines
+
+    other_pin = BLOCK[:26] + "d4" * 6 + "8f" * 16  # the same key id and nonce
+    fresh = "01" + "6b" * 12 + BLOCK[26:]  # another nonce, the same ciphertext
+    rows = [
+        ["Q1", "A1", "6217881000000012", "C00000001", "11010519491231002X", "张", block,
+         "20261206100000", "440101001", "T0001"]
+        for block in (BLOCK, other_pin, fresh)
+    ]  # fmt: skip
+    out = io.BytesIO()
+    write_delimited(out, CHANNEL, Header("CHANNEL", "C01", "B001", "C1", "20261206", 3), rows)
+    lines = read_lines(DelimitedReader(out.getvalue(), CHANNEL, "GB18030"))
+    first, same_nonce, new_nonce = (line.content_sha for line in lines)
+    assert first == same_nonce != new_nonce
