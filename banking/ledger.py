@@ -45,6 +45,7 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from exchange.logsafe import masked_numbers
+from persistence.db import sqlite_write_lock
 
 #: the hub's settlement account: its position with the payment system
 SETTLEMENT = "SETTLEMENT"
@@ -283,8 +284,7 @@ def hold_credit_lock(conn: Connection, *, exclusive: bool = False) -> None:
         lock = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
         conn.execute(text(f"SELECT {lock}(:k)"), {"k": CREDIT_LOCK})
     else:
-        # a write that changes nothing: SQLite's write lock, held until this transaction ends
-        conn.execute(text("UPDATE ledger_account SET code = code WHERE 1 = 0"))
+        sqlite_write_lock(conn)
 
 
 def _chunks(rows: Iterable[Any], size: int) -> Iterator[list[Any]]:

@@ -18,6 +18,8 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Connection, Engine, text
 
+from persistence.db import sqlite_write_lock
+
 log = logging.getLogger("sscard.exchange")
 
 
@@ -32,7 +34,7 @@ def one_at_a_time(conn: Connection, name: str) -> None:
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _key(name)})
     else:
-        conn.execute(text("UPDATE ledger_account SET code = code WHERE 1 = 0"))
+        sqlite_write_lock(conn)
 
 
 @contextlib.contextmanager

@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 from sqlalchemy import Connection, text
 
 from persistence.db import bulk_load
-from schemas.codec import Chunk, DelimitedReader, fen_column
+from schemas.codec import Chunk, DelimitedReader, amount_fen
 from schemas.layouts import DISB
 
 log = logging.getLogger("sscard.payments")
@@ -98,16 +98,7 @@ class Intake:
 
     def take(self, chunk: Chunk) -> None:
         n = len(chunk)
-        amounts_col = chunk.column("amount").combine_chunks()
-        shaped = np.asarray(
-            pc.match_substring_regex(amounts_col, r"^[0-9]{1,10}\.[0-9]{2}$").to_numpy(
-                zero_copy_only=False
-            ),
-            dtype=bool,
-        )
-        fen = np.zeros(n, dtype=np.int64)
-        if shaped.any():
-            fen[shaped] = fen_column(amounts_col.filter(pa.array(shaped)))
+        fen = amount_fen(chunk.column("amount"))
         # the first failing field's code; the file's one benefit type (E117) and the
         # repeats (209) are decided over the whole file in finish()
         code = np.asarray(chunk.fail_code, dtype=object).copy()

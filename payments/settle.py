@@ -29,7 +29,7 @@ from schemas.codec import (
     DelimitedReader,
     Header,
     amount_column,
-    fen_column,
+    amount_fen,
     fen_to_amount,
     write_delimited_tables,
 )
@@ -276,80 +276,60 @@ def send_partner_disb(
     work_dir: Path,
 ) -> str | None:
     """One DISB file to a partner bank with every funded line of its accounts not sent yet,
-    under the hub's own pay_no (ICD §5.10). The lines are chosen once (their keys kept in
-    a temporary table), so the file and the lines marked sent are the same set whatever
-    is funded meanwhile; written a block at a time as columns, and marked in one UPDATE."""
-    try:
-        with engine.begin() as conn:
-            # forwarding runs to one bank one after another: a second one chooses only
-            # what the first did not send
-            one_at_a_time(conn, f"forward:{bank_code}")
-            chosen = f"disb_fwd_{uuid.uuid4().hex[:12]}"
-            conn.execute(
-                text(
-                    f"CREATE TEMPORARY TABLE {chosen} AS SELECT f.partner_key FROM disb_forward f "
-                    "JOIN disb_line l ON l.partner_key = f.partner_key JOIN disb_batch b "
-                    "ON b.id = l.batch_id WHERE f.bank_code = :bank AND b.status = 'funded' "
-                    "AND l.result IS NULL AND l.partner_request IS NULL"
-                ),
-                {"bank": bank_code},
-            )
-            count, total = conn.execute(
-                text(
-                    f"SELECT COUNT(*), COALESCE(SUM(f.amount_fen), 0) FROM {chosen} c "
-                    "JOIN disb_forward f ON f.partner_key = c.partner_key"
-                )
-            ).one()
-            count, total = int(count), int(total)
-            if count == 0:
-                conn.execute(text(f"DROP TABLE {chosen}"))
-                return None
-            request = originate(conn, "DISB", hub, bank_code, business_date, count)
-            header = Header(
-                "DISB", hub, bank_code, request.header.batch_no, business_date, count, total
-            )
-
-            def write(out: BinaryIO) -> None:
-                write_delimited_tables(out, DISB, header, _forward_tables(conn, chosen), encoding)
-
-            compose(
-                conn,
-                dest,
-                work_dir,
-                name=request.name,
-                type_="DISB",
-                record_count=count,
-                write=write,
-            )
-            marked = conn.execute(
-                text(
-                    "UPDATE disb_line SET partner_request = :n, partner_sent_date = :d "
-                    f"WHERE partner_key IN (SELECT partner_key FROM {chosen}) "
-                    "AND partner_request IS NULL"
-                ),
-                {"n": request.name, "d": business_date},
-            ).rowcount
-            if marked != count:
-                # a run beside this one sent some of these lines meanwhile: this file is not
-                # queued (the rollback takes it back), and what is left goes with the next run
-                raise _Overtaken(request.name, count - marked, count)
-            conn.execute(text(f"DROP TABLE {chosen}"))
-    except _Overtaken as taken:
-        name, others, count = taken.args
-        log.warning(
-            "%s: %d of its %d line(s) were sent to partner %s by another run meanwhile; not sent",
-            name,
-            others,
-            count,
-            bank_code,
+    under the hub's own pay_no (ICD §5.10). Forwarding runs to one bank run one after
+    another, so a second one chooses only what the first did not send. The lines are
+    chosen once (their keys kept in a temporary table), so the file and the lines marked
+    sent are the same set whatever is funded meanwhile; written a block at a time as
+    columns, and marked in one UPDATE."""
+    with engine.begin() as conn:
+        one_at_a_time(conn, f"forward:{bank_code}")
+        chosen = f"disb_fwd_{uuid.uuid4().hex[:12]}"
+        conn.execute(
+            text(
+                f"CREATE TEMPORARY TABLE {chosen} AS SELECT f.partner_key FROM disb_forward f "
+                "JOIN disb_line l ON l.partner_key = f.partner_key JOIN disb_batch b "
+                "ON b.id = l.batch_id WHERE f.bank_code = :bank AND b.status = 'funded' "
+                "AND l.result IS NULL AND l.partner_request IS NULL"
+            ),
+            {"bank": bank_code},
         )
-        return None
+        count, total = conn.execute(
+            text(
+                f"SELECT COUNT(*), COALESCE(SUM(f.amount_fen), 0) FROM {chosen} c "
+                "JOIN disb_forward f ON f.partner_key = c.partner_key"
+            )
+        ).one()
+        count, total = int(count), int(total)
+        if count == 0:
+            conn.execute(text(f"DROP TABLE {chosen}"))
+            return None
+        request = originate(conn, "DISB", hub, bank_code, business_date, count)
+        header = Header(
+            "DISB", hub, bank_code, request.header.batch_no, business_date, count, total
+        )
+
+        def write(out: BinaryIO) -> None:
+            write_delimited_tables(out, DISB, header, _forward_tables(conn, chosen), encoding)
+
+        compose(
+            conn,
+            dest,
+            work_dir,
+            name=request.name,
+            type_="DISB",
+            record_count=count,
+            write=write,
+        )
+        conn.execute(
+            text(
+                "UPDATE disb_line SET partner_request = :n, partner_sent_date = :d "
+                f"WHERE partner_key IN (SELECT partner_key FROM {chosen})"
+            ),
+            {"n": request.name, "d": business_date},
+        )
+        conn.execute(text(f"DROP TABLE {chosen}"))
     log.info("%s: %d line(s) forwarded to partner %s", request.name, count, bank_code)
     return request.name
-
-
-class _Overtaken(Exception):
-    """Another forwarding run sent some of the lines this one chose."""
 
 
 _FORWARD_COLUMNS = {
@@ -531,16 +511,6 @@ def _answer_stage(chunk: Chunk) -> pa.Table:
     for i in failed.tolist():
         where = "the line" if at[i] < 0 else names[at[i]]
         failure[i] = f"{chunk.fail_code[i]} in {where}"
-    amounts = chunk.column("credited_amount").combine_chunks()
-    shaped = np.asarray(
-        pc.match_substring_regex(amounts, r"^[0-9]{1,10}\.[0-9]{2}$").to_numpy(
-            zero_copy_only=False
-        ),
-        dtype=bool,
-    )
-    fen = np.zeros(n, dtype=np.int64)
-    if shaped.any():
-        fen[shaped] = fen_column(amounts.filter(pa.array(shaped)))
     return pa.table(
         {
             "seq": pa.array(chunk.seqs),
@@ -548,7 +518,7 @@ def _answer_stage(chunk: Chunk) -> pa.Table:
                 name: pc.replace_substring(pc.fill_null(chunk.column(name), ""), "\x00", "\ufffd")
                 for name in ("pay_no", "result", "posted_time", "bank_ref")
             },
-            "fen": pa.array(fen),
+            "fen": pa.array(amount_fen(chunk.column("credited_amount"))),
             "failure": pa.array(failure, pa.string()),
         }
     )

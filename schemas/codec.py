@@ -340,6 +340,18 @@ def fen_column(col: pa.Array) -> npt.NDArray[np.int64]:
     return np.asarray(pc.cast(digits, pa.int64()).to_numpy(zero_copy_only=False), dtype=np.int64)
 
 
+def amount_fen(col: pa.Array | pa.ChunkedArray) -> npt.NDArray[np.int64]:
+    """Each value's integer fen where it is an amount (``1234.50``, ICD §4.1), 0 where it
+    is not one: vectorised, no floats."""
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    shaped = _np(pc.match_substring_regex(col, r"^[0-9]{1,10}\.[0-9]{2}$"))
+    fen = np.zeros(len(col), dtype=np.int64)
+    if shaped.any():
+        fen[shaped] = fen_column(col.filter(pa.array(shaped)))
+    return fen
+
+
 def validate_columns(
     layout: Layout, columns: dict[str, pa.Array], n: int
 ) -> tuple[npt.NDArray[np.int16], npt.NDArray[np.object_]]:
@@ -535,10 +547,7 @@ class DelimitedReader:
         fail_code[~good] = "E116"
 
         if layout.amount_field:
-            amounts = columns[layout.amount_field]
-            shaped = _np(pc.match_substring_regex(amounts, r"^[0-9]{1,10}\.[0-9]{2}$"))
-            if shaped.any():
-                self.line_total_fen += int(fen_column(amounts.filter(pa.array(shaped))).sum())
+            self.line_total_fen += int(amount_fen(columns[layout.amount_field]).sum())
 
         table = pa.table(
             {

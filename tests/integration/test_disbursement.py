@@ -335,6 +335,25 @@ def test_a_batch_unfunded_at_the_cut_off_answers_301_on_every_line_and_returns_w
     assert len(names) == 1
 
 
+def bureau_disbrsp(engine: Engine, store: Storage, tmp_path: Path) -> bytes:
+    """The bureau's one DISBRSP, written now: its bytes."""
+    with engine.begin() as conn:
+        names = answer_batches(
+            conn,
+            bureau=BUREAU,
+            dest=Drop("sftp_r440100", "drop", NOW, store),
+            encoding="GB18030",
+            business_date=DAY,
+            work_dir=tmp_path,
+        )
+        assert len(names) == 1
+        return bytes(
+            conn.execute(
+                text("SELECT data FROM outbound_file WHERE name = :n"), {"n": names[0]}
+            ).scalar_one()
+        )
+
+
 def test_a_disb_whose_every_amount_is_bad_is_answered_208_line_by_line_not_refused_whole(
     engine: Engine, store: Storage, tmp_path: Path
 ) -> None:
@@ -350,18 +369,8 @@ def test_a_disb_whose_every_amount_is_bad_is_answered_208_line_by_line_not_refus
     )
     assert results(engine, batch_id) == [("PAY1", "208"), ("PAY2", "208"), ("PAY3", "208")]
     assert post_funded(engine, hub=HUB, business_date=DAY, now=NOW).batches == 1
-    with engine.begin() as conn:
-        names = answer_batches(
-            conn,
-            bureau=BUREAU,
-            dest=Drop("sftp_r440100", "drop", NOW, store),
-            encoding="GB18030",
-            business_date=DAY,
-            work_dir=tmp_path,
-        )
-        data = conn.execute(
-            text("SELECT data FROM outbound_file WHERE name = :n"), {"n": names[0]}
-        ).scalar_one()
+    data = bureau_disbrsp(engine, store, tmp_path)
+    with engine.connect() as conn:
         assert ledger.balance(conn, good.pan) == 0
         assert ledger.check(conn).ok()
     reader = DelimitedReader(io.BytesIO(data), DISBRSP, "GB18030", 100, 3)
@@ -426,18 +435,7 @@ def test_a_pay_no_that_reads_like_a_null_is_answered_in_the_disbrsp(
     batch_id, batch_no = intake(engine, [line("NULL", made, "10.00"), line("nan", made)])
     fund(engine, batch_no, total_of(engine, batch_id))
     post_funded(engine, hub=HUB, business_date=DAY, now=NOW)
-    with engine.begin() as conn:
-        names = answer_batches(
-            conn,
-            bureau=BUREAU,
-            dest=Drop("sftp_r440100", "drop", NOW, store),
-            encoding="GB18030",
-            business_date=DAY,
-            work_dir=tmp_path,
-        )
-        data = conn.execute(
-            text("SELECT data FROM outbound_file WHERE name = :n"), {"n": names[0]}
-        ).scalar_one()
+    data = bureau_disbrsp(engine, store, tmp_path)
     reader = DelimitedReader(io.BytesIO(data), DISBRSP, "GB18030", 100, 2)
     answered = [
         (k, r) for c in reader.chunks() for k, r in zip(c.strings("pay_no"), c.strings("result"))

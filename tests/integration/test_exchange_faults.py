@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, select
@@ -389,6 +390,20 @@ def disk_use(*roots: Path) -> int:
     return sum(p.stat().st_size for root in roots for p in root.rglob("*") if p.is_file())
 
 
+def delivered_again(
+    remote: BaseRemote, engine: Engine, tmp_path: Path, pickup: Path, batch: Any
+) -> list[tuple[str, str]]:
+    """The batch's file and photo zip, rejected today, delivered again and taken: each
+    outcome."""
+    from issuance.intake import run_intake
+
+    for name in (batch.name, batch.zip_name):
+        for each in (name, f"{name}.ok"):
+            (pickup / "rejected" / DAY / each).rename(pickup / each)
+    with remote:
+        return [(o.name, o.outcome) for o in run_intake(remote, engine, context(tmp_path))]
+
+
 @pytest.mark.parametrize("kind", ["local", pytest.param("openssh", marks=pytest.mark.sftp)])
 def test_files_far_larger_than_their_control_files_declare_are_answered_without_filling_the_disk(
     kind: str, request: pytest.FixtureRequest, engine: Engine, tmp_path: Path
@@ -438,12 +453,9 @@ def test_files_far_larger_than_their_control_files_declare_are_answered_without_
         hashlib.sha256(kept[0].read_bytes()).hexdigest(),
     )
 
-    for name in (long_data.name, long_data.zip_name):  # the same files delivered again
-        for each in (name, f"{name}.ok"):
-            (pickup / "rejected" / DAY / each).rename(pickup / each)
-    with remote:
-        again = run_intake(remote, engine, context(tmp_path))
-    assert [(o.name, o.outcome) for o in again] == [(long_data.name, "redelivered")]
+    assert delivered_again(remote, engine, tmp_path, pickup, long_data) == [
+        (long_data.name, "redelivered")
+    ]
 
 
 @pytest.mark.parametrize("kind", ["local", pytest.param("openssh", marks=pytest.mark.sftp)])
@@ -516,12 +528,9 @@ def test_a_file_whose_control_file_is_unusable_is_f01_and_read_no_further_than_a
         (endless.name, "rejected", "F01"),
     ]
     assert disk_use(tmp_path / "work", tmp_path / "storage") < MAX_UNCONTROLLED_BYTES + (2 << 20)
-    for name in (endless.name, endless.zip_name):  # the same files delivered again
-        for each in (name, f"{name}.ok"):
-            (pickup / "rejected" / DAY / each).rename(pickup / each)
-    with remote:
-        again = run_intake(remote, engine, context(tmp_path))
-    assert [(o.name, o.outcome) for o in again] == [(endless.name, "redelivered")]
+    assert delivered_again(remote, engine, tmp_path, pickup, endless) == [
+        (endless.name, "redelivered")
+    ]
 
 
 class CutShortWhilePublishing(LocalRemote):
