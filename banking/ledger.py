@@ -45,7 +45,6 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from exchange.logsafe import masked_numbers
-from persistence.db import sqlite_write_lock
 
 #: the hub's settlement account: its position with the payment system
 SETTLEMENT = "SETTLEMENT"
@@ -284,6 +283,8 @@ def hold_credit_lock(conn: Connection, *, exclusive: bool = False) -> None:
         lock = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
         conn.execute(text(f"SELECT {lock}(:k)"), {"k": CREDIT_LOCK})
     else:
+        from persistence.db import sqlite_write_lock  # pyarrow with it: not for `sscard status`
+
         sqlite_write_lock(conn)
 
 

@@ -18,8 +18,6 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Connection, Engine, text
 
-from persistence.db import sqlite_write_lock
-
 log = logging.getLogger("sscard.exchange")
 
 
@@ -34,6 +32,8 @@ def one_at_a_time(conn: Connection, name: str) -> None:
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _key(name)})
     else:
+        from persistence.db import sqlite_write_lock  # pyarrow with it: not for `sscard status`
+
         sqlite_write_lock(conn)
 
 
