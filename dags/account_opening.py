@@ -54,9 +54,11 @@ CARDS_READY = Asset("sscard://cards/ready-for-perso")
 def account_opening():
     @task(outlets=[CARDS_READY])
     def hub_accounts(**context) -> dict:
+        from sscard.airflow_tasks import task_errors
         from sscard.jobs import open_hub_accounts_job
 
-        return open_hub_accounts_job(context["dag_run"].run_after)
+        with task_errors():
+            return open_hub_accounts_job(context["dag_run"].run_after)
 
     @task
     def partners() -> list[str]:
@@ -68,12 +70,12 @@ def account_opening():
     def partner_requests(bank_code: str, **context) -> dict:
         from airflow.sdk import Connection
 
-        from sscard.airflow_tasks import no_retry_for_hard_failures
+        from sscard.airflow_tasks import task_errors
         from sscard.config import load_counterparties
         from sscard.jobs import request_partner_accounts
 
         conn_id = load_counterparties().party(bank_code).conn_id
-        with no_retry_for_hard_failures():
+        with task_errors():
             return request_partner_accounts(
                 bank_code, context["dag_run"].run_after, Connection.get(conn_id)
             )

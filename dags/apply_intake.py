@@ -76,12 +76,12 @@ def apply_intake():
     def intake(bureau: str, **context) -> dict:
         from airflow.sdk import Connection
 
-        from sscard.airflow_tasks import no_retry_for_hard_failures
+        from sscard.airflow_tasks import task_errors
         from sscard.config import load_counterparties
         from sscard.jobs import apply_intake
 
         conn_id = load_counterparties().bureau(bureau).conn_id
-        with no_retry_for_hard_failures():
+        with task_errors():
             return apply_intake(bureau, _when(context), Connection.get(conn_id))
 
     # whatever intake's outcome: the outbox holds only what was committed
@@ -89,12 +89,12 @@ def apply_intake():
     def deliver_responses(bureau: str, **context) -> int:
         from airflow.sdk import Connection
 
-        from sscard.airflow_tasks import no_retry_for_hard_failures
+        from sscard.airflow_tasks import task_errors
         from sscard.config import load_counterparties
         from sscard.jobs import deliver_outbox
 
         conn_id = load_counterparties().bureau(bureau).conn_id
-        with no_retry_for_hard_failures():
+        with task_errors():
             return deliver_outbox(bureau, _when(context), Connection.get(conn_id))
 
     @task(trigger_rule="one_failed", retries=0, on_failure_callback=[])

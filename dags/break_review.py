@@ -73,11 +73,14 @@ class BreakQuestion(HITLOperator):
 def break_review() -> None:
     @task
     def questions(**context: Any) -> list[dict[str, Any]]:
+        from sscard.airflow_tasks import task_errors
         from sscard.payments_jobs import business_date_for, open_breaks
 
         day = business_date_for(context["dag_run"].run_after)
+        with task_errors():
+            breaks = open_breaks(day)
         asked = []
-        for b in open_breaks(day):
+        for b in breaks:
             yuan = f"{b['amount_fen'] // 100}.{b['amount_fen'] % 100:02d}"
             asked.append(
                 {
@@ -105,9 +108,11 @@ def break_review() -> None:
 
     @task(trigger_rule="all_done")
     def apply(decisions: Sequence[dict[str, Any]], **context: Any) -> list[dict[str, Any]]:
+        from sscard.airflow_tasks import task_errors
         from sscard.payments_jobs import settle_breaks
 
-        return settle_breaks(list(decisions), context["dag_run"].run_after)
+        with task_errors():
+            return settle_breaks(list(decisions), context["dag_run"].run_after)
 
     apply(ask.output)  # type: ignore[arg-type]  # resolved to the answers at run time
 

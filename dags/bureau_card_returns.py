@@ -53,12 +53,12 @@ def bureau_card_returns():
     def cardrsp(bureau: str, **context) -> dict:
         from airflow.sdk import Connection
 
-        from sscard.airflow_tasks import no_retry_for_hard_failures
+        from sscard.airflow_tasks import task_errors
         from sscard.config import load_counterparties
         from sscard.jobs import bureau_card_returns as run
 
         conn_id = load_counterparties().bureau(bureau).conn_id
-        with no_retry_for_hard_failures():
+        with task_errors():
             return run(bureau, context["dag_run"].run_after, Connection.get(conn_id))
 
     cardrsp.expand(bureau=bureaus())

@@ -50,10 +50,10 @@ from sscard.schedules import cron
 def card_maintenance():
     @task
     def maintain(**context) -> dict:
-        from sscard.airflow_tasks import no_retry_for_hard_failures
+        from sscard.airflow_tasks import task_errors
         from sscard.servicing_jobs import card_maintenance as run
 
-        with no_retry_for_hard_failures():
+        with task_errors():
             return run(context["dag_run"].run_after)
 
     @task
@@ -66,12 +66,12 @@ def card_maintenance():
     def bankevt(bureau: str, **context) -> dict:
         from airflow.sdk import Connection
 
-        from sscard.airflow_tasks import no_retry_for_hard_failures
+        from sscard.airflow_tasks import task_errors
         from sscard.config import load_counterparties
         from sscard.servicing_jobs import bank_events
 
         conn_id = load_counterparties().bureau(bureau).conn_id
-        with no_retry_for_hard_failures():
+        with task_errors():
             return bank_events(bureau, context["dag_run"].run_after, Connection.get(conn_id))
 
     maintain() >> bankevt.expand(bureau=bureaus())

@@ -57,12 +57,12 @@ def channel_requests():
     def requests(channel: str, **context) -> dict:
         from airflow.sdk import Connection
 
-        from sscard.airflow_tasks import no_retry_for_hard_failures
+        from sscard.airflow_tasks import task_errors
         from sscard.config import load_counterparties
         from sscard.servicing_jobs import channel_requests as run
 
         conn_id = load_counterparties().party(channel).conn_id
-        with no_retry_for_hard_failures():
+        with task_errors():
             return run(channel, context["dag_run"].run_after, Connection.get(conn_id))
 
     requests.expand(channel=channels())

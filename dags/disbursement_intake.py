@@ -55,12 +55,12 @@ def disbursement_intake():
     def disb(bureau: str, **context) -> dict:
         from airflow.sdk import Connection
 
-        from sscard.airflow_tasks import no_retry_for_hard_failures
+        from sscard.airflow_tasks import task_errors
         from sscard.config import load_counterparties
         from sscard.payments_jobs import disbursement_intake as run
 
         conn_id = load_counterparties().bureau(bureau).conn_id
-        with no_retry_for_hard_failures():
+        with task_errors():
             return run(bureau, context["dag_run"].run_after, Connection.get(conn_id))
 
     disb.expand(bureau=bureaus())

@@ -59,12 +59,12 @@ def factory_returns():
     def results(factory_code: str, **context) -> dict:
         from airflow.sdk import Connection
 
-        from sscard.airflow_tasks import no_retry_for_hard_failures
+        from sscard.airflow_tasks import task_errors
         from sscard.config import load_counterparties
         from sscard.jobs import factory_returns as run
 
         conn_id = load_counterparties().party(factory_code).conn_id
-        with no_retry_for_hard_failures():
+        with task_errors():
             return run(factory_code, context["dag_run"].run_after, Connection.get(conn_id))
 
     results.expand(factory_code=factories())

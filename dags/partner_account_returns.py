@@ -61,12 +61,12 @@ def partner_account_returns():
     def answers(bank_code: str, **context) -> dict:
         from airflow.sdk import Connection
 
-        from sscard.airflow_tasks import no_retry_for_hard_failures
+        from sscard.airflow_tasks import task_errors
         from sscard.config import load_counterparties
         from sscard.jobs import partner_account_returns as run
 
         conn_id = load_counterparties().party(bank_code).conn_id
-        with no_retry_for_hard_failures():
+        with task_errors():
             return run(bank_code, context["dag_run"].run_after, Connection.get(conn_id))
 
     answers.expand(bank_code=partners())

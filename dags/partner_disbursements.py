@@ -58,24 +58,24 @@ def partner_disbursements():
     def partner(bank_code: str, **context) -> dict:
         from airflow.sdk import Connection
 
-        from sscard.airflow_tasks import no_retry_for_hard_failures
+        from sscard.airflow_tasks import task_errors
         from sscard.config import load_counterparties
         from sscard.payments_jobs import partner_disbursements as run
 
         conn_id = load_counterparties().party(bank_code).conn_id
-        with no_retry_for_hard_failures():
+        with task_errors():
             return run(bank_code, context["dag_run"].run_after, Connection.get(conn_id))
 
     @task(map_index_template="{{ task.op_kwargs['bureau'] }}")
     def disbrsp(bureau: str, **context) -> dict:
         from airflow.sdk import Connection
 
-        from sscard.airflow_tasks import no_retry_for_hard_failures
+        from sscard.airflow_tasks import task_errors
         from sscard.config import load_counterparties
         from sscard.payments_jobs import answer_bureau
 
         conn_id = load_counterparties().bureau(bureau).conn_id
-        with no_retry_for_hard_failures():
+        with task_errors():
             return answer_bureau(bureau, context["dag_run"].run_after, Connection.get(conn_id))
 
     partner.expand(bank_code=partners()) >> disbrsp.expand(bureau=bureaus())

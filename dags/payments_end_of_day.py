@@ -57,10 +57,10 @@ def payments_end_of_day():
 
     @task
     def reconcile(business_date: str, **context) -> dict:
-        from sscard.airflow_tasks import no_retry_for_hard_failures
+        from sscard.airflow_tasks import task_errors
         from sscard.payments_jobs import payments_end_of_day as run
 
-        with no_retry_for_hard_failures():
+        with task_errors():
             return run(business_date, context["dag_run"].run_after)
 
     @task
@@ -73,12 +73,12 @@ def payments_end_of_day():
     def recon(bureau: str, business_date: str, **context) -> dict:
         from airflow.sdk import Connection
 
-        from sscard.airflow_tasks import no_retry_for_hard_failures
+        from sscard.airflow_tasks import task_errors
         from sscard.config import load_counterparties
         from sscard.payments_jobs import recon_to_bureau
 
         conn_id = load_counterparties().bureau(bureau).conn_id
-        with no_retry_for_hard_failures():
+        with task_errors():
             return recon_to_bureau(
                 bureau, business_date, context["dag_run"].run_after, Connection.get(conn_id)
             )

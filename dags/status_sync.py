@@ -70,24 +70,24 @@ def status_sync():
     def bureau_status(bureau: str, **context) -> dict:
         from airflow.sdk import Connection
 
-        from sscard.airflow_tasks import no_retry_for_hard_failures
+        from sscard.airflow_tasks import task_errors
         from sscard.config import load_counterparties
         from sscard.servicing_jobs import status_intake
 
         conn_id = load_counterparties().bureau(bureau).conn_id
-        with no_retry_for_hard_failures():
+        with task_errors():
             return status_intake(bureau, context["dag_run"].run_after, Connection.get(conn_id))
 
     @task(map_index_template="{{ task.op_kwargs['bank_code'] }}")
     def partner_status(bank_code: str, **context) -> dict:
         from airflow.sdk import Connection
 
-        from sscard.airflow_tasks import no_retry_for_hard_failures
+        from sscard.airflow_tasks import task_errors
         from sscard.config import load_counterparties
         from sscard.servicing_jobs import partner_status as run
 
         conn_id = load_counterparties().party(bank_code).conn_id
-        with no_retry_for_hard_failures():
+        with task_errors():
             return run(bank_code, context["dag_run"].run_after, Connection.get(conn_id))
 
     @task(map_index_template="{{ task.op_kwargs['bureau'] }}")
@@ -95,12 +95,12 @@ def status_sync():
         """STATUSRSP for files whose partner lines were answered in this run."""
         from airflow.sdk import Connection
 
-        from sscard.airflow_tasks import no_retry_for_hard_failures
+        from sscard.airflow_tasks import task_errors
         from sscard.config import load_counterparties
         from sscard.servicing_jobs import status_answers
 
         conn_id = load_counterparties().bureau(bureau).conn_id
-        with no_retry_for_hard_failures():
+        with task_errors():
             return status_answers(bureau, context["dag_run"].run_after, Connection.get(conn_id))
 
     taken = bureau_status.expand(bureau=bureaus())

@@ -48,3 +48,29 @@ def masked_numbers(text: str) -> str:
     digits or more its first 6 and last 4 (as ``masked_pan``), a shorter one of at least
     12 its first 3 and last 3."""
     return _NUMBER.sub(_masked, text)
+
+
+class MaskedError(Exception):
+    """An error whose text quoted a PAN or an ID number, raised again in its place with
+    them masked: its text names the original's type and that of each error it was
+    raised from; its traceback keeps the original's frames."""
+
+
+def masked_error(exc: BaseException) -> MaskedError | None:
+    """``exc`` as a ``MaskedError`` when its text, or that of an error in its chain
+    (``raise … from``, or raised while handling), quotes a number ``masked_numbers``
+    masks; ``None`` when nothing in the chain would change."""
+    parts, changed, seen = [], False, set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        said = str(current)
+        masked = masked_numbers(said)
+        changed = changed or masked != said
+        parts.append(f"{type(current).__name__}: {masked}")
+        current = current.__cause__ or (
+            None if current.__suppress_context__ else current.__context__
+        )
+    if not changed:
+        return None
+    return MaskedError("\n  raised from ".join(parts)).with_traceback(exc.__traceback__)

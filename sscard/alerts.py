@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from exchange.logsafe import masked_numbers
+from exchange.logsafe import MaskedError, masked_numbers
 
 log = logging.getLogger("sscard.alerts")
 
@@ -161,7 +161,13 @@ def failure_alert(context: Mapping[str, Any]) -> Alert:
     )
     exc = context.get("exception")
     first = (masked_numbers(str(exc)).strip().splitlines() or [""])[0] if exc is not None else ""
-    error = f"{type(exc).__name__}: {first}" if exc is not None else "(no exception recorded)"
+    error = (
+        "(no exception recorded)"
+        if exc is None
+        else first  # its text begins with the original error's type
+        if isinstance(exc, MaskedError)
+        else f"{type(exc).__name__}: {first}"
+    )
     todo = runbook(getattr(dag, "doc_md", None), error) or (
         "Read the task's log, fix the cause, then clear the task to run it again.",
     )

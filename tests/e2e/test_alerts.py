@@ -170,6 +170,38 @@ def test_a_failed_tasks_alert_shows_no_pan_or_id_number_its_error_quotes() -> No
     assert "KeyError: '621788****0018 of 440103**********3X'" in alert.facts
 
 
+def test_a_task_failing_on_an_error_that_quotes_a_pan_logs_and_alerts_it_masked(
+    airflow_db: None, sinks: Sinks, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    """An error raised outside per-file isolation (here, a database's duplicate-key
+    message) reaches the task log and the alert with its PAN and ID number masked."""
+    from airflow.utils.state import DagRunState
+
+    import sscard.jobs
+
+    pan, id_no = "6217881000000000018", "44010319900101123X"
+    monkeypatch.setenv("AIRFLOW_CONN_SFTP_R440100", json.dumps({"conn_type": "sftp"}))
+
+    def failing(bureau: str, when: datetime, connection: Any) -> dict:
+        raise ValueError(f"Key (pan)=({pan}) of {id_no} already exists")
+
+    monkeypatch.setattr(sscard.jobs, "apply_intake", failing)
+    monkeypatch.setattr(sscard.jobs, "deliver_outbox", lambda *args: 0)
+    dag = _dag("apply_intake")
+    dag.get_task("intake").retries = 0
+
+    assert dag.test(run_after=RUN_AT, logical_date=RUN_AT).state == DagRunState.FAILED
+
+    printed = capsys.readouterr()
+    log = printed.out + printed.err
+    assert "Task failed with exception" in log
+    assert "ValueError: Key (pan)=(621788****0018) of 440103**********3X already" in log
+    assert pan not in log and id_no not in log
+    (mail,) = sinks.mails
+    assert pan not in sinks.mail_text(mail) and id_no not in sinks.mail_text(mail)
+    assert "failed for R440100: ValueError: Key (pan)=(621788****0018)" in sinks.mail_text(mail)
+
+
 def test_no_channel_configured_means_no_notifier(
     airflow_db: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
