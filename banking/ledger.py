@@ -507,6 +507,14 @@ def post_transfers_from(
         ),
         {"t": txn_id},
     )
+    if pg and internal:
+        # the hub's accounts locked in code order, as a single posting updates them: an
+        # UPDATE … FROM takes its rows in no set order, so two postings sharing two
+        # accounts (a bureau's clearing, a partner's due) could deadlock
+        conn.execute(
+            text("SELECT 1 FROM ledger_account WHERE code = ANY(:c) ORDER BY code FOR UPDATE"),
+            {"c": sorted(internal)},
+        )
     conn.execute(
         text(
             "UPDATE ledger_account SET balance_fen = ledger_account.balance_fen + d.amount_fen "

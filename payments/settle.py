@@ -214,13 +214,16 @@ def cut_off(engine: Engine, *, business_date: str, now: datetime) -> int:
         due = rows(
             conn,
             "SELECT id, bureau, batch_no, funded_fen, total_fen FROM disb_batch "
-            "WHERE status = 'awaiting_funds' AND business_date <= :d AND funded_fen < total_fen",
+            "WHERE status = 'awaiting_funds' AND business_date <= :d AND funded_fen < total_fen "
+            "ORDER BY id",
             d=business_date,
         )
-        cut = 0
+        # every batch claimed first, in id order, before any ledger account is written (as
+        # a statement funding one of them takes them: no deadlock); a posting run racing
+        # this one (its funding arrived meanwhile) either took a batch already or finds it
+        # cut off
+        claimed = []
         for b in due:
-            # claimed first: a posting run racing this one (its funding arrived meanwhile)
-            # either took the batch already or finds it cut off
             received = conn.execute(
                 text(
                     "UPDATE disb_batch SET status = 'unfunded' WHERE id = :b "
@@ -228,9 +231,9 @@ def cut_off(engine: Engine, *, business_date: str, now: datetime) -> int:
                 ),
                 {"b": b.id},
             ).scalar_one_or_none()
-            if received is None:
-                continue
-            cut += 1
+            if received is not None:
+                claimed.append((b, int(received)))
+        for b, received in claimed:
             conn.execute(
                 text(
                     "UPDATE disb_line SET result = :r, credited_fen = 0, answered_date = :d "
@@ -245,8 +248,8 @@ def cut_off(engine: Engine, *, business_date: str, now: datetime) -> int:
                     "disb_unfunded",
                     business_date,
                     [
-                        ledger.Leg(ledger.clearing(b.bureau), -int(received)),
-                        ledger.Leg(ledger.returns(b.bureau), int(received)),
+                        ledger.Leg(ledger.clearing(b.bureau), -received),
+                        ledger.Leg(ledger.returns(b.bureau), received),
                     ],
                     now,
                 )
@@ -255,11 +258,11 @@ def cut_off(engine: Engine, *, business_date: str, now: datetime) -> int:
                 "line; what was received is to be returned (RET/%s)",
                 b.bureau,
                 b.batch_no,
-                fen_to_amount(int(received)),
+                fen_to_amount(received),
                 fen_to_amount(int(b.total_fen)),
                 b.batch_no,
             )
-    return cut
+    return len(claimed)
 
 
 # --------------------------------------------------------------------------- partner banks

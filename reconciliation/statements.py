@@ -242,14 +242,16 @@ def apply_statement(
             ),
             rows,
         )
-    for kind, legs in transfers.items():
-        if legs:
-            ledger.post_transfers(conn, _POSTING_KIND[kind], business_date, legs, now)
     if funded:
+        # the batches before the ledger's accounts, as a posting takes them (a posting
+        # of a batch this funds again would otherwise deadlock with this)
         conn.execute(
             text("UPDATE disb_batch SET funded_fen = funded_fen + :f WHERE id = :i"),
             [{"i": batch_id, "f": fen} for batch_id, fen in sorted(funded.items())],
         )
+    for kind, legs in transfers.items():
+        if legs:
+            ledger.post_transfers(conn, _POSTING_KIND[kind], business_date, legs, now)
     if unidentified:
         conn.execute(
             text(

@@ -36,6 +36,7 @@ from schemas.codec import DelimitedReader, Header, write_delimited
 from schemas.layouts import DISBRSP, LAYOUTS, RECON
 from servicing.days import finish_replacements
 from servicing.requests import Ctx, apply_status
+from tests.integration.test_reconciliation import stmt
 from tests.support.cards import BUREAU, DAY, HUB, NOW, Made, pan_of, request_file, seed_card
 from tests.support.races import held_open, race
 
@@ -831,6 +832,62 @@ def test_a_card_cancelled_while_a_posting_credits_its_empty_account_leaves_it_op
         ).one()
     # credit-blocked, closing once the holder has taken the money out (DOMAIN §5)
     assert tuple(account) == ("active", True)
+
+
+def test_a_funding_line_arriving_while_its_batch_is_posted_is_recorded_and_deadlocks_neither(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A STMT's second funding line of a batch (a top-up) and that batch's posting both
+    write the batch and the bureau's clearing account: they take them in one order, so
+    neither is ended by the database as a deadlock."""
+    with engine.begin() as conn:
+        made = seed_card(conn, 1, account_status="active")
+    batch_id, batch_no = intake(engine, [line("PAY1", made, "100.00")])
+    fund(engine, batch_no, 10_000)
+
+    def top_up() -> None:
+        with engine.begin() as conn:
+            stmt(conn, [("T2", "C", 500, f"DISB/{batch_no}")], day=DAY)
+
+    # the statement has posted its funding line, not yet committed
+    stated = held_open(monkeypatch, ledger, "post_transfers")
+    race(engine, top_up, stated, posting(engine))
+    assert results(engine, batch_id) == [("PAY1", "0000")]
+    assert balances(engine, made) == [10_000]
+    with engine.connect() as conn:
+        assert conn.scalar(
+            text("SELECT funded_fen FROM disb_batch WHERE id = :b"), {"b": batch_id}
+        ) == (10_500)
+        assert ledger.balance(conn, ledger.clearing(BUREAU)) == 500
+
+
+def test_a_funding_line_arriving_during_the_cut_off_is_recorded_and_deadlocks_neither(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cut-off answers two short batches 301 while a statement brings more funds for
+    the second: both end, the batches cut off and the late funds recorded on the batch."""
+    with engine.begin() as conn:
+        made = seed_card(conn, 1, account_status="active")
+    first, first_no = intake(engine, [line("PAY1", made, "100.00")])
+    second, second_no = intake(engine, [line("PAY2", made, "100.00")], seq=2)
+    fund(engine, first_no, 4_000)
+    fund(engine, second_no, 3_000, ref="T2")
+
+    def late_funds() -> None:
+        with engine.begin() as conn:
+            stmt(conn, [("T3", "C", 500, f"DISB/{second_no}")], day=DAY)
+
+    # the cut-off has answered the first batch and moved its funds to returns, not committed
+    cutting = held_open(monkeypatch, ledger, "post")
+    race(engine, lambda: cut_off(engine, business_date=DAY, now=NOW), cutting, late_funds)
+    assert results(engine, first) == [("PAY1", "301")]
+    assert results(engine, second) == [("PAY2", "301")]
+    with engine.connect() as conn:
+        assert (
+            conn.scalar(text("SELECT funded_fen FROM disb_batch WHERE id = :b"), {"b": second})
+            == 3_500
+        )
+        assert ledger.check(conn).ok()
 
 
 def test_two_forwarding_runs_at_once_send_each_line_to_the_partner_once(

@@ -72,4 +72,5 @@ def race(
     go.set()
     one.join(60)
     two.join(60)
-    assert not (one.is_alive() or two.is_alive() or errors)
+    assert not (one.is_alive() or two.is_alive()), "a step never ended"
+    assert not errors, "; ".join(f"{type(e).__name__}: {str(e).splitlines()[0]}" for e in errors)
