@@ -10,7 +10,8 @@ read from the hub's tables, written where finance already looks.
   its rows are in the Hive default partition (``bureau`` null).
 - ``recon_D.xlsx``: sheets ``Summary`` (per bureau and benefit type, in yuan), ``Breaks``
   (every break open at the end of D, with its reason in Chinese and English) and
-  ``Unidentified`` (R09 statement items still open).
+  ``Unidentified`` (R09 statement items still open). Text is written as text: a memo
+  reading like a formula is never one (decision 300).
 - ``recon_D.html``: one self-contained page (inline CSS and SVG, no script, no network):
   the day's totals, instructed / credited / returned per benefit type, open breaks by
   age, the batches and the open breaks. Every figure is on the page as text.
@@ -33,6 +34,7 @@ files (rows sorted, no timestamp but D).
 from __future__ import annotations
 
 import html
+import re
 import shutil
 from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
@@ -538,6 +540,23 @@ def write_parquet(day: Day, parquet_dir: Path) -> None:
 
 YUAN_FORMAT = "#,##0.00"
 DATE_FORMAT = "yyyy-mm-dd"
+#: what a spreadsheet reads as the start of a formula when a cell is typed in
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+#: characters no worksheet can hold (XML 1.0 forbids them); a STMT memo may carry them
+_ILLEGAL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
+def _append(sheet: Any, values: Sequence[object]) -> None:
+    """A row of cells in which text stays text: a counterparty's memo such as
+    ``=cmd|' /C calc'!A0`` or ``#N/A`` is neither a formula nor an error value (and keeps
+    its quote prefix, so editing the cell does not make it one), and a control character
+    no worksheet can hold is shown as U+FFFD instead of failing the whole workbook."""
+    sheet.append([_ILLEGAL.sub("\ufffd", v) if isinstance(v, str) else v for v in values])
+    for cell in sheet[sheet.max_row]:
+        if isinstance(cell.value, str):
+            cell.data_type = "s"
+            if cell.value.startswith(FORMULA_STARTS):
+                cell.quotePrefix = True
 
 
 def write_workbook(day: Day, path: Path) -> None:
@@ -556,7 +575,7 @@ def write_workbook(day: Day, path: Path) -> None:
 
     summary = wb.active
     summary.title = "Summary"
-    summary.append([f"Reconciliation 对账 — business date {_dashed(day.business_date)}"])
+    _append(summary, [f"Reconciliation 对账 — business date {_dashed(day.business_date)}"])
     summary["A1"].font = bold
     header = [
         "Bureau",
@@ -566,11 +585,12 @@ def write_workbook(day: Day, path: Path) -> None:
         *(FIGURE_TITLES[f] for f in FIGURES),
         *STATUSES,
     ]
-    summary.append(header)
+    _append(summary, header)
     rows = [(bureau, btype, benefit_name(btype), s) for (bureau, btype), s in _groups(day.batches)]
     rows.append(("Total", "", "", summarise(day.batches)))
     for bureau, btype, name, s in rows:
-        summary.append(
+        _append(
+            summary,
             [
                 bureau,
                 btype,
@@ -578,7 +598,7 @@ def write_workbook(day: Day, path: Path) -> None:
                 s.batches,
                 *(yuan_number(s.fen[f]) for f in FIGURES),
                 *(s.statuses[st] for st in STATUSES),
-            ]
+            ],
         )
         for col in range(5, 5 + len(FIGURES)):
             summary.cell(row=summary.max_row, column=col).number_format = YUAN_FORMAT
@@ -590,7 +610,8 @@ def write_workbook(day: Day, path: Path) -> None:
     _widths(summary, [10, 12, 28, 8, *([18] * len(FIGURES)), 10, 10, 8])
 
     breaks = wb.create_sheet("Breaks")
-    breaks.append(
+    _append(
+        breaks,
         [
             "Bureau",
             "Batch no",
@@ -602,10 +623,11 @@ def write_workbook(day: Day, path: Path) -> None:
             "First seen",
             "Last seen",
             "Age (business days)",
-        ]
+        ],
     )
     for k in day.open_breaks:
-        breaks.append(
+        _append(
+            breaks,
             [
                 k.bureau,
                 k.batch_no,
@@ -617,7 +639,7 @@ def write_workbook(day: Day, path: Path) -> None:
                 _parse_date(k.first_date),
                 _parse_date(k.last_date),
                 k.age_days,
-            ]
+            ],
         )
         breaks.cell(row=breaks.max_row, column=7).number_format = YUAN_FORMAT
         breaks.cell(row=breaks.max_row, column=8).number_format = DATE_FORMAT
@@ -628,11 +650,13 @@ def write_workbook(day: Day, path: Path) -> None:
     _widths(breaks, [10, 22, 8, 28, 44, 12, 16, 12, 12, 10])
 
     unidentified = wb.create_sheet("Unidentified")
-    unidentified.append(
-        ["Sender", "Txn ref", "Statement date", "Value date", "D/C", "Amount (yuan)", "Memo"]
+    _append(
+        unidentified,
+        ["Sender", "Txn ref", "Statement date", "Value date", "D/C", "Amount (yuan)", "Memo"],
     )
     for u in day.unidentified:
-        unidentified.append(
+        _append(
+            unidentified,
             [
                 u.sender,
                 u.txn_ref,
@@ -641,7 +665,7 @@ def write_workbook(day: Day, path: Path) -> None:
                 u.dc,
                 yuan_number(u.amount_fen),
                 u.memo,
-            ]
+            ],
         )
         row = unidentified.max_row
         unidentified.cell(row=row, column=3).number_format = DATE_FORMAT

