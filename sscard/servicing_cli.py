@@ -32,6 +32,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
+import yaml
+
 from banking.ledger import masked_pan
 
 if TYPE_CHECKING:
@@ -387,7 +389,10 @@ def _account_lock_pin(args: argparse.Namespace) -> int:
     from servicing.days import lock_pin
     from sscard.config import database_url, load_counterparties
 
-    parties = load_counterparties()
+    try:
+        parties = load_counterparties()
+    except (OSError, ValueError, yaml.YAMLError) as exc:  # ConfigError is a ValueError
+        raise _Refused(f"counterparty configuration unusable: {exc}", 2) from exc
     now = datetime.now(UTC)
     day = now.astimezone(ZoneInfo(parties.timezone)).strftime("%Y%m%d")
     shown = masked_pan(args.pan)

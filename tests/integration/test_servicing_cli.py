@@ -283,3 +283,26 @@ def test_a_pin_lock_is_recorded_once_and_reported_in_bankevt_as_22(
     with pytest.raises(SystemExit) as refused:
         main(["account", "lock-pin", PAN, "--by", "x" * 41])
     assert refused.value.code == 2 and "1 to 40 characters" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("config", ["missing", "not yaml"])
+def test_a_pin_lock_with_an_unusable_counterparty_configuration_is_one_line_and_exit_2(
+    config: str,
+    hub: Engine,
+    tmp_path: object,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pathlib import Path
+
+    path = Path(str(tmp_path)) / "counterparties.yaml"
+    if config == "not yaml":
+        path.write_text("hub: [unclosed\n")
+    monkeypatch.setenv("SSCARD_COUNTERPARTIES", str(path))
+    code, out, err = run(capsys, "account", "lock-pin", PAN, "--json")
+    assert code == 2
+    [line] = err.splitlines()
+    assert line.startswith("sscard account lock-pin: counterparty configuration unusable:")
+    assert json.loads(out)["exit"] == 2
+    with hub.connect() as conn:
+        assert not conn.scalar(text("SELECT pin_locked FROM account WHERE pan = :p"), {"p": PAN})
