@@ -2,7 +2,8 @@
 
 - ``sscard validate FILE [--json] [--business-date YYYYMMDD]``: pre-check an APPLY file
   the way intake will (exit 0 file accepted, 1 file rejected, 2 wrong use).
-- ``sscard db upgrade``: migrate the hub's database (``SSCARD_DATABASE_URL``).
+- ``sscard db upgrade``: migrate the hub's database (``SSCARD_DATABASE_URL``); exit 2 with
+  one line when it cannot be reached or the URL is not one.
 - ``sscard status [--json] [--business-date YYYYMMDD]``: where the work stands
   (applications per stage with their next step and when it is due, partner requests and
   their E140 day, the day's files per counterparty, the outbox); exit 0 ok, 1 needs
@@ -91,12 +92,23 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _db(args: argparse.Namespace) -> int:
+    from sqlalchemy import exc as sa_exc
+
     from persistence.db import upgrade
     from sscard.config import database_url
 
     url = database_url()
-    upgrade(url)
-    print(f"database at head: {url.split('@')[-1]}")
+    where = url.split("@")[-1]
+    try:
+        upgrade(url)
+    except (sa_exc.SQLAlchemyError, ImportError) as exc:
+        inner = getattr(exc, "orig", None) or exc
+        reason = (str(inner).strip().splitlines() or [type(inner).__name__])[0]
+        print(
+            f"sscard db upgrade: cannot migrate the database at {where}: {reason}", file=sys.stderr
+        )
+        return 2
+    print(f"database at head: {where}")
     return 0
 
 

@@ -225,3 +225,25 @@ def test_status_with_an_unusable_counterparty_configuration_exits_2_with_one_lin
     assert json.loads(out)["level"] == 2
     [line] = err.splitlines()
     assert line.startswith("sscard status: counterparty configuration unusable:")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "not a url",
+        "postgresql+psycopg://ops:s3cret@127.0.0.1:1/hub",
+        "sqlite:////nonexistent-directory/hub.db",
+    ],
+)
+def test_a_database_upgrade_that_cannot_reach_its_database_exits_2_with_one_line(
+    url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SSCARD_DATABASE_URL", url)
+
+    code = main(["db", "upgrade"])
+
+    out, err = capsys.readouterr()
+    assert (code, out) == (2, "")
+    [line] = err.splitlines()
+    assert line.startswith("sscard db upgrade: cannot migrate the database at ")
+    assert "s3cret" not in line
