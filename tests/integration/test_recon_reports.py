@@ -431,14 +431,19 @@ def test_the_workbook_opens_in_libreoffice(engine: Engine, tmp_path: Path) -> No
     if office is None:
         pytest.skip("LibreOffice is not installed: the headless conversion check is skipped")
     seed(engine)
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE statement_line SET memo = '=1+1' WHERE txn_ref = 'T20261207000001'")
+        )
     paths = write_reports(engine, DAY, tmp_path / "out")
+    # every sheet to a CSV of its own, in UTF-8, each cell as LibreOffice shows it
     subprocess.run(
         [
             office,
             "--headless",
             f"-env:UserInstallation=file://{tmp_path / 'lo'}",
             "--convert-to",
-            "csv",
+            "csv:Text - txt - csv (StarCalc):44,34,76,1,,0,false,true,true,false,false,-1",
             "--outdir",
             str(tmp_path / "csv"),
             str(paths.workbook),
@@ -447,8 +452,13 @@ def test_the_workbook_opens_in_libreoffice(engine: Engine, tmp_path: Path) -> No
         capture_output=True,
         timeout=120,
     )
-    csv = (tmp_path / "csv" / f"recon_{DAY}.csv").read_text(encoding="utf-8", errors="replace")
-    assert "R440300" in csv and "1,234.56" in csv
+
+    def sheet(name: str) -> str:
+        return (tmp_path / "csv" / f"recon_{DAY}-{name}.csv").read_text(encoding="utf-8")
+
+    assert "R440300" in sheet("Summary") and '"1,234.56"' in sheet("Summary")
+    assert "合作银行结算缺失或不符" in sheet("Breaks")
+    assert sheet("Unidentified").splitlines()[1].endswith(",888.88,=1+1")
 
 
 def test_the_page_shows_every_figure_as_text_and_loads_nothing_from_outside(
