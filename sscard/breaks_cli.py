@@ -226,7 +226,8 @@ def _show(args: argparse.Namespace) -> int:
         lines.append(f"  matched on {report['matched_date']}")
     if report["resolved_at"]:
         lines.append(
-            f"  resolved {report['resolved_at']} by {report['resolved_by']}: {report['resolution']}"
+            f"  resolved {report['resolved_at']} by {_printable(report['resolved_by'])}: "
+            f"{_printable(report['resolution'])}"
         )
     if figures is not None:
         f = figures
@@ -248,11 +249,20 @@ def _show(args: argparse.Namespace) -> int:
     lines.append(f"  statement lines ({len(statements)}):")
     lines += [
         f"    {s['business_date']}  {s['sender']}  {s['txn_ref']:<30} {s['kind']:<12} "
-        f"{s['dc']} {s['amount_yuan']:>15}  {s['memo']}"
+        f"{s['dc']} {s['amount_yuan']:>15}  {_printable(s['memo'])}"
         for s in report["statement_lines"]
     ]
     _emit(args, report, lines)
     return 0
+
+
+def _printable(text: str | None) -> str:
+    """Text from a counterparty or a form as the terminal may show it: a control character
+    (an escape sequence could clear the screen or rewrite what is shown) as U+FFFD; the
+    JSON output keeps the text as it is."""
+    import re
+
+    return re.sub(r"[\x00-\x1f\x7f-\x9f]", "\ufffd", text or "")
 
 
 def _resolve(args: argparse.Namespace) -> int:

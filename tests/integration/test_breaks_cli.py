@@ -83,6 +83,20 @@ def test_show_gives_the_batch_figures_and_its_statement_lines(
     assert "T9" in capsys.readouterr().out
 
 
+def test_a_statement_memo_cannot_send_control_sequences_to_the_operator_s_terminal(
+    hub: Engine, capsys: pytest.CaptureFixture[str]
+) -> None:
+    memo = "refund?\x1b[2J\x1b]0;owned\x07\x9b"
+    with hub.begin() as conn:
+        conn.execute(text("UPDATE statement_line SET memo = :m WHERE txn_ref = 'T9'"), {"m": memo})
+    assert main(["breaks", "show", str(break_ids(hub)["R09"])]) == 0
+    out = capsys.readouterr().out
+    assert "refund?\ufffd[2J\ufffd]0;owned\ufffd\ufffd" in out
+    assert not any((ord(c) < 32 and c != "\n") or 127 <= ord(c) < 160 for c in out)
+    assert main(["breaks", "show", str(break_ids(hub)["R09"]), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["statement_lines"][0]["memo"] == memo
+
+
 def test_a_resolution_keeps_who_when_and_why_with_its_audit_record(
     hub: Engine, capsys: pytest.CaptureFixture[str]
 ) -> None:
