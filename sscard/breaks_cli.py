@@ -33,13 +33,21 @@ def _today() -> str:
     return datetime.now(ZoneInfo(TIMEZONE)).strftime("%Y%m%d")
 
 
-def _holidays() -> tuple[str, ...]:
-    """The hub's configured holidays (none when the counterparty file cannot be read)."""
+def _holidays(args: argparse.Namespace) -> tuple[str, ...]:
+    """The hub's configured holidays; when the counterparty file cannot be read, none,
+    and one line on stderr saying the ages count Monday to Friday only."""
+    import sys
+
     from sscard.config import ConfigError, load_counterparties
 
     try:
         return load_counterparties().holidays
-    except (ConfigError, OSError):
+    except (ConfigError, OSError) as exc:
+        print(
+            f"sscard {args.command} {args.action}: counterparty configuration unusable ({exc}): "
+            "ages count Monday to Friday, without the configured holidays",
+            file=sys.stderr,
+        )
         return ()
 
 
@@ -118,7 +126,7 @@ def _list(args: argparse.Namespace) -> int:
             params,
         ).all()
     today = _today()
-    holidays = _holidays()  # read once, not once per break
+    holidays = _holidays(args)  # read once, not once per break
     items = [_break_report(r, today, holidays) for r in found]
     lines = [
         f"{'id':>6}  {'bureau':<8} {'batch_no':<20} {'reason':<6} {'amount (yuan)':>15}  "
@@ -191,7 +199,7 @@ def _show(args: argparse.Namespace) -> int:
                     {"s": sender, "t": txn_ref},
                 )
             )
-    report = _break_report(row, _today(), _holidays())
+    report = _break_report(row, _today(), _holidays(args))
     figures = None
     if latest is not None:
         figures = {

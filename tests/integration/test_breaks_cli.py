@@ -4,6 +4,7 @@ when and why and its audit record."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, text
@@ -66,6 +67,22 @@ def test_list_shows_open_breaks_oldest_first(
     assert main(["breaks", "list", "--bureau", "R440100"]) == 0
     out = capsys.readouterr().out
     assert "B001" in out and "R07" in out and "R09" not in out and "1 open break(s)" in out
+
+
+def test_ages_counted_without_the_holidays_say_so_when_the_configuration_is_unusable(
+    hub: Engine,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    monkeypatch.setenv("SSCARD_COUNTERPARTIES", str(tmp_path / "missing.yaml"))
+    for argv in (["breaks", "list", "--json"], ["breaks", "show", "1", "--json"]):
+        assert main(argv) == 0
+        out, err = capsys.readouterr()
+        assert json.loads(out)
+        [line] = err.splitlines()
+        assert line.startswith(f"sscard breaks {argv[1]}: counterparty configuration unusable")
+        assert "without the configured holidays" in line
 
 
 def test_show_gives_the_batch_figures_and_its_statement_lines(
