@@ -14,12 +14,16 @@
 - ``sscard config check [--config PATH] [--json] [--no-connections]``: every problem of the
   counterparty configuration, one line each (exit 1), or what is configured (exit 0);
   2 on wrong use.
+
+Every command whose reader stops reading (``sscard breaks list | head``) ends quietly with
+exit 141, as a program that SIGPIPE ended.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 from datetime import UTC, datetime
@@ -303,7 +307,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        code = int(args.func(args))
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # the reader stopped reading (``sscard breaks list | head``): no traceback, nothing
+        # left for Python to flush at exit, and 141 like a program that SIGPIPE ended
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    return code
 
 
 if __name__ == "__main__":

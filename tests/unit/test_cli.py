@@ -181,6 +181,27 @@ def test_the_module_runs_as_a_program_and_exits_with_the_precheck_result() -> No
     assert "F08" in truncated.stdout
 
 
+def test_output_its_reader_stopped_reading_ends_without_a_traceback() -> None:
+    import os
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # as `sscard … | head -1` once head has its line
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "sscard.cli", "validate", str(BAD_LINES_FILE), *DATE],
+            cwd=ROOT,
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=300,
+        )
+    finally:
+        os.close(write_end)
+
+    assert done.stderr == ""
+    assert done.returncode == 141
+
+
 def test_status_help_names_the_exit_statuses_and_every_threshold_with_what_to_do(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
