@@ -4,7 +4,8 @@
   bureau, batch_no, reason code and its meaning in Chinese and English, amount in yuan,
   first seen, age in days); ``--all`` adds the matched and resolved ones.
 - ``sscard breaks show ID [--json]``: a break, its batch's figures from its latest
-  reconciliation, its failed lines and its statement lines.
+  reconciliation, its lines not credited in full (failed, unanswered or credited another
+  amount; SEQ, pay_no, PAN masked, amount, result; the first 200) and its statement lines.
 - ``sscard breaks resolve ID --reason TEXT [--by WHO] [--json]``: a person closes an open
   break by hand: who, when and why are kept, with an audit record.
 
@@ -22,9 +23,12 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from banking.ledger import masked_pan
 from sscard.servicing_cli import _emit, _reading, _Refused, _run, _when
 
 TIMEZONE = "Asia/Shanghai"
+#: a break's batch lines ``breaks show`` lists at most (those not credited in full)
+SHOWN_LINES = 200
 
 
 def _today() -> str:
@@ -158,6 +162,7 @@ def _show(args: argparse.Namespace) -> int:
             raise _Refused(f"no break {args.id}", 1)
         latest = None
         failed = 0
+        items: list[Any] = []
         statements: list[Any] = []
         if row.batch_no and row.bureau:
             latest = conn.execute(
@@ -177,6 +182,18 @@ def _show(args: argparse.Namespace) -> int:
                     {"b": row.bureau, "n": row.batch_no},
                 )
                 or 0
+            )
+            items = list(
+                conn.execute(
+                    text(
+                        "SELECT l.seq, l.pay_no, l.pan, l.amount_fen, l.result, l.credited_fen, "
+                        "l.partner, l.answered_date FROM disb_line l JOIN disb_batch b "
+                        "ON b.id = l.batch_id WHERE b.bureau = :b AND b.batch_no = :n "
+                        "AND (l.result IS NULL OR l.result <> '0000' "
+                        "OR l.credited_fen <> l.amount_fen) ORDER BY l.seq LIMIT :m"
+                    ),
+                    {"b": row.bureau, "n": row.batch_no, "m": SHOWN_LINES},
+                )
             )
             statements = list(
                 conn.execute(
@@ -209,6 +226,21 @@ def _show(args: argparse.Namespace) -> int:
         }
     report["batch"] = figures
     report["failed_lines"] = failed
+    report["lines"] = [
+        {
+            "seq": int(i.seq),
+            "pay_no": i.pay_no,
+            "pan": masked_pan(i.pan),
+            "amount_fen": int(i.amount_fen),
+            "amount_yuan": yuan(int(i.amount_fen)),
+            "result": i.result,
+            "credited_fen": int(i.credited_fen or 0),
+            "credited_yuan": yuan(int(i.credited_fen or 0)),
+            "partner": i.partner,
+            "answered_date": i.answered_date,
+        }
+        for i in items
+    ]
     report["statement_lines"] = [
         {
             "sender": s.sender,
@@ -254,6 +286,17 @@ def _show(args: argparse.Namespace) -> int:
         )
     if row.batch_no and row.bureau:
         lines.append(f"  failed lines: {failed}")
+        shown = report["lines"]
+        more = " (the first " + str(SHOWN_LINES) + ")" if len(shown) == SHOWN_LINES else ""
+        lines.append(f"  lines not credited in full{more}: {len(shown)}")
+        lines += [
+            f"    SEQ {i['seq']:>7}  pay_no {i['pay_no']:<30} {i['pan']:<19} "
+            f"{i['amount_yuan']:>15}  result {i['result'] or 'none yet'}  "
+            f"credited {i['credited_yuan']}"
+            + (f"  at {i['partner']}" if i["partner"] else "")
+            + (f"  answered {i['answered_date']}" if i["answered_date"] else "")
+            for i in shown
+        ]
     lines.append(f"  statement lines ({len(statements)}):")
     lines += [
         f"    {s['business_date']}  {s['sender']}  {s['txn_ref']:<30} {s['kind']:<12} "

@@ -100,6 +100,29 @@ def test_show_gives_the_batch_figures_and_its_statement_lines(
     assert "T9" in capsys.readouterr().out
 
 
+def test_show_lists_the_batch_s_lines_not_credited_in_full_with_their_pan_masked(
+    hub: Engine, capsys: pytest.CaptureFixture[str]
+) -> None:
+    break_id = break_ids(hub)["R07"]
+    with hub.connect() as conn:
+        pan = conn.scalar(text("SELECT pan FROM disb_line WHERE result <> '0000'"))
+    assert main(["breaks", "show", str(break_id), "--json"]) == 0
+    out = capsys.readouterr().out
+    [line] = json.loads(out)["lines"]
+    assert (line["seq"], line["pay_no"], line["amount_yuan"], line["result"]) == (
+        2,
+        "B001P2",
+        "50.00",
+        "103",
+    )
+    assert line["pan"] == pan[:6] + "****" + pan[-4:]
+    assert main(["breaks", "show", str(break_id)]) == 0
+    out += capsys.readouterr().out
+    assert "lines not credited in full: 1" in out
+    assert "B001P2" in out and "result 103" in out
+    assert pan not in out
+
+
 def test_a_statement_memo_cannot_send_control_sequences_to_the_operator_s_terminal(
     hub: Engine, capsys: pytest.CaptureFixture[str]
 ) -> None:
