@@ -290,7 +290,7 @@ def _show(args: argparse.Namespace) -> int:
         more = " (the first " + str(SHOWN_LINES) + ")" if len(shown) == SHOWN_LINES else ""
         lines.append(f"  lines not credited in full{more}: {len(shown)}")
         lines += [
-            f"    SEQ {i['seq']:>7}  pay_no {i['pay_no']:<30} {i['pan']:<19} "
+            f"    SEQ {i['seq']:>7}  pay_no {_printable(i['pay_no']):<30} {_printable(i['pan']):<19} "
             f"{i['amount_yuan']:>15}  result {i['result'] or 'none yet'}  "
             f"credited {i['credited_yuan']}"
             + (f"  at {i['partner']}" if i["partner"] else "")

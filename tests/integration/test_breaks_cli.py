@@ -129,6 +129,10 @@ def test_a_statement_memo_cannot_send_control_sequences_to_the_operator_s_termin
     memo = "refund?\x1b[2J\x1b]0;owned\x07\x9b"
     with hub.begin() as conn:
         conn.execute(text("UPDATE statement_line SET memo = :m WHERE txn_ref = 'T9'"), {"m": memo})
+        # a pay_no refused for its form is kept as the bureau sent it
+        conn.execute(text("UPDATE disb_line SET pay_no = 'P\x1b[2J' WHERE result <> '0000'"))
+    assert main(["breaks", "show", str(break_ids(hub)["R07"])]) == 0
+    assert "pay_no P\ufffd[2J " in capsys.readouterr().out
     assert main(["breaks", "show", str(break_ids(hub)["R09"])]) == 0
     out = capsys.readouterr().out
     assert "refund?\ufffd[2J\ufffd]0;owned\ufffd\ufffd" in out
