@@ -24,7 +24,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from banking.ledger import masked_pan
-from sscard.servicing_cli import _emit, _reading, _Refused, _run, _when
+from sscard.servicing_cli import _actor, _emit, _reading, _Refused, _run, _when
 
 TIMEZONE = "Asia/Shanghai"
 #: a break's batch lines ``breaks show`` lists at most (those not credited in full)
@@ -468,7 +468,11 @@ def add_commands(sub: Any) -> None:  # argparse's private _SubParsersAction
     )
     rs.add_argument("id", type=_break_id, metavar="ID")
     rs.add_argument("--reason", required=True, help="why it is resolved (kept with the break)")
-    rs.add_argument("--by", help="who resolves it (default: $USER, else operator)")
+    rs.add_argument(
+        "--by",
+        type=_actor,
+        help="who resolves it, 1 to 40 characters (default: $USER, else operator)",
+    )
     json_flag(rs)
     rs.set_defaults(func=_run(_resolve))
 
@@ -478,7 +482,11 @@ def add_commands(sub: Any) -> None:  # argparse's private _SubParsersAction
         "resend", help="send a delivered file again (a counterparty lost it); audited"
     )
     rsd.add_argument("name", metavar="NAME")
-    rsd.add_argument("--by", help="who asks for it (default: $USER, else operator)")
+    rsd.add_argument(
+        "--by",
+        type=_actor,
+        help="who asks for it, 1 to 40 characters (default: $USER, else operator)",
+    )
     json_flag(rsd)
     rsd.set_defaults(func=_run(_resend))
 

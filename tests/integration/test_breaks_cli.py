@@ -227,6 +227,36 @@ def test_a_delivered_response_is_sent_again_on_request_and_audited(
     assert main(["outbox", "resend", "../etc/passwd"]) == 2
 
 
+def test_a_name_the_audit_trail_cannot_keep_is_refused_before_anything_is_done(
+    hub: Engine, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = "DISBRSP_B001_R440100_20261207_001.txt"
+    with hub.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO outbound_file (conn_id, directory, name, type, data, sha256, "
+                "record_count, with_control, created_at, delivered_at) VALUES ('sftp_r440100', "
+                "'drop', :n, 'DISBRSP', :d, :s, 0, true, :t, :t)"
+            ),
+            {"n": name, "d": b"x", "s": "0" * 64, "t": "2026-12-07 10:00:00+00"},
+        )
+    for argv in (
+        ["outbox", "resend", name, "--by", "x" * 41],
+        ["outbox", "resend", name, "--by", " "],
+        ["breaks", "resolve", str(break_ids(hub)["R07"]), "--reason", "x", "--by", ""],
+    ):
+        with pytest.raises(SystemExit) as refused:
+            main(argv)
+        assert refused.value.code == 2
+        assert "a name of 1 to 40 characters" in capsys.readouterr().err
+    with hub.connect() as conn:
+        assert conn.scalar(text("SELECT delivered_at FROM outbound_file")) is not None
+        assert conn.scalar(text("SELECT COUNT(*) FROM audit_record")) == 0
+        assert (
+            conn.scalar(text("SELECT COUNT(*) FROM recon_break WHERE resolved_at IS NOT NULL")) == 0
+        )
+
+
 def test_a_decision_in_the_airflow_ui_resolves_a_break_with_who_why_and_when_answered(
     hub: Engine,
 ) -> None:
