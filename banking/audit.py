@@ -2,9 +2,11 @@
 before and after of every status change, activation, PIN operation and balance move.
 
 Each record's ``hash`` is the SHA-256 (hex) of its canonical form: the JSON array
-``[prev_hash, at, business_date, card_no, pan, op, channel, actor, ref, before, after]``
-(UTF-8, no spaces, strings JSON-escaped, so no value can shift into its neighbour), with
-``at`` in ISO 8601 UTC to the microsecond. ``prev_hash`` is the previous record's
+``[prev_hash, at, business_date, card_no, pan, op, channel, actor, ref, before, after]``,
+with ``detail`` (a break resolution's reason) appended when it is not empty, so a record
+without one hashes as records did before the column existed (UTF-8, no spaces, strings
+JSON-escaped, so no value can shift into its neighbour), with ``at`` in ISO 8601 UTC to
+the microsecond. ``prev_hash`` is the previous record's
 ``hash`` (by id), 64 zeros for the first. Changing, inserting or deleting a record breaks
 the chain at that record or the next; :func:`verify` names where. ``before`` and
 ``after`` hold statuses or flags, never a PIN or anything derived from one.
@@ -40,6 +42,7 @@ class AuditEntry:
     ref: str
     before: str
     after: str
+    detail: str = ""
 
 
 @dataclass
@@ -75,6 +78,7 @@ def record_hash(prev_hash: str, at: datetime, entry: AuditEntry) -> str:
         entry.ref,
         entry.before,
         entry.after,
+        *([entry.detail] if entry.detail else []),
     ]
     canonical = json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
@@ -116,7 +120,8 @@ def verify(conn: Connection, batch: int = 50_000) -> Verified:
         rows = conn.execute(
             text(
                 "SELECT id, at, business_date, card_no, pan, op, channel, actor, ref, before, "
-                "after, prev_hash, hash FROM audit_record WHERE id > :last ORDER BY id LIMIT :n"
+                "after, detail, prev_hash, hash FROM audit_record WHERE id > :last "
+                "ORDER BY id LIMIT :n"
             ),
             {"last": last_id, "n": batch},
         ).all()
@@ -126,11 +131,11 @@ def verify(conn: Connection, batch: int = 50_000) -> Verified:
             count += 1
             record_id = int(row[0])
             at = datetime.fromisoformat(row[1]) if isinstance(row[1], str) else row[1]
-            if row[11] != prev:
+            if row[12] != prev:
                 return Verified(count, record_id, "prev_hash does not match the record before")
-            if record_hash(row[11], at, AuditEntry(*row[2:11])) != row[12]:
+            if record_hash(row[12], at, AuditEntry(*row[2:12])) != row[13]:
                 return Verified(count, record_id, "hash does not match its content")
-            prev = row[12]
+            prev = row[13]
             last_id = record_id
 
 

@@ -585,7 +585,8 @@ class LedgerEntry(Base):
 
 class AuditRecord(Base):
     """An append-only, hash-chained audit record (who, which channel, when, before,
-    after) of every status change, activation, PIN operation and balance move (DOMAIN §3).
+    after, and why where a person says) of every status change, activation, PIN operation,
+    balance move and break resolution (DOMAIN §3, §7).
     ``hash`` covers the record and ``prev_hash``; ``sscard audit verify`` recomputes it."""
 
     __tablename__ = "audit_record"
@@ -601,6 +602,8 @@ class AuditRecord(Base):
     ref: Mapped[str] = mapped_column(String(64), default="")
     before: Mapped[str] = mapped_column(String(60), default="")
     after: Mapped[str] = mapped_column(String(60), default="")
+    #: free text the record needs beside its statuses (a break's resolution: why)
+    detail: Mapped[str] = mapped_column(String(200), default="", server_default="")
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
 

@@ -730,7 +730,7 @@ def resolve_break(
 ) -> Resolved:
     """A person closes an open item by hand (DOMAIN §7: who, when, why): ``resolved_at``,
     ``resolved_by`` and ``resolution`` set, and an audit record (op ``break:resolve``,
-    ``open`` → ``resolved``, ref ``break:<id>``). ValueError for an unknown id, an item
+    ``open`` → ``resolved``, ref ``break:<id>``, the reason as its ``detail``). ValueError for an unknown id, an item
     already resolved or matched, an empty or over-long reason or name."""
     why = why.strip()
     who = who.strip()
@@ -779,6 +779,7 @@ def resolve_break(
                 ref=f"break:{break_id}",
                 before="open",
                 after="resolved",
+                detail=why,
             )
         ],
         now,

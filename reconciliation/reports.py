@@ -11,7 +11,7 @@ read from the hub's tables, written where finance already looks.
 - ``recon_D.xlsx``: sheets ``Summary`` (per bureau and benefit type, in yuan), ``Breaks``
   (every break open at the end of D, with its reason in Chinese and English) and
   ``Unidentified`` (R09 statement items still open). Text is written as text: a memo
-  reading like a formula is never one (decision 300).
+  reading like a formula is never one (decision 107).
 - ``recon_D.html``: one self-contained page (inline CSS and SVG, no script, no network):
   the day's totals, instructed / credited / returned per benefit type, open breaks by
   age, the batches and the open breaks. Every figure is on the page as text.

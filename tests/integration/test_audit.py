@@ -3,6 +3,8 @@ deleted record or a fork is named by the record where the chain breaks."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -61,6 +63,22 @@ def test_the_hash_covers_every_field_and_the_time_in_utc() -> None:
     a = AuditEntry(**{**fields, "before": "1,", "after": "4"})
     b = AuditEntry(**{**fields, "before": "1", "after": ",4"})
     assert audit.record_hash("0" * 64, AT, a) != audit.record_hash("0" * 64, AT, b)
+
+
+def test_a_record_without_detail_hashes_as_records_written_before_the_column_existed() -> None:
+    e = entry(1)
+    canonical = [
+        "0" * 64,
+        AT.astimezone(UTC).isoformat(timespec="microseconds"),
+        *(getattr(e, name) for name in ("business_date", "card_no", "pan", "op", "channel")),
+        *(getattr(e, name) for name in ("actor", "ref", "before", "after")),
+    ]
+    digest = hashlib.sha256(
+        json.dumps(canonical, ensure_ascii=False, separators=(",", ":")).encode()
+    ).hexdigest()
+    assert audit.record_hash("0" * 64, AT, e) == digest
+    with_reason = AuditEntry(**{**e.__dict__, "detail": "refund handled by branch"})
+    assert audit.record_hash("0" * 64, AT, with_reason) != digest
 
 
 def test_a_tampered_after_field_is_named_by_its_id(engine: Engine) -> None:

@@ -160,6 +160,7 @@ def test_a_resolution_keeps_who_when_and_why_with_its_audit_record(
             record.ref,
             record.before,
             record.after,
+            record.detail,
         ) == (
             "break:resolve",
             "operator",
@@ -167,8 +168,14 @@ def test_a_resolution_keeps_who_when_and_why_with_its_audit_record(
             f"break:{break_id}",
             "open",
             "resolved",
+            "退款已线下处理",
         )
         assert audit.verify(conn).ok()
+    # the reason is in the chained trail: changing it on the record is found
+    with hub.begin() as conn:
+        conn.execute(text("UPDATE audit_record SET detail = 'refund sent'"))
+        assert audit.verify(conn).why == "hash does not match its content"
+        conn.rollback()
     # resolved items stay resolved when the day is reconciled again
     run(hub, "20261210")
     with hub.connect() as conn:
