@@ -218,19 +218,20 @@ def test_a_partner_answer_applies_once_a_late_answer_after_e140_is_reported_not_
     remote = LocalRemote(trees["B002"])
     deliver(remote, engine, store(), "sftp_b002", NOW)
 
-    assert expire_account_requests(engine, "B002", DAY, 1) == 0
-    assert expire_account_requests(engine, "B002", "20261123", 1) == 3
+    # delivered on Sunday DAY: the partner has until the end of Monday
+    assert expire_account_requests(engine, "B002", "20261123", 1) == 0
+    assert expire_account_requests(engine, "B002", "20261124", 1) == 3
 
     from sandbox.partner_bank import PartnerBankSimulator
 
-    PartnerBankSimulator(remote, code="B002", refuse_share=0.0).run("20261123")
+    PartnerBankSimulator(remote, code="B002", refuse_share=0.0).run("20261124")
     outcomes = receive(
         remote,
         engine,
-        inbox("B002", tmp_path, "20261123"),
+        inbox("B002", tmp_path, "20261124"),
         ACCTOPENRSP_FLOW,
         lambda conn, reader, landed, file_id: apply_account_answers(
-            conn, reader, landed, file_id, "20261123"
+            conn, reader, landed, file_id, "20261124"
         ),
     )
     assert [(o.counts["applied"], o.counts["problems"]) for o in outcomes] == [(0, 3)]
@@ -319,15 +320,15 @@ def test_cardrsp_is_written_every_day_even_empty_and_reports_each_outcome_once(
     intake(trees, engine, tmp_path, 4, ("B002",), 44)
     request_b002_accounts(engine)
     deliver(LocalRemote(trees["B002"]), engine, store(), "sftp_b002", NOW)
-    expire_account_requests(engine, "B002", "20261123", 1)
+    expire_account_requests(engine, "B002", "20261124", 1)
 
-    assert cardrsp("20261123") == "CARDRSP_B001_R440100_20261123_001.txt"
-    assert cardrsp("20261123") is None
     assert cardrsp("20261124") == "CARDRSP_B001_R440100_20261124_001.txt"
+    assert cardrsp("20261124") is None
+    assert cardrsp("20261125") == "CARDRSP_B001_R440100_20261125_001.txt"
     deliver(LocalRemote(trees["R440100"]), engine, store(), "sftp_r440100", NOW)
 
     counts = []
-    for day in ("20261122", "20261123", "20261124"):
+    for day in ("20261122", "20261124", "20261125"):
         data = (trees["R440100"] / "drop" / f"CARDRSP_B001_R440100_{day}_001.txt").read_bytes()
         table, rejected = read_all(DelimitedReader(data, CARDRSP))
         assert rejected == []
@@ -351,8 +352,29 @@ def test_partner_wait_counts_from_the_day_the_request_reached_the_partner(
         datetime(2026, 11, 24, 15, 30, tzinfo=UTC),
     )
 
-    assert expire_account_requests(engine, "B002", "20261124", 1) == 0
-    assert expire_account_requests(engine, "B002", "20261125", 1) == 3
+    assert expire_account_requests(engine, "B002", "20261125", 1) == 0
+    assert expire_account_requests(engine, "B002", "20261126", 1) == 3
+
+
+def test_a_request_delivered_on_a_friday_is_waited_for_until_the_end_of_the_next_business_day(
+    trees: dict[str, Path], engine: Engine, tmp_path: Path
+) -> None:
+    intake(trees, engine, tmp_path, 3, ("B002",), 50)
+    request_b002_accounts(engine)
+    # delivered on Friday 20261127 at 10:00 in Shanghai; partner_wait is 1 business day
+    deliver(
+        LocalRemote(trees["B002"]),
+        engine,
+        store(),
+        "sftp_b002",
+        datetime(2026, 11, 27, 2, 0, tzinfo=UTC),
+    )
+
+    for day in ("20261128", "20261129", "20261130"):
+        assert expire_account_requests(engine, "B002", day, 1) == 0
+    # with Monday a holiday, the partner has until the end of Tuesday
+    assert expire_account_requests(engine, "B002", "20261201", 1, ("20261130",)) == 0
+    assert expire_account_requests(engine, "B002", "20261201", 1) == 3
 
 
 def test_expiry_is_ten_years_on_and_29_february_becomes_28_february() -> None:
@@ -365,15 +387,15 @@ def test_a_failed_card_is_final(trees: dict[str, Path], engine: Engine, tmp_path
     intake(trees, engine, tmp_path, 2, ("B002",), 45)
     request_b002_accounts(engine)
     deliver(LocalRemote(trees["B002"]), engine, store(), "sftp_b002", NOW)
-    expire_account_requests(engine, "B002", "20261123", 1)
-    open_hub_accounts(engine, "B001", PANS, "20261123")
+    expire_account_requests(engine, "B002", "20261124", 1)
+    open_hub_accounts(engine, "B001", PANS, "20261124")
     sent = dispatch_perso(
         engine,
         hub="B001",
         factory="F01",
         conn_id="sftp_f01",
         drop="drop",
-        business_date="20261123",
+        business_date="20261124",
         now=NOW,
         bureaus=("R440100",),
         work_dir=tmp_path / "work",
@@ -489,20 +511,21 @@ def test_the_status_report_shows_unanswered_partner_requests_with_their_age(
     assert [
         (p.bank_code, p.unanswered, p.not_delivered, p.oldest_sent, p.age_days, p.days_to_e140)
         for p in status.partners
-    ] == [("B002", 3, 0, DAY, 1, 1)]
+    ] == [("B002", 3, 0, DAY, 1, 2)]
     assert status.applications == {("R440100", "partner_sent"): 3}
     assert status.undelivered[0].name == "APPLYRSP_B001_R440100_20261122_001.txt"
     text = render(status)
     assert (
-        "B002          3 unanswered, oldest delivered 20261122 (1 day(s) ago), E140 on 20261124"
+        "B002          3 unanswered, oldest delivered 20261122 (1 day(s) ago), E140 on 20261125"
         in text
     )
 
     from sscard.cli import main
 
     monkeypatch.setenv("SSCARD_DATABASE_URL", db_url)
-    # partner_wait_days is 1 in the shipped configuration: E140 was due on 20261123, and
-    # the APPLYRSP has waited in the outbox since 20261122: critical
+    # partner_wait_days is 1 in the shipped configuration: E140 is due on 20261124 (the
+    # end of Monday's wait), and the APPLYRSP has waited in the outbox since 20261122:
+    # critical
     assert main(["status", "--json", "--business-date", "20261123"]) == 2
     report = json.loads(capsys.readouterr().out)
     assert report["partners"] == [
@@ -512,15 +535,15 @@ def test_the_status_report_shows_unanswered_partner_requests_with_their_age(
             "not_delivered": 0,
             "oldest_sent": DAY,
             "age_days": 1,
-            "e140_day": "20261123",
-            "days_to_e140": 0,
-            "by_e140_day": {"20261123": 3},
+            "e140_day": "20261124",
+            "days_to_e140": 1,
+            "by_e140_day": {"20261124": 3},
         }
     ]
     assert [(s["status"], s["bureaus"]) for s in report["stages"] if s["count"]] == [
         ("partner_sent", {"R440100": 3})
     ]
-    assert {f["code"] for f in report["findings"]} == {"e140_overdue", "outbox_stuck"}
+    assert {f["code"] for f in report["findings"]} == {"e140_soon", "outbox_stuck"}
 
 
 def _persorsp(seq: int) -> tuple[str, bytes]:
