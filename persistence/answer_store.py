@@ -145,10 +145,13 @@ def _counts(conn: Connection, stage: str) -> ChunkCounts:
 _P = PERSORSP_STAGE
 
 
-def apply_production_chunk(conn: Connection, file_name: str, business_date: str) -> ChunkCounts:
-    """Apply the staged PERSORSP records (ICD §5.6). A record is matched to the card sent
-    by card_no; a card never sent, a PAN other than the PERSO's, or a card returned before
-    (in an earlier file or chunk, or earlier in this chunk) is reported, never applied. A
+def apply_production_chunk(
+    conn: Connection, sender: str, file_name: str, business_date: str
+) -> ChunkCounts:
+    """Apply the staged PERSORSP records of factory ``sender`` (ICD §5.6). A record is
+    matched to the card sent to that factory by card_no; a card never sent to it, a PAN
+    other than the PERSO's, or a card returned before (in an earlier file or chunk, or
+    earlier in this chunk) is reported, never applied. A
     made card (``00``) becomes a sealed card with the factory's card identification code,
     ATR, box number and made date; a failed one (``01``) ends its application at stage 2
     with the factory's reason. Returns made, failed and problems."""
@@ -166,9 +169,10 @@ def apply_production_chunk(conn: Connection, file_name: str, business_date: str)
                                  WHEN p.result IS NOT NULL OR st.status <> :perso_sent
                                  THEN 'card returned before' END
                 FROM perso_record p JOIN application_state st ON st.application_id = p.application_id
-                WHERE p.card_no = {_P}.card_no AND {_P}.problem IS NULL"""
+                WHERE p.card_no = {_P}.card_no AND p.factory = :factory
+                  AND {_P}.problem IS NULL"""
         ),
-        states,
+        {**states, "factory": sender},
     )
     conn.execute(
         text(

@@ -35,7 +35,7 @@ from issuance.personalisation import dispatch_perso, expiry_of
 from issuance.production import apply_production_results
 from issuance.status import StatusSettings, render, work_status
 from persistence.issuance_store import take_serials_upto
-from persistence.models import ApplicationState, Card, ReturnProblem
+from persistence.models import ApplicationState, Card, PersoRecord, ReturnProblem
 from sandbox.bureau import make_apply_batch, write_batch
 from sandbox.factory import CardFactorySimulator
 from schemas.codec import DelimitedReader, Header, read_all, write_delimited, write_fixed
@@ -551,6 +551,58 @@ def _persorsp(seq: int) -> tuple[str, bytes]:
     header = Header("PERSORSP", "F01", "B001", f"F01{DAY}{seq:03d}", DAY, 0)
     write_fixed(out, PERSORSP, header, [])
     return f"PERSORSP_F01_B001_{DAY}_{seq:03d}.txt", out.getvalue()
+
+
+def test_a_record_from_a_factory_for_a_card_sent_to_another_factory_is_reported_never_applied(
+    trees: dict[str, Path], engine: Engine, tmp_path: Path
+) -> None:
+    intake(trees, engine, tmp_path, 2, ("B001",), 47)
+    open_hub_accounts(engine, "B001", PANS, DAY)
+    dispatch_perso(
+        engine,
+        hub="B001",
+        factory="F01",
+        conn_id="sftp_f01",
+        drop="drop",
+        business_date=DAY,
+        now=NOW,
+        bureaus=("R440100",),
+        work_dir=tmp_path / "work",
+        store=store(),
+    )
+    with engine.connect() as conn:
+        card_no, pan = conn.execute(
+            select(PersoRecord.card_no, PersoRecord.pan).order_by(PersoRecord.card_no).limit(1)
+        ).one()
+    # factory F02 returns, as made, a card of the PERSO sent to F01
+    pickup = tmp_path / "F02" / "pickup"
+    pickup.mkdir(parents=True)
+    (tmp_path / "F02" / "drop").mkdir()
+    name = f"PERSORSP_F02_B001_{DAY}_001.txt"
+    out = io.BytesIO()
+    made = [card_no, pan, "00", "", "440100D156000005" + "0" * 15 + "1", "3B" * 8, "BOX1", DAY]
+    write_fixed(out, PERSORSP, Header("PERSORSP", "F02", "B001", f"F02{DAY}001", DAY, 1), [made])
+    data = out.getvalue()
+    (pickup / name).write_bytes(data)
+    (pickup / f"{name}.ok").write_bytes(Control.for_bytes(name, data, 1).render())
+
+    outcomes = receive(
+        LocalRemote(tmp_path / "F02"),
+        engine,
+        inbox("F02", tmp_path),
+        PERSORSP_FLOW,
+        lambda conn, reader, landed, file_id: apply_production_results(
+            conn, reader, landed, file_id, DAY
+        ),
+    )
+
+    assert [(o.counts["applied"], o.counts["problems"]) for o in outcomes] == [(0, 1)]
+    with engine.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(Card)) == 0
+        assert set(conn.execute(select(ApplicationState.status)).scalars()) == {"perso_sent"}
+        assert conn.execute(select(ReturnProblem.key, ReturnProblem.problem)).all() == [
+            (card_no, "card_no not in any PERSO")
+        ]
 
 
 def test_a_factory_pickup_answers_a_wrong_type_f04_and_takes_a_file_again_after_f01(
