@@ -239,7 +239,8 @@ def apply_account_chunk(
     """Apply the staged ACCTOPENRSP lines of partner ``sender`` (ICD §5.4). A line is
     matched to the request by req_no; a key the hub did not send to this partner is
     reported. A key answered before (in an earlier file or chunk, or earlier in this
-    chunk) is passed over when the answer is the same and reported when it differs.
+    chunk) is passed over when the answer is the same (result, reason code, PAN and
+    ``pan_seq``) and reported when it differs: the first answer stands (ICD §4.2).
     ``00`` sets the application's PAN and ``pan_seq``; ``01`` fails it at stage 1 with
     the partner's own reason code. Returns opened, refused and problems."""
     conn.execute(
@@ -248,8 +249,11 @@ def apply_account_chunk(
                   problem = CASE WHEN p.result IS NULL THEN NULL
                                  WHEN p.result = {_A}.result
                                   AND COALESCE(p.reason_code, '') = {_A}.reason_code
+                                  AND COALESCE(st.pan, '') = {_A}.pan
+                                  AND COALESCE(st.pan_seq, '') = {_A}.pan_seq
                                  THEN :same ELSE 'answered before, differently' END
                 FROM partner_request p
+                JOIN application_state st ON st.application_id = p.application_id
                 WHERE p.req_no = {_A}.req_no AND p.bank_code = :sender AND {_A}.problem IS NULL"""
         ),
         {"sender": sender, "same": SAME_AGAIN},
@@ -264,8 +268,9 @@ def apply_account_chunk(
         text(
             f"""UPDATE {_A}
                 SET problem = CASE WHEN f.result = {_A}.result AND f.reason_code = {_A}.reason_code
+                                    AND f.pan = {_A}.pan AND f.pan_seq = {_A}.pan_seq
                                    THEN :same ELSE 'answered before, differently' END
-                FROM (SELECT s.req_no, s.result, s.reason_code, s.line_no
+                FROM (SELECT s.req_no, s.result, s.reason_code, s.pan, s.pan_seq, s.line_no
                       FROM {_A} s
                       JOIN (SELECT req_no, MIN(line_no) AS first_line FROM {_A}
                             WHERE problem IS NULL GROUP BY req_no HAVING COUNT(*) > 1) m

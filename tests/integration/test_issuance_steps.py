@@ -807,6 +807,58 @@ def test_a_partner_refusal_code_passes_unchanged_and_a_pan_failing_luhn_is_never
     assert "Luhn" in problem
 
 
+def test_a_second_answer_giving_another_pan_is_reported_and_the_first_pan_is_kept(
+    trees: dict[str, Path], engine: Engine, tmp_path: Path
+) -> None:
+    from schemas.layouts import ACCTOPEN, ACCTOPENRSP
+
+    intake(trees, engine, tmp_path, 2, ("B002",), 48)
+    name = request_b002_accounts(engine)
+    assert name is not None
+    remote = LocalRemote(trees["B002"])
+    deliver(remote, engine, store(), "sftp_b002", NOW)
+    table, _ = read_all(DelimitedReader((trees["B002"] / "drop" / name).read_bytes(), ACCTOPEN))
+    req = table.column("req_no").to_pylist()
+    first, other, third = make_pans(PanRange("6229990"), 1, 3)
+
+    def answer(seq: int, rows: list[list[str]]) -> list[tuple[int, int]]:
+        out = io.BytesIO()
+        header = Header("ACCTOPENRSP", "B002", "B001", f"R{seq}", DAY, len(rows))
+        write_delimited(out, ACCTOPENRSP, header, rows)
+        answer = f"ACCTOPENRSP_B002_B001_{DAY}_{seq:03d}.txt"
+        (trees["B002"] / "pickup" / answer).write_bytes(out.getvalue())
+        control = Control.for_bytes(answer, out.getvalue(), len(rows)).render()
+        (trees["B002"] / "pickup" / f"{answer}.ok").write_bytes(control)
+        outcomes = receive(
+            remote,
+            engine,
+            inbox("B002", tmp_path),
+            ACCTOPENRSP_FLOW,
+            lambda conn, reader, landed, file_id: apply_account_answers(
+                conn, reader, landed, file_id, DAY
+            ),
+        )
+        return [(o.counts["applied"], o.counts["problems"]) for o in outcomes]
+
+    assert answer(1, [[req[0], "00", "", "", first, "01"]]) == [(1, 0)]
+    # the same answer again is no problem; another PAN for the same request is, in a later
+    # file as in the same one
+    assert answer(
+        2, [[req[0], "00", "", "", first, "01"], [req[0], "00", "", "", other, "01"]]
+    ) == [(0, 1)]
+    assert answer(
+        3, [[req[1], "00", "", "", third, "01"], [req[1], "00", "", "", other, "01"]]
+    ) == [(1, 1)]
+
+    with engine.connect() as conn:
+        pans = conn.execute(
+            select(ApplicationState.pan).order_by(ApplicationState.application_id)
+        ).scalars()
+        problems = conn.execute(select(ReturnProblem.problem)).scalars().all()
+    assert list(pans) == [first, third]
+    assert problems == ["answered before, differently"] * 2
+
+
 def test_a_perso_whose_zip_name_is_taken_in_the_drop_is_not_sent_beside_the_other_zip(
     trees: dict[str, Path], engine: Engine, tmp_path: Path
 ) -> None:
