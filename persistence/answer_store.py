@@ -238,7 +238,8 @@ def apply_account_chunk(
 ) -> ChunkCounts:
     """Apply the staged ACCTOPENRSP lines of partner ``sender`` (ICD §5.4). A line is
     matched to the request by req_no; a key the hub did not send to this partner is
-    reported. A key answered before (in an earlier file or chunk, or earlier in this
+    reported, and so is a ``00`` giving a replacement that keeps its number (换卡不换号)
+    a PAN other than its old card's (DOMAIN §5): the request waits for a right answer. A key answered before (in an earlier file or chunk, or earlier in this
     chunk) is passed over when the answer is the same (result, reason code, PAN and
     ``pan_seq``) and reported when it differs: the first answer stands (ICD §4.2).
     ``00`` sets the application's PAN and ``pan_seq``; ``01`` fails it at stage 1 with
@@ -262,6 +263,15 @@ def apply_account_chunk(
         text(
             f"""UPDATE {_A} SET problem = 'unknown req_no'
                 WHERE problem IS NULL AND application_id IS NULL"""
+        )
+    )
+    conn.execute(
+        text(
+            f"""UPDATE {_A} SET problem = 'pan differs from the kept old_pan'
+                FROM application a JOIN card oc ON oc.card_no = a.old_card_no
+                WHERE a.id = {_A}.application_id AND {_A}.problem IS NULL
+                  AND {_A}.result = '00' AND a.keep_account = '1'
+                  AND oc.pan IS NOT NULL AND oc.pan <> {_A}.pan"""
         )
     )
     conn.execute(

@@ -859,6 +859,96 @@ def test_a_second_answer_giving_another_pan_is_reported_and_the_first_pan_is_kep
     assert problems == ["answered before, differently"] * 2
 
 
+def test_a_partners_answer_giving_another_pan_to_a_card_keeping_its_number_is_never_applied(
+    trees: dict[str, Path], engine: Engine, tmp_path: Path
+) -> None:
+    import dataclasses
+
+    from sqlalchemy import insert
+
+    from sandbox.bureau import render
+    from schemas.layouts import ACCTOPEN, ACCTOPENRSP, APPLY
+
+    kept, other = make_pans(PanRange("6229990"), 1, 2)
+    batch = make_apply_batch(size=1, seed=51, bank_codes=("B002",))
+    row = list(batch.rows[0])
+    with engine.begin() as conn:
+        conn.execute(
+            insert(Card).values(
+                card_no="OLD000019",
+                bureau="R440100",
+                id_type="01",
+                id_no=row[APPLY.index("id_no")],
+                name=row[APPLY.index("name")],
+                bank_code="B002",
+                pan=kept,
+                pan_seq="01",
+                status="1",
+                issue_date="20200101",
+                expiry_date="20300101",
+            )
+        )
+    for field, value in (
+        ("app_type", "06"),
+        ("old_card_no", "OLD000019"),
+        ("keep_account", "1"),
+        ("replace_reason", "2"),
+    ):
+        row[APPLY.index(field)] = value
+    data = render(batch.header, [row])
+    batch = dataclasses.replace(
+        batch, data=data, control=Control.for_bytes(batch.name, data, 1).render(), rows=[row]
+    )
+    write_batch(batch, trees["R440100"] / "pickup")
+    assert [
+        o.accepted
+        for o in run_intake(LocalRemote(trees["R440100"]), engine, bureau_context(tmp_path))
+    ] == [1]
+    name = request_b002_accounts(engine)
+    assert name is not None
+    remote = LocalRemote(trees["B002"])
+    deliver(remote, engine, store(), "sftp_b002", NOW)
+    table, _ = read_all(DelimitedReader((trees["B002"] / "drop" / name).read_bytes(), ACCTOPEN))
+    assert table.column("old_pan").to_pylist() == [kept]
+    [req] = table.column("req_no").to_pylist()
+
+    def answer(seq: int, pan: str) -> list[tuple[int, int]]:
+        out = io.BytesIO()
+        header = Header("ACCTOPENRSP", "B002", "B001", f"R{seq}", DAY, 1)
+        write_delimited(out, ACCTOPENRSP, header, [[req, "00", "", "", pan, "02"]])
+        answer = f"ACCTOPENRSP_B002_B001_{DAY}_{seq:03d}.txt"
+        (trees["B002"] / "pickup" / answer).write_bytes(out.getvalue())
+        control = Control.for_bytes(answer, out.getvalue(), 1).render()
+        (trees["B002"] / "pickup" / f"{answer}.ok").write_bytes(control)
+        outcomes = receive(
+            remote,
+            engine,
+            inbox("B002", tmp_path),
+            ACCTOPENRSP_FLOW,
+            lambda conn, reader, landed, file_id: apply_account_answers(
+                conn, reader, landed, file_id, DAY
+            ),
+        )
+        return [(o.counts["applied"], o.counts["problems"]) for o in outcomes]
+
+    # the holder keeps the bank card number (DOMAIN §5): another PAN is no answer to that
+    assert answer(1, other) == [(0, 1)]
+    with engine.connect() as conn:
+        assert conn.execute(select(ApplicationState.status, ApplicationState.pan)).one() == (
+            "partner_sent",
+            None,
+        )
+        assert conn.execute(select(ReturnProblem.problem)).scalar_one() == (
+            "pan differs from the kept old_pan"
+        )
+    assert answer(2, kept) == [(1, 0)]
+    with engine.connect() as conn:
+        assert conn.execute(select(ApplicationState.pan, ApplicationState.pan_seq)).one() == (
+            kept,
+            "02",
+        )
+
+
 def test_a_perso_whose_zip_name_is_taken_in_the_drop_is_not_sent_beside_the_other_zip(
     trees: dict[str, Path], engine: Engine, tmp_path: Path
 ) -> None:
