@@ -9,9 +9,9 @@ failed card ends at stage 2 with the factory's `M` reason → archives the file.
 
 **When it fails**
 - A file rejected as a whole gets `NAME.rej` in the factory's `drop` directory.
-- Records for unknown cards, repeats and records whose PAN contradicts the PERSO are
-  listed in table `return_problem` and the task log, and never applied: settle them with
-  the factory.
+- Records for unknown cards (or cards sent to another factory), repeats and records
+  whose PAN contradicts the PERSO are listed in table `return_problem` and the task log,
+  and never applied: settle them with the factory.
 - `IntakeIncomplete`: a file failed for a reason no reason code covers (its error is
   in the log, without field values). Nothing of it was stored; it stays in `pickup`
   and the next scheduled run tries it again (the task is not retried); the other files

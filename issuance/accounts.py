@@ -12,9 +12,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -31,6 +31,7 @@ from exchange.storage import Storage
 from persistence import answer_store
 from persistence.db import bulk_load, query_batches
 from persistence.issuance_store import bulk_update, execute, rows, take_serials_upto
+from reconciliation.daily import still_waiting_from
 from schemas.codec import Chunk, DelimitedReader, FixedReader, write_delimited
 from schemas.layouts import ACCTOPEN
 from schemas.states import REPLACEABLE, AccountStatus, ApplicationStatus, FailStage, Loss
@@ -321,19 +322,29 @@ _LATE_REQUESTS = text(
 ).bindparams(bindparam("cutoff", type_=DateTime(timezone=True)))
 
 
+def e140_cutoff(business_date: str, wait_days: int, holidays: Collection[str] = ()) -> datetime:
+    """The moment from which a delivered request still waits at the end of
+    ``business_date``: a request delivered on day S (Asia/Shanghai) waits to the end of
+    S + ``wait_days`` business days (ICD §2 ``partner_wait``, decision 70), so one
+    delivered before this moment fails E140 on ``business_date``."""
+    first = still_waiting_from(business_date, wait_days, holidays)
+    return datetime(int(first[:4]), int(first[4:6]), int(first[6:]), tzinfo=SHANGHAI)
+
+
 def expire_account_requests(
-    engine: Engine, bank_code: str, business_date: str, wait_days: int
+    engine: Engine,
+    bank_code: str,
+    business_date: str,
+    wait_days: int,
+    holidays: Collection[str] = (),
 ) -> int:
-    """Requests still unanswered ``wait_days`` after they were forwarded fail with E140
-    (ICD §2 ``partner_wait``): counted from the day their ACCTOPEN was delivered to the
-    partner, in calendar days in Asia/Shanghai. A request whose file has not reached the
-    partner yet (its server down) has not been forwarded: it waits, and the delivery
-    step's failures say why."""
-    d = date(int(business_date[:4]), int(business_date[4:6]), int(business_date[6:]))
-    day_after_limit = d - timedelta(days=wait_days - 1)
-    cutoff = datetime(
-        day_after_limit.year, day_after_limit.month, day_after_limit.day, tzinfo=SHANGHAI
-    )
+    """Requests still unanswered once their ``partner_wait`` has run out fail with E140
+    (ICD §2): a request delivered to the partner on day S (Asia/Shanghai) waits to the
+    end of S + ``wait_days`` business days (Monday to Friday, not one of ``holidays``),
+    as DISB lines and STATUS ops forwarded to a partner do. A request whose file has not
+    reached the partner yet (its server down) has not been forwarded: it waits, and the
+    delivery step's failures say why."""
+    cutoff = e140_cutoff(business_date, wait_days, holidays)
     with engine.begin() as conn:
         late = conn.execute(
             _LATE_REQUESTS, {"b": bank_code, "cutoff": cutoff.astimezone(UTC)}

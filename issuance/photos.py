@@ -136,7 +136,8 @@ def photo_is_valid(data: bytes) -> bool:
     its image data ends with the end-of-image marker. (Inside the image data a 0xFF byte
     is always followed by 0x00 or a restart marker, so an end-of-image marker after the
     last start-of-scan marker is the image's own: a photo cut short has none. Decoding
-    every photo would say more, at about a millisecond each.)"""
+    every photo would say more, at about a millisecond each.) A header claiming more
+    pixels than Pillow opens (a decompression bomb) is no valid photo either."""
     if len(data) > PHOTO_MAX_BYTES or not data.startswith(b"\xff\xd8"):
         return False
     scan = data.rfind(b"\xff\xda")
@@ -145,7 +146,7 @@ def photo_is_valid(data: bytes) -> bool:
     try:
         with Image.open(io.BytesIO(data)) as img:
             return img.format == "JPEG" and img.size == (PHOTO_WIDTH, PHOTO_HEIGHT)
-    except (UnidentifiedImageError, OSError, ValueError):
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError):
         return False
 
 

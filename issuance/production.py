@@ -1,11 +1,11 @@
 """Production results from the card factory (ICD §5.6).
 
-Records are matched to what was sent by (card_no, pan), possibly across several PERSORSP
-files and days. A made card becomes a card in status 0 (sealed) with its card
+Records are matched to what was sent to the returning factory by (card_no, pan), possibly
+across several PERSORSP files and days. A made card becomes a card in status 0 (sealed) with its card
 identification code, ATR, box number and made date; a failed card ends the application
 at stage 2 with the factory's ``M`` reason. A record for a card never sent, a second
 record for a card, or a record whose PAN contradicts the PERSO is reported and never
-applied.
+applied; so is a record for a card sent to another factory.
 """
 
 from __future__ import annotations
@@ -36,7 +36,9 @@ def apply_production_results(
     answer_store.open_stage(conn, stage)
     for chunk in reader.chunks():
         answer_store.stage_chunk(conn, stage, chunk, answer_store.layout_problems(chunk))
-        done = answer_store.apply_production_chunk(conn, landed.name, business_date)
+        done = answer_store.apply_production_chunk(
+            conn, reader.header.sender, landed.name, business_date
+        )
         counts["made"] += done.done
         counts["failed"] += done.refused
         counts["problems"] += done.problems

@@ -408,13 +408,15 @@ class Finding:
 class StatusSettings:
     """What the report needs of the configuration: each partner bank's
     ``partner_wait_days``, each connection's party code and ``zip_wait_minutes``, the
-    DAGs' crons and the hub's time zone."""
+    DAGs' crons, the hub's time zone and its holidays (``partner_wait`` counts business
+    days)."""
 
     partner_wait_days: Mapping[str, int] = field(default_factory=dict)
     zip_wait_minutes: Mapping[str, int] = field(default_factory=dict)
     party_of: Mapping[str, str] = field(default_factory=dict)
     crons: Mapping[str, str] = field(default_factory=dict)
     timezone: str = "Asia/Shanghai"
+    holidays: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -931,7 +933,12 @@ def work_status(
             waits[r.bank_code].append((_utc(r.sent) if r.sent else None, int(r.n)))
         partners = [
             _partner(
-                bank, waits[bank], business_date, settings.partner_wait_days.get(bank, 1), zone
+                bank,
+                waits[bank],
+                business_date,
+                settings.partner_wait_days.get(bank, 1),
+                zone,
+                settings.holidays,
             )
             for bank in sorted(waits)
         ]
@@ -1058,21 +1065,29 @@ def _partner(
     business_date: str,
     wait_days: int,
     zone: ZoneInfo,
+    holidays: tuple[str, ...] = (),
 ) -> PartnerWait:
-    """A partner's open requests: a request delivered on day S fails E140 on day
-    S + ``wait_days`` (:func:`issuance.accounts.expire_account_requests`)."""
+    """A partner's open requests: a request delivered on day S waits to the end of
+    S + ``wait_days`` business days and fails E140 the day after
+    (:func:`issuance.accounts.expire_account_requests`)."""
+    from reconciliation.daily import add_business_days
+
+    def e140_of(sent: date) -> date:
+        last = add_business_days(sent.strftime("%Y%m%d"), wait_days, holidays)
+        return _day(last) + timedelta(days=1)
+
     waiting = sum(n for _, n in files)
     by_day: dict[str, int] = defaultdict(int)
     for sent, n in files:
         if sent is not None:
-            day = sent.astimezone(zone).date() + timedelta(days=wait_days)
+            day = e140_of(sent.astimezone(zone).date())
             by_day[day.strftime("%Y%m%d")] += n
     delivered = sum(by_day.values())
     if not by_day:
         return PartnerWait(bank, waiting, waiting, "", 0, None)
     sent_days = [s.astimezone(zone).date() for s, _ in files if s is not None]
     oldest = min(sent_days)
-    e140 = oldest + timedelta(days=wait_days)
+    e140 = e140_of(oldest)
     today = _day(business_date)
     return PartnerWait(
         bank_code=bank,

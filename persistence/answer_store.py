@@ -145,10 +145,13 @@ def _counts(conn: Connection, stage: str) -> ChunkCounts:
 _P = PERSORSP_STAGE
 
 
-def apply_production_chunk(conn: Connection, file_name: str, business_date: str) -> ChunkCounts:
-    """Apply the staged PERSORSP records (ICD §5.6). A record is matched to the card sent
-    by card_no; a card never sent, a PAN other than the PERSO's, or a card returned before
-    (in an earlier file or chunk, or earlier in this chunk) is reported, never applied. A
+def apply_production_chunk(
+    conn: Connection, sender: str, file_name: str, business_date: str
+) -> ChunkCounts:
+    """Apply the staged PERSORSP records of factory ``sender`` (ICD §5.6). A record is
+    matched to the card sent to that factory by card_no; a card never sent to it, a PAN
+    other than the PERSO's, or a card returned before (in an earlier file or chunk, or
+    earlier in this chunk) is reported, never applied. A
     made card (``00``) becomes a sealed card with the factory's card identification code,
     ATR, box number and made date; a failed one (``01``) ends its application at stage 2
     with the factory's reason. Returns made, failed and problems."""
@@ -166,9 +169,10 @@ def apply_production_chunk(conn: Connection, file_name: str, business_date: str)
                                  WHEN p.result IS NOT NULL OR st.status <> :perso_sent
                                  THEN 'card returned before' END
                 FROM perso_record p JOIN application_state st ON st.application_id = p.application_id
-                WHERE p.card_no = {_P}.card_no AND {_P}.problem IS NULL"""
+                WHERE p.card_no = {_P}.card_no AND p.factory = :factory
+                  AND {_P}.problem IS NULL"""
         ),
-        states,
+        {**states, "factory": sender},
     )
     conn.execute(
         text(
@@ -234,8 +238,10 @@ def apply_account_chunk(
 ) -> ChunkCounts:
     """Apply the staged ACCTOPENRSP lines of partner ``sender`` (ICD §5.4). A line is
     matched to the request by req_no; a key the hub did not send to this partner is
-    reported. A key answered before (in an earlier file or chunk, or earlier in this
-    chunk) is passed over when the answer is the same and reported when it differs.
+    reported, and so is a ``00`` giving a replacement that keeps its number (换卡不换号)
+    a PAN other than its old card's (DOMAIN §5): the request waits for a right answer. A key answered before (in an earlier file or chunk, or earlier in this
+    chunk) is passed over when the answer is the same (result, reason code, PAN and
+    ``pan_seq``) and reported when it differs: the first answer stands (ICD §4.2).
     ``00`` sets the application's PAN and ``pan_seq``; ``01`` fails it at stage 1 with
     the partner's own reason code. Returns opened, refused and problems."""
     conn.execute(
@@ -244,8 +250,11 @@ def apply_account_chunk(
                   problem = CASE WHEN p.result IS NULL THEN NULL
                                  WHEN p.result = {_A}.result
                                   AND COALESCE(p.reason_code, '') = {_A}.reason_code
+                                  AND COALESCE(st.pan, '') = {_A}.pan
+                                  AND COALESCE(st.pan_seq, '') = {_A}.pan_seq
                                  THEN :same ELSE 'answered before, differently' END
                 FROM partner_request p
+                JOIN application_state st ON st.application_id = p.application_id
                 WHERE p.req_no = {_A}.req_no AND p.bank_code = :sender AND {_A}.problem IS NULL"""
         ),
         {"sender": sender, "same": SAME_AGAIN},
@@ -258,10 +267,20 @@ def apply_account_chunk(
     )
     conn.execute(
         text(
+            f"""UPDATE {_A} SET problem = 'pan differs from the kept old_pan'
+                FROM application a JOIN card oc ON oc.card_no = a.old_card_no
+                WHERE a.id = {_A}.application_id AND {_A}.problem IS NULL
+                  AND {_A}.result = '00' AND a.keep_account = '1'
+                  AND oc.pan IS NOT NULL AND oc.pan <> {_A}.pan"""
+        )
+    )
+    conn.execute(
+        text(
             f"""UPDATE {_A}
                 SET problem = CASE WHEN f.result = {_A}.result AND f.reason_code = {_A}.reason_code
+                                    AND f.pan = {_A}.pan AND f.pan_seq = {_A}.pan_seq
                                    THEN :same ELSE 'answered before, differently' END
-                FROM (SELECT s.req_no, s.result, s.reason_code, s.line_no
+                FROM (SELECT s.req_no, s.result, s.reason_code, s.pan, s.pan_seq, s.line_no
                       FROM {_A} s
                       JOIN (SELECT req_no, MIN(line_no) AS first_line FROM {_A}
                             WHERE problem IS NULL GROUP BY req_no HAVING COUNT(*) > 1) m

@@ -291,7 +291,7 @@ def e140_due(partner: str, count: int, at: datetime, wait_days: int) -> None:
             subject=f"[sscard] {count} request(s) to partner {partner} fail E140 at {when}",
             facts=(
                 f"Partner bank {partner} has not answered {count} account request(s) "
-                f"(ACCTOPEN); they reach partner_wait ({wait_days} day(s)) at {when} and are "
+                f"(ACCTOPEN); they reach partner_wait ({wait_days} business day(s)) at {when} and are "
                 "then answered E140 to the bureaus."
             ),
             todo=(
@@ -313,7 +313,7 @@ def e140_expired(partner: str, count: int, wait_days: int) -> None:
             subject=f"[sscard] {count} request(s) to partner {partner} failed E140",
             facts=(
                 f"Partner bank {partner} did not answer {count} account request(s) within "
-                f"partner_wait ({wait_days} day(s)): they were failed E140."
+                f"partner_wait ({wait_days} business day(s)): they were failed E140."
             ),
             todo=(
                 f"Tell partner {partner} which requests expired (reason E140 in the "

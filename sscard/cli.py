@@ -130,6 +130,7 @@ def _status_settings(parties: Counterparties) -> StatusSettings:
         party_of={p.conn_id: p.code for p in parties.all()},
         crons={dag_id: cron(dag_id) for dag_id in BUSINESS},
         timezone=parties.timezone,
+        holidays=parties.holidays,
     )
 
 

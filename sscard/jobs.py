@@ -27,6 +27,7 @@ from exchange.pickup import PartyInbox, raise_if_failed
 from exchange.storage import Storage
 from issuance.accounts import (
     apply_account_answers,
+    e140_cutoff,
     expire_account_requests,
     open_hub_accounts,
     send_account_requests,
@@ -238,10 +239,12 @@ def partner_account_returns(bank_code: str, when: datetime, connection: Any) -> 
 
         outcomes = receive(remote, engine, inbox, flow("ACCTOPENRSP", Party.PARTNER), handler)
         wait_days = int(parties.party(bank_code).option("partner_wait_days", 1))
-        expired = expire_account_requests(engine, bank_code, inbox.business_date, wait_days)
+        expired = expire_account_requests(
+            engine, bank_code, inbox.business_date, wait_days, parties.holidays
+        )
         if expired:
             alerts.e140_expired(bank_code, expired, wait_days)
-        _alert_e140_due(engine, bank_code, when, wait_days)
+        _alert_e140_due(engine, bank_code, when, wait_days, parties.holidays)
         delivered = deliver(remote, engine, inbox.store, inbox.conn_id, when)
     raise_if_failed(outcomes)  # after the deadlines and the deliveries that do not wait
     return {
@@ -256,14 +259,16 @@ def partner_account_returns(bank_code: str, when: datetime, connection: Any) -> 
 E140_WARNING = timedelta(hours=2)
 
 
-def _alert_e140_due(engine: Any, bank_code: str, when: datetime, wait_days: int) -> None:
+def _alert_e140_due(
+    engine: Any, bank_code: str, when: datetime, wait_days: int, holidays: tuple[str, ...] = ()
+) -> None:
     """Alert when requests still unanswered fail E140 at the next midnight (Asia/Shanghai,
     as ``expire_account_requests`` counts) and that is less than ``E140_WARNING`` away."""
     local = when.astimezone(ZoneInfo("Asia/Shanghai"))
     midnight = datetime.combine(local.date() + timedelta(days=1), time(), local.tzinfo)
     if midnight - local > E140_WARNING:
         return
-    cutoff = midnight - timedelta(days=wait_days - 1)
+    cutoff = e140_cutoff(midnight.strftime("%Y%m%d"), wait_days, holidays)
     with engine.connect() as conn:
         count = conn.scalar(_DUE_FOR_E140, {"b": bank_code, "cutoff": cutoff.astimezone(UTC)})
     if count:

@@ -431,17 +431,20 @@ def test_partner_requests_failing_e140_at_midnight_are_alerted_in_the_last_two_h
 ) -> None:
     from sscard.jobs import _alert_e140_due
 
+    # delivered on Sunday 20261122: the partner has Monday to answer
     _partner_requests(engine, 3, datetime(2026, 11, 22, 9, 30, tzinfo=SHANGHAI))
 
-    _alert_e140_due(engine, "B002", datetime(2026, 11, 22, 21, 59, tzinfo=SHANGHAI), 1)
-    assert sinks.mails == []
-    _alert_e140_due(engine, "B002", datetime(2026, 11, 22, 22, 0, tzinfo=SHANGHAI), 2)
-    assert sinks.mails == []  # with two days to answer, not due tonight
-
     _alert_e140_due(engine, "B002", datetime(2026, 11, 22, 22, 0, tzinfo=SHANGHAI), 1)
+    assert sinks.mails == []  # Monday is still to come
+    _alert_e140_due(engine, "B002", datetime(2026, 11, 23, 21, 59, tzinfo=SHANGHAI), 1)
+    assert sinks.mails == []
+    _alert_e140_due(engine, "B002", datetime(2026, 11, 23, 22, 0, tzinfo=SHANGHAI), 2)
+    assert sinks.mails == []  # with two business days to answer, not due tonight
+
+    _alert_e140_due(engine, "B002", datetime(2026, 11, 23, 22, 0, tzinfo=SHANGHAI), 1)
 
     [mail] = sinks.mails
     assert mail["Subject"] == (
-        "[sscard] 3 request(s) to partner B002 fail E140 at 2026-11-23 00:00 Asia/Shanghai"
+        "[sscard] 3 request(s) to partner B002 fail E140 at 2026-11-24 00:00 Asia/Shanghai"
     )
     assert sinks.posts[0]["json"]["details"]["count"] == 3

@@ -40,7 +40,8 @@ pytestmark = pytest.mark.dag
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 DAY1 = datetime(2026, 11, 22, 10, 0, tzinfo=SHANGHAI)
-DAY2 = datetime(2026, 11, 23, 10, 0, tzinfo=SHANGHAI)
+#: Tuesday: requests delivered on Sunday DAY1 had Monday to be answered (partner_wait)
+DAY2 = datetime(2026, 11, 24, 10, 0, tzinfo=SHANGHAI)
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = Path(__file__).resolve().parent / "golden"
 PARTIES = {"sftp_r440100": "R440100", "sftp_b002": "B002", "sftp_b003": "B003", "sftp_f01": "F01"}
@@ -224,7 +225,7 @@ def test_an_issuance_day_ends_with_one_final_cardrsp_line_per_application(
     assert all(len(p) == 19 and luhn.is_valid(p) for p in pans)
 
     day1 = (bureau / "drop" / "CARDRSP_B001_R440100_20261122_001.txt").read_bytes()
-    day2 = (bureau / "drop" / "CARDRSP_B001_R440100_20261123_001.txt").read_bytes()
+    day2 = (bureau / "drop" / "CARDRSP_B001_R440100_20261124_001.txt").read_bytes()
     assert day1.count(b"\r\nD|") == 1000 and day2.count(b"\r\nD|") == 20
 
 

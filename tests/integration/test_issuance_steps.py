@@ -35,7 +35,7 @@ from issuance.personalisation import dispatch_perso, expiry_of
 from issuance.production import apply_production_results
 from issuance.status import StatusSettings, render, work_status
 from persistence.issuance_store import take_serials_upto
-from persistence.models import ApplicationState, Card, ReturnProblem
+from persistence.models import ApplicationState, Card, PersoRecord, ReturnProblem
 from sandbox.bureau import make_apply_batch, write_batch
 from sandbox.factory import CardFactorySimulator
 from schemas.codec import DelimitedReader, Header, read_all, write_delimited, write_fixed
@@ -218,19 +218,20 @@ def test_a_partner_answer_applies_once_a_late_answer_after_e140_is_reported_not_
     remote = LocalRemote(trees["B002"])
     deliver(remote, engine, store(), "sftp_b002", NOW)
 
-    assert expire_account_requests(engine, "B002", DAY, 1) == 0
-    assert expire_account_requests(engine, "B002", "20261123", 1) == 3
+    # delivered on Sunday DAY: the partner has until the end of Monday
+    assert expire_account_requests(engine, "B002", "20261123", 1) == 0
+    assert expire_account_requests(engine, "B002", "20261124", 1) == 3
 
     from sandbox.partner_bank import PartnerBankSimulator
 
-    PartnerBankSimulator(remote, code="B002", refuse_share=0.0).run("20261123")
+    PartnerBankSimulator(remote, code="B002", refuse_share=0.0).run("20261124")
     outcomes = receive(
         remote,
         engine,
-        inbox("B002", tmp_path, "20261123"),
+        inbox("B002", tmp_path, "20261124"),
         ACCTOPENRSP_FLOW,
         lambda conn, reader, landed, file_id: apply_account_answers(
-            conn, reader, landed, file_id, "20261123"
+            conn, reader, landed, file_id, "20261124"
         ),
     )
     assert [(o.counts["applied"], o.counts["problems"]) for o in outcomes] == [(0, 3)]
@@ -319,15 +320,15 @@ def test_cardrsp_is_written_every_day_even_empty_and_reports_each_outcome_once(
     intake(trees, engine, tmp_path, 4, ("B002",), 44)
     request_b002_accounts(engine)
     deliver(LocalRemote(trees["B002"]), engine, store(), "sftp_b002", NOW)
-    expire_account_requests(engine, "B002", "20261123", 1)
+    expire_account_requests(engine, "B002", "20261124", 1)
 
-    assert cardrsp("20261123") == "CARDRSP_B001_R440100_20261123_001.txt"
-    assert cardrsp("20261123") is None
     assert cardrsp("20261124") == "CARDRSP_B001_R440100_20261124_001.txt"
+    assert cardrsp("20261124") is None
+    assert cardrsp("20261125") == "CARDRSP_B001_R440100_20261125_001.txt"
     deliver(LocalRemote(trees["R440100"]), engine, store(), "sftp_r440100", NOW)
 
     counts = []
-    for day in ("20261122", "20261123", "20261124"):
+    for day in ("20261122", "20261124", "20261125"):
         data = (trees["R440100"] / "drop" / f"CARDRSP_B001_R440100_{day}_001.txt").read_bytes()
         table, rejected = read_all(DelimitedReader(data, CARDRSP))
         assert rejected == []
@@ -351,8 +352,29 @@ def test_partner_wait_counts_from_the_day_the_request_reached_the_partner(
         datetime(2026, 11, 24, 15, 30, tzinfo=UTC),
     )
 
-    assert expire_account_requests(engine, "B002", "20261124", 1) == 0
-    assert expire_account_requests(engine, "B002", "20261125", 1) == 3
+    assert expire_account_requests(engine, "B002", "20261125", 1) == 0
+    assert expire_account_requests(engine, "B002", "20261126", 1) == 3
+
+
+def test_a_request_delivered_on_a_friday_is_waited_for_until_the_end_of_the_next_business_day(
+    trees: dict[str, Path], engine: Engine, tmp_path: Path
+) -> None:
+    intake(trees, engine, tmp_path, 3, ("B002",), 50)
+    request_b002_accounts(engine)
+    # delivered on Friday 20261127 at 10:00 in Shanghai; partner_wait is 1 business day
+    deliver(
+        LocalRemote(trees["B002"]),
+        engine,
+        store(),
+        "sftp_b002",
+        datetime(2026, 11, 27, 2, 0, tzinfo=UTC),
+    )
+
+    for day in ("20261128", "20261129", "20261130"):
+        assert expire_account_requests(engine, "B002", day, 1) == 0
+    # with Monday a holiday, the partner has until the end of Tuesday
+    assert expire_account_requests(engine, "B002", "20261201", 1, ("20261130",)) == 0
+    assert expire_account_requests(engine, "B002", "20261201", 1) == 3
 
 
 def test_expiry_is_ten_years_on_and_29_february_becomes_28_february() -> None:
@@ -365,15 +387,15 @@ def test_a_failed_card_is_final(trees: dict[str, Path], engine: Engine, tmp_path
     intake(trees, engine, tmp_path, 2, ("B002",), 45)
     request_b002_accounts(engine)
     deliver(LocalRemote(trees["B002"]), engine, store(), "sftp_b002", NOW)
-    expire_account_requests(engine, "B002", "20261123", 1)
-    open_hub_accounts(engine, "B001", PANS, "20261123")
+    expire_account_requests(engine, "B002", "20261124", 1)
+    open_hub_accounts(engine, "B001", PANS, "20261124")
     sent = dispatch_perso(
         engine,
         hub="B001",
         factory="F01",
         conn_id="sftp_f01",
         drop="drop",
-        business_date="20261123",
+        business_date="20261124",
         now=NOW,
         bureaus=("R440100",),
         work_dir=tmp_path / "work",
@@ -489,20 +511,21 @@ def test_the_status_report_shows_unanswered_partner_requests_with_their_age(
     assert [
         (p.bank_code, p.unanswered, p.not_delivered, p.oldest_sent, p.age_days, p.days_to_e140)
         for p in status.partners
-    ] == [("B002", 3, 0, DAY, 1, 1)]
+    ] == [("B002", 3, 0, DAY, 1, 2)]
     assert status.applications == {("R440100", "partner_sent"): 3}
     assert status.undelivered[0].name == "APPLYRSP_B001_R440100_20261122_001.txt"
     text = render(status)
     assert (
-        "B002          3 unanswered, oldest delivered 20261122 (1 day(s) ago), E140 on 20261124"
+        "B002          3 unanswered, oldest delivered 20261122 (1 day(s) ago), E140 on 20261125"
         in text
     )
 
     from sscard.cli import main
 
     monkeypatch.setenv("SSCARD_DATABASE_URL", db_url)
-    # partner_wait_days is 1 in the shipped configuration: E140 was due on 20261123, and
-    # the APPLYRSP has waited in the outbox since 20261122: critical
+    # partner_wait_days is 1 in the shipped configuration: E140 is due on 20261124 (the
+    # end of Monday's wait), and the APPLYRSP has waited in the outbox since 20261122:
+    # critical
     assert main(["status", "--json", "--business-date", "20261123"]) == 2
     report = json.loads(capsys.readouterr().out)
     assert report["partners"] == [
@@ -512,15 +535,15 @@ def test_the_status_report_shows_unanswered_partner_requests_with_their_age(
             "not_delivered": 0,
             "oldest_sent": DAY,
             "age_days": 1,
-            "e140_day": "20261123",
-            "days_to_e140": 0,
-            "by_e140_day": {"20261123": 3},
+            "e140_day": "20261124",
+            "days_to_e140": 1,
+            "by_e140_day": {"20261124": 3},
         }
     ]
     assert [(s["status"], s["bureaus"]) for s in report["stages"] if s["count"]] == [
         ("partner_sent", {"R440100": 3})
     ]
-    assert {f["code"] for f in report["findings"]} == {"e140_overdue", "outbox_stuck"}
+    assert {f["code"] for f in report["findings"]} == {"e140_soon", "outbox_stuck"}
 
 
 def _persorsp(seq: int) -> tuple[str, bytes]:
@@ -528,6 +551,58 @@ def _persorsp(seq: int) -> tuple[str, bytes]:
     header = Header("PERSORSP", "F01", "B001", f"F01{DAY}{seq:03d}", DAY, 0)
     write_fixed(out, PERSORSP, header, [])
     return f"PERSORSP_F01_B001_{DAY}_{seq:03d}.txt", out.getvalue()
+
+
+def test_a_record_from_a_factory_for_a_card_sent_to_another_factory_is_reported_never_applied(
+    trees: dict[str, Path], engine: Engine, tmp_path: Path
+) -> None:
+    intake(trees, engine, tmp_path, 2, ("B001",), 47)
+    open_hub_accounts(engine, "B001", PANS, DAY)
+    dispatch_perso(
+        engine,
+        hub="B001",
+        factory="F01",
+        conn_id="sftp_f01",
+        drop="drop",
+        business_date=DAY,
+        now=NOW,
+        bureaus=("R440100",),
+        work_dir=tmp_path / "work",
+        store=store(),
+    )
+    with engine.connect() as conn:
+        card_no, pan = conn.execute(
+            select(PersoRecord.card_no, PersoRecord.pan).order_by(PersoRecord.card_no).limit(1)
+        ).one()
+    # factory F02 returns, as made, a card of the PERSO sent to F01
+    pickup = tmp_path / "F02" / "pickup"
+    pickup.mkdir(parents=True)
+    (tmp_path / "F02" / "drop").mkdir()
+    name = f"PERSORSP_F02_B001_{DAY}_001.txt"
+    out = io.BytesIO()
+    made = [card_no, pan, "00", "", "440100D156000005" + "0" * 15 + "1", "3B" * 8, "BOX1", DAY]
+    write_fixed(out, PERSORSP, Header("PERSORSP", "F02", "B001", f"F02{DAY}001", DAY, 1), [made])
+    data = out.getvalue()
+    (pickup / name).write_bytes(data)
+    (pickup / f"{name}.ok").write_bytes(Control.for_bytes(name, data, 1).render())
+
+    outcomes = receive(
+        LocalRemote(tmp_path / "F02"),
+        engine,
+        inbox("F02", tmp_path),
+        PERSORSP_FLOW,
+        lambda conn, reader, landed, file_id: apply_production_results(
+            conn, reader, landed, file_id, DAY
+        ),
+    )
+
+    assert [(o.counts["applied"], o.counts["problems"]) for o in outcomes] == [(0, 1)]
+    with engine.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(Card)) == 0
+        assert set(conn.execute(select(ApplicationState.status)).scalars()) == {"perso_sent"}
+        assert conn.execute(select(ReturnProblem.key, ReturnProblem.problem)).all() == [
+            (card_no, "card_no not in any PERSO")
+        ]
 
 
 def test_a_factory_pickup_answers_a_wrong_type_f04_and_takes_a_file_again_after_f01(
@@ -730,6 +805,148 @@ def test_a_partner_refusal_code_passes_unchanged_and_a_pan_failing_luhn_is_never
         ("account_open", None, None, good),
     ]
     assert "Luhn" in problem
+
+
+def test_a_second_answer_giving_another_pan_is_reported_and_the_first_pan_is_kept(
+    trees: dict[str, Path], engine: Engine, tmp_path: Path
+) -> None:
+    from schemas.layouts import ACCTOPEN, ACCTOPENRSP
+
+    intake(trees, engine, tmp_path, 2, ("B002",), 48)
+    name = request_b002_accounts(engine)
+    assert name is not None
+    remote = LocalRemote(trees["B002"])
+    deliver(remote, engine, store(), "sftp_b002", NOW)
+    table, _ = read_all(DelimitedReader((trees["B002"] / "drop" / name).read_bytes(), ACCTOPEN))
+    req = table.column("req_no").to_pylist()
+    first, other, third = make_pans(PanRange("6229990"), 1, 3)
+
+    def answer(seq: int, rows: list[list[str]]) -> list[tuple[int, int]]:
+        out = io.BytesIO()
+        header = Header("ACCTOPENRSP", "B002", "B001", f"R{seq}", DAY, len(rows))
+        write_delimited(out, ACCTOPENRSP, header, rows)
+        answer = f"ACCTOPENRSP_B002_B001_{DAY}_{seq:03d}.txt"
+        (trees["B002"] / "pickup" / answer).write_bytes(out.getvalue())
+        control = Control.for_bytes(answer, out.getvalue(), len(rows)).render()
+        (trees["B002"] / "pickup" / f"{answer}.ok").write_bytes(control)
+        outcomes = receive(
+            remote,
+            engine,
+            inbox("B002", tmp_path),
+            ACCTOPENRSP_FLOW,
+            lambda conn, reader, landed, file_id: apply_account_answers(
+                conn, reader, landed, file_id, DAY
+            ),
+        )
+        return [(o.counts["applied"], o.counts["problems"]) for o in outcomes]
+
+    assert answer(1, [[req[0], "00", "", "", first, "01"]]) == [(1, 0)]
+    # the same answer again is no problem; another PAN for the same request is, in a later
+    # file as in the same one
+    assert answer(
+        2, [[req[0], "00", "", "", first, "01"], [req[0], "00", "", "", other, "01"]]
+    ) == [(0, 1)]
+    assert answer(
+        3, [[req[1], "00", "", "", third, "01"], [req[1], "00", "", "", other, "01"]]
+    ) == [(1, 1)]
+
+    with engine.connect() as conn:
+        pans = conn.execute(
+            select(ApplicationState.pan).order_by(ApplicationState.application_id)
+        ).scalars()
+        problems = conn.execute(select(ReturnProblem.problem)).scalars().all()
+    assert list(pans) == [first, third]
+    assert problems == ["answered before, differently"] * 2
+
+
+def test_a_partners_answer_giving_another_pan_to_a_card_keeping_its_number_is_never_applied(
+    trees: dict[str, Path], engine: Engine, tmp_path: Path
+) -> None:
+    import dataclasses
+
+    from sqlalchemy import insert
+
+    from sandbox.bureau import render
+    from schemas.layouts import ACCTOPEN, ACCTOPENRSP, APPLY
+
+    kept, other = make_pans(PanRange("6229990"), 1, 2)
+    batch = make_apply_batch(size=1, seed=51, bank_codes=("B002",))
+    row = list(batch.rows[0])
+    with engine.begin() as conn:
+        conn.execute(
+            insert(Card).values(
+                card_no="OLD000019",
+                bureau="R440100",
+                id_type="01",
+                id_no=row[APPLY.index("id_no")],
+                name=row[APPLY.index("name")],
+                bank_code="B002",
+                pan=kept,
+                pan_seq="01",
+                status="1",
+                issue_date="20200101",
+                expiry_date="20300101",
+            )
+        )
+    for field, value in (
+        ("app_type", "06"),
+        ("old_card_no", "OLD000019"),
+        ("keep_account", "1"),
+        ("replace_reason", "2"),
+    ):
+        row[APPLY.index(field)] = value
+    data = render(batch.header, [row])
+    batch = dataclasses.replace(
+        batch, data=data, control=Control.for_bytes(batch.name, data, 1).render(), rows=[row]
+    )
+    write_batch(batch, trees["R440100"] / "pickup")
+    assert [
+        o.accepted
+        for o in run_intake(LocalRemote(trees["R440100"]), engine, bureau_context(tmp_path))
+    ] == [1]
+    name = request_b002_accounts(engine)
+    assert name is not None
+    remote = LocalRemote(trees["B002"])
+    deliver(remote, engine, store(), "sftp_b002", NOW)
+    table, _ = read_all(DelimitedReader((trees["B002"] / "drop" / name).read_bytes(), ACCTOPEN))
+    assert table.column("old_pan").to_pylist() == [kept]
+    [req] = table.column("req_no").to_pylist()
+
+    def answer(seq: int, pan: str) -> list[tuple[int, int]]:
+        out = io.BytesIO()
+        header = Header("ACCTOPENRSP", "B002", "B001", f"R{seq}", DAY, 1)
+        write_delimited(out, ACCTOPENRSP, header, [[req, "00", "", "", pan, "02"]])
+        answer = f"ACCTOPENRSP_B002_B001_{DAY}_{seq:03d}.txt"
+        (trees["B002"] / "pickup" / answer).write_bytes(out.getvalue())
+        control = Control.for_bytes(answer, out.getvalue(), 1).render()
+        (trees["B002"] / "pickup" / f"{answer}.ok").write_bytes(control)
+        outcomes = receive(
+            remote,
+            engine,
+            inbox("B002", tmp_path),
+            ACCTOPENRSP_FLOW,
+            lambda conn, reader, landed, file_id: apply_account_answers(
+                conn, reader, landed, file_id, DAY
+            ),
+        )
+        return [(o.counts["applied"], o.counts["problems"]) for o in outcomes]
+
+    # the holder keeps the bank card number (DOMAIN §5): another PAN is no answer to that
+    assert answer(1, other) == [(0, 1)]
+    with engine.connect() as conn:
+        assert conn.execute(select(ApplicationState.status, ApplicationState.pan)).one() == (
+            "partner_sent",
+            None,
+        )
+        assert conn.execute(select(ReturnProblem.problem)).scalar_one() == (
+            "pan differs from the kept old_pan"
+        )
+    assert answer(2, kept) == [(1, 0)]
+    with engine.connect() as conn:
+        assert conn.execute(select(ApplicationState.pan, ApplicationState.pan_seq)).one() == (
+            kept,
+            "02",
+        )
 
 
 def test_a_perso_whose_zip_name_is_taken_in_the_drop_is_not_sent_beside_the_other_zip(

@@ -266,7 +266,7 @@ def test_each_stage_is_named_in_plain_words_with_its_next_step_who_takes_it_and_
     )
     assert (
         "by the partner bank; the hub takes its answers: partner_account_returns, every 15 "
-        "minutes; next run 10:15; E140 of the oldest on 20261124" in text
+        "minutes; next run 10:15; E140 of the oldest on 20261125" in text
     )
     assert (
         "by the hub: factory_dispatch, daily at 16:00 and as soon as accounts are ready; "
@@ -407,15 +407,17 @@ def test_a_quiet_day_is_ok_and_the_command_exits_0(
 def test_partner_requests_need_attention_six_hours_before_e140_and_are_critical_half_an_hour_into_it(
     engine: Engine,
 ) -> None:
-    partner_requests(engine, 3, at(BEFORE, 9, 30))  # partner_wait_days 1: E140 on DAY
+    # delivered on Sunday; partner_wait_days 1: the partner has Monday (DAY), E140 on Tuesday
+    partner_requests(engine, 3, at(BEFORE, 9, 30))
+    tuesday = "20261124"
 
-    assert codes(engine, at(BEFORE, 17, 59), BEFORE) == {}
-    assert codes(engine, at(BEFORE, 18, 0), BEFORE) == {"e140_soon": 3}
-    assert codes(engine, at(DAY, 0, 30)) == {"e140_soon": 3}
-    assert codes(engine, at(DAY, 0, 31)) == {"e140_overdue": 3}
-    status = work_status(engine, DAY, SETTINGS, now=at(DAY, 0, 31))
+    assert codes(engine, at(DAY, 17, 59)) == {}
+    assert codes(engine, at(DAY, 18, 0)) == {"e140_soon": 3}
+    assert codes(engine, at(tuesday, 0, 30), tuesday) == {"e140_soon": 3}
+    assert codes(engine, at(tuesday, 0, 31), tuesday) == {"e140_overdue": 3}
+    status = work_status(engine, tuesday, SETTINGS, now=at(tuesday, 0, 31))
     assert status.level == Level.CRITICAL
-    assert status.findings[0].detail == "B002 (E140 20261123) 3"
+    assert status.findings[0].detail == "B002 (E140 20261124) 3"
 
 
 def test_requests_not_yet_delivered_to_the_partner_have_no_e140_clock(engine: Engine) -> None:
@@ -503,9 +505,17 @@ def test_the_json_report_is_one_object_with_its_level_findings_stages_partners_a
     engine: Engine, db_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     partner_requests(engine, 2, at(BEFORE, 9, 30))
+    queued(
+        engine,
+        f"ACCTOPEN_B001_B002_{DAY}_001.txt",
+        at(DAY, 9),
+        conn_id="sftp_b002",
+        delivered_at=utc(at(DAY, 9, 30)),
+    )
     monkeypatch.setenv("SSCARD_DATABASE_URL", db_url)
 
-    code, out, err = run(capsys, "status", "--json", "--business-date", BEFORE)
+    # delivered on Sunday: E140 on Tuesday, at the end of DAY
+    code, out, err = run(capsys, "status", "--json", "--business-date", DAY)
 
     assert err == ""
     assert len(out.splitlines()) == 1
@@ -526,7 +536,7 @@ def test_the_json_report_is_one_object_with_its_level_findings_stages_partners_a
         "waiting",
         "refused_returns",
     }
-    assert report["as_of"] == "2026-11-22T23:59:59+08:00"
+    assert report["as_of"] == "2026-11-23T23:59:59+08:00"
     assert [(f["code"], f["level"], f["count"]) for f in report["findings"]] == [
         ("e140_soon", 1, 2)
     ]
@@ -542,7 +552,7 @@ def test_the_json_report_is_one_object_with_its_level_findings_stages_partners_a
         "due",
         "next_run",
     }
-    assert report["partners"][0]["e140_day"] == DAY
+    assert report["partners"][0]["e140_day"] == "20261124"
     assert report["files"] == [
         {
             "party": "B002",
@@ -558,7 +568,7 @@ def test_the_json_report_is_one_object_with_its_level_findings_stages_partners_a
         }
     ]
 
-    code, out, _ = run(capsys, "status", "--json", "--business-date", DAY)
+    code, out, _ = run(capsys, "status", "--json", "--business-date", "20261124")
 
     assert code == json.loads(out)["level"] == 2
 

@@ -408,3 +408,15 @@ def test_more_entries_than_a_plain_zip_counts_are_read_from_its_zip64_end_record
 
     assert len(found) == 0x10000 + 5
     assert found == directory_by_zipfile(path)
+
+
+def test_a_photo_whose_header_claims_billions_of_pixels_is_no_valid_photo(
+    tmp_path: Path, photos: tuple[bytes, ...]
+) -> None:
+    frame = photos[0].index(b"\xff\xc0")
+    # its frame header says 65535 x 65535 pixels: a decompression bomb, answered E113
+    bomb = photos[0][: frame + 5] + b"\xff\xff\xff\xff" + photos[0][frame + 9 :]
+    path = write_zip(tmp_path / NAME, [("A1.jpg", bomb), ("A2.jpg", photos[1])])
+
+    valid = checked(path)
+    assert "A1.jpg" not in valid and "A2.jpg" in valid
