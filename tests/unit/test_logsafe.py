@@ -55,7 +55,7 @@ def test_an_error_quoting_a_pan_in_its_chain_is_raised_again_with_every_link_mas
         "ValueError: Key (pan)=(621788****0018) already exists\n"
         "  raised from LookupError: no card for id 440103**********3X"
     )
-    assert "raise ValueError(f'Key (pan)" in shown  # the original's frames are kept
+    assert 'raise ValueError(f"Key (pan)' in shown  # the original's frames are kept
 
 
 def test_an_error_quoting_neither_is_left_as_it_was() -> None:
