@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, text
 
 from exchange.flows import Flow
 from exchange.pickup import (
@@ -28,7 +28,7 @@ from exchange.pickup import (
 from persistence import registry
 from schemas.codec import DelimitedReader, FixedReader, Header
 from schemas.codes import FileCode
-from schemas.files import Control, FileLevelError, FileName
+from schemas.files import Control, FileLevelError, FileName, hub_batch_no
 from schemas.layouts import LAYOUTS
 from transport.remote import Remote
 
@@ -79,6 +79,34 @@ def check_request_header(header: Header, fname: FileName, inbox: PartyInbox) -> 
 
 
 HeaderCheck = Callable[[Header, FileName, PartyInbox], None]
+
+
+#: the hub's requests a counterparty answers with ``<TYPE>RSP`` (ICD §3); PERSORSP is no
+#: such response (the factory numbers its files itself)
+_ANSWERED = ("ACCTOPEN", "STATUS", "DISB")
+
+
+def _check_answers_a_request(conn: Connection, header: Header, fname: FileName) -> None:
+    """A response names the request it answers (ICD §3: ``<TYPE>RSP``, parties swapped,
+    the request's date and SEQ) and carries that request's BATCH_NO: one answering no
+    file the hub sent, or with another BATCH_NO, is F04 (its lines would be matched to
+    requests by their keys alone)."""
+    if not fname.type.endswith("RSP") or fname.type[:-3] not in _ANSWERED:
+        return
+    request = FileName(
+        fname.type[:-3], fname.receiver, fname.sender, fname.business_date, fname.seq
+    )
+    sent = conn.scalar(
+        text("SELECT 1 FROM outbound_file WHERE name = :n AND type = :t"),
+        {"n": str(request), "t": request.type},
+    )
+    if sent is None:
+        raise FileLevelError(FileCode.F04, f"answers no file the hub sent ({request})")
+    expected = hub_batch_no(request.type, request.receiver, request.business_date, request.seq)
+    if header.batch_no != expected:
+        raise FileLevelError(
+            FileCode.F04, f"BATCH_NO is not that of the request it answers ({expected})"
+        )
 
 
 def receive(
@@ -132,6 +160,7 @@ def _take(
         )
         check_header(reader.header, fname, inbox)
         with engine.begin() as conn:
+            _check_answers_a_request(conn, reader.header, fname)
             if registry.conflicting(
                 conn, fname.sender, flow.type, landed.name, reader.header.batch_no, landed.sha256
             ):

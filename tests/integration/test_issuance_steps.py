@@ -35,11 +35,11 @@ from issuance.personalisation import dispatch_perso, expiry_of
 from issuance.production import apply_production_results
 from issuance.status import StatusSettings, render, work_status
 from persistence.issuance_store import take_serials_upto
-from persistence.models import ApplicationState, Card, PersoRecord, ReturnProblem
+from persistence.models import ApplicationState, Card, OutboundFile, PersoRecord, ReturnProblem
 from sandbox.bureau import make_apply_batch, write_batch
 from sandbox.factory import CardFactorySimulator
 from schemas.codec import DelimitedReader, Header, read_all, write_delimited, write_fixed
-from schemas.files import Control
+from schemas.files import Control, hub_batch_no
 from schemas.layouts import CARDRSP, PERSORSP
 from transport.local import LocalRemote
 
@@ -99,6 +99,29 @@ def intake(
     batch = make_apply_batch(size=size, seed=seed, bank_codes=banks)
     write_batch(batch, trees["R440100"] / "pickup")
     run_intake(LocalRemote(trees["R440100"]), engine, bureau_context(tmp_path))
+
+
+def acctopen_batch_no(engine: Engine, seq: int) -> str:
+    """The BATCH_NO of the hub's ACCTOPEN ``seq`` of DAY to B002, which a partner's
+    ACCTOPENRSP of that SEQ carries (ICD §3); that request recorded as sent if it was not
+    (one more request file, standing for requests the test does not build)."""
+    name = f"ACCTOPEN_B001_B002_{DAY}_{seq:03d}.txt"
+    with engine.begin() as conn:
+        if conn.scalar(select(func.count()).where(OutboundFile.name == name)) == 0:
+            conn.execute(
+                OutboundFile.__table__.insert().values(
+                    conn_id="sftp_b002",
+                    directory="drop",
+                    name=name,
+                    type="ACCTOPEN",
+                    sha256="0" * 64,
+                    record_count=0,
+                    with_control=True,
+                    created_at=NOW,
+                    delivered_at=NOW,
+                )
+            )
+    return hub_batch_no("ACCTOPEN", "B002", DAY, seq)
 
 
 def request_b002_accounts(engine: Engine) -> str | None:
@@ -752,6 +775,58 @@ def test_a_replacement_of_a_replacement_without_photos_takes_the_photo_on_file(
         assert produce() == [(f"{card_no}.jpg", True)]  # the first application's photo
 
 
+def test_a_response_answering_no_request_or_with_another_batch_no_is_rejected_f04(
+    trees: dict[str, Path], engine: Engine, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An ACCTOPENRSP names the ACCTOPEN it answers and carries its BATCH_NO (ICD §3): one
+    answering no file the hub sent, or with another BATCH_NO, is rejected as a whole, and
+    the corrected file under the same name is taken."""
+    from schemas.layouts import ACCTOPEN, ACCTOPENRSP
+
+    intake(trees, engine, tmp_path, 1, ("B002",), 44)
+    name = request_b002_accounts(engine)
+    assert name == f"ACCTOPEN_B001_B002_{DAY}_001.txt"
+    remote = LocalRemote(trees["B002"])
+    deliver(remote, engine, store(), "sftp_b002", NOW)
+    table, _ = read_all(DelimitedReader((trees["B002"] / "drop" / name).read_bytes(), ACCTOPEN))
+    [req] = table.column("req_no").to_pylist()
+
+    def answer(seq: int, batch_no: str) -> list[tuple[str, str | None]]:
+        out = io.BytesIO()
+        header = Header("ACCTOPENRSP", "B002", "B001", batch_no, DAY, 1)
+        write_delimited(out, ACCTOPENRSP, header, [[req, "01", "E199", "拒绝", "", ""]])
+        answered = f"ACCTOPENRSP_B002_B001_{DAY}_{seq:03d}.txt"
+        (trees["B002"] / "pickup" / answered).write_bytes(out.getvalue())
+        control = Control.for_bytes(answered, out.getvalue(), 1).render()
+        (trees["B002"] / "pickup" / f"{answered}.ok").write_bytes(control)
+        outcomes = receive(
+            remote,
+            engine,
+            inbox("B002", tmp_path),
+            ACCTOPENRSP_FLOW,
+            lambda conn, reader, landed, file_id: apply_account_answers(
+                conn, reader, landed, file_id, DAY
+            ),
+        )
+        deliver(remote, engine, store(), "sftp_b002", NOW)
+        return [(o.outcome, o.file_code) for o in outcomes]
+
+    batch_no = hub_batch_no("ACCTOPEN", "B002", DAY, 1)
+    assert answer(2, hub_batch_no("ACCTOPEN", "B002", DAY, 2)) == [("rejected", "F04")]
+    rej = (trees["B002"] / "drop" / f"ACCTOPENRSP_B002_B001_{DAY}_002.txt.rej").read_text()
+    assert rej.startswith(f"ACCTOPENRSP_B002_B001_{DAY}_002.txt|F04|")
+    assert f"answers no file the hub sent (ACCTOPEN_B001_B002_{DAY}_002.txt)" in caplog.text
+    assert answer(1, "R1") == [("rejected", "F04")]
+    rej = (trees["B002"] / "drop" / f"ACCTOPENRSP_B002_B001_{DAY}_001.txt.rej").read_text()
+    assert rej.startswith(f"ACCTOPENRSP_B002_B001_{DAY}_001.txt|F04|")
+    assert f"BATCH_NO is not that of the request it answers ({batch_no})" in caplog.text
+    with engine.connect() as conn:
+        assert conn.scalar(select(ApplicationState.status)) == "partner_sent"
+    assert answer(1, batch_no) == [("accepted", None)]
+    with engine.connect() as conn:
+        assert conn.scalar(select(ApplicationState.reason_code)) == "E199"
+
+
 def test_a_partner_refusal_code_passes_unchanged_and_a_pan_failing_luhn_is_never_applied(
     trees: dict[str, Path], engine: Engine, tmp_path: Path
 ) -> None:
@@ -772,7 +847,12 @@ def test_a_partner_refusal_code_passes_unchanged_and_a_pan_failing_luhn_is_never
         [req[2], "00", "", "", good, "01"],
     ]
     out = io.BytesIO()
-    write_delimited(out, ACCTOPENRSP, Header("ACCTOPENRSP", "B002", "B001", "R1", DAY, 3), rows)
+    write_delimited(
+        out,
+        ACCTOPENRSP,
+        Header("ACCTOPENRSP", "B002", "B001", acctopen_batch_no(engine, 1), DAY, 3),
+        rows,
+    )
     answer = f"ACCTOPENRSP_B002_B001_{DAY}_001.txt"
     (trees["B002"] / "pickup" / answer).write_bytes(out.getvalue())
     control = Control.for_bytes(answer, out.getvalue(), 3).render()
@@ -823,7 +903,9 @@ def test_a_second_answer_giving_another_pan_is_reported_and_the_first_pan_is_kep
 
     def answer(seq: int, rows: list[list[str]]) -> list[tuple[int, int]]:
         out = io.BytesIO()
-        header = Header("ACCTOPENRSP", "B002", "B001", f"R{seq}", DAY, len(rows))
+        header = Header(
+            "ACCTOPENRSP", "B002", "B001", acctopen_batch_no(engine, seq), DAY, len(rows)
+        )
         write_delimited(out, ACCTOPENRSP, header, rows)
         answer = f"ACCTOPENRSP_B002_B001_{DAY}_{seq:03d}.txt"
         (trees["B002"] / "pickup" / answer).write_bytes(out.getvalue())
@@ -914,7 +996,7 @@ def test_a_partners_answer_giving_another_pan_to_a_card_keeping_its_number_is_ne
 
     def answer(seq: int, pan: str) -> list[tuple[int, int]]:
         out = io.BytesIO()
-        header = Header("ACCTOPENRSP", "B002", "B001", f"R{seq}", DAY, 1)
+        header = Header("ACCTOPENRSP", "B002", "B001", acctopen_batch_no(engine, seq), DAY, 1)
         write_delimited(out, ACCTOPENRSP, header, [[req, "00", "", "", pan, "02"]])
         answer = f"ACCTOPENRSP_B002_B001_{DAY}_{seq:03d}.txt"
         (trees["B002"] / "pickup" / answer).write_bytes(out.getvalue())
