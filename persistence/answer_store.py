@@ -150,8 +150,9 @@ def apply_production_chunk(
 ) -> ChunkCounts:
     """Apply the staged PERSORSP records of factory ``sender`` (ICD §5.6). A record is
     matched to the card sent to that factory by card_no; a card never sent to it, a PAN
-    other than the PERSO's, or a card returned before (in an earlier file or chunk, or
-    earlier in this chunk) is reported, never applied. A
+    other than the PERSO's, a card returned before (in an earlier file or chunk, or
+    earlier in this chunk) or a made card giving a card identification code another card
+    has (or an earlier record of the chunk gave) is reported, never applied. A
     made card (``00``) becomes a sealed card with the factory's card identification code,
     ATR, box number and made date; a failed one (``01``) ends its application at stage 2
     with the factory's reason. Returns made, failed and problems."""
@@ -187,6 +188,25 @@ def apply_production_chunk(
                       WHERE problem IS NULL GROUP BY card_no HAVING COUNT(*) > 1) f
                 WHERE f.card_no = {_P}.card_no AND {_P}.problem IS NULL
                   AND {_P}.line_no > f.first_line"""
+        )
+    )
+    # a card identification code is per chip, new on every card (DOMAIN §1): a made
+    # record giving one that a card already has, or an earlier record of this chunk gave
+    conn.execute(
+        text(
+            f"""UPDATE {_P} SET problem = 'card_id_code of another card'
+                WHERE problem IS NULL AND result = '00'
+                  AND EXISTS (SELECT 1 FROM card c WHERE c.card_id_code = {_P}.card_id_code)"""
+        )
+    )
+    conn.execute(
+        text(
+            f"""UPDATE {_P} SET problem = 'card_id_code of another card'
+                FROM (SELECT card_id_code, MIN(line_no) AS first_line FROM {_P}
+                      WHERE problem IS NULL AND result = '00'
+                      GROUP BY card_id_code HAVING COUNT(*) > 1) f
+                WHERE f.card_id_code = {_P}.card_id_code AND {_P}.problem IS NULL
+                  AND {_P}.result = '00' AND {_P}.line_no > f.first_line"""
         )
     )
     _sample_again(conn, _P)

@@ -292,6 +292,14 @@ class Card(Base):
     __table_args__ = (
         Index("ix_card_id_no", "id_no"),
         Index("ix_card_pan", "pan"),
+        # per chip, so new on every card (DOMAIN §1)
+        Index(
+            "uq_card_card_id_code",
+            "card_id_code",
+            unique=True,
+            sqlite_where=text("card_id_code IS NOT NULL"),
+            postgresql_where=text("card_id_code IS NOT NULL"),
+        ),
         one_of("status", CardStatus),
     )
 

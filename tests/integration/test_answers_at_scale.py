@@ -120,7 +120,7 @@ def _persorsp(cards: list[int]) -> bytes:
         if i % 10 == 0:
             rows.append([f"C{i:08d}", f"6217881{i:012d}", "01", "M001", "", "", "", DAY])
         else:
-            made = [f"C{i:08d}", f"6217881{i:012d}", "00", "", "440103D156000005" + "0" * 16]
+            made = [f"C{i:08d}", f"6217881{i:012d}", "00", "", f"440103D156000005{i:016X}"]
             rows.append([*made, "3B6F00", f"BOX{i:05d}", DAY])
         if i % 100 == 0:
             rows.append([f"X{i:08d}", f"6217881{i:012d}", "00", "", rows[-1][4], "3B", "B", DAY])

@@ -628,6 +628,67 @@ def test_a_record_from_a_factory_for_a_card_sent_to_another_factory_is_reported_
         ]
 
 
+def test_a_card_identification_code_another_card_has_is_reported_never_applied(
+    trees: dict[str, Path], engine: Engine, tmp_path: Path
+) -> None:
+    """A card identification code is per chip (DOMAIN §1): a made record repeating one
+    given earlier in its file, or one a made card already has, is reported and never
+    applied; the card's record with a code of its own is taken later."""
+    intake(trees, engine, tmp_path, 3, ("B001",), 47)
+    open_hub_accounts(engine, "B001", PANS, DAY)
+    dispatch_perso(
+        engine,
+        hub="B001",
+        factory="F01",
+        conn_id="sftp_f01",
+        drop="drop",
+        business_date=DAY,
+        now=NOW,
+        bureaus=("R440100",),
+        work_dir=tmp_path / "work",
+        store=store(),
+    )
+    with engine.connect() as conn:
+        cards = conn.execute(
+            select(PersoRecord.card_no, PersoRecord.pan).order_by(PersoRecord.card_no)
+        ).all()
+    code = "440100D156000005" + "0" * 15
+
+    def returned(seq: int, records: list[tuple[int, str]]) -> list[tuple[int, int]]:
+        rows = [[*cards[i], "00", "", code + last, "3B" * 8, "BOX1", DAY] for i, last in records]
+        name = f"PERSORSP_F01_B001_{DAY}_{seq:03d}.txt"
+        out = io.BytesIO()
+        header = Header("PERSORSP", "F01", "B001", f"F01{DAY}{seq:03d}", DAY, len(rows))
+        write_fixed(out, PERSORSP, header, rows)
+        pickup = trees["F01"] / "pickup"
+        (pickup / name).write_bytes(out.getvalue())
+        (pickup / f"{name}.ok").write_bytes(
+            Control.for_bytes(name, out.getvalue(), len(rows)).render()
+        )
+        outcomes = receive(
+            LocalRemote(trees["F01"]),
+            engine,
+            inbox("F01", tmp_path),
+            PERSORSP_FLOW,
+            lambda conn, reader, landed, file_id: apply_production_results(
+                conn, reader, landed, file_id, DAY
+            ),
+        )
+        return [(o.counts["applied"], o.counts["problems"]) for o in outcomes]
+
+    assert returned(1, [(0, "1"), (1, "1")]) == [(1, 1)]  # the second repeats the first
+    assert returned(2, [(2, "1")]) == [(0, 1)]  # the first card's code
+    assert returned(3, [(1, "2"), (2, "3")]) == [(2, 0)]
+    with engine.connect() as conn:
+        made = dict(conn.execute(select(Card.card_no, Card.card_id_code)).all())
+        problems = conn.execute(select(ReturnProblem.key, ReturnProblem.problem)).all()
+    assert made == {cards[0][0]: code + "1", cards[1][0]: code + "2", cards[2][0]: code + "3"}
+    assert problems == [
+        (cards[1][0], "card_id_code of another card"),
+        (cards[2][0], "card_id_code of another card"),
+    ]
+
+
 def test_a_factory_pickup_answers_a_wrong_type_f04_and_takes_a_file_again_after_f01(
     trees: dict[str, Path], engine: Engine, tmp_path: Path
 ) -> None:
