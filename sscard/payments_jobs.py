@@ -245,6 +245,12 @@ def payments_end_of_day(business_date: str, when: datetime) -> dict[str, Any]:
             key = f"reports/{business_date}/{path.relative_to(out).as_posix()}"
             store.put_file(path, key)
             stored.append(key)
+        # what an earlier run of the date left that this one did not write (a Parquet
+        # partition of a bureau no longer reported): the date's reports are this run's alone
+        for key in store.keys(f"reports/{business_date}"):
+            if key.startswith(f"reports/{business_date}/") and key not in stored:
+                store.remove(key)
+                log.info("reports of %s: %s removed (not written by this run)", business_date, key)
     statuses: dict[str, int] = {}
     for row in rows:
         statuses[row.status] = statuses.get(row.status, 0) + 1

@@ -146,7 +146,11 @@ def outputs(tree: Path) -> dict[str, bytes]:
 
 
 def test_a_pension_day_is_paid_answered_and_reconciled_to_the_fen(
-    dags: dict, servers: dict[str, Path], engine: Engine, capsys: pytest.CaptureFixture[str]
+    dags: dict,
+    servers: dict[str, Path],
+    engine: Engine,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
 ) -> None:
     bureau, b002, p01 = servers["R440100"], servers["B002"], servers["P01"]
     # cards and accounts, made the way issuance makes them
@@ -459,7 +463,15 @@ def test_a_pension_day_is_paid_answered_and_reconciled_to_the_fen(
     assert by["R07"][0] == by["R04"][0] == "finance-wang"
     assert {by[r][0] for r in ("R02", "R03", "R05", "R06", "R08", "R09")} == {"finance-li"}
 
-    # every DAG of Wednesday again: no balance and no output changes
+    # every DAG of Wednesday again: no balance and no output changes, and the day's reports
+    # are those of the run alone (not a partition an earlier run wrote for another bureau)
+    store = Storage(os.environ["SSCARD_STORAGE_URL"])
+    reports = store.keys("reports/20261125")
+    stale = tmp_path / "stale.parquet"
+    stale.write_bytes(b"PAR1")
+    store.put_file(
+        stale, "reports/20261125/parquet/business_date=20261125/bureau=R449900/x.parquet"
+    )
     before = (balances(engine), outputs(bureau), outputs(b002))
     for dag_id, when in (
         ("disbursement_intake", WED),
@@ -469,6 +481,7 @@ def test_a_pension_day_is_paid_answered_and_reconciled_to_the_fen(
     ):
         run(dags, dag_id, when)
     assert (balances(engine), outputs(bureau), outputs(b002)) == before
+    assert store.keys("reports/20261125") == reports
     with engine.connect() as conn:
         assert ledger.check(conn).ok()
     assert credited > 0
