@@ -379,21 +379,29 @@ def _bureau(value: str) -> str:
 
 
 def _resend(args: argparse.Namespace) -> int:
-    """A response file the counterparty lost sent again: the outbox delivers it once more
-    (never over a file still in its drop directory)."""
+    """A file the counterparty lost (a response, or the ``NAME.rej`` of a file rejected as
+    a whole) sent again: the outbox delivers it once more (never over a file still in its
+    drop directory)."""
     import re
 
     from sqlalchemy import text
 
     from banking import audit
     from persistence.db import make_engine
+    from schemas.files import SAFE_NAME
     from sscard.config import database_url
 
-    if not re.fullmatch(
-        r"[A-Z]{3,12}_[A-Z][0-9]{2,6}_[A-Z][0-9]{2,6}_[0-9]{8}_[0-9]{3}\.txt", args.name
-    ):
+    data = r"[A-Z]{3,12}_[A-Z][0-9]{2,6}_[A-Z][0-9]{2,6}_[0-9]{8}_[0-9]{3}\.txt"
+    rej = (
+        args.name.endswith(".rej")
+        and len(args.name) <= 64  # the audit record's ref keeps it whole
+        and SAFE_NAME.fullmatch(args.name[:-4]) is not None
+    )
+    if not (re.fullmatch(data, args.name) or rej):
         raise _Refused(
-            "NAME is a file name of ICD §3, e.g. DISBRSP_B001_R440100_20261123_001.txt", 2
+            "NAME is a file name of ICD §3, e.g. DISBRSP_B001_R440100_20261123_001.txt, or "
+            "the NAME.rej of a file rejected as a whole (at most 64 characters)",
+            2,
         )
     who = (args.by or os.environ.get("USER") or _login() or "operator").strip()
     with _reading() as conn:
@@ -429,7 +437,7 @@ def _resend(args: argparse.Namespace) -> int:
                         "outbox:resend",
                         "operator",
                         who[:40],
-                        args.name[:64],
+                        args.name,
                         "delivered",
                         "queued",
                     )

@@ -234,6 +234,34 @@ def test_a_delivered_response_is_sent_again_on_request_and_audited(
     assert main(["outbox", "resend", "../etc/passwd"]) == 2
 
 
+def test_a_delivered_rej_is_sent_again_on_request_and_audited(
+    hub: Engine, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bureau that lost the NAME.rej of a file rejected as a whole gets it again."""
+    name = "DISB_R440100_B001_20261207_001.txt.rej"
+    with hub.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO outbound_file (conn_id, directory, name, type, data, sha256, "
+                "record_count, with_control, created_at, delivered_at) VALUES ('sftp_r440100', "
+                "'drop', :n, 'REJ', :d, :s, 0, false, :t, :t)"
+            ),
+            {"n": name, "d": b"x", "s": "0" * 64, "t": "2026-12-07 10:00:00+00"},
+        )
+    assert main(["outbox", "resend", name, "--by", "ops-wang"]) == 0
+    assert "queued again" in capsys.readouterr().out
+    with hub.connect() as conn:
+        assert (
+            conn.scalar(text("SELECT delivered_at FROM outbound_file WHERE name = :n"), {"n": name})
+            is None
+        )
+        assert conn.scalar(text("SELECT ref FROM audit_record WHERE op = 'outbox:resend'")) == (
+            name
+        )
+    assert main(["outbox", "resend", "x" * 61 + ".rej"]) == 2  # too long to audit whole
+    assert main(["outbox", "resend", "../x.rej"]) == 2
+
+
 def test_a_name_the_audit_trail_cannot_keep_is_refused_before_anything_is_done(
     hub: Engine, capsys: pytest.CaptureFixture[str]
 ) -> None:
