@@ -32,8 +32,6 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-import yaml
-
 from banking.ledger import masked_pan
 
 if TYPE_CHECKING:
@@ -387,11 +385,11 @@ def _account_lock_pin(args: argparse.Namespace) -> int:
     """The card system reported the PIN's wrong tries: ``pin_locked``, BANKEVT ``22``."""
     from persistence.db import make_engine
     from servicing.days import lock_pin
-    from sscard.config import database_url, load_counterparties
+    from sscard.config import ConfigError, database_url, load_counterparties
 
     try:
         parties = load_counterparties()
-    except (OSError, ValueError, yaml.YAMLError) as exc:  # ConfigError is a ValueError
+    except (ConfigError, OSError) as exc:
         raise _Refused(f"counterparty configuration unusable: {exc}", 2) from exc
     now = datetime.now(UTC)
     day = now.astimezone(ZoneInfo(parties.timezone)).strftime("%Y%m%d")

@@ -204,19 +204,31 @@ def test_resolve_refuses_unknown_resolved_and_empty(
     assert main(["breaks", "show", "999"]) == 1
 
 
-def test_a_delivered_response_is_sent_again_on_request_and_audited(
-    hub: Engine, capsys: pytest.CaptureFixture[str]
-) -> None:
-    name = "DISBRSP_B001_R440100_20261207_001.txt"
+def delivered(hub: Engine, name: str, type_: str) -> None:
+    """A file of the outbox for bureau R440100, delivered."""
     with hub.begin() as conn:
         conn.execute(
             text(
                 "INSERT INTO outbound_file (conn_id, directory, name, type, data, sha256, "
                 "record_count, with_control, created_at, delivered_at) VALUES ('sftp_r440100', "
-                "'drop', :n, 'DISBRSP', :d, :s, 0, true, :t, :t)"
+                "'drop', :n, :type, :d, :s, 0, :c, :t, :t)"
             ),
-            {"n": name, "d": b"x", "s": "0" * 64, "t": "2026-12-07 10:00:00+00"},
+            {
+                "n": name,
+                "type": type_,
+                "d": b"x",
+                "s": "0" * 64,
+                "c": type_ != "REJ",
+                "t": "2026-12-07 10:00:00+00",
+            },
         )
+
+
+def test_a_delivered_response_is_sent_again_on_request_and_audited(
+    hub: Engine, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = "DISBRSP_B001_R440100_20261207_001.txt"
+    delivered(hub, name, "DISBRSP")
     assert main(["outbox", "resend", name, "--by", "ops-wang"]) == 0
     assert "queued again" in capsys.readouterr().out
     with hub.connect() as conn:
@@ -239,15 +251,7 @@ def test_a_delivered_rej_is_sent_again_on_request_and_audited(
 ) -> None:
     """A bureau that lost the NAME.rej of a file rejected as a whole gets it again."""
     name = "DISB_R440100_B001_20261207_001.txt.rej"
-    with hub.begin() as conn:
-        conn.execute(
-            text(
-                "INSERT INTO outbound_file (conn_id, directory, name, type, data, sha256, "
-                "record_count, with_control, created_at, delivered_at) VALUES ('sftp_r440100', "
-                "'drop', :n, 'REJ', :d, :s, 0, false, :t, :t)"
-            ),
-            {"n": name, "d": b"x", "s": "0" * 64, "t": "2026-12-07 10:00:00+00"},
-        )
+    delivered(hub, name, "REJ")
     assert main(["outbox", "resend", name, "--by", "ops-wang"]) == 0
     assert "queued again" in capsys.readouterr().out
     with hub.connect() as conn:
@@ -266,15 +270,7 @@ def test_a_name_the_audit_trail_cannot_keep_is_refused_before_anything_is_done(
     hub: Engine, capsys: pytest.CaptureFixture[str]
 ) -> None:
     name = "DISBRSP_B001_R440100_20261207_001.txt"
-    with hub.begin() as conn:
-        conn.execute(
-            text(
-                "INSERT INTO outbound_file (conn_id, directory, name, type, data, sha256, "
-                "record_count, with_control, created_at, delivered_at) VALUES ('sftp_r440100', "
-                "'drop', :n, 'DISBRSP', :d, :s, 0, true, :t, :t)"
-            ),
-            {"n": name, "d": b"x", "s": "0" * 64, "t": "2026-12-07 10:00:00+00"},
-        )
+    delivered(hub, name, "DISBRSP")
     for argv in (
         ["outbox", "resend", name, "--by", "x" * 41],
         ["outbox", "resend", name, "--by", " "],

@@ -124,6 +124,27 @@ def acctopen_batch_no(engine: Engine, seq: int) -> str:
     return hub_batch_no("ACCTOPEN", "B002", DAY, seq)
 
 
+def perso_to_f01(
+    trees: dict[str, Path], engine: Engine, tmp_path: Path, count: int, seed: int
+) -> list[str]:
+    """``count`` applications of bureau R440100 for hub accounts taken in, their accounts
+    opened and their PERSO queued for factory F01 (not delivered); the PERSO's names."""
+    intake(trees, engine, tmp_path, count, ("B001",), seed)
+    open_hub_accounts(engine, "B001", PANS, DAY)
+    return dispatch_perso(
+        engine,
+        hub="B001",
+        factory="F01",
+        conn_id="sftp_f01",
+        drop="drop",
+        business_date=DAY,
+        now=NOW,
+        bureaus=("R440100",),
+        work_dir=tmp_path / "work",
+        store=store(),
+    )
+
+
 def request_b002_accounts(engine: Engine) -> str | None:
     """The day's ACCTOPEN to partner B002."""
     return send_account_requests(
@@ -273,20 +294,7 @@ def test_a_partner_answer_applies_once_a_late_answer_after_e140_is_reported_not_
 def test_returned_records_for_unknown_repeated_or_contradicting_cards_are_reported_never_applied(
     trees: dict[str, Path], engine: Engine, tmp_path: Path
 ) -> None:
-    intake(trees, engine, tmp_path, 6, ("B001",), 43)
-    open_hub_accounts(engine, "B001", PANS, DAY)
-    dispatch_perso(
-        engine,
-        hub="B001",
-        factory="F01",
-        conn_id="sftp_f01",
-        drop="drop",
-        business_date=DAY,
-        now=NOW,
-        bureaus=("R440100",),
-        work_dir=tmp_path / "work",
-        store=store(),
-    )
+    perso_to_f01(trees, engine, tmp_path, 6, 43)
     remote = LocalRemote(trees["F01"])
     deliver(remote, engine, store(), "sftp_f01", NOW)
     factory = CardFactorySimulator(remote, fail_share=0.0, seed=3)
@@ -579,20 +587,7 @@ def _persorsp(seq: int) -> tuple[str, bytes]:
 def test_a_record_from_a_factory_for_a_card_sent_to_another_factory_is_reported_never_applied(
     trees: dict[str, Path], engine: Engine, tmp_path: Path
 ) -> None:
-    intake(trees, engine, tmp_path, 2, ("B001",), 47)
-    open_hub_accounts(engine, "B001", PANS, DAY)
-    dispatch_perso(
-        engine,
-        hub="B001",
-        factory="F01",
-        conn_id="sftp_f01",
-        drop="drop",
-        business_date=DAY,
-        now=NOW,
-        bureaus=("R440100",),
-        work_dir=tmp_path / "work",
-        store=store(),
-    )
+    perso_to_f01(trees, engine, tmp_path, 2, 47)
     with engine.connect() as conn:
         card_no, pan = conn.execute(
             select(PersoRecord.card_no, PersoRecord.pan).order_by(PersoRecord.card_no).limit(1)
@@ -634,20 +629,7 @@ def test_a_card_identification_code_another_card_has_is_reported_never_applied(
     """A card identification code is per chip (DOMAIN §1): a made record repeating one
     given earlier in its file, or one a made card already has, is reported and never
     applied; the card's record with a code of its own is taken later."""
-    intake(trees, engine, tmp_path, 3, ("B001",), 47)
-    open_hub_accounts(engine, "B001", PANS, DAY)
-    dispatch_perso(
-        engine,
-        hub="B001",
-        factory="F01",
-        conn_id="sftp_f01",
-        drop="drop",
-        business_date=DAY,
-        now=NOW,
-        bureaus=("R440100",),
-        work_dir=tmp_path / "work",
-        store=store(),
-    )
+    perso_to_f01(trees, engine, tmp_path, 3, 47)
     with engine.connect() as conn:
         cards = conn.execute(
             select(PersoRecord.card_no, PersoRecord.pan).order_by(PersoRecord.card_no)
@@ -1097,20 +1079,7 @@ def test_a_perso_whose_zip_name_is_taken_in_the_drop_is_not_sent_beside_the_othe
 ) -> None:
     from transport.errors import PublishConflictError
 
-    intake(trees, engine, tmp_path, 2, ("B001",), 52)
-    open_hub_accounts(engine, "B001", PANS, DAY)
-    names = dispatch_perso(
-        engine,
-        hub="B001",
-        factory="F01",
-        conn_id="sftp_f01",
-        drop="drop",
-        business_date=DAY,
-        now=NOW,
-        bureaus=("R440100",),
-        work_dir=tmp_path / "work",
-        store=store(),
-    )
+    names = perso_to_f01(trees, engine, tmp_path, 2, 52)
     zip_name = names[0].replace(".txt", ".zip")
     stale = trees["F01"] / "drop" / zip_name
     stale.write_bytes(b"an older zip of the same name")
