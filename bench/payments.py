@@ -32,6 +32,11 @@ Measurement, each in a fresh process with its own peak RSS:
   A run fails unless every good line is ``0000``, every bad line has its planned code and
   one DISBRSP of N lines is queued.
 - ``reconciliation``: ``reconcile(conn, date, ["R440100"])`` in one transaction, committed.
+- ``storage``: the records intake→DISBRSP leaves, written and read back alone in the
+  same database after the run (``_storage``): the file through the hub's reader, the
+  run's lines inserted into a copy of ``disb_line``, their outcome UPDATE, the run's
+  credit entries inserted into a copy of ``ledger_entry``, the lines read back in SEQ
+  order. What the hub's model costs before any check, join or file is made.
 - ``floor`` of the DISB file, in the same run: its bytes read in blocks of 50,000 lines,
   decoded from GB18030, parsed into Arrow columns by pyarrow's CSV reader (``|``) and
   COPYed into a plain unindexed table, committed (as ``bench.answers``).
@@ -88,7 +93,7 @@ PARTNER_AT = 3
 TARGET_RATIO = {"intake→DISBRSP": 3.0, "reconciliation": 1.0}
 TARGET_MIB = 1536
 FLAT = 1.25
-STEPS = ("floor", "intake→DISBRSP", "reconciliation")
+STEPS = ("floor", "intake→DISBRSP", "reconciliation", "storage")
 SUBSTEPS = ("intake", "funding", "posting", "DISBRSP")
 
 
@@ -624,11 +629,143 @@ def _floor(spec: dict[str, Any]) -> dict[str, Any]:
     return {"seconds": seconds, "peak_mib": peak, "problems": problems}
 
 
+#: the parts of ``storage``: the records a funded, answered DISB leaves (lines, their
+#: outcomes, one keyed ledger entry per credit) written and read back alone
+STORAGE_PARTS = ("hub reader", "lines", "outcomes", "credit entries", "read back")
+
+
+def _storage(spec: dict[str, Any]) -> dict[str, Any]:
+    """What the records of intake→DISBRSP cost to write alone, on this PostgreSQL, in this
+    run: the file read and field-checked by the hub's reader (no database); the run's
+    ``disb_line`` rows, as intake left them, inserted into a copy of the table (its keys
+    and fill factor); the posting's outcome UPDATE of those rows; the run's keyed credit
+    entries inserted into a copy of ``ledger_entry`` (its keys); the lines read back in
+    SEQ order as DISBRSP reads them (COPY to the client). Each part one statement,
+    committed, after a checkpoint; the sources are unlogged copies made untimed. Their
+    sum is the least the hub's model can cost before a single line is checked against
+    an account: the checks, the joins and the file written come on top."""
+    from sqlalchemy import text
+
+    from persistence.db import make_engine
+    from schemas.codec import DelimitedReader
+    from schemas.layouts import DISB
+
+    engine = make_engine(spec["url"])
+    _warm_up()
+    seconds: dict[str, float] = {}
+    start = perf_counter()
+    lines = 0
+    with Path(spec["disb"]).open("rb") as fh:
+        for chunk in DelimitedReader(fh, DISB, "GB18030", CHUNK_LINES, spec["n"]).chunks():
+            lines += len(chunk)
+    seconds["hub reader"] = perf_counter() - start
+    line_cols = (
+        "batch_id, seq, bureau, pay_no, pan, amount_fen, result, credited_fen, posted_time, "
+        "bank_ref, partner, partner_key, partner_request, partner_sent_date, answered_date"
+    )
+    with engine.begin() as conn:
+        fill = conn.scalar(
+            text(
+                "SELECT array_to_string(reloptions, ', ') FROM pg_class "
+                "WHERE relname = 'disb_line' AND relkind = 'r'"
+            )
+        )
+        for name in ("bare_line", "bare_entry", "bare_line_src", "bare_entry_src"):
+            conn.execute(text(f"DROP TABLE IF EXISTS {name}"))
+        # the lines as intake wrote them: those credited since were still waiting
+        conn.execute(
+            text(
+                "CREATE UNLOGGED TABLE bare_line_src AS SELECT batch_id, seq, bureau, pay_no, "
+                "pan, amount_fen, CASE WHEN result = '0000' THEN NULL ELSE result END AS result, "
+                "0 AS credited_fen, NULL AS posted_time, NULL AS bank_ref, partner, "
+                "partner_key, partner_request, partner_sent_date, CASE WHEN result = '0000' "
+                "THEN NULL ELSE answered_date END AS answered_date FROM disb_line ORDER BY seq"
+            )
+        )
+        conn.execute(
+            text(
+                "CREATE UNLOGGED TABLE bare_entry_src AS SELECT txn_id, account, amount_fen, "
+                "idem_key FROM ledger_entry WHERE idem_key LIKE 'disb:%' ORDER BY id"
+            )
+        )
+        conn.execute(text("CREATE TABLE bare_line (LIKE disb_line INCLUDING ALL)"))
+        if fill:
+            conn.execute(text(f"ALTER TABLE bare_line SET ({fill})"))
+        conn.execute(text("CREATE TABLE bare_entry (LIKE ledger_entry INCLUDING ALL)"))
+        conn.execute(text("ANALYZE bare_line_src"))
+        conn.execute(text("ANALYZE bare_entry_src"))
+        credits = int(conn.scalar(text("SELECT COUNT(*) FROM bare_entry_src")) or 0)
+    timed = (
+        (
+            "lines",
+            f"INSERT INTO bare_line ({line_cols}) SELECT {line_cols} FROM bare_line_src "
+            "ORDER BY seq",
+        ),
+        (
+            "outcomes",
+            "UPDATE bare_line SET result = '0000', credited_fen = amount_fen, "
+            "posted_time = '20261207160000', bank_ref = 'H' || lpad(CAST(batch_id AS TEXT), 9, "
+            "'0') || lpad(CAST(seq AS TEXT), 8, '0'), answered_date = '20261207' "
+            "WHERE result IS NULL AND partner IS NULL",
+        ),
+        (
+            "credit entries",
+            "INSERT INTO bare_entry (txn_id, account, amount_fen, idem_key) "
+            "SELECT txn_id, account, amount_fen, idem_key FROM bare_entry_src",
+        ),
+    )
+    for part, statement in timed:
+        with engine.connect() as conn:
+            conn.execute(text("CHECKPOINT"))
+            conn.execute(text("SET jit = off"))
+            start = perf_counter()
+            conn.execute(text(statement))
+            conn.commit()
+            seconds[part] = perf_counter() - start
+    read = 0
+    with engine.connect() as conn:
+        conn.execute(text("CHECKPOINT"))
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        start = perf_counter()
+        with (
+            raw.cursor() as cur,
+            cur.copy(
+                "COPY (SELECT pay_no, result, credited_fen, posted_time, bank_ref FROM bare_line "
+                "ORDER BY batch_id, seq) TO STDOUT WITH (FORMAT csv)"
+            ) as copy,
+        ):
+            for block in copy:
+                read += len(block)
+        seconds["read back"] = perf_counter() - start
+    peak = _peak_mib()
+    with engine.begin() as conn:
+        for name in ("bare_line", "bare_entry", "bare_line_src", "bare_entry_src"):
+            conn.execute(text(f"DROP TABLE {name}"))
+    engine.dispose()
+    problems = []
+    if lines != spec["n"]:
+        problems.append(f"the hub's reader read {lines} lines, not {spec['n']}")
+    if not credits or not read:
+        problems.append(f"nothing to store: {credits} credit entries, {read} bytes read back")
+    return {
+        "seconds": sum(seconds.values()),
+        "substeps": seconds,
+        "peak_mib": peak,
+        "problems": problems,
+    }
+
+
 def measure(spec: dict[str, Any]) -> dict[str, Any]:
     import logging
 
     logging.getLogger("sscard").setLevel(logging.ERROR)
-    step = {"floor": _floor, "intake→DISBRSP": _pay, "reconciliation": _reconcile}[spec["step"]]
+    step = {
+        "floor": _floor,
+        "intake→DISBRSP": _pay,
+        "reconciliation": _reconcile,
+        "storage": _storage,
+    }[spec["step"]]
     if spec.get("profile"):
         import cProfile
 
@@ -693,7 +830,7 @@ def run_size(n: int, args: argparse.Namespace, say: Any) -> list[dict[str, Any]]
             "planned": inputs["planned"] if step == "intake→DISBRSP" else {},
             "partner_every": args.partner_every,
         }
-        if args.profile and step != "floor":
+        if args.profile and step in ("intake→DISBRSP", "reconciliation"):
             args.profile.mkdir(parents=True, exist_ok=True)
             tag = "pay" if step == "intake→DISBRSP" else "recon"
             spec["profile"] = str((args.profile / f"{tag}_{n}.prof").resolve())
@@ -742,6 +879,18 @@ def verdicts(rows: list[dict[str, Any]]) -> list[str]:
             f"{r['step']} at {r['lines']:,} lines: peak RSS {r['peak_mib']:,.0f} MiB, target "
             f"< {TARGET_MIB:,} MiB: {'met' if ok else 'MISSED'}"
         )
+    for r in rows:
+        if r["step"] == "storage" and r.get("substeps"):
+            parts = r["substeps"]
+            floor = r["floor_seconds"]
+            records = sum(v for k, v in parts.items() if k != "hub reader")
+            kept = parts["hub reader"] + parts["lines"] + parts["read back"]
+            out.append(
+                f"storage at {r['lines']:,} lines: the records alone (lines, outcomes, credit "
+                f"entries, read back) {records / floor:.1f}× the floor, with the hub's reader "
+                f"{r['ratio']:.1f}×; the lines alone, read and read back (no outcome update, "
+                f"no entry per credit) {kept / floor:.1f}×"
+            )
     sizes = sorted({r["lines"] for r in rows})
     if len(sizes) > 1:
         for step in STEPS[1:]:

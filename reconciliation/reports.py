@@ -34,8 +34,10 @@ files (rows sorted, no timestamp but D).
 from __future__ import annotations
 
 import html
+import io
 import re
 import shutil
+import zipfile
 from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -675,7 +677,29 @@ def write_workbook(day: Day, path: Path) -> None:
         cell.font = bold
     unidentified.freeze_panes = "A2"
     _widths(unidentified, [10, 32, 14, 12, 6, 16, 40])
-    wb.save(path)
+    _save_stamped(wb, path, stamp)
+
+
+def _save_stamped(wb: Any, path: Path, stamp: datetime) -> None:
+    """The workbook saved with every time in it the business date's: its properties and
+    each zip entry's time, which openpyxl sets to the moment of saving, so the same day
+    gives the same bytes whenever it is written (decision 67)."""
+    from openpyxl.writer.excel import ExcelWriter
+
+    raw = io.BytesIO()
+    # openpyxl's own save stamps ``modified`` with the clock; its writer keeps ours
+    with zipfile.ZipFile(raw, "w", zipfile.ZIP_DEFLATED) as archive:
+        ExcelWriter(wb, archive).write_data()
+    when = (stamp.year, stamp.month, stamp.day, 0, 0, 0)
+    with (
+        zipfile.ZipFile(io.BytesIO(raw.getvalue())) as written,
+        zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as out,
+    ):
+        for info in written.infolist():
+            entry = zipfile.ZipInfo(info.filename, date_time=when)
+            entry.compress_type = zipfile.ZIP_DEFLATED
+            entry.external_attr = info.external_attr
+            out.writestr(entry, written.read(info.filename))
 
 
 def _widths(sheet: Any, widths: Sequence[int]) -> None:

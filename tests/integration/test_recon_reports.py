@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -302,12 +303,13 @@ def test_the_dataset_holds_every_batch_and_every_break_of_the_day_in_fen_partiti
     assert resolved["resolution"] == "corrected by bureau"
 
 
-def test_writing_a_date_again_replaces_its_partition_and_gives_the_same_files(
+def test_writing_a_date_again_replaces_its_partition_and_gives_the_same_bytes(
     engine: Engine, tmp_path: Path
 ) -> None:
     seed(engine)
     first = write_reports(engine, DAY, tmp_path)
     html = first.html.read_bytes()
+    workbook = first.workbook.read_bytes()
     files = {p.relative_to(tmp_path): p.read_bytes() for p in first.parquet_dir.rglob("*.parquet")}
     stale = first.parquet_dir / f"business_date={DAY}" / "bureau=R999999"
     stale.mkdir()
@@ -316,9 +318,12 @@ def test_writing_a_date_again_replaces_its_partition_and_gives_the_same_files(
     other_day.mkdir(parents=True)
     (other_day / "part-0.parquet").write_bytes(b"yesterday")
 
+    # a later second: a workbook stamped with the clock would differ
+    time.sleep(1.1)
     again = write_reports(engine, DAY, tmp_path)
 
     assert again.html.read_bytes() == html
+    assert again.workbook.read_bytes() == workbook
     assert {
         p.relative_to(tmp_path): p.read_bytes()
         for p in again.parquet_dir.rglob("*.parquet")
