@@ -15,7 +15,7 @@ import logging
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
@@ -338,7 +338,9 @@ def _load(
         file_id = waiting_id
         registry.update_file(conn, file_id, **values)
     apply_store.create_stage(conn)
-    renewal_limit = _renewal_limit(ctx.business_date)
+    # the line rules' dates are the file's (ICD §5.1: not before *the* business date)
+    renewal_limit = _renewal_limit(header.business_date)
+    rules = replace(ctx.rules, business_date=header.business_date)
     response_name = response_path.name
     response_path.parent.mkdir(parents=True, exist_ok=True)
     # Chunks stored before the photo zip had landed wait here for the photo rule: the zip
@@ -382,7 +384,7 @@ def _load(
         render_response(out, header, ctx.hub, ctx.encoding, rows, header.record_count)
 
     with response_path.open("wb") as out, AnswerStream(write) as stream:
-        chunks = validated_chunks(reader, ctx.rules, Deferred.PHOTOS)
+        chunks = validated_chunks(reader, rules, Deferred.PHOTOS)
         stage_overlapped(landed.name, chunks, prepare, load)
         # A file of no lines still has its zip checked.
         settle(photos.result().valid if photos is not None else None)

@@ -123,10 +123,10 @@ def _run(path: Path, parties: PrecheckSettings, business_date: str, result: Prec
     zip_path = path.with_name(path.name[:-4] + ".zip")
     zip_ok = zip_path.with_name(zip_path.name + ".ok")
     photos = None
-    rules = rules_for(business_date, parties.bank_codes, fname.sender)
     with path.open("rb") as fh:
         reader = DelimitedReader(fh, APPLY, encoding, control_count=count)
         check_header(reader.header, fname, business_date, forward)
+        rules = rules_for(reader.header.business_date, parties.bank_codes, fname.sender)
         if zip_path.exists():
             photos = check_photo_zip(
                 zip_path, zip_ok.read_bytes() if zip_ok.exists() else None, zip_path.name

@@ -219,6 +219,52 @@ def test_lines_are_answered_against_what_the_database_holds(
     assert {s for _, s in accepted} == {"accepted"}
 
 
+def test_a_file_dated_ahead_is_checked_against_its_own_business_date(
+    server: Path, engine: Engine, tmp_path: Path
+) -> None:
+    # taken on the 22nd, dated the 24th (ICD §3 allows up to five days ahead)
+    batch = make_apply_batch(size=3, seed=5, business_date="20261124")
+    rows = [list(r) for r in batch.rows]
+    holder = rows[1]
+    with engine.begin() as conn:
+        conn.execute(
+            insert(Card).values(
+                card_no="OLD000009",
+                bureau="R440100",
+                id_type="01",
+                id_no=holder[FIELD["id_no"]],
+                name=holder[FIELD["name"]],
+                bank_code=holder[FIELD["bank_code"]],
+                pan="6217000000000000090",
+                pan_seq="01",
+                status="1",
+                issue_date="20170122",
+                # within 60 days of the file's date, one day too far from the 22nd
+                expiry_date="20270122",
+            )
+        )
+        conn.execute(
+            insert(Account).values(
+                pan="6217000000000000090",
+                bank_code=holder[FIELD["bank_code"]],
+                id_no=holder[FIELD["id_no"]],
+                status="active",
+            )
+        )
+    # line 1: an ID document valid until the 23rd, before the file's business date → E115
+    rows[0][FIELD["id_valid_to"]] = "20261123"
+    # line 2: a renewal of a card expiring 59 days after the file's date → accepted
+    rows[1][FIELD["app_type"]] = "06"
+    rows[1][FIELD["old_card_no"]] = "OLD000009"
+    rows[1][FIELD["keep_account"]] = "1"
+    rows[1][FIELD["replace_reason"]] = "1"
+    write_batch(rebuilt(batch, rows), server / "pickup")
+
+    run(server, engine, tmp_path)
+
+    assert response_codes(server, "APPLYRSP_B001_R440100_20261124_001.txt") == ["E115", "", ""]
+
+
 def test_keeping_the_number_at_a_partner_bank_needs_the_same_bank_and_a_card_with_a_pan(
     server: Path, engine: Engine, tmp_path: Path
 ) -> None:
