@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from sqlalchemy import Connection, text
 
+from exchange.requests import stage_overlapped
 from persistence.db import bulk_load
 from schemas.codec import Chunk, DelimitedReader, amount_fen
 from schemas.layouts import DISB
@@ -79,10 +80,10 @@ def line_key_sql(conn: Connection, prefix: str, batch_sql: str, seq_sql: str) ->
 
 @dataclass
 class Intake:
-    """One DISB file's lines: each chunk's field checks done in memory and the chunk
-    staged (COPY on PostgreSQL) as it is read, so memory stays flat however long the file;
-    then the repeats and the account checks of every line at once, by joins in the
-    database, and the lines stored (:meth:`finish`)."""
+    """One DISB file's lines: each chunk's field checks done in memory (:meth:`prepare`)
+    and the chunk staged (:meth:`load`: COPY on PostgreSQL) while the next is read, so
+    memory stays flat however long the file; then the repeats and the account checks of
+    every line at once, by joins in the database, and the lines stored (:meth:`finish`)."""
 
     conn: Connection
     ctx: DisbContext
@@ -96,7 +97,8 @@ class Intake:
         cols = ", ".join(f"{n} {t}" for n, t in _STAGE)
         self.conn.execute(text(f"CREATE TEMPORARY TABLE {self.stage} ({cols})"))
 
-    def take(self, chunk: Chunk) -> None:
+    def prepare(self, chunk: Chunk) -> tuple[pa.Table, int]:
+        """A chunk's field checks and its staging table, in memory (no database)."""
         n = len(chunk)
         fen = amount_fen(chunk.column("amount"))
         # the first failing field's code; the file's one benefit type (E117) and the
@@ -127,8 +129,12 @@ class Intake:
                 "type_valid": pa.array(type_valid),
             }
         )
+        return table, n
+
+    def load(self, table: pa.Table, first: int, last: int) -> None:
+        """A prepared chunk (lines ``first`` to ``last``) staged in the database."""
         bulk_load(self.conn, self.stage, table, [name for name, _ in _STAGE if name != "repeated"])
-        self.lines += n
+        self.lines += last - first + 1
 
     def finish(self) -> None:
         """Every staged line checked and stored: ``209`` for a pay_no this bureau used in
@@ -288,9 +294,10 @@ def apply_disb(conn: Connection, reader: DelimitedReader, ctx: DisbContext) -> d
         ).scalar_one()
     )
     intake = Intake(conn, ctx, batch_id)
-    for chunk in reader.chunks():
-        intake.take(chunk)
-        log.info("%s DISB %s: %d line(s) read so far", ctx.bureau, ctx.batch_no, intake.lines)
+    # each chunk staged while the next one is read and checked
+    stage_overlapped(
+        f"{ctx.bureau} DISB {ctx.batch_no}", reader.chunks(), intake.prepare, intake.load
+    )
     intake.finish()
     conn.execute(
         text("UPDATE disb_batch SET benefit_type = :t WHERE id = :b"),
