@@ -2,8 +2,8 @@
 that needs no database, on a local file, with the same code intake runs.
 
 Not checked here, because only the hub's database knows: keys and card numbers used in
-earlier files (E106, E107), cards the applicant already holds (E108), the old card of a
-replacement (E109, E110, E118).
+earlier files (E106, E107), cards the applicant already holds through a bureau of the same
+province (E108), the old card of a replacement (E109, E110, E118).
 """
 
 from __future__ import annotations

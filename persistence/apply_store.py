@@ -123,6 +123,15 @@ _REPEAT_FIELD = " ".join(f"WHEN {_IDX[field]} THEN '{field}'" for field, _, _, _
 
 
 _S = STAGE
+
+
+def _in_province(alias: str) -> str:
+    """The row's ``bureau`` is of the sending bureau's province: a bureau's code is ``R`` and
+    its GB/T 2260 division code, whose first two digits are the province (ICD §1, DOMAIN §1;
+    decision 17)."""
+    return f"substr({alias}.bureau, 2, 2) = substr(:sender, 2, 2)"
+
+
 #: the old card is in a status its line's app_type allows (DOMAIN §5)
 _REPLACEABLE = " OR ".join(
     f"({_S}.app_type = '{app_type}' AND c.status IN {in_list(sorted(statuses))})"
@@ -145,14 +154,15 @@ _RULES: tuple[tuple[str, str, str, str], ...] = (
         "",
         f"EXISTS (SELECT 1 FROM apply_line p WHERE p.sender = :sender AND p.app_no = {_S}.app_no)",
     ),
-    # E108 one person one card: a card not cancelled, or an application still in progress
-    # (this file's earlier `01` lines included).
+    # E108 one person one card within the province: a card not cancelled, or an application
+    # still in progress (this file's earlier `01` lines included), through a bureau of the
+    # sending bureau's province.
     (
         "id_no",
         "E108",
         f"{_S}.app_type = '01'",
         f"EXISTS (SELECT 1 FROM card c WHERE c.id_no = {_S}.id_no "
-        f"AND c.status <> '{CardStatus.CANCELLED}')",
+        f"AND c.status <> '{CardStatus.CANCELLED}' AND {_in_province('c')})",
     ),
     (
         "id_no",
@@ -161,6 +171,7 @@ _RULES: tuple[tuple[str, str, str, str], ...] = (
         f"""EXISTS (SELECT 1 FROM application a
                     JOIN application_state st ON st.application_id = a.id
                     WHERE a.id_no = {_S}.id_no AND st.fail_stage IS NULL
+                    AND {_in_province("a")}
                     AND (a.file_id <> :file_id OR a.app_type = '01')
                     AND NOT EXISTS (SELECT 1 FROM card c2 WHERE c2.card_no = a.card_no))""",
     ),

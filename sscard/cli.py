@@ -90,7 +90,7 @@ def _validate(args: argparse.Namespace) -> int:
             )
             print(
                 "  not checked here (the hub's database decides): repeats of earlier files "
-                "(E106/E107), cards already held (E108), old cards (E109/E110/E118)"
+                "(E106/E107), cards already held in the province (E108), old cards (E109/E110/E118)"
             )
     return 1 if result.file_code else 0
 

@@ -265,6 +265,65 @@ def test_a_file_dated_ahead_is_checked_against_its_own_business_date(
     assert response_codes(server, "APPLYRSP_B001_R440100_20261124_001.txt") == ["E115", "", ""]
 
 
+#: the fields of an APPLY line that say who the applicant is
+PERSON = slice(FIELD["id_type"], FIELD["nationality"] + 1)
+BANKS = frozenset({"B001", "B002", "B003"})
+
+
+def test_one_person_one_card_counts_the_cards_issued_through_the_bureaus_of_the_province(
+    server: Path, engine: Engine, tmp_path: Path
+) -> None:
+    batch = make_apply_batch(size=4, seed=31)
+    rows = batch.rows
+    # (the holder's line, the card's bureau, its status): another bureau of province 44, a
+    # bureau of province 11, another bureau of 44 with the card cancelled
+    held = [(rows[0], "R440300", "1"), (rows[1], "R110100", "1"), (rows[2], "R440300", "9")]
+    with engine.begin() as conn:
+        for n, (row, bureau, status) in enumerate(held):
+            conn.execute(
+                insert(Card).values(
+                    card_no=f"HELD0000{n}",
+                    bureau=bureau,
+                    id_type="01",
+                    id_no=row[FIELD["id_no"]],
+                    name=row[FIELD["name"]],
+                    bank_code="B001",
+                    status=status,
+                    issue_date="20200101",
+                    expiry_date="20300101",
+                )
+            )
+    write_batch(batch, server / "pickup")
+
+    run(server, engine, tmp_path)
+
+    assert response_codes(server, RSP) == ["E108", "", "", ""]
+
+
+def test_an_application_in_progress_counts_for_one_person_one_card_only_within_its_province(
+    server: Path, engine: Engine, tmp_path: Path
+) -> None:
+    batch = make_apply_batch(size=3, seed=32)
+    # lines 1 and 2 apply for a first card already applied for through R440300 (province 44:
+    # E108) and through R110100 (province 11: accepted); neither card is made yet
+    for row, bureau in zip(batch.rows[:2], ("R440300", "R110100"), strict=True):
+        other = make_apply_batch(bureau=bureau, size=1, seed=32)
+        theirs = [list(r) for r in other.rows]
+        theirs[0][PERSON] = row[PERSON]
+        their_server = tmp_path / bureau
+        (their_server / "pickup").mkdir(parents=True)
+        (their_server / "drop").mkdir()
+        write_batch(rebuilt(other, theirs), their_server / "pickup")
+        rules = rules_for("20261122", BANKS, bureau)
+        run(their_server, engine, tmp_path, bureau=bureau, conn_id=bureau.lower(), rules=rules)
+        assert response_codes(their_server, f"APPLYRSP_B001_{bureau}_20261122_001.txt") == [""]
+    write_batch(batch, server / "pickup")
+
+    run(server, engine, tmp_path)
+
+    assert response_codes(server, RSP) == ["E108", "", ""]
+
+
 def test_keeping_the_number_at_a_partner_bank_needs_the_same_bank_and_a_card_with_a_pan(
     server: Path, engine: Engine, tmp_path: Path
 ) -> None:
