@@ -447,11 +447,12 @@ def _pay(spec: dict[str, Any]) -> dict[str, Any]:
             work_dir=run_dir / "work",
         )
         seconds["forwarding"] = perf_counter() - start
-        if sent is None:
+        if not sent:
             raise SystemExit(f"no line of {n:,} pays a card of {PARTNER}: raise --lines")
+        (request_name,) = sent  # one batch of one benefit type: one file
         with engine.connect() as conn:
             row = conn.execute(
-                text("SELECT data, path FROM outbound_file WHERE name = :n"), {"n": sent}
+                text("SELECT data, path FROM outbound_file WHERE name = :n"), {"n": request_name}
             ).one()
         request = (
             bytes(row.data)

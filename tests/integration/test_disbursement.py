@@ -213,7 +213,7 @@ def test_disb_lines_are_checked_in_the_icd_order_and_credited_only_once_funded(
         assert ledger.balance(conn, preopened.pan) == 2_000
     # the partner line goes to B002 under the hub's key and comes back credited
     dest = Drop("sftp_b002", "drop", NOW, store)
-    name = send_partner_disb(
+    names = send_partner_disb(
         engine,
         hub=HUB,
         bank_code="B002",
@@ -222,7 +222,7 @@ def test_disb_lines_are_checked_in_the_icd_order_and_credited_only_once_funded(
         business_date=DAY,
         work_dir=tmp_path,
     )
-    assert name == f"DISB_{HUB}_B002_{DAY}_001.txt"
+    assert names == [f"DISB_{HUB}_B002_{DAY}_001.txt"]
     assert (
         send_partner_disb(
             engine,
@@ -233,7 +233,7 @@ def test_disb_lines_are_checked_in_the_icd_order_and_credited_only_once_funded(
             business_date=DAY,
             work_dir=tmp_path,
         )
-        is None
+        == []
     )
     with engine.connect() as conn:
         key = conn.execute(
@@ -391,7 +391,7 @@ def forwarded_to_b002(
     return batch_id
 
 
-def send_to_b002(engine: Engine, store: Storage, tmp_path: Path) -> str | None:
+def send_to_b002(engine: Engine, store: Storage, tmp_path: Path) -> list[str]:
     """The funded lines for B002's accounts not sent yet, in a DISB to B002."""
     return send_partner_disb(
         engine,
@@ -666,7 +666,7 @@ def test_a_cr_inside_a_value_is_that_lines_problem_and_never_reaches_a_partner(
     fund(engine, batch_no, total_of(engine, batch_id))
     post_funded(engine, hub=HUB, business_date=DAY, now=NOW)
     sent = send_to_b002(engine, store, tmp_path)
-    assert sent is not None  # PAY4 went out; PAY3 never could have stopped it
+    assert sent  # PAY4 went out; PAY3 never could have stopped it
 
 
 def test_a_partner_answer_crediting_nothing_too_much_or_a_line_never_sent_is_not_applied(
@@ -913,7 +913,7 @@ def test_two_forwarding_runs_at_once_send_each_line_to_the_partner_once(
         return done
 
     monkeypatch.setattr(settle, "compose", held_first)
-    sent: list[str | None] = []
+    sent: list[list[str]] = []
     race(
         engine,
         lambda: sent.append(send_to_b002(engine, store, tmp_path)),
@@ -925,5 +925,53 @@ def test_two_forwarding_runs_at_once_send_each_line_to_the_partner_once(
         marked = conn.scalars(
             text("SELECT partner_request FROM disb_line WHERE batch_id = :b"), {"b": batch_id}
         ).all()
-    assert len(queued) == 1 and sorted(sent, key=str) == sorted([queued[0], None], key=str)
+    assert len(queued) == 1 and sorted(sent) == [[], [queued[0]]]
     assert marked == [queued[0]]
+
+
+def test_lines_of_two_benefit_types_reach_a_partner_in_one_disb_per_benefit_type(
+    engine: Engine, store: Storage, tmp_path: Path
+) -> None:
+    """ICD §5.10: a DISB carries one benefit_type (another value on a line is E117). A
+    partner bank's lines of a pension batch and of an unemployment batch funded the same
+    day go out in two DISB files, each of one type, each header totalling its own lines,
+    so a partner reading them by the ICD refuses none."""
+    with engine.begin() as conn:
+        one = seed_card(conn, 5, bank_code="B002", pan="6220020000000000003")
+        two = seed_card(conn, 6, bank_code="B002", pan="6220020000000000011")
+        three = seed_card(conn, 7, bank_code="B002", pan="6220020000000000029")
+    pension, pension_no = intake(
+        engine, [line("PAY1", one, "300.00"), line("PAY3", three, "100.00")]
+    )
+    jobless, jobless_no = intake(engine, [line("PAY2", two, "200.00", benefit_type="210")], seq=2)
+    fund(engine, pension_no, total_of(engine, pension))
+    fund(engine, jobless_no, total_of(engine, jobless), ref="T2")
+    post_funded(engine, hub=HUB, business_date=DAY, now=NOW)
+    send_to_b002(engine, store, tmp_path)
+    with engine.connect() as conn:
+        sent = conn.execute(
+            text("SELECT name, data FROM outbound_file WHERE type = 'DISB' ORDER BY name")
+        ).all()
+        marked = conn.execute(
+            text(
+                "SELECT pay_no, partner_request FROM disb_line WHERE partner = 'B002' "
+                "ORDER BY pay_no"
+            )
+        ).all()
+    files = {}
+    for name, data in sent:
+        reader = DelimitedReader(io.BytesIO(bytes(data)), LAYOUTS["DISB"], "GB18030", 100)
+        chunks = list(reader.chunks())
+        assert [r for c in chunks for r in c.rejections()] == []
+        types = [t for c in chunks for t in c.strings("benefit_type")]
+        amounts = [a for c in chunks for a in c.strings("amount")]
+        files[name] = (sorted(set(types)), reader.header.total_fen, amounts)
+    assert files == {
+        f"DISB_{HUB}_B002_{DAY}_001.txt": (["110"], 40_000, ["300.00", "100.00"]),
+        f"DISB_{HUB}_B002_{DAY}_002.txt": (["210"], 20_000, ["200.00"]),
+    }
+    assert [tuple(m) for m in marked] == [
+        ("PAY1", f"DISB_{HUB}_B002_{DAY}_001.txt"),
+        ("PAY2", f"DISB_{HUB}_B002_{DAY}_002.txt"),
+        ("PAY3", f"DISB_{HUB}_B002_{DAY}_001.txt"),
+    ]
