@@ -555,40 +555,46 @@ def expire_partner_lines(
 
     waiting_from = still_waiting_from(business_date, wait_days, holidays)
     with engine.begin() as conn:
-        due = rows(
-            conn,
-            "SELECT l.partner_key, l.seq, l.amount_fen, b.bureau, b.batch_no FROM disb_line l "
-            "JOIN disb_batch b ON b.id = l.batch_id WHERE l.partner = :bank AND l.result IS NULL "
-            "AND l.partner_sent_date IS NOT NULL AND l.partner_sent_date < :waiting_from",
-            bank=bank_code,
-            waiting_from=waiting_from,
-        )
-        if not due:
+        # one statement that finds and answers the lines: a line the partner's answer
+        # reached meanwhile (committed while this waited for its row) keeps that answer
+        expired = conn.execute(
+            text(
+                "UPDATE disb_line SET result = :r, answered_date = :d WHERE partner = :bank "
+                "AND result IS NULL AND partner_sent_date IS NOT NULL "
+                "AND partner_sent_date < :waiting_from RETURNING batch_id, seq, amount_fen"
+            ),
+            {"r": LATE, "d": business_date, "bank": bank_code, "waiting_from": waiting_from},
+        ).all()
+        if not expired:
             return 0
-        conn.execute(
-            text("UPDATE disb_line SET result = :r, answered_date = :d WHERE partner_key = :k"),
-            [{"r": LATE, "d": business_date, "k": r.partner_key} for r in due],
-        )
+        batches = {
+            int(r.id): (str(r.bureau), str(r.batch_no))
+            for r in conn.execute(
+                keyed(conn, "SELECT id, bureau, batch_no FROM disb_batch WHERE id IN :ids", "ids"),
+                {"ids": sorted({int(r.batch_id) for r in expired})},
+            )
+        }
         ledger.post_transfers(
             conn,
             "disb_failed",
             business_date,
             (
                 (
-                    f"fail:{r.bureau}:{r.batch_no}:{r.seq}",
-                    ledger.clearing(r.bureau),
-                    ledger.returns(r.bureau),
+                    f"fail:{bureau}:{batch_no}:{r.seq}",
+                    ledger.clearing(bureau),
+                    ledger.returns(bureau),
                     int(r.amount_fen),
                 )
-                for r in due
+                for r in sorted(expired, key=lambda r: (r.batch_id, r.seq))
+                for bureau, batch_no in (batches[int(r.batch_id)],)
                 if r.amount_fen > 0
             ),
             now,
         )
     log.warning(
-        "partner %s: %d DISB line(s) unanswered past partner_wait: 140", bank_code, len(due)
+        "partner %s: %d DISB line(s) unanswered past partner_wait: 140", bank_code, len(expired)
     )
-    return len(due)
+    return len(expired)
 
 
 # --------------------------------------------------------------------------- DISBRSP

@@ -975,3 +975,46 @@ def test_lines_of_two_benefit_types_reach_a_partner_in_one_disb_per_benefit_type
         ("PAY2", f"DISB_{HUB}_B002_{DAY}_002.txt"),
         ("PAY3", f"DISB_{HUB}_B002_{DAY}_001.txt"),
     ]
+
+
+def test_a_partner_answer_committed_while_partner_wait_runs_out_is_not_overwritten_by_140(
+    engine: Engine, store: Storage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The partner's credit, applied while the line's partner_wait ran out in another
+    run, stands: the bureau is not told 140 for a payment the customer got, and the
+    clearing account is not debited a second time to send the amount back."""
+    with engine.begin() as conn:
+        at_partner = seed_card(conn, 5, bank_code="B002", pan="6220020000000000003")
+    batch_id = forwarded_to_b002(engine, store, tmp_path, [line("PAY1", at_partner, "300.00")])
+    with engine.connect() as conn:
+        key = conn.scalar(
+            text("SELECT partner_key FROM disb_line WHERE batch_id = :b"), {"b": batch_id}
+        )
+
+    def answer() -> None:
+        with engine.begin() as conn:
+            _, reader, _ = disb_file(
+                conn,
+                [(key, "0000", "300.00", "20261208103000", "B002REF1", "", "")],
+                sender="B002",
+                receiver=HUB,
+                type_="DISBRSP",
+                seq=2,
+            )
+            apply_partner_disbrsp(
+                conn, reader, bank_code="B002", business_date="20261208", now=NOW, file_name="X"
+            )
+
+    def expire() -> None:
+        expire_partner_lines(
+            engine, bank_code="B002", wait_days=1, business_date="20261208", now=NOW
+        )
+
+    # the answer is applied, not yet committed, when the wait runs out
+    answered = held_open(monkeypatch, settle, "report_problems")
+    race(engine, answer, answered, expire)
+    assert results(engine, batch_id) == [("PAY1", "0000")]
+    with engine.connect() as conn:
+        assert ledger.balance(conn, ledger.due_to_partner("B002")) == 30_000
+        assert ledger.balance(conn, ledger.returns(BUREAU)) == 0
+        assert ledger.balance(conn, ledger.clearing(BUREAU)) == 0
