@@ -390,9 +390,13 @@ def apply_partner_disbrsp(
     the partner: Dr CLEARING / Cr DUE:bank; failed: to RETURNS. A line that fails its
     field checks, answers a key never sent or answered before, credits 0.00 or more than
     the line, or repeats a key answered earlier in this file is a return problem, never
-    applied: only the first good answer to a line the hub sent stands. The file's lines
+    applied: only the first good answer to a line the hub sent stands; a line answered
+    ``140`` by a run that held it meanwhile is such a line answered before. The file's lines
     are staged a chunk at a time (COPY on PostgreSQL) and matched, posted and written by
     set statements."""
+    # a line's partner_wait running out in another run is answered before or after this
+    # file, never while it reads which lines wait
+    one_at_a_time(conn, f"partner-answers:{bank_code}")
     tag = uuid.uuid4().hex[:12]
     stage, found, applied = (f"{name}_{tag}" for name in ("ptn_stage", "ptn_found", "ptn_applied"))
     conn.execute(
@@ -555,6 +559,7 @@ def expire_partner_lines(
 
     waiting_from = still_waiting_from(business_date, wait_days, holidays)
     with engine.begin() as conn:
+        one_at_a_time(conn, f"partner-answers:{bank_code}")  # not while an answer is applied
         # one statement that finds and answers the lines: a line the partner's answer
         # reached meanwhile (committed while this waited for its row) keeps that answer
         expired = conn.execute(

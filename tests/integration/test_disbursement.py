@@ -1018,3 +1018,49 @@ def test_a_partner_answer_committed_while_partner_wait_runs_out_is_not_overwritt
         assert ledger.balance(conn, ledger.due_to_partner("B002")) == 30_000
         assert ledger.balance(conn, ledger.returns(BUREAU)) == 0
         assert ledger.balance(conn, ledger.clearing(BUREAU)) == 0
+
+
+def test_a_partner_answer_arriving_while_partner_wait_runs_out_finds_the_line_answered_140(
+    engine: Engine, store: Storage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A partner's credit read while another run answers the line 140 (not yet
+    committed) is not applied over that answer: the line stays 140, its amount goes back
+    once, and nothing is owed to the partner for it (the answer is a return problem)."""
+    with engine.begin() as conn:
+        at_partner = seed_card(conn, 5, bank_code="B002", pan="6220020000000000003")
+    batch_id = forwarded_to_b002(engine, store, tmp_path, [line("PAY1", at_partner, "300.00")])
+    with engine.connect() as conn:
+        key = conn.scalar(
+            text("SELECT partner_key FROM disb_line WHERE batch_id = :b"), {"b": batch_id}
+        )
+
+    def expire() -> None:
+        expire_partner_lines(
+            engine, bank_code="B002", wait_days=1, business_date="20261208", now=NOW
+        )
+
+    def answer() -> None:
+        with engine.begin() as conn:
+            _, reader, _ = disb_file(
+                conn,
+                [(key, "0000", "300.00", "20261208103000", "B002REF1", "", "")],
+                sender="B002",
+                receiver=HUB,
+                type_="DISBRSP",
+                seq=2,
+            )
+            apply_partner_disbrsp(
+                conn, reader, bank_code="B002", business_date="20261208", now=NOW, file_name="X"
+            )
+
+    # the line is answered 140 and its amount posted to returns, not yet committed
+    expiring = held_open(monkeypatch, ledger, "post_transfers")
+    race(engine, expire, expiring, answer)
+    assert results(engine, batch_id) == [("PAY1", "140")]
+    with engine.connect() as conn:
+        assert ledger.balance(conn, ledger.due_to_partner("B002")) == 0
+        assert ledger.balance(conn, ledger.returns(BUREAU)) == 30_000
+        assert ledger.balance(conn, ledger.clearing(BUREAU)) == 0
+        assert conn.scalars(text("SELECT problem FROM return_problem")).all() == [
+            "unknown or repeated answer"
+        ]
