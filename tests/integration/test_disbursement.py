@@ -311,6 +311,24 @@ def test_a_pay_no_used_in_an_earlier_file_is_209_whatever_its_content(engine: En
     assert results(engine, batch_id) == [("PAY1", "209"), ("PAY2", None)]
 
 
+def test_a_line_with_the_wrong_number_of_fields_uses_no_pay_no(engine: Engine) -> None:
+    """A line whose fields cannot be told apart has no key (decision 78): it is E116 and
+    does not use its pay_no, so the line sent right, later in the file or in a later
+    file, is paid instead of being refused 209 for ever."""
+    with engine.begin() as conn:
+        good = seed_card(conn, 1, account_status="active")
+
+    def stray(pay_no: str) -> tuple[str, ...]:
+        return (*line(pay_no, good, "10.00"), "a memo with a stray |")
+
+    batch_id, _ = intake(engine, [stray("PAY1"), line("PAY1", good, "10.00")], raw=True)
+    assert results(engine, batch_id) == [("PAY1", "E116"), ("PAY1", None)]
+    batch_id, _ = intake(engine, [stray("PAY2")], seq=2, raw=True)
+    assert results(engine, batch_id) == [("PAY2", "E116")]
+    batch_id, _ = intake(engine, [line("PAY2", good, "10.00"), line("PAY1", good)], seq=3)
+    assert results(engine, batch_id) == [("PAY2", None), ("PAY1", "209")]
+
+
 def test_a_batch_unfunded_at_the_cut_off_answers_301_on_every_line_and_returns_what_came(
     engine: Engine, store: Storage, tmp_path: Path
 ) -> None:
