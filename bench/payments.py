@@ -447,11 +447,12 @@ def _pay(spec: dict[str, Any]) -> dict[str, Any]:
             work_dir=run_dir / "work",
         )
         seconds["forwarding"] = perf_counter() - start
-        if sent is None:
+        if not sent:
             raise SystemExit(f"no line of {n:,} pays a card of {PARTNER}: raise --lines")
+        (request_name,) = sent  # one batch of one benefit type: one file
         with engine.connect() as conn:
             row = conn.execute(
-                text("SELECT data, path FROM outbound_file WHERE name = :n"), {"n": sent}
+                text("SELECT data, path FROM outbound_file WHERE name = :n"), {"n": request_name}
             ).one()
         request = (
             bytes(row.data)
@@ -660,8 +661,9 @@ def _storage(spec: dict[str, Any]) -> dict[str, Any]:
             lines += len(chunk)
     seconds["hub reader"] = perf_counter() - start
     line_cols = (
-        "batch_id, seq, bureau, pay_no, pan, amount_fen, result, credited_fen, posted_time, "
-        "bank_ref, partner, partner_key, partner_request, partner_sent_date, answered_date"
+        "batch_id, seq, bureau, pay_no, keyed, pan, amount_fen, result, credited_fen, "
+        "posted_time, bank_ref, partner, partner_key, partner_request, partner_sent_date, "
+        "answered_date"
     )
     with engine.begin() as conn:
         fill = conn.scalar(
@@ -676,7 +678,7 @@ def _storage(spec: dict[str, Any]) -> dict[str, Any]:
         conn.execute(
             text(
                 "CREATE UNLOGGED TABLE bare_line_src AS SELECT batch_id, seq, bureau, pay_no, "
-                "pan, amount_fen, CASE WHEN result = '0000' THEN NULL ELSE result END AS result, "
+                "keyed, pan, amount_fen, CASE WHEN result = '0000' THEN NULL ELSE result END AS result, "
                 "0 AS credited_fen, NULL AS posted_time, NULL AS bank_ref, partner, "
                 "partner_key, partner_request, partner_sent_date, CASE WHEN result = '0000' "
                 "THEN NULL ELSE answered_date END AS answered_date FROM disb_line ORDER BY seq"

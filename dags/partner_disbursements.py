@@ -2,7 +2,7 @@
 ### partner_disbursements — benefit payments to accounts at partner banks (ICD §5.10)
 
 **Moves:** funded DISB lines of each partner bank's accounts → `DISB_<hub>_<bank>_…` (the
-hub's own pay_nos) in the bank's `drop`; the bank's `DISBRSP_<bank>_<hub>_…` merged into
+hub's own pay_nos, one file per benefit type) in the bank's `drop`; the bank's `DISBRSP_<bank>_<hub>_…` merged into
 the bureaus' lines (credited: Dr clearing / Cr due to that partner; failed: to returns);
 lines unanswered `partner_wait_days` after they reached the bank answer `140`. Then each
 bureau's DISBRSP for batches whose lines all have their outcome.

@@ -26,6 +26,7 @@ a valid amount) counts as failed. ``answered_date`` is the business date it got 
 | line credited at a partner (its DISBRSP) | CLEARING:bureau | DUE:bank | ``ptn:<bureau>:<pay_no>`` |
 | line failed (funded batch) | CLEARING:bureau | RETURNS:bureau | ``fail:<bureau>:<batch>:<seq>`` |
 | funds of an unfunded batch, at the cut-off | CLEARING:bureau | RETURNS:bureau | ``unfunded:<bureau>:<batch>`` |
+| STMT credit ``DISB/<batch>`` after its cut-off | CLEARING:bureau | RETURNS:bureau | ``unfunded:stmt:<sender>:<txn_ref>`` |
 | STMT debit ``RET/<batch>`` | RETURNS:bureau | SETTLEMENT | ``stmt:<sender>:<txn_ref>`` |
 | STMT debit ``PTN/<bank>/<batch>`` | DUE:bank | SETTLEMENT | ``stmt:<sender>:<txn_ref>`` |
 

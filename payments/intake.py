@@ -154,16 +154,18 @@ class Intake:
             text(
                 f"CREATE TEMPORARY TABLE {used} AS SELECT DISTINCT s.pay_no FROM {stage} s "
                 "JOIN disb_line e ON e.pay_no = s.pay_no AND e.bureau = :bureau "
-                "AND e.batch_id <> :b"
+                "AND e.batch_id <> :b AND e.keyed"
             ),
             {"bureau": ctx.bureau, "b": self.batch_id},
         )
-        # the lines repeating a pay_no earlier in this file (few: a small table to join)
+        # the lines repeating a pay_no earlier in this file (few: a small table to join);
+        # a line with the wrong number of fields has no key and uses none
         twice = f"{stage}_twice"
         conn.execute(
             text(
                 f"CREATE TEMPORARY TABLE {twice} AS SELECT seq FROM (SELECT seq, ROW_NUMBER() "
-                f"OVER (PARTITION BY pay_no ORDER BY seq) AS nth FROM {stage}) r WHERE nth > 1"
+                f"OVER (PARTITION BY pay_no ORDER BY seq) AS nth FROM {stage} "
+                "WHERE field_at >= 0) r WHERE nth > 1"
             )
         )
         # marked on the few staged lines (no join of every line with the small tables,
@@ -215,7 +217,7 @@ class Intake:
                 "AND n.pan_seq > c.pan_seq)) h ON h.pan = s.pan"
             )
         checked = (
-            "SELECT s.seq, s.pay_no, s.pan, s.amount_fen, CASE "
+            "SELECT s.seq, s.pay_no, s.field_at, s.pan, s.amount_fen, CASE "
             # no key at all (the whole line, or its pay_no); else a repeat, whatever the rest
             "WHEN s.field_at <= 0 THEN s.field_code "
             "WHEN s.repeated THEN '209' "
@@ -235,9 +237,10 @@ class Intake:
         partner = "CASE WHEN result IS NULL THEN bank END"
         conn.execute(
             text(
-                "INSERT INTO disb_line (batch_id, seq, bureau, pay_no, pan, amount_fen, result, "
-                "credited_fen, partner, partner_key, answered_date) "
-                "SELECT :b, s.seq, :bureau, SUBSTR(s.pay_no, 1, 64), SUBSTR(s.pan, 1, 19), "
+                "INSERT INTO disb_line (batch_id, seq, bureau, pay_no, keyed, pan, amount_fen, "
+                "result, credited_fen, partner, partner_key, answered_date) "
+                "SELECT :b, s.seq, :bureau, SUBSTR(s.pay_no, 1, 64), s.field_at >= 0, "
+                "SUBSTR(s.pan, 1, 19), "
                 f"s.amount_fen, s.result, 0, {partner}, CASE WHEN {partner} IS NOT NULL THEN "
                 f"{line_key_sql(conn, 'D', ':b', 's.seq')} END, CASE WHEN s.result IS NOT NULL THEN :d END "
                 f"FROM ({checked}) s ORDER BY s.seq"

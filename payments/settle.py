@@ -277,62 +277,65 @@ def send_partner_disb(
     encoding: str,
     business_date: str,
     work_dir: Path,
-) -> str | None:
-    """One DISB file to a partner bank with every funded line of its accounts not sent yet,
-    under the hub's own pay_no (ICD §5.10). Forwarding runs to one bank run one after
-    another, so a second one chooses only what the first did not send. The lines are
-    chosen once (their keys kept in a temporary table), so the file and the lines marked
-    sent are the same set whatever is funded meanwhile; written a block at a time as
-    columns, and marked in one UPDATE."""
+) -> list[str]:
+    """Every funded line of a partner bank's accounts not sent yet, to that bank under the
+    hub's own pay_no (ICD §5.10), in one DISB file per benefit type (a DISB carries one:
+    another value on a line is E117), by benefit type. Forwarding runs to one bank run one
+    after another, so a second one chooses only what the first did not send. The lines
+    are chosen once (their keys kept in a temporary table), so the files and the lines
+    marked sent are the same set whatever is funded meanwhile; written a block at a time
+    as columns, and marked in one UPDATE per file. Returns the files' names."""
+    names: list[str] = []
     with engine.begin() as conn:
         one_at_a_time(conn, f"forward:{bank_code}")
         chosen = f"disb_fwd_{uuid.uuid4().hex[:12]}"
         conn.execute(
             text(
-                f"CREATE TEMPORARY TABLE {chosen} AS SELECT f.partner_key FROM disb_forward f "
-                "JOIN disb_line l ON l.partner_key = f.partner_key JOIN disb_batch b "
-                "ON b.id = l.batch_id WHERE f.bank_code = :bank AND b.status = 'funded' "
-                "AND l.result IS NULL AND l.partner_request IS NULL"
+                f"CREATE TEMPORARY TABLE {chosen} AS SELECT f.partner_key, f.benefit_type "
+                "FROM disb_forward f JOIN disb_line l ON l.partner_key = f.partner_key "
+                "JOIN disb_batch b ON b.id = l.batch_id WHERE f.bank_code = :bank "
+                "AND b.status = 'funded' AND l.result IS NULL AND l.partner_request IS NULL"
             ),
             {"bank": bank_code},
         )
-        count, total = conn.execute(
+        per_type = conn.execute(
             text(
-                f"SELECT COUNT(*), COALESCE(SUM(f.amount_fen), 0) FROM {chosen} c "
-                "JOIN disb_forward f ON f.partner_key = c.partner_key"
+                f"SELECT c.benefit_type, COUNT(*), COALESCE(SUM(f.amount_fen), 0) FROM {chosen} c "
+                "JOIN disb_forward f ON f.partner_key = c.partner_key "
+                "GROUP BY c.benefit_type ORDER BY c.benefit_type"
             )
-        ).one()
-        count, total = int(count), int(total)
-        if count == 0:
-            conn.execute(text(f"DROP TABLE {chosen}"))
-            return None
-        request = originate(conn, "DISB", hub, bank_code, business_date, count)
-        header = Header(
-            "DISB", hub, bank_code, request.header.batch_no, business_date, count, total
-        )
+        ).all()
+        for benefit_type, count, total in per_type:
+            count, total = int(count), int(total)
+            request = originate(conn, "DISB", hub, bank_code, business_date, count)
+            header = Header(
+                "DISB", hub, bank_code, request.header.batch_no, business_date, count, total
+            )
 
-        def write(out: BinaryIO) -> None:
-            write_delimited_tables(out, DISB, header, _forward_tables(conn, chosen), encoding)
+            def write(out: BinaryIO, h: Header = header, kind: str = str(benefit_type)) -> None:
+                write_delimited_tables(out, DISB, h, _forward_tables(conn, chosen, kind), encoding)
 
-        compose(
-            conn,
-            dest,
-            work_dir,
-            name=request.name,
-            type_="DISB",
-            record_count=count,
-            write=write,
-        )
-        conn.execute(
-            text(
-                "UPDATE disb_line SET partner_request = :n, partner_sent_date = :d "
-                f"WHERE partner_key IN (SELECT partner_key FROM {chosen})"
-            ),
-            {"n": request.name, "d": business_date},
-        )
+            compose(
+                conn,
+                dest,
+                work_dir,
+                name=request.name,
+                type_="DISB",
+                record_count=count,
+                write=write,
+            )
+            conn.execute(
+                text(
+                    "UPDATE disb_line SET partner_request = :n, partner_sent_date = :d "
+                    f"WHERE partner_key IN (SELECT partner_key FROM {chosen} "
+                    "WHERE benefit_type = :t)"
+                ),
+                {"n": request.name, "d": business_date, "t": benefit_type},
+            )
+            names.append(request.name)
+            log.info("%s: %d line(s) forwarded to partner %s", request.name, count, bank_code)
         conn.execute(text(f"DROP TABLE {chosen}"))
-    log.info("%s: %d line(s) forwarded to partner %s", request.name, count, bank_code)
-    return request.name
+    return names
 
 
 _FORWARD_COLUMNS = {
@@ -348,17 +351,17 @@ _FORWARD_COLUMNS = {
 }
 
 
-def _forward_tables(conn: Connection, chosen: str) -> Iterator[pa.Table]:
-    """The chosen lines as a partner's DISB lines, in key order, a block at a time: the
-    hub's key as pay_no, the amount in yuan."""
+def _forward_tables(conn: Connection, chosen: str, benefit_type: str) -> Iterator[pa.Table]:
+    """The chosen lines of one benefit type as a partner's DISB lines, in key order, a
+    block at a time: the hub's key as pay_no, the amount in yuan."""
     for block in query_batches(
         conn,
         text(
             "SELECT f.partner_key, f.id_no, f.name, f.card_no, f.pan, f.amount_fen, "
             f"f.benefit_type, f.period, f.memo FROM {chosen} c JOIN disb_forward f "
-            "ON f.partner_key = c.partner_key ORDER BY f.partner_key"
+            "ON f.partner_key = c.partner_key WHERE c.benefit_type = :t ORDER BY f.partner_key"
         ),
-        {},
+        {"t": benefit_type},
         _FORWARD_COLUMNS,
         50_000,
     ):
@@ -387,9 +390,13 @@ def apply_partner_disbrsp(
     the partner: Dr CLEARING / Cr DUE:bank; failed: to RETURNS. A line that fails its
     field checks, answers a key never sent or answered before, credits 0.00 or more than
     the line, or repeats a key answered earlier in this file is a return problem, never
-    applied: only the first good answer to a line the hub sent stands. The file's lines
+    applied: only the first good answer to a line the hub sent stands; a line answered
+    ``140`` by a run that held it meanwhile is such a line answered before. The file's lines
     are staged a chunk at a time (COPY on PostgreSQL) and matched, posted and written by
     set statements."""
+    # a line's partner_wait running out in another run is answered before or after this
+    # file, never while it reads which lines wait
+    one_at_a_time(conn, f"partner-answers:{bank_code}")
     tag = uuid.uuid4().hex[:12]
     stage, found, applied = (f"{name}_{tag}" for name in ("ptn_stage", "ptn_found", "ptn_applied"))
     conn.execute(
@@ -552,40 +559,47 @@ def expire_partner_lines(
 
     waiting_from = still_waiting_from(business_date, wait_days, holidays)
     with engine.begin() as conn:
-        due = rows(
-            conn,
-            "SELECT l.partner_key, l.seq, l.amount_fen, b.bureau, b.batch_no FROM disb_line l "
-            "JOIN disb_batch b ON b.id = l.batch_id WHERE l.partner = :bank AND l.result IS NULL "
-            "AND l.partner_sent_date IS NOT NULL AND l.partner_sent_date < :waiting_from",
-            bank=bank_code,
-            waiting_from=waiting_from,
-        )
-        if not due:
+        one_at_a_time(conn, f"partner-answers:{bank_code}")  # not while an answer is applied
+        # one statement that finds and answers the lines: a line the partner's answer
+        # reached meanwhile (committed while this waited for its row) keeps that answer
+        expired = conn.execute(
+            text(
+                "UPDATE disb_line SET result = :r, answered_date = :d WHERE partner = :bank "
+                "AND result IS NULL AND partner_sent_date IS NOT NULL "
+                "AND partner_sent_date < :waiting_from RETURNING batch_id, seq, amount_fen"
+            ),
+            {"r": LATE, "d": business_date, "bank": bank_code, "waiting_from": waiting_from},
+        ).all()
+        if not expired:
             return 0
-        conn.execute(
-            text("UPDATE disb_line SET result = :r, answered_date = :d WHERE partner_key = :k"),
-            [{"r": LATE, "d": business_date, "k": r.partner_key} for r in due],
-        )
+        batches = {
+            int(r.id): (str(r.bureau), str(r.batch_no))
+            for r in conn.execute(
+                keyed(conn, "SELECT id, bureau, batch_no FROM disb_batch WHERE id IN :ids", "ids"),
+                {"ids": sorted({int(r.batch_id) for r in expired})},
+            )
+        }
         ledger.post_transfers(
             conn,
             "disb_failed",
             business_date,
             (
                 (
-                    f"fail:{r.bureau}:{r.batch_no}:{r.seq}",
-                    ledger.clearing(r.bureau),
-                    ledger.returns(r.bureau),
+                    f"fail:{bureau}:{batch_no}:{r.seq}",
+                    ledger.clearing(bureau),
+                    ledger.returns(bureau),
                     int(r.amount_fen),
                 )
-                for r in due
+                for r in sorted(expired, key=lambda r: (r.batch_id, r.seq))
+                for bureau, batch_no in (batches[int(r.batch_id)],)
                 if r.amount_fen > 0
             ),
             now,
         )
     log.warning(
-        "partner %s: %d DISB line(s) unanswered past partner_wait: 140", bank_code, len(due)
+        "partner %s: %d DISB line(s) unanswered past partner_wait: 140", bank_code, len(expired)
     )
-    return len(due)
+    return len(expired)
 
 
 # --------------------------------------------------------------------------- DISBRSP

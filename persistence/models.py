@@ -18,6 +18,7 @@ from sqlalchemy import (
     MetaData,
     String,
     text,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -660,6 +661,9 @@ class DisbLine(Base):
     bureau: Mapped[str] = mapped_column(String(8))
     #: as the line had it; of a longer one the first 64 characters
     pay_no: Mapped[str] = mapped_column(String(64))
+    #: its pay_no counts as used (a ``209`` for a later line); false for a line with the
+    #: wrong number of fields, which has no key (decision 117)
+    keyed: Mapped[bool] = mapped_column(default=True, server_default=true())
     pan: Mapped[str] = mapped_column(String(19))
     amount_fen: Mapped[int] = mapped_column(BigInteger)
     result: Mapped[str | None] = mapped_column(String(4))

@@ -122,7 +122,8 @@ def apply_statement(
     ``problems``; a txn_ref recorded before, in any file, is skipped (``repeated``: a
     statement line seen twice is posted once). A ``DISB`` credit adds to its batch's
     ``funded_fen`` also when the batch is already answered or unfunded (its
-    reconciliation shows the over-funding). Returns counts per kind, ``repeated``,
+    reconciliation shows the over-funding); funding of a batch cut off unfunded goes on
+    to RETURNS, to be sent back with what it had received. Returns counts per kind, ``repeated``,
     ``problems`` and ``applied`` (every line without a problem)."""
     lines: list[dict[str, Any]] = []
     in_file: set[str] = set()
@@ -185,6 +186,8 @@ def apply_statement(
     rows: list[dict[str, Any]] = []
     transfers: dict[str, list[tuple[str, str, str, int]]] = {DISB: [], RET: [], PTN: []}
     funded: Counter[int] = Counter()
+    #: the batch of each funding transfer, in order
+    funded_batches: list[tuple[int, str]] = []
     unidentified: list[dict[str, Any]] = []
     for line, what in zip(fresh, classified, strict=True):
         kind = what.kind
@@ -197,6 +200,7 @@ def apply_statement(
         if batch is not None and bureau is not None:
             if kind == DISB:
                 transfers[DISB].append((key, ledger.settlement(), ledger.clearing(bureau), amount))
+                funded_batches.append(batch)
                 funded[batch[0]] += amount
             elif kind == RET:
                 transfers[RET].append((key, ledger.returns(bureau), ledger.settlement(), amount))
@@ -242,16 +246,34 @@ def apply_statement(
             ),
             rows,
         )
-    if funded:
+    cut_off: set[int] = set()
+    for batch_id, fen in sorted(funded.items()):
         # the batches before the ledger's accounts, as a posting takes them (a posting
-        # of a batch this funds again would otherwise deadlock with this)
-        conn.execute(
-            text("UPDATE disb_batch SET funded_fen = funded_fen + :f WHERE id = :i"),
-            [{"i": batch_id, "f": fen} for batch_id, fen in sorted(funded.items())],
+        # of a batch this funds again would otherwise deadlock with this); its status
+        # read as this update leaves it, after a cut-off under way has committed
+        status, funded_date = conn.execute(
+            text(
+                "UPDATE disb_batch SET funded_fen = funded_fen + :f WHERE id = :i "
+                "RETURNING status, funded_date"
+            ),
+            {"i": batch_id, "f": fen},
+        ).one()
+        if was_unfunded(status, funded_date):
+            cut_off.add(batch_id)
+    # funding of a batch already cut off unfunded is returned with what it had received
+    # (its lines were answered 301): clearing to returns, as the cut-off moved the rest
+    late = [
+        (f"unfunded:{key}", ledger.clearing(bureau), ledger.returns(bureau), amount)
+        for (key, _, _, amount), (batch_id, bureau) in zip(
+            transfers[DISB], funded_batches, strict=True
         )
+        if batch_id in cut_off
+    ]
     for kind, legs in transfers.items():
         if legs:
             ledger.post_transfers(conn, _POSTING_KIND[kind], business_date, legs, now)
+    if late:
+        ledger.post_transfers(conn, "disb_unfunded", business_date, late, now)
     if unidentified:
         conn.execute(
             text(

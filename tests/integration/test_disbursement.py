@@ -213,7 +213,7 @@ def test_disb_lines_are_checked_in_the_icd_order_and_credited_only_once_funded(
         assert ledger.balance(conn, preopened.pan) == 2_000
     # the partner line goes to B002 under the hub's key and comes back credited
     dest = Drop("sftp_b002", "drop", NOW, store)
-    name = send_partner_disb(
+    names = send_partner_disb(
         engine,
         hub=HUB,
         bank_code="B002",
@@ -222,7 +222,7 @@ def test_disb_lines_are_checked_in_the_icd_order_and_credited_only_once_funded(
         business_date=DAY,
         work_dir=tmp_path,
     )
-    assert name == f"DISB_{HUB}_B002_{DAY}_001.txt"
+    assert names == [f"DISB_{HUB}_B002_{DAY}_001.txt"]
     assert (
         send_partner_disb(
             engine,
@@ -233,7 +233,7 @@ def test_disb_lines_are_checked_in_the_icd_order_and_credited_only_once_funded(
             business_date=DAY,
             work_dir=tmp_path,
         )
-        is None
+        == []
     )
     with engine.connect() as conn:
         key = conn.execute(
@@ -309,6 +309,24 @@ def test_a_pay_no_used_in_an_earlier_file_is_209_whatever_its_content(engine: En
     intake(engine, [line("PAY1", good)])
     batch_id, _ = intake(engine, [line("PAY1", good, "99.00"), line("PAY2", good)], seq=2)
     assert results(engine, batch_id) == [("PAY1", "209"), ("PAY2", None)]
+
+
+def test_a_line_with_the_wrong_number_of_fields_uses_no_pay_no(engine: Engine) -> None:
+    """A line whose fields cannot be told apart has no key (decision 78): it is E116 and
+    does not use its pay_no, so the line sent right, later in the file or in a later
+    file, is paid instead of being refused 209 for ever."""
+    with engine.begin() as conn:
+        good = seed_card(conn, 1, account_status="active")
+
+    def stray(pay_no: str) -> tuple[str, ...]:
+        return (*line(pay_no, good, "10.00"), "a memo with a stray |")
+
+    batch_id, _ = intake(engine, [stray("PAY1"), line("PAY1", good, "10.00")], raw=True)
+    assert results(engine, batch_id) == [("PAY1", "E116"), ("PAY1", None)]
+    batch_id, _ = intake(engine, [stray("PAY2")], seq=2, raw=True)
+    assert results(engine, batch_id) == [("PAY2", "E116")]
+    batch_id, _ = intake(engine, [line("PAY2", good, "10.00"), line("PAY1", good)], seq=3)
+    assert results(engine, batch_id) == [("PAY2", None), ("PAY1", "209")]
 
 
 def test_a_batch_unfunded_at_the_cut_off_answers_301_on_every_line_and_returns_what_came(
@@ -391,7 +409,7 @@ def forwarded_to_b002(
     return batch_id
 
 
-def send_to_b002(engine: Engine, store: Storage, tmp_path: Path) -> str | None:
+def send_to_b002(engine: Engine, store: Storage, tmp_path: Path) -> list[str]:
     """The funded lines for B002's accounts not sent yet, in a DISB to B002."""
     return send_partner_disb(
         engine,
@@ -666,7 +684,7 @@ def test_a_cr_inside_a_value_is_that_lines_problem_and_never_reaches_a_partner(
     fund(engine, batch_no, total_of(engine, batch_id))
     post_funded(engine, hub=HUB, business_date=DAY, now=NOW)
     sent = send_to_b002(engine, store, tmp_path)
-    assert sent is not None  # PAY4 went out; PAY3 never could have stopped it
+    assert sent  # PAY4 went out; PAY3 never could have stopped it
 
 
 def test_a_partner_answer_crediting_nothing_too_much_or_a_line_never_sent_is_not_applied(
@@ -913,7 +931,7 @@ def test_two_forwarding_runs_at_once_send_each_line_to_the_partner_once(
         return done
 
     monkeypatch.setattr(settle, "compose", held_first)
-    sent: list[str | None] = []
+    sent: list[list[str]] = []
     race(
         engine,
         lambda: sent.append(send_to_b002(engine, store, tmp_path)),
@@ -925,5 +943,142 @@ def test_two_forwarding_runs_at_once_send_each_line_to_the_partner_once(
         marked = conn.scalars(
             text("SELECT partner_request FROM disb_line WHERE batch_id = :b"), {"b": batch_id}
         ).all()
-    assert len(queued) == 1 and sorted(sent, key=str) == sorted([queued[0], None], key=str)
+    assert len(queued) == 1 and sorted(sent) == [[], [queued[0]]]
     assert marked == [queued[0]]
+
+
+def test_lines_of_two_benefit_types_reach_a_partner_in_one_disb_per_benefit_type(
+    engine: Engine, store: Storage, tmp_path: Path
+) -> None:
+    """ICD §5.10: a DISB carries one benefit_type (another value on a line is E117). A
+    partner bank's lines of a pension batch and of an unemployment batch funded the same
+    day go out in two DISB files, each of one type, each header totalling its own lines,
+    so a partner reading them by the ICD refuses none."""
+    with engine.begin() as conn:
+        one = seed_card(conn, 5, bank_code="B002", pan="6220020000000000003")
+        two = seed_card(conn, 6, bank_code="B002", pan="6220020000000000011")
+        three = seed_card(conn, 7, bank_code="B002", pan="6220020000000000029")
+    pension, pension_no = intake(
+        engine, [line("PAY1", one, "300.00"), line("PAY3", three, "100.00")]
+    )
+    jobless, jobless_no = intake(engine, [line("PAY2", two, "200.00", benefit_type="210")], seq=2)
+    fund(engine, pension_no, total_of(engine, pension))
+    fund(engine, jobless_no, total_of(engine, jobless), ref="T2")
+    post_funded(engine, hub=HUB, business_date=DAY, now=NOW)
+    send_to_b002(engine, store, tmp_path)
+    with engine.connect() as conn:
+        sent = conn.execute(
+            text("SELECT name, data FROM outbound_file WHERE type = 'DISB' ORDER BY name")
+        ).all()
+        marked = conn.execute(
+            text(
+                "SELECT pay_no, partner_request FROM disb_line WHERE partner = 'B002' "
+                "ORDER BY pay_no"
+            )
+        ).all()
+    files = {}
+    for name, data in sent:
+        reader = DelimitedReader(io.BytesIO(bytes(data)), LAYOUTS["DISB"], "GB18030", 100)
+        chunks = list(reader.chunks())
+        assert [r for c in chunks for r in c.rejections()] == []
+        types = [t for c in chunks for t in c.strings("benefit_type")]
+        amounts = [a for c in chunks for a in c.strings("amount")]
+        files[name] = (sorted(set(types)), reader.header.total_fen, amounts)
+    assert files == {
+        f"DISB_{HUB}_B002_{DAY}_001.txt": (["110"], 40_000, ["300.00", "100.00"]),
+        f"DISB_{HUB}_B002_{DAY}_002.txt": (["210"], 20_000, ["200.00"]),
+    }
+    assert [tuple(m) for m in marked] == [
+        ("PAY1", f"DISB_{HUB}_B002_{DAY}_001.txt"),
+        ("PAY2", f"DISB_{HUB}_B002_{DAY}_002.txt"),
+        ("PAY3", f"DISB_{HUB}_B002_{DAY}_001.txt"),
+    ]
+
+
+def test_a_partner_answer_committed_while_partner_wait_runs_out_is_not_overwritten_by_140(
+    engine: Engine, store: Storage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The partner's credit, applied while the line's partner_wait ran out in another
+    run, stands: the bureau is not told 140 for a payment the customer got, and the
+    clearing account is not debited a second time to send the amount back."""
+    with engine.begin() as conn:
+        at_partner = seed_card(conn, 5, bank_code="B002", pan="6220020000000000003")
+    batch_id = forwarded_to_b002(engine, store, tmp_path, [line("PAY1", at_partner, "300.00")])
+    with engine.connect() as conn:
+        key = conn.scalar(
+            text("SELECT partner_key FROM disb_line WHERE batch_id = :b"), {"b": batch_id}
+        )
+
+    def answer() -> None:
+        with engine.begin() as conn:
+            _, reader, _ = disb_file(
+                conn,
+                [(key, "0000", "300.00", "20261208103000", "B002REF1", "", "")],
+                sender="B002",
+                receiver=HUB,
+                type_="DISBRSP",
+                seq=2,
+            )
+            apply_partner_disbrsp(
+                conn, reader, bank_code="B002", business_date="20261208", now=NOW, file_name="X"
+            )
+
+    def expire() -> None:
+        expire_partner_lines(
+            engine, bank_code="B002", wait_days=1, business_date="20261208", now=NOW
+        )
+
+    # the answer is applied, not yet committed, when the wait runs out
+    answered = held_open(monkeypatch, settle, "report_problems")
+    race(engine, answer, answered, expire)
+    assert results(engine, batch_id) == [("PAY1", "0000")]
+    with engine.connect() as conn:
+        assert ledger.balance(conn, ledger.due_to_partner("B002")) == 30_000
+        assert ledger.balance(conn, ledger.returns(BUREAU)) == 0
+        assert ledger.balance(conn, ledger.clearing(BUREAU)) == 0
+
+
+def test_a_partner_answer_arriving_while_partner_wait_runs_out_finds_the_line_answered_140(
+    engine: Engine, store: Storage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A partner's credit read while another run answers the line 140 (not yet
+    committed) is not applied over that answer: the line stays 140, its amount goes back
+    once, and nothing is owed to the partner for it (the answer is a return problem)."""
+    with engine.begin() as conn:
+        at_partner = seed_card(conn, 5, bank_code="B002", pan="6220020000000000003")
+    batch_id = forwarded_to_b002(engine, store, tmp_path, [line("PAY1", at_partner, "300.00")])
+    with engine.connect() as conn:
+        key = conn.scalar(
+            text("SELECT partner_key FROM disb_line WHERE batch_id = :b"), {"b": batch_id}
+        )
+
+    def expire() -> None:
+        expire_partner_lines(
+            engine, bank_code="B002", wait_days=1, business_date="20261208", now=NOW
+        )
+
+    def answer() -> None:
+        with engine.begin() as conn:
+            _, reader, _ = disb_file(
+                conn,
+                [(key, "0000", "300.00", "20261208103000", "B002REF1", "", "")],
+                sender="B002",
+                receiver=HUB,
+                type_="DISBRSP",
+                seq=2,
+            )
+            apply_partner_disbrsp(
+                conn, reader, bank_code="B002", business_date="20261208", now=NOW, file_name="X"
+            )
+
+    # the line is answered 140 and its amount posted to returns, not yet committed
+    expiring = held_open(monkeypatch, ledger, "post_transfers")
+    race(engine, expire, expiring, answer)
+    assert results(engine, batch_id) == [("PAY1", "140")]
+    with engine.connect() as conn:
+        assert ledger.balance(conn, ledger.due_to_partner("B002")) == 0
+        assert ledger.balance(conn, ledger.returns(BUREAU)) == 30_000
+        assert ledger.balance(conn, ledger.clearing(BUREAU)) == 0
+        assert conn.scalars(text("SELECT problem FROM return_problem")).all() == [
+            "unknown or repeated answer"
+        ]

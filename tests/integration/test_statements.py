@@ -178,3 +178,37 @@ def test_finance_is_told_what_to_return_and_settle_and_by_when(
     with engine.begin() as conn:
         stmt(conn, [("T4", "D", 3000, "RET/B001"), ("T5", "D", 7000, "PTN/B002/B001")], day=TUE)
         assert [i.batch_no for i in return_instructions(conn, WED)] == ["B002"]
+
+
+def test_funding_that_arrives_after_the_cut_off_is_returned_from_the_returns_account(
+    engine: Engine,
+) -> None:
+    """A batch cut off unfunded must have everything it received returned (``RET``),
+    also a funding line that came after the cut-off: that money goes to the bureau's
+    returns account like the rest (DOMAIN §6), so once the return is on the statement the
+    clearing and returns accounts are back at zero (DOMAIN §7). It stayed in clearing,
+    and the return left the returns account below zero."""
+    from payments.settle import cut_off
+    from tests.integration.test_reconciliation import NOW
+
+    with engine.begin() as conn:
+        seed_batch(
+            conn,
+            "B001",
+            [{"amount": 10000, "result": None}],
+            status="awaiting_funds",
+            funded_date=None,
+            answered_date=None,
+        )
+        stmt(conn, [("T1", "C", 4000, "DISB/B001")], day=MON)
+    assert cut_off(engine, business_date=MON, now=NOW) == 1
+    with engine.begin() as conn:
+        stmt(conn, [("T2", "C", 6000, "DISB/B001")], day=TUE)
+        assert ledger.balance(conn, ledger.clearing(BUREAU)) == 0
+        assert ledger.balance(conn, ledger.returns(BUREAU)) == 10000
+        stmt(conn, [("T3", "D", 10000, "RET/B001")], day=WED)
+        assert ledger.balance(conn, ledger.clearing(BUREAU)) == 0
+        assert ledger.balance(conn, ledger.returns(BUREAU)) == 0
+        assert ledger.check(conn).ok()
+    assert _funded(engine, "B001") == 10000
+    assert run(engine, WED)["B001"].difference_fen == 0
