@@ -4,7 +4,8 @@
   its entries), cards and latest entries.
 - ``sscard account credit PAN AMOUNT --ref KEY [--business-date YYYYMMDD]``: sandbox and
   tests only (``SSCARD_ALLOW_TEST_CREDIT=1``): Dr SETTLEMENT / Cr the account under the
-  idempotency key ``credit:KEY``.
+  idempotency key ``credit:KEY`` (KEY 1 to 73 printable characters, so the whole key fits
+  the ledger's 80).
 - ``sscard account lock-pin PAN [--by WHO] [--json]``: the card system reported the PIN's
   wrong tries: ``pin_locked`` set, reported to the bureau in BANKEVT as ``22``.
 - ``sscard card show CARD_NO [--json]``: a card's status, holder, application, the card it
@@ -75,6 +76,23 @@ def _pan(value: str) -> str:
 def _card_no(value: str) -> str:
     if not re.fullmatch(r"[0-9A-Z]{9}", value):
         raise argparse.ArgumentTypeError("a card_no is 9 digits or capital letters")
+    return value
+
+
+#: a test credit's idempotency key is ``credit:`` and the operator's ``--ref``
+CREDIT_PREFIX = "credit:"
+
+
+def _ref(value: str) -> str:
+    """A test credit's ``--ref``: printable, not only spaces, and short enough that
+    ``credit:REF`` fits the ledger's idempotency key."""
+    from banking.ledger import IDEM_MAX
+
+    longest = IDEM_MAX - len(CREDIT_PREFIX)
+    if not value.strip() or len(value) > longest or not value.isprintable():
+        raise argparse.ArgumentTypeError(
+            f"a reference is 1 to {longest} printable characters, not only spaces"
+        )
     return value
 
 
@@ -327,7 +345,7 @@ def _account_credit(args: argparse.Namespace) -> int:
     if fen == 0:
         raise _Refused("an amount of 0.00 credits nothing", 2)
     day = args.business_date or datetime.now(ZoneInfo("Asia/Shanghai")).strftime("%Y%m%d")
-    key = f"credit:{args.ref}"
+    key = f"{CREDIT_PREFIX}{args.ref}"
     shown = masked_pan(args.pan)
     with _reading():
         pass  # the same checks as the reading commands: present, reachable, at head
@@ -480,7 +498,12 @@ def add_commands(sub: Any) -> None:  # argparse's private _SubParsersAction
     )
     cr.add_argument("pan", type=_pan, metavar="PAN")
     cr.add_argument("amount", metavar="AMOUNT", help="yuan, e.g. 123.45")
-    cr.add_argument("--ref", required=True, help="idempotency key (posted as credit:KEY)")
+    cr.add_argument(
+        "--ref",
+        required=True,
+        type=_ref,
+        help="idempotency key, 1 to 73 printable characters (posted as credit:KEY)",
+    )
     cr.add_argument(
         "--business-date", type=_business_date, help="YYYYMMDD (default: today in Asia/Shanghai)"
     )

@@ -119,6 +119,17 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     return code, out, err
 
 
+def ran(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """As :func:`run`, for a wrong use too: the exit status argparse leaves with."""
+    try:
+        code = main(list(argv))
+    except SystemExit as done:
+        code = int(done.code or 0)
+    out, err = capsys.readouterr()
+    assert PAN not in out + err, "a full PAN was printed"
+    return code, out, err
+
+
 def test_account_show_masks_and_tells_the_balance(
     hub: Engine, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -203,6 +214,30 @@ def test_a_test_credit_needs_its_environment_variable(
         assert (
             conn.scalar(text("SELECT COUNT(*) FROM ledger_txn WHERE idem_key = 'credit:t1'")) == 1
         )
+
+
+@pytest.mark.parametrize("ref", ["x" * 74, "", "   ", "a\x1b[2Jb"])
+def test_a_test_credit_whose_reference_the_ledger_cannot_keep_is_wrong_use(
+    ref: str, hub: Engine, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SSCARD_ALLOW_TEST_CREDIT", "1")
+    code, _, err = ran(capsys, "account", "credit", PAN, "1.00", "--ref", ref)
+    assert code == 2
+    assert "--ref" in err and "1 to 73 printable characters" in err
+    assert "Traceback" not in err
+    with hub.connect() as conn:
+        assert ledger.balance(conn, PAN) == 12_345
+
+
+def test_a_test_credit_reference_of_73_characters_fills_the_idempotency_key(
+    hub: Engine, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SSCARD_ALLOW_TEST_CREDIT", "1")
+    code, out, err = run(capsys, "account", "credit", PAN, "1.00", "--ref", "r" * 73, "--json")
+    assert code == 0, err
+    assert json.loads(out)["idem_key"] == "credit:" + "r" * 73
+    with hub.connect() as conn:
+        assert ledger.balance(conn, PAN) == 12_445
 
 
 def test_ledger_check_and_audit_verify(hub: Engine, capsys: pytest.CaptureFixture[str]) -> None:
