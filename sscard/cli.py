@@ -15,6 +15,12 @@
   counterparty configuration, one line each (exit 1), or what is configured (exit 0);
   2 on wrong use.
 
+A command that cannot do its work (wrong use, a missing file, an unusable database or
+configuration) says why in one line on stderr, naming the command, and exits non-zero;
+with ``--json`` it also prints one object on stdout, ``{"error": TEXT, "exit": CODE}``
+(``sscard status`` and ``sscard refused-returns`` add ``"level": 2, "status":
+"critical"``).
+
 Every command whose reader stops reading (``sscard breaks list | head``) ends quietly with
 exit 141, as a program that SIGPIPE ended.
 """
@@ -28,7 +34,7 @@ import re
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import yaml
@@ -54,20 +60,41 @@ def _business_date(text: str) -> str:
     return text
 
 
+def failed(args: argparse.Namespace, reason: str, code: int = 2, **shape: Any) -> int:
+    """A command that cannot do its work: ``reason`` in one line on stderr, naming the
+    command, and with ``--json`` one object on stdout, ``{"error": reason, "exit": code}``
+    beside the keys of ``shape``. Returns ``code``."""
+    action = getattr(args, "action", None)
+    name = f"sscard {args.command}" + (f" {action}" if action else "")
+    print(f"{name}: {reason}", file=sys.stderr)
+    if getattr(args, "json", False):
+        print(json.dumps({**shape, "error": reason, "exit": code}, ensure_ascii=False))
+    return code
+
+
+def _is_file(path: Path) -> bool:
+    """``path`` names a regular file; a name the system refuses (too long) names none."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
+
+
 def _validate(args: argparse.Namespace) -> int:
     from issuance.precheck import precheck
     from sscard.config import load_counterparties, precheck_settings
 
     path = Path(args.file)
-    if not path.is_file():
-        print(f"sscard validate: no such file: {path}", file=sys.stderr)
-        return 2
+    if not _is_file(path):
+        return failed(args, f"no such file: {path}")
     try:
         parties = load_counterparties(args.config)
     except (OSError, ValueError, yaml.YAMLError) as exc:  # ConfigError is a ValueError
-        print(f"sscard validate: counterparty configuration unusable: {exc}", file=sys.stderr)
-        return 2
-    result = precheck(path, precheck_settings(parties), args.business_date or _today())
+        return failed(args, f"counterparty configuration unusable: {exc}")
+    try:
+        result = precheck(path, precheck_settings(parties), args.business_date or _today())
+    except OSError as exc:  # the file or a companion (FILE.ok, its zip) cannot be read
+        return failed(args, f"cannot read {exc.filename or path}: {exc.strerror or exc}")
     if args.json:
         print(json.dumps(result.as_json(), ensure_ascii=False))
     else:
@@ -159,11 +186,8 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _unusable(args: argparse.Namespace, reason: str) -> int:
-    """One line on stderr (and, with ``--json``, one object on stdout); exit 2."""
-    print(f"sscard {args.command}: {reason}", file=sys.stderr)
-    if args.json:
-        print(json.dumps({"level": 2, "status": "critical", "error": reason}, ensure_ascii=False))
-    return 2
+    """One line on stderr (and, with ``--json``, one object on stdout at level 2); exit 2."""
+    return failed(args, reason, level=2, status="critical")
 
 
 def _refused_returns(args: argparse.Namespace) -> int:
@@ -206,14 +230,12 @@ def _config_check(args: argparse.Namespace) -> int:
     from sscard.config import check_counterparties, config_path
 
     path = config_path(args.config)
-    if not path.is_file():
-        print(f"sscard config check: no such file: {path}", file=sys.stderr)
-        return 2
+    if not _is_file(path):
+        return failed(args, f"no such file: {path}")
     try:
         check = check_counterparties(path, connections=not args.no_connections)
     except OSError as exc:
-        print(f"sscard config check: cannot read {path}: {exc.strerror}", file=sys.stderr)
-        return 2
+        return failed(args, f"cannot read {path}: {exc.strerror or exc}")
     if args.json:
         print(json.dumps(check.as_json(), ensure_ascii=False))
     else:

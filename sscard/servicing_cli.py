@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import re
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -116,15 +115,12 @@ def _run(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namesp
 
     def run(args: argparse.Namespace) -> int:
         from issuance.status import DatabaseUnusable
+        from sscard.cli import failed
 
         try:
             return func(args)
         except (_Refused, DatabaseUnusable) as exc:
-            code = exc.code if isinstance(exc, _Refused) else 2
-            print(f"sscard {args.command} {args.action}: {exc}", file=sys.stderr)
-            if args.json:
-                print(json.dumps({"error": str(exc), "exit": code}, ensure_ascii=False))
-            return code
+            return failed(args, str(exc), exc.code if isinstance(exc, _Refused) else 2)
 
     return run
 

@@ -103,6 +103,49 @@ def test_a_missing_file_exits_2(capsys: pytest.CaptureFixture[str], tmp_path: Pa
     assert str(missing) in err
 
 
+def test_a_missing_file_with_json_prints_one_object_saying_why(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    missing = tmp_path / "APPLY_R440100_B001_20261122_001.txt"
+
+    code, out, err = run(capsys, str(missing), "--json", *DATE)
+
+    assert code == 2
+    assert json.loads(out) == {"error": f"no such file: {missing}", "exit": 2}
+    assert err == f"sscard validate: no such file: {missing}\n"
+
+
+@pytest.mark.parametrize("json_flag", [[], ["--json"]])
+def test_a_file_whose_control_file_cannot_be_read_exits_2_with_one_line(
+    json_flag: list[str], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    copy = tmp_path / GOOD_FILE.name
+    copy.write_bytes(GOOD_FILE.read_bytes())
+    (tmp_path / f"{GOOD_FILE.name}.ok").mkdir()  # FILE.ok is there but no file
+
+    code, out, err = run(capsys, str(copy), *json_flag, *DATE)
+
+    assert code == 2
+    [line] = err.splitlines()
+    assert line == f"sscard validate: cannot read {copy}.ok: Is a directory"
+    if json_flag:
+        assert json.loads(out) == {"error": line.removeprefix("sscard validate: "), "exit": 2}
+    else:
+        assert out == ""
+
+
+def test_a_file_name_longer_than_the_system_allows_is_no_such_file(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    name = tmp_path / ("A" * 300)
+
+    code, out, err = run(capsys, str(name), "--json", *DATE)
+
+    assert code == 2
+    assert json.loads(out)["error"] == f"no such file: {name}"
+    assert err.splitlines() == [f"sscard validate: no such file: {name}"]
+
+
 @pytest.mark.parametrize("config", ["missing", "not yaml", "no hub"])
 def test_an_unusable_counterparty_configuration_exits_2_with_one_line_of_reason(
     config: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
@@ -114,9 +157,9 @@ def test_an_unusable_counterparty_configuration_exits_2_with_one_line_of_reason(
     code, out, err = run(capsys, str(GOOD_FILE), "--config", str(path), "--json", *DATE)
 
     assert code == 2
-    assert out == ""
-    assert err.startswith("sscard validate: counterparty configuration unusable:")
-    assert "Traceback" not in err
+    [line] = err.splitlines()
+    assert line.startswith("sscard validate: counterparty configuration unusable:")
+    assert json.loads(out) == {"error": line.removeprefix("sscard validate: "), "exit": 2}
 
 
 @pytest.mark.parametrize("bad", ["2026-11-22", "20261131", "2026112", "tomorrow"])
@@ -243,7 +286,9 @@ def test_status_with_an_unusable_counterparty_configuration_exits_2_with_one_lin
 
     out, err = capsys.readouterr()
     assert code == 2
-    assert json.loads(out)["level"] == 2
+    report = json.loads(out)
+    assert (report["level"], report["status"], report["exit"]) == (2, "critical", 2)
+    assert report["error"].startswith("counterparty configuration unusable:")
     [line] = err.splitlines()
     assert line.startswith("sscard status: counterparty configuration unusable:")
 
