@@ -34,7 +34,7 @@ import re
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 from zoneinfo import ZoneInfo
 
 import yaml
@@ -44,6 +44,57 @@ from schemas.codes import message
 if TYPE_CHECKING:
     from issuance.status import StatusSettings
     from sscard.config import Counterparties
+
+
+#: what ``sscard status`` and ``sscard refused-returns`` add to a failure's JSON object
+CRITICAL: dict[str, Any] = {"level": 2, "status": "critical"}
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, whose wrong use is one line on stderr with the command's usage
+    (the values typed shown with their PANs and ID numbers masked, control characters
+    escaped) and exit 2; with ``--json`` among the arguments, also ``{"error", "exit"}`` on
+    stdout (with the keys of ``failure``) like any failure of the command."""
+
+    _json = False
+
+    def __init__(self, *args: Any, failure: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.failure = failure or {}
+
+    def add_subparsers(self, **kwargs: Any) -> Any:  # argparse's private _SubParsersAction
+        kwargs.setdefault("parser_class", _Command)
+        return super().add_subparsers(**kwargs)
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: list[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        given = sys.argv[1:] if args is None else list(args)
+        self._json = "--json" in given[: given.index("--")] if "--" in given else "--json" in given
+        return super().parse_known_args(given, namespace)
+
+    def error(self, message: str) -> NoReturn:
+        from exchange.logsafe import masked_numbers
+
+        reason = masked_numbers("".join(c if c.isprintable() else repr(c)[1:-1] for c in message))
+        usage = " ".join(self.format_usage().split())
+        print(f"{self.prog}: {reason}; {usage}", file=sys.stderr)
+        if self._json:
+            print(json.dumps({**self.failure, "error": reason, "exit": 2}, ensure_ascii=False))
+        sys.exit(2)
+
+
+class _Command(Parser):
+    """A sub-command's parser: an argument it does not know is its own wrong use, named
+    with its own usage, not the top-level parser's."""
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: list[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        found, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return found, extras
 
 
 def _today() -> str:
@@ -187,7 +238,7 @@ def _status(args: argparse.Namespace) -> int:
 
 def _unusable(args: argparse.Namespace, reason: str) -> int:
     """One line on stderr (and, with ``--json``, one object on stdout at level 2); exit 2."""
-    return failed(args, reason, level=2, status="critical")
+    return failed(args, reason, **CRITICAL)
 
 
 def _refused_returns(args: argparse.Namespace) -> int:
@@ -244,7 +295,7 @@ def _config_check(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sscard", description="Social security card hub")
+    parser = Parser(prog="sscard", description="Social security card hub")
     sub = parser.add_subparsers(dest="command", required=True)
 
     v = sub.add_parser("validate", help="pre-check an APPLY file (no database needed)")
@@ -274,6 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
         "per counterparty; the outbox. Reads only: a missing database is never created.",
         epilog=thresholds_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        failure=CRITICAL,
     )
     st.add_argument(
         "--json", action="store_true", help="print exactly one JSON object (with its level)"
@@ -295,6 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="The factory's and partner banks' returned records the hub refused to "
         "apply on a business date (unknown card or request, repeat, PAN differing from the "
         "PERSO): file, line, key and problem. Settle them with the counterparty.",
+        failure=CRITICAL,
     )
     rr.add_argument("--json", action="store_true", help="print exactly one JSON object")
     rr.add_argument(

@@ -313,3 +313,81 @@ def test_a_database_upgrade_that_cannot_reach_its_database_exits_2_with_one_line
     [line] = err.splitlines()
     assert line.startswith("sscard db upgrade: cannot migrate the database at ")
     assert "s3cret" not in line
+
+
+PAN = "6222020000000000019"
+
+#: wrong uses argparse refuses before anything is read, and the command named in the line
+WRONG_USES = [
+    (["account", "show", PAN, PAN, "--json"], "sscard account show"),
+    (["account", "show", "--json"], "sscard account show"),
+    (["account", "show", "62220200000X0000019", "--json"], "sscard account show"),
+    (["account", "credit", PAN, "1.00", "--json"], "sscard account credit"),
+    (
+        ["account", "credit", PAN, "1.00", "--ref", "x", "--business-date", "20261131", "--json"],
+        "sscard account credit",
+    ),
+    (["account", "lock-pin", PAN, "--by", "x" * 41, "--json"], "sscard account lock-pin"),
+    (["card", "show", "a0000001", "--json"], "sscard card show"),
+    (["ledger", "check", "now", "--json"], "sscard ledger check"),
+    (["audit", "verify", "--all", "--json"], "sscard audit verify"),
+    (["breaks", "list", "--bureau", "B001", "--json"], "sscard breaks list"),
+    (["breaks", "show", "0", "--json"], "sscard breaks show"),
+    (["breaks", "resolve", "7", "--json"], "sscard breaks resolve"),
+    (["outbox", "resend", "--json"], "sscard outbox resend"),
+    (["validate", "a.txt", "b.txt", "--json"], "sscard validate"),
+    (["config", "check", "--config", "--json"], "sscard config"),
+    (["config", "verify", "--json"], "sscard config"),
+    (["db", "upgrade", "now"], "sscard db"),
+    (["demo", "--size", "many"], "sscard demo"),
+    (["ledger"], "sscard ledger"),
+    ([], "sscard"),
+]
+
+
+@pytest.mark.parametrize(("argv", "command"), WRONG_USES)
+def test_a_wrong_use_is_one_line_with_the_commands_usage_and_exit_2(
+    argv: list[str], command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(argv)
+
+    out, err = capsys.readouterr()
+    assert caught.value.code == 2
+    [line] = err.splitlines()
+    assert line.startswith(f"{command}: ")
+    assert f"; usage: {command} [-h]" in line
+    assert PAN not in out + err
+    if "--json" in argv:
+        report = json.loads(out)
+        assert report == {"error": report["error"], "exit": 2}
+        assert line.startswith(f"{command}: {report['error']}; usage: ")
+    else:
+        assert out == ""
+
+
+def test_a_value_typed_by_mistake_is_shown_masked_and_escaped(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["card", "show", "A00000001", PAN, "\x1b[2J", "--json"])
+
+    out, err = capsys.readouterr()
+    assert json.loads(out)["error"] == "unrecognized arguments: 622202****0019 \\x1b[2J"
+    assert "\x1b" not in err and PAN not in err
+
+
+@pytest.mark.parametrize("command", ["status", "refused-returns"])
+def test_a_wrong_use_of_a_monitored_command_is_critical_in_its_json(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main([command, "--business-date", "2026-11-22", "--json"])
+
+    assert caught.value.code == 2
+    assert json.loads(capsys.readouterr().out) == {
+        "level": 2,
+        "status": "critical",
+        "error": "argument --business-date: business date must be YYYYMMDD",
+        "exit": 2,
+    }
