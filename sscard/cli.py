@@ -46,6 +46,14 @@ if TYPE_CHECKING:
     from sscard.config import Counterparties
 
 
+def quoted(text: str) -> str:
+    """Text the hub did not write (what was typed, a database's error) as one line of a
+    message: control characters escaped, numbers that may be a PAN or an ID number masked."""
+    from exchange.logsafe import masked_numbers
+
+    return masked_numbers("".join(c if c.isprintable() else repr(c)[1:-1] for c in text))
+
+
 #: what ``sscard status`` and ``sscard refused-returns`` add to a failure's JSON object
 CRITICAL: dict[str, Any] = {"level": 2, "status": "critical"}
 
@@ -74,9 +82,7 @@ class Parser(argparse.ArgumentParser):
         return super().parse_known_args(given, namespace)
 
     def error(self, message: str) -> NoReturn:
-        from exchange.logsafe import masked_numbers
-
-        reason = masked_numbers("".join(c if c.isprintable() else repr(c)[1:-1] for c in message))
+        reason = quoted(message)
         usage = " ".join(self.format_usage().split())
         print(f"{self.prog}: {reason}; {usage}", file=sys.stderr)
         if self._json:

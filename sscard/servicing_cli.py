@@ -16,7 +16,9 @@
 
 The database is ``SSCARD_DATABASE_URL``, opened as ``sscard status`` opens it: a missing,
 unreachable or unmigrated database is one line on stderr and exit 2, and nothing is
-created. No output shows a full PAN (first 6 and last 4 digits) or a full ID number (first
+created. A database failing once the command has begun (locked, its connection lost) is
+one line and exit 2 as well; each command changes what it changes in one transaction,
+rolled back. No output shows a full PAN (first 6 and last 4 digits) or a full ID number (first
 6 and last 2 characters).
 """
 
@@ -111,9 +113,12 @@ def _emit(args: argparse.Namespace, report: dict[str, Any], lines: list[str]) ->
 
 
 def _run(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """A command whose refusals and unusable database end in one line and their code."""
+    """A command whose refusals, unusable database and failing database end in one line
+    and their code."""
 
     def run(args: argparse.Namespace) -> int:
+        from sqlalchemy import exc as sa_exc
+
         from issuance.status import DatabaseUnusable
         from sscard.cli import failed
 
@@ -121,8 +126,18 @@ def _run(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namesp
             return func(args)
         except (_Refused, DatabaseUnusable) as exc:
             return failed(args, str(exc), exc.code if isinstance(exc, _Refused) else 2)
+        except sa_exc.SQLAlchemyError as exc:
+            return failed(args, f"the database failed, nothing was changed: {_reason(exc)}")
 
     return run
+
+
+def _reason(exc: BaseException) -> str:
+    """A database error's first line, as an operator may see it (:func:`sscard.cli.quoted`)."""
+    from sscard.cli import quoted
+
+    inner = getattr(exc, "orig", None) or exc
+    return quoted((str(inner).strip().splitlines() or [type(inner).__name__])[0])
 
 
 @contextmanager

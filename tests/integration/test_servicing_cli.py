@@ -287,6 +287,46 @@ def test_a_missing_database_is_one_line_and_exit_2(
         assert "error" in json.loads(out)
 
 
+@pytest.mark.parametrize(
+    ("argv", "target"),
+    [
+        (["account", "credit", PAN, "1.00", "--ref", "lk", "--json"], "banking.ledger.post"),
+        (["account", "lock-pin", PAN, "--json"], "servicing.days.lock_pin"),
+        (
+            ["breaks", "resolve", "1", "--reason", "paid", "--json"],
+            "reconciliation.daily.resolve_break",
+        ),
+    ],
+)
+def test_a_database_failing_midway_is_one_line_exit_2_and_changes_nothing(
+    argv: list[str],
+    target: str,
+    hub: Engine,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    def locked(*args: object, **kwargs: object) -> None:
+        raise OperationalError(
+            "INSERT …", None, sqlite3.OperationalError(f"database is locked ({PAN})\nmore")
+        )
+
+    monkeypatch.setenv("SSCARD_ALLOW_TEST_CREDIT", "1")
+    monkeypatch.setattr(target, locked)
+    code, out, err = run(capsys, *argv)
+    assert code == 2
+    [line] = err.splitlines()
+    command = " ".join(argv[:2])
+    reason = "the database failed, nothing was changed: database is locked (622202****0019)"
+    assert line == f"sscard {command}: {reason}"
+    assert json.loads(out) == {"error": reason, "exit": 2}
+    with hub.connect() as conn:
+        assert ledger.balance(conn, PAN) == 12_345
+
+
 def test_an_unmigrated_database_is_exit_2(
     tmp_path: object, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
