@@ -10,7 +10,9 @@
   attention, 2 critical (the thresholds in ``issuance.status``) or database unusable.
 - ``sscard refused-returns [--json] [--business-date YYYYMMDD]``: the returned records
   the hub refused to apply (file, line, key, problem).
-- ``sscard demo``: the sandbox's business day, end to end.
+- ``sscard demo [--size LINES] [--business-date YYYYMMDD]``: the sandbox's business day,
+  end to end, on a migrated database (exit 2 with one line when it is missing, unreachable
+  or not migrated, as for ``sscard status``).
 - ``sscard config check [--config PATH] [--json] [--no-connections]``: every problem of the
   counterparty configuration, one line each (exit 1), or what is configured (exit 0);
   2 on wrong use.
@@ -278,9 +280,30 @@ def _refused_returns(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    """The sandbox's days, once the counterparty file and the database are usable (the
+    database checked as the reading commands check it: present, reachable, migrated)."""
+    from issuance.status import DatabaseUnusable
     from sandbox.demo import main as demo_main
+    from sscard.config import load_counterparties
+    from sscard.servicing_cli import _reading
 
+    try:
+        load_counterparties()
+    except (OSError, ValueError, yaml.YAMLError) as exc:  # ConfigError is a ValueError
+        return failed(args, f"counterparty configuration unusable: {exc}")
+    try:
+        with _reading():
+            pass
+    except DatabaseUnusable as exc:
+        return failed(args, str(exc))
     return demo_main(size=args.size, business_date=args.business_date)
+
+
+def _size(text: str) -> int:
+    """The demo's APPLY lines: 1 to 99,999,999 (a trailer's RECORD_COUNT has 8 digits)."""
+    if not re.fullmatch(r"[0-9]{1,8}", text) or int(text) == 0:
+        raise argparse.ArgumentTypeError("a size is a number of lines from 1 to 99999999")
+    return int(text)
 
 
 def _config_check(args: argparse.Namespace) -> int:
@@ -362,7 +385,9 @@ def build_parser() -> argparse.ArgumentParser:
     rr.set_defaults(func=_refused_returns)
 
     demo = sub.add_parser("demo", help="run the sandbox's business day end to end")
-    demo.add_argument("--size", type=int, default=200)
+    demo.add_argument(
+        "--size", type=_size, default=200, help="lines of the bureau's APPLY batch (default 200)"
+    )
     demo.add_argument("--business-date", type=_business_date)
     demo.set_defaults(func=_demo)
 

@@ -391,3 +391,43 @@ def test_a_wrong_use_of_a_monitored_command_is_critical_in_its_json(
         "error": "argument --business-date: business date must be YYYYMMDD",
         "exit": 2,
     }
+
+
+@pytest.mark.parametrize("size", ["0", "-3", "1.5", "123456789"])
+def test_a_demo_of_no_lines_or_a_size_no_file_can_hold_is_wrong_use(
+    size: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["demo", "--size", size])
+
+    assert caught.value.code == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("sscard demo: argument --size: a size is a number of lines from 1 to")
+
+
+def test_a_demo_on_a_missing_database_exits_2_with_one_line_and_creates_no_file(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SSCARD_DATABASE_URL", f"sqlite:///{tmp_path / 'sscard.db'}")
+
+    code = main(["demo", "--business-date", "20261122"])
+
+    out, err = capsys.readouterr()
+    assert (code, out) == (2, "")
+    [line] = err.splitlines()
+    assert line.startswith(f"sscard demo: no database at {tmp_path / 'sscard.db'}: ")
+    assert "`sscard db upgrade`" in line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_demo_with_an_unusable_counterparty_configuration_exits_2_with_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SSCARD_COUNTERPARTIES", str(tmp_path / "missing.yaml"))
+
+    code = main(["demo"])
+
+    out, err = capsys.readouterr()
+    assert (code, out) == (2, "")
+    [line] = err.splitlines()
+    assert line.startswith("sscard demo: counterparty configuration unusable:")
