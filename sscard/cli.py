@@ -109,6 +109,10 @@ def _today() -> str:
     return datetime.now(ZoneInfo("Asia/Shanghai")).strftime("%Y%m%d")
 
 
+#: the business dates a command takes: the hub's dates, with years to spare both ways
+FIRST_DATE, LAST_DATE = "20000101", "20991231"
+
+
 def _business_date(text: str) -> str:
     if not re.fullmatch(r"[0-9]{8}", text):
         raise argparse.ArgumentTypeError("business date must be YYYYMMDD")
@@ -116,6 +120,8 @@ def _business_date(text: str) -> str:
         datetime.strptime(text, "%Y%m%d")
     except ValueError as exc:
         raise argparse.ArgumentTypeError("business date is not a valid date") from exc
+    if not FIRST_DATE <= text <= LAST_DATE:
+        raise argparse.ArgumentTypeError(f"business date must be from {FIRST_DATE} to {LAST_DATE}")
     return text
 
 

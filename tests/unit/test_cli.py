@@ -431,3 +431,28 @@ def test_a_demo_with_an_unusable_counterparty_configuration_exits_2_with_one_lin
     assert (code, out) == (2, "")
     [line] = err.splitlines()
     assert line.startswith("sscard demo: counterparty configuration unusable:")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["status", "--json"],
+        ["refused-returns", "--json"],
+        ["validate", str(GOOD_FILE), "--json"],
+        ["demo"],
+        ["account", "credit", PAN, "1.00", "--ref", "x", "--json"],
+    ],
+)
+@pytest.mark.parametrize("day", ["99991231", "00010101", "19991231", "21000101"])
+def test_a_business_date_outside_the_hubs_years_is_wrong_use_not_a_traceback(
+    argv: list[str], day: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main([*argv, "--business-date", day])
+
+    out, err = capsys.readouterr()
+    assert caught.value.code == 2
+    [line] = err.splitlines()
+    assert "argument --business-date: business date must be from 20000101 to 20991231" in line
+    if "--json" in argv:
+        assert json.loads(out)["exit"] == 2
