@@ -188,6 +188,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _db(args: argparse.Namespace) -> int:
+    from alembic.util import CommandError
     from sqlalchemy import exc as sa_exc
 
     from persistence.db import upgrade
@@ -197,13 +198,11 @@ def _db(args: argparse.Namespace) -> int:
     where = url.split("@")[-1]
     try:
         upgrade(url)
-    except (sa_exc.SQLAlchemyError, ImportError) as exc:
+    except (sa_exc.SQLAlchemyError, ImportError, CommandError) as exc:
+        # CommandError: the database is at a revision this hub does not know
         inner = getattr(exc, "orig", None) or exc
         reason = (str(inner).strip().splitlines() or [type(inner).__name__])[0]
-        print(
-            f"sscard db upgrade: cannot migrate the database at {where}: {reason}", file=sys.stderr
-        )
-        return 2
+        return failed(args, f"cannot migrate the database at {where}: {quoted(reason)}")
     print(f"database at head: {where}")
     return 0
 

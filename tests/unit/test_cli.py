@@ -456,3 +456,24 @@ def test_a_business_date_outside_the_hubs_years_is_wrong_use_not_a_traceback(
     assert "argument --business-date: business date must be from 20000101 to 20991231" in line
     if "--json" in argv:
         assert json.loads(out)["exit"] == 2
+
+
+def test_a_database_upgrade_from_a_revision_this_hub_does_not_know_exits_2_with_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    newer = tmp_path / "sscard.db"
+    with sqlite3.connect(newer) as conn:
+        conn.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) PRIMARY KEY)")
+        conn.execute("INSERT INTO alembic_version VALUES ('9999')")
+    conn.close()
+    monkeypatch.setenv("SSCARD_DATABASE_URL", f"sqlite:///{newer}")
+
+    code = main(["db", "upgrade"])
+
+    out, err = capsys.readouterr()
+    assert (code, out) == (2, "")
+    [line] = err.splitlines()
+    assert line.startswith("sscard db upgrade: cannot migrate the database at ")
+    assert "'9999'" in line
