@@ -190,12 +190,18 @@ def _validate(args: argparse.Namespace) -> int:
 def _db(args: argparse.Namespace) -> int:
     from alembic.util import CommandError
     from sqlalchemy import exc as sa_exc
+    from sqlalchemy.engine import make_url
 
+    from issuance.status import NOT_A_URL
     from persistence.db import upgrade
     from sscard.config import database_url
 
     url = database_url()
     where = url.split("@")[-1]
+    try:
+        make_url(url)
+    except (sa_exc.ArgumentError, ValueError):  # ValueError: a port that is no number
+        return failed(args, NOT_A_URL)
     try:
         upgrade(url)
     except (sa_exc.SQLAlchemyError, ImportError, CommandError) as exc:

@@ -296,7 +296,6 @@ def test_status_with_an_unusable_counterparty_configuration_exits_2_with_one_lin
 @pytest.mark.parametrize(
     "url",
     [
-        "not a url",
         "postgresql+psycopg://ops:s3cret@127.0.0.1:1/hub",
         "sqlite:////nonexistent-directory/hub.db",
     ],
@@ -454,6 +453,34 @@ def test_a_business_date_outside_the_hubs_years_is_wrong_use_not_a_traceback(
     assert caught.value.code == 2
     [line] = err.splitlines()
     assert "argument --business-date: business date must be from 20000101 to 20991231" in line
+    if "--json" in argv:
+        assert json.loads(out)["exit"] == 2
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "not a url",
+        "postgresql+psycopg://ops:s3cret@127.0.0.1:5432x/hub",
+        "postgresql+psycopg//ops:s3cret@127.0.0.1/hub",
+    ],
+)
+@pytest.mark.parametrize(
+    "argv", [["db", "upgrade"], ["status", "--json"], ["ledger", "check", "--json"]]
+)
+def test_a_database_url_that_does_not_parse_is_one_line_and_exit_2_never_showing_it(
+    url: str, argv: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SSCARD_DATABASE_URL", url)
+
+    code = main(argv)
+
+    out, err = capsys.readouterr()
+    assert code == 2
+    [line] = err.splitlines()
+    command = " ".join(a for a in argv if a != "--json")
+    assert line.startswith(f"sscard {command}: SSCARD_DATABASE_URL is not a database URL (")
+    assert "s3cret" not in out + err and url not in out + err
     if "--json" in argv:
         assert json.loads(out)["exit"] == 2
 
