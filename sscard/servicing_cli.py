@@ -18,8 +18,8 @@ The database is ``SSCARD_DATABASE_URL``, opened as ``sscard status`` opens it: a
 unreachable or unmigrated database is one line on stderr and exit 2, and nothing is
 created. A database failing once the command has begun (locked, its connection lost) is
 one line and exit 2 as well; each command changes what it changes in one transaction,
-rolled back. No output shows a full PAN (first 6 and last 4 digits) or a full ID number (first
-6 and last 2 characters).
+rolled back. No output shows a full PAN (first 6 and last 4 digits) or a full ID number
+(first 6 and last 2 characters).
 """
 
 from __future__ import annotations
