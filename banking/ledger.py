@@ -56,7 +56,8 @@ _CODE = re.compile(r"(CLEARING|RETURNS|DUE):([0-9A-Za-z]{1,8})")
 _PAN = re.compile(r"[0-9]{12,19}")
 _DATE = re.compile(r"[0-9]{8}")
 _YUAN = re.compile(r"[0-9]{1,10}\.[0-9]{2}")
-_IDEM_MAX = 80
+#: the longest idempotency key the ledger keeps (`ledger_txn.idem_key`, `ledger_entry.idem_key`)
+IDEM_MAX = 80
 _KIND_MAX = 20
 
 
@@ -178,8 +179,8 @@ def _check_amount(amount: object) -> int:
 
 
 def _check_header(idem_key: str, kind: str, business_date: str) -> None:
-    if not isinstance(idem_key, str) or not 0 < len(idem_key) <= _IDEM_MAX:
-        raise LedgerError(f"an idempotency key is 1 to {_IDEM_MAX} characters")
+    if not isinstance(idem_key, str) or not 0 < len(idem_key) <= IDEM_MAX:
+        raise LedgerError(f"an idempotency key is 1 to {IDEM_MAX} characters")
     if not isinstance(kind, str) or not 0 < len(kind) <= _KIND_MAX:
         raise LedgerError(f"a posting's kind is 1 to {_KIND_MAX} characters")
     if not isinstance(business_date, str) or not _DATE.fullmatch(business_date):
@@ -327,8 +328,8 @@ def post_transfers(
     for batch in _chunks(rows, chunk):
         staged = []
         for idem_key, debit, credit, amount in batch:
-            if not isinstance(idem_key, str) or not 0 < len(idem_key) <= _IDEM_MAX:
-                raise LedgerError(f"an idempotency key is 1 to {_IDEM_MAX} characters")
+            if not isinstance(idem_key, str) or not 0 < len(idem_key) <= IDEM_MAX:
+                raise LedgerError(f"an idempotency key is 1 to {IDEM_MAX} characters")
             _check_account(debit)
             _check_account(credit)
             if debit == credit:
@@ -414,13 +415,13 @@ def post_transfers_from(
     bad = conn.execute(
         text(
             f"SELECT idem_key, debit, credit, amount_fen FROM {new} WHERE amount_fen <= 0 "
-            f"OR debit = credit OR LENGTH(idem_key) > {_IDEM_MAX} OR LENGTH(idem_key) = 0 "
+            f"OR debit = credit OR LENGTH(idem_key) > {IDEM_MAX} OR LENGTH(idem_key) = 0 "
             "LIMIT 1"
         )
     ).first()
     if bad is not None:
-        if not 0 < len(bad.idem_key) <= _IDEM_MAX:
-            raise LedgerError(f"an idempotency key is 1 to {_IDEM_MAX} characters")
+        if not 0 < len(bad.idem_key) <= IDEM_MAX:
+            raise LedgerError(f"an idempotency key is 1 to {IDEM_MAX} characters")
         if bad.debit == bad.credit:
             raise LedgerError(f"a transfer from an account to itself: {_shown(bad.debit)}")
         raise LedgerError(f"a transfer's amount is positive, not {bad.amount_fen!r}")
@@ -638,6 +639,7 @@ def fen_of(yuan_text: str) -> int:
 
 __all__ = [
     "CREDIT_LOCK",
+    "IDEM_MAX",
     "SETTLEMENT",
     "EntryView",
     "LedgerCheck",

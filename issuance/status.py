@@ -751,6 +751,13 @@ def render(status: WorkStatus) -> str:
 # --------------------------------------------------------------------------- reading
 
 
+#: what is said of a URL that cannot be parsed; never the URL, which may hold a password
+NOT_A_URL = (
+    "SSCARD_DATABASE_URL is not a database URL (dialect+driver://user:password@host:port/"
+    "database, or sqlite:///path)"
+)
+
+
 class DatabaseUnusable(Exception):
     """The hub's database cannot be read: missing, unreachable, not migrated, or at a
     revision this code does not know. The message is one line saying what to do."""
@@ -774,8 +781,8 @@ def open_for_reading(url: str) -> Engine:
 
     try:
         parsed = make_url(url)
-    except sa_exc.ArgumentError as exc:
-        raise DatabaseUnusable(f"SSCARD_DATABASE_URL is not a database URL: {exc}") from exc
+    except (sa_exc.ArgumentError, ValueError) as exc:  # ValueError: a port that is no number
+        raise DatabaseUnusable(NOT_A_URL) from exc
     if parsed.get_backend_name() == "sqlite":
         path = parsed.database or ""
         if path in ("", ":memory:") or not Path(path).is_file():

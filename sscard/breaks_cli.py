@@ -501,7 +501,9 @@ def add_commands(sub: Any) -> None:  # argparse's private _SubParsersAction
 
 def main(argv: list[str] | None = None) -> int:
     """``breaks …`` on its own (``sscard.cli`` registers :func:`add_commands`)."""
-    parser = argparse.ArgumentParser(prog="sscard")
+    from sscard.cli import Parser
+
+    parser = Parser(prog="sscard")
     add_commands(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
     return int(args.func(args))

@@ -10,10 +10,18 @@
   attention, 2 critical (the thresholds in ``issuance.status``) or database unusable.
 - ``sscard refused-returns [--json] [--business-date YYYYMMDD]``: the returned records
   the hub refused to apply (file, line, key, problem).
-- ``sscard demo``: the sandbox's business day, end to end.
+- ``sscard demo [--size LINES] [--business-date YYYYMMDD]``: the sandbox's business day,
+  end to end, on a migrated database (exit 2 with one line when it is missing, unreachable
+  or not migrated, as for ``sscard status``).
 - ``sscard config check [--config PATH] [--json] [--no-connections]``: every problem of the
   counterparty configuration, one line each (exit 1), or what is configured (exit 0);
   2 on wrong use.
+
+A command that cannot do its work (wrong use, a missing file, an unusable database or
+configuration) says why in one line on stderr, naming the command, and exits non-zero;
+with ``--json`` it also prints one object on stdout, ``{"error": TEXT, "exit": CODE}``
+(``sscard status`` and ``sscard refused-returns`` add ``"level": 2, "status":
+"critical"``).
 
 Every command whose reader stops reading (``sscard breaks list | head``) ends quietly with
 exit 141, as a program that SIGPIPE ended.
@@ -28,7 +36,7 @@ import re
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NoReturn
 from zoneinfo import ZoneInfo
 
 import yaml
@@ -40,8 +48,69 @@ if TYPE_CHECKING:
     from sscard.config import Counterparties
 
 
+def quoted(text: str) -> str:
+    """Text the hub did not write (what was typed, a database's error) as one line of a
+    message: control characters escaped, numbers that may be a PAN or an ID number masked."""
+    from exchange.logsafe import masked_numbers
+
+    return masked_numbers("".join(c if c.isprintable() else repr(c)[1:-1] for c in text))
+
+
+#: what ``sscard status`` and ``sscard refused-returns`` add to a failure's JSON object
+CRITICAL: dict[str, Any] = {"level": 2, "status": "critical"}
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, whose wrong use is one line on stderr with the command's usage
+    (the values typed shown with their PANs and ID numbers masked, control characters
+    escaped) and exit 2; with ``--json`` among the arguments, also ``{"error", "exit"}`` on
+    stdout (with the keys of ``failure``) like any failure of the command."""
+
+    _json = False
+
+    def __init__(self, *args: Any, failure: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.failure = failure or {}
+
+    def add_subparsers(self, **kwargs: Any) -> Any:  # argparse's private _SubParsersAction
+        kwargs.setdefault("parser_class", _Command)
+        return super().add_subparsers(**kwargs)
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: list[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        given = sys.argv[1:] if args is None else list(args)
+        self._json = "--json" in given[: given.index("--")] if "--" in given else "--json" in given
+        return super().parse_known_args(given, namespace)
+
+    def error(self, message: str) -> NoReturn:
+        reason = quoted(message)
+        usage = " ".join(self.format_usage().split())
+        print(f"{self.prog}: {reason}; {usage}", file=sys.stderr)
+        if self._json:
+            print(json.dumps({**self.failure, "error": reason, "exit": 2}, ensure_ascii=False))
+        sys.exit(2)
+
+
+class _Command(Parser):
+    """A sub-command's parser: an argument it does not know is its own wrong use, named
+    with its own usage, not the top-level parser's."""
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: list[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        found, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return found, extras
+
+
 def _today() -> str:
     return datetime.now(ZoneInfo("Asia/Shanghai")).strftime("%Y%m%d")
+
+
+#: the business dates a command takes: the hub's dates, with years to spare both ways
+FIRST_DATE, LAST_DATE = "20000101", "20991231"
 
 
 def _business_date(text: str) -> str:
@@ -51,7 +120,29 @@ def _business_date(text: str) -> str:
         datetime.strptime(text, "%Y%m%d")
     except ValueError as exc:
         raise argparse.ArgumentTypeError("business date is not a valid date") from exc
+    if not FIRST_DATE <= text <= LAST_DATE:
+        raise argparse.ArgumentTypeError(f"business date must be from {FIRST_DATE} to {LAST_DATE}")
     return text
+
+
+def failed(args: argparse.Namespace, reason: str, code: int = 2, **shape: Any) -> int:
+    """A command that cannot do its work: ``reason`` in one line on stderr, naming the
+    command, and with ``--json`` one object on stdout, ``{"error": reason, "exit": code}``
+    beside the keys of ``shape``. Returns ``code``."""
+    action = getattr(args, "action", None)
+    name = f"sscard {args.command}" + (f" {action}" if action else "")
+    print(f"{name}: {reason}", file=sys.stderr)
+    if getattr(args, "json", False):
+        print(json.dumps({**shape, "error": reason, "exit": code}, ensure_ascii=False))
+    return code
+
+
+def _is_file(path: Path) -> bool:
+    """``path`` names a regular file; a name the system refuses (too long) names none."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -59,15 +150,16 @@ def _validate(args: argparse.Namespace) -> int:
     from sscard.config import load_counterparties, precheck_settings
 
     path = Path(args.file)
-    if not path.is_file():
-        print(f"sscard validate: no such file: {path}", file=sys.stderr)
-        return 2
+    if not _is_file(path):
+        return failed(args, f"no such file: {path}")
     try:
         parties = load_counterparties(args.config)
     except (OSError, ValueError, yaml.YAMLError) as exc:  # ConfigError is a ValueError
-        print(f"sscard validate: counterparty configuration unusable: {exc}", file=sys.stderr)
-        return 2
-    result = precheck(path, precheck_settings(parties), args.business_date or _today())
+        return failed(args, f"counterparty configuration unusable: {exc}")
+    try:
+        result = precheck(path, precheck_settings(parties), args.business_date or _today())
+    except OSError as exc:  # the file or a companion (FILE.ok, its zip) cannot be read
+        return failed(args, f"cannot read {exc.filename or path}: {exc.strerror or exc}")
     if args.json:
         print(json.dumps(result.as_json(), ensure_ascii=False))
     else:
@@ -96,22 +188,27 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _db(args: argparse.Namespace) -> int:
+    from alembic.util import CommandError
     from sqlalchemy import exc as sa_exc
+    from sqlalchemy.engine import make_url
 
+    from issuance.status import NOT_A_URL
     from persistence.db import upgrade
     from sscard.config import database_url
 
     url = database_url()
     where = url.split("@")[-1]
     try:
+        make_url(url)
+    except (sa_exc.ArgumentError, ValueError):  # ValueError: a port that is no number
+        return failed(args, NOT_A_URL)
+    try:
         upgrade(url)
-    except (sa_exc.SQLAlchemyError, ImportError) as exc:
+    except (sa_exc.SQLAlchemyError, ImportError, CommandError) as exc:
+        # CommandError: the database is at a revision this hub does not know
         inner = getattr(exc, "orig", None) or exc
         reason = (str(inner).strip().splitlines() or [type(inner).__name__])[0]
-        print(
-            f"sscard db upgrade: cannot migrate the database at {where}: {reason}", file=sys.stderr
-        )
-        return 2
+        return failed(args, f"cannot migrate the database at {where}: {quoted(reason)}")
     print(f"database at head: {where}")
     return 0
 
@@ -159,11 +256,8 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _unusable(args: argparse.Namespace, reason: str) -> int:
-    """One line on stderr (and, with ``--json``, one object on stdout); exit 2."""
-    print(f"sscard {args.command}: {reason}", file=sys.stderr)
-    if args.json:
-        print(json.dumps({"level": 2, "status": "critical", "error": reason}, ensure_ascii=False))
-    return 2
+    """One line on stderr (and, with ``--json``, one object on stdout at level 2); exit 2."""
+    return failed(args, reason, **CRITICAL)
 
 
 def _refused_returns(args: argparse.Namespace) -> int:
@@ -197,23 +291,42 @@ def _refused_returns(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    """The sandbox's days, once the counterparty file and the database are usable (the
+    database checked as the reading commands check it: present, reachable, migrated)."""
+    from issuance.status import DatabaseUnusable
     from sandbox.demo import main as demo_main
+    from sscard.config import load_counterparties
+    from sscard.servicing_cli import _reading
 
+    try:
+        load_counterparties()
+    except (OSError, ValueError, yaml.YAMLError) as exc:  # ConfigError is a ValueError
+        return failed(args, f"counterparty configuration unusable: {exc}")
+    try:
+        with _reading():
+            pass
+    except DatabaseUnusable as exc:
+        return failed(args, str(exc))
     return demo_main(size=args.size, business_date=args.business_date)
+
+
+def _size(text: str) -> int:
+    """The demo's APPLY lines: 1 to 99,999,999 (a trailer's RECORD_COUNT has 8 digits)."""
+    if not re.fullmatch(r"[0-9]{1,8}", text) or int(text) == 0:
+        raise argparse.ArgumentTypeError("a size is a number of lines from 1 to 99999999")
+    return int(text)
 
 
 def _config_check(args: argparse.Namespace) -> int:
     from sscard.config import check_counterparties, config_path
 
     path = config_path(args.config)
-    if not path.is_file():
-        print(f"sscard config check: no such file: {path}", file=sys.stderr)
-        return 2
+    if not _is_file(path):
+        return failed(args, f"no such file: {path}")
     try:
         check = check_counterparties(path, connections=not args.no_connections)
     except OSError as exc:
-        print(f"sscard config check: cannot read {path}: {exc.strerror}", file=sys.stderr)
-        return 2
+        return failed(args, f"cannot read {path}: {exc.strerror or exc}")
     if args.json:
         print(json.dumps(check.as_json(), ensure_ascii=False))
     else:
@@ -222,7 +335,7 @@ def _config_check(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sscard", description="Social security card hub")
+    parser = Parser(prog="sscard", description="Social security card hub")
     sub = parser.add_subparsers(dest="command", required=True)
 
     v = sub.add_parser("validate", help="pre-check an APPLY file (no database needed)")
@@ -252,6 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
         "per counterparty; the outbox. Reads only: a missing database is never created.",
         epilog=thresholds_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        failure=CRITICAL,
     )
     st.add_argument(
         "--json", action="store_true", help="print exactly one JSON object (with its level)"
@@ -273,6 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="The factory's and partner banks' returned records the hub refused to "
         "apply on a business date (unknown card or request, repeat, PAN differing from the "
         "PERSO): file, line, key and problem. Settle them with the counterparty.",
+        failure=CRITICAL,
     )
     rr.add_argument("--json", action="store_true", help="print exactly one JSON object")
     rr.add_argument(
@@ -281,7 +396,9 @@ def build_parser() -> argparse.ArgumentParser:
     rr.set_defaults(func=_refused_returns)
 
     demo = sub.add_parser("demo", help="run the sandbox's business day end to end")
-    demo.add_argument("--size", type=int, default=200)
+    demo.add_argument(
+        "--size", type=_size, default=200, help="lines of the bureau's APPLY batch (default 200)"
+    )
     demo.add_argument("--business-date", type=_business_date)
     demo.set_defaults(func=_demo)
 

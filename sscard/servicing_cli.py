@@ -4,7 +4,8 @@
   its entries), cards and latest entries.
 - ``sscard account credit PAN AMOUNT --ref KEY [--business-date YYYYMMDD]``: sandbox and
   tests only (``SSCARD_ALLOW_TEST_CREDIT=1``): Dr SETTLEMENT / Cr the account under the
-  idempotency key ``credit:KEY``.
+  idempotency key ``credit:KEY`` (KEY 1 to 73 printable characters, so the whole key fits
+  the ledger's 80).
 - ``sscard account lock-pin PAN [--by WHO] [--json]``: the card system reported the PIN's
   wrong tries: ``pin_locked`` set, reported to the bureau in BANKEVT as ``22``.
 - ``sscard card show CARD_NO [--json]``: a card's status, holder, application, the card it
@@ -15,8 +16,10 @@
 
 The database is ``SSCARD_DATABASE_URL``, opened as ``sscard status`` opens it: a missing,
 unreachable or unmigrated database is one line on stderr and exit 2, and nothing is
-created. No output shows a full PAN (first 6 and last 4 digits) or a full ID number (first
-6 and last 2 characters).
+created. A database failing once the command has begun (locked, its connection lost) is
+one line and exit 2 as well; each command changes what it changes in one transaction,
+rolled back. No output shows a full PAN (first 6 and last 4 digits) or a full ID number
+(first 6 and last 2 characters).
 """
 
 from __future__ import annotations
@@ -25,7 +28,6 @@ import argparse
 import json
 import os
 import re
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -78,6 +80,23 @@ def _card_no(value: str) -> str:
     return value
 
 
+#: a test credit's idempotency key is ``credit:`` and the operator's ``--ref``
+CREDIT_PREFIX = "credit:"
+
+
+def _ref(value: str) -> str:
+    """A test credit's ``--ref``: printable, not only spaces, and short enough that
+    ``credit:REF`` fits the ledger's idempotency key."""
+    from banking.ledger import IDEM_MAX
+
+    longest = IDEM_MAX - len(CREDIT_PREFIX)
+    if not value.strip() or len(value) > longest or not value.isprintable():
+        raise argparse.ArgumentTypeError(
+            f"a reference is 1 to {longest} printable characters, not only spaces"
+        )
+    return value
+
+
 def _when(value: datetime | str | None) -> str:
     if value is None:
         return ""
@@ -94,21 +113,31 @@ def _emit(args: argparse.Namespace, report: dict[str, Any], lines: list[str]) ->
 
 
 def _run(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """A command whose refusals and unusable database end in one line and their code."""
+    """A command whose refusals, unusable database and failing database end in one line
+    and their code."""
 
     def run(args: argparse.Namespace) -> int:
+        from sqlalchemy import exc as sa_exc
+
         from issuance.status import DatabaseUnusable
+        from sscard.cli import failed
 
         try:
             return func(args)
         except (_Refused, DatabaseUnusable) as exc:
-            code = exc.code if isinstance(exc, _Refused) else 2
-            print(f"sscard {args.command} {args.action}: {exc}", file=sys.stderr)
-            if args.json:
-                print(json.dumps({"error": str(exc), "exit": code}, ensure_ascii=False))
-            return code
+            return failed(args, str(exc), exc.code if isinstance(exc, _Refused) else 2)
+        except sa_exc.SQLAlchemyError as exc:
+            return failed(args, f"the database failed, nothing was changed: {_reason(exc)}")
 
     return run
+
+
+def _reason(exc: BaseException) -> str:
+    """A database error's first line, as an operator may see it (:func:`sscard.cli.quoted`)."""
+    from sscard.cli import quoted
+
+    inner = getattr(exc, "orig", None) or exc
+    return quoted((str(inner).strip().splitlines() or [type(inner).__name__])[0])
 
 
 @contextmanager
@@ -327,7 +356,7 @@ def _account_credit(args: argparse.Namespace) -> int:
     if fen == 0:
         raise _Refused("an amount of 0.00 credits nothing", 2)
     day = args.business_date or datetime.now(ZoneInfo("Asia/Shanghai")).strftime("%Y%m%d")
-    key = f"credit:{args.ref}"
+    key = f"{CREDIT_PREFIX}{args.ref}"
     shown = masked_pan(args.pan)
     with _reading():
         pass  # the same checks as the reading commands: present, reachable, at head
@@ -480,7 +509,12 @@ def add_commands(sub: Any) -> None:  # argparse's private _SubParsersAction
     )
     cr.add_argument("pan", type=_pan, metavar="PAN")
     cr.add_argument("amount", metavar="AMOUNT", help="yuan, e.g. 123.45")
-    cr.add_argument("--ref", required=True, help="idempotency key (posted as credit:KEY)")
+    cr.add_argument(
+        "--ref",
+        required=True,
+        type=_ref,
+        help="idempotency key, 1 to 73 printable characters (posted as credit:KEY)",
+    )
     cr.add_argument(
         "--business-date", type=_business_date, help="YYYYMMDD (default: today in Asia/Shanghai)"
     )

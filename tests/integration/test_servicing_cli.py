@@ -119,6 +119,17 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     return code, out, err
 
 
+def ran(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """As :func:`run`, for a wrong use too: the exit status argparse leaves with."""
+    try:
+        code = main(list(argv))
+    except SystemExit as done:
+        code = int(done.code or 0)
+    out, err = capsys.readouterr()
+    assert PAN not in out + err, "a full PAN was printed"
+    return code, out, err
+
+
 def test_account_show_masks_and_tells_the_balance(
     hub: Engine, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -205,6 +216,30 @@ def test_a_test_credit_needs_its_environment_variable(
         )
 
 
+@pytest.mark.parametrize("ref", ["x" * 74, "", "   ", "a\x1b[2Jb"])
+def test_a_test_credit_whose_reference_the_ledger_cannot_keep_is_wrong_use(
+    ref: str, hub: Engine, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SSCARD_ALLOW_TEST_CREDIT", "1")
+    code, _, err = ran(capsys, "account", "credit", PAN, "1.00", "--ref", ref)
+    assert code == 2
+    assert "--ref" in err and "1 to 73 printable characters" in err
+    assert "Traceback" not in err
+    with hub.connect() as conn:
+        assert ledger.balance(conn, PAN) == 12_345
+
+
+def test_a_test_credit_reference_of_73_characters_fills_the_idempotency_key(
+    hub: Engine, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SSCARD_ALLOW_TEST_CREDIT", "1")
+    code, out, err = run(capsys, "account", "credit", PAN, "1.00", "--ref", "r" * 73, "--json")
+    assert code == 0, err
+    assert json.loads(out)["idem_key"] == "credit:" + "r" * 73
+    with hub.connect() as conn:
+        assert ledger.balance(conn, PAN) == 12_445
+
+
 def test_ledger_check_and_audit_verify(hub: Engine, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "ledger", "check")
     assert code == 0 and "ledger sound" in out
@@ -250,6 +285,46 @@ def test_a_missing_database_is_one_line_and_exit_2(
     assert not missing.exists()
     if "--json" in argv:
         assert "error" in json.loads(out)
+
+
+@pytest.mark.parametrize(
+    ("argv", "target"),
+    [
+        (["account", "credit", PAN, "1.00", "--ref", "lk", "--json"], "banking.ledger.post"),
+        (["account", "lock-pin", PAN, "--json"], "servicing.days.lock_pin"),
+        (
+            ["breaks", "resolve", "1", "--reason", "paid", "--json"],
+            "reconciliation.daily.resolve_break",
+        ),
+    ],
+)
+def test_a_database_failing_midway_is_one_line_exit_2_and_changes_nothing(
+    argv: list[str],
+    target: str,
+    hub: Engine,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    def locked(*args: object, **kwargs: object) -> None:
+        raise OperationalError(
+            "INSERT …", None, sqlite3.OperationalError(f"database is locked ({PAN})\nmore")
+        )
+
+    monkeypatch.setenv("SSCARD_ALLOW_TEST_CREDIT", "1")
+    monkeypatch.setattr(target, locked)
+    code, out, err = run(capsys, *argv)
+    assert code == 2
+    [line] = err.splitlines()
+    command = " ".join(argv[:2])
+    reason = "the database failed, nothing was changed: database is locked (622202****0019)"
+    assert line == f"sscard {command}: {reason}"
+    assert json.loads(out) == {"error": reason, "exit": 2}
+    with hub.connect() as conn:
+        assert ledger.balance(conn, PAN) == 12_345
 
 
 def test_an_unmigrated_database_is_exit_2(

@@ -103,6 +103,49 @@ def test_a_missing_file_exits_2(capsys: pytest.CaptureFixture[str], tmp_path: Pa
     assert str(missing) in err
 
 
+def test_a_missing_file_with_json_prints_one_object_saying_why(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    missing = tmp_path / "APPLY_R440100_B001_20261122_001.txt"
+
+    code, out, err = run(capsys, str(missing), "--json", *DATE)
+
+    assert code == 2
+    assert json.loads(out) == {"error": f"no such file: {missing}", "exit": 2}
+    assert err == f"sscard validate: no such file: {missing}\n"
+
+
+@pytest.mark.parametrize("json_flag", [[], ["--json"]])
+def test_a_file_whose_control_file_cannot_be_read_exits_2_with_one_line(
+    json_flag: list[str], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    copy = tmp_path / GOOD_FILE.name
+    copy.write_bytes(GOOD_FILE.read_bytes())
+    (tmp_path / f"{GOOD_FILE.name}.ok").mkdir()  # FILE.ok is there but no file
+
+    code, out, err = run(capsys, str(copy), *json_flag, *DATE)
+
+    assert code == 2
+    [line] = err.splitlines()
+    assert line == f"sscard validate: cannot read {copy}.ok: Is a directory"
+    if json_flag:
+        assert json.loads(out) == {"error": line.removeprefix("sscard validate: "), "exit": 2}
+    else:
+        assert out == ""
+
+
+def test_a_file_name_longer_than_the_system_allows_is_no_such_file(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    name = tmp_path / ("A" * 300)
+
+    code, out, err = run(capsys, str(name), "--json", *DATE)
+
+    assert code == 2
+    assert json.loads(out)["error"] == f"no such file: {name}"
+    assert err.splitlines() == [f"sscard validate: no such file: {name}"]
+
+
 @pytest.mark.parametrize("config", ["missing", "not yaml", "no hub"])
 def test_an_unusable_counterparty_configuration_exits_2_with_one_line_of_reason(
     config: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
@@ -114,9 +157,9 @@ def test_an_unusable_counterparty_configuration_exits_2_with_one_line_of_reason(
     code, out, err = run(capsys, str(GOOD_FILE), "--config", str(path), "--json", *DATE)
 
     assert code == 2
-    assert out == ""
-    assert err.startswith("sscard validate: counterparty configuration unusable:")
-    assert "Traceback" not in err
+    [line] = err.splitlines()
+    assert line.startswith("sscard validate: counterparty configuration unusable:")
+    assert json.loads(out) == {"error": line.removeprefix("sscard validate: "), "exit": 2}
 
 
 @pytest.mark.parametrize("bad", ["2026-11-22", "20261131", "2026112", "tomorrow"])
@@ -243,7 +286,9 @@ def test_status_with_an_unusable_counterparty_configuration_exits_2_with_one_lin
 
     out, err = capsys.readouterr()
     assert code == 2
-    assert json.loads(out)["level"] == 2
+    report = json.loads(out)
+    assert (report["level"], report["status"], report["exit"]) == (2, "critical", 2)
+    assert report["error"].startswith("counterparty configuration unusable:")
     [line] = err.splitlines()
     assert line.startswith("sscard status: counterparty configuration unusable:")
 
@@ -251,7 +296,6 @@ def test_status_with_an_unusable_counterparty_configuration_exits_2_with_one_lin
 @pytest.mark.parametrize(
     "url",
     [
-        "not a url",
         "postgresql+psycopg://ops:s3cret@127.0.0.1:1/hub",
         "sqlite:////nonexistent-directory/hub.db",
     ],
@@ -268,3 +312,195 @@ def test_a_database_upgrade_that_cannot_reach_its_database_exits_2_with_one_line
     [line] = err.splitlines()
     assert line.startswith("sscard db upgrade: cannot migrate the database at ")
     assert "s3cret" not in line
+
+
+PAN = "6222020000000000019"
+
+#: wrong uses argparse refuses before anything is read, and the command named in the line
+WRONG_USES = [
+    (["account", "show", PAN, PAN, "--json"], "sscard account show"),
+    (["account", "show", "--json"], "sscard account show"),
+    (["account", "show", "62220200000X0000019", "--json"], "sscard account show"),
+    (["account", "credit", PAN, "1.00", "--json"], "sscard account credit"),
+    (
+        ["account", "credit", PAN, "1.00", "--ref", "x", "--business-date", "20261131", "--json"],
+        "sscard account credit",
+    ),
+    (["account", "lock-pin", PAN, "--by", "x" * 41, "--json"], "sscard account lock-pin"),
+    (["card", "show", "a0000001", "--json"], "sscard card show"),
+    (["ledger", "check", "now", "--json"], "sscard ledger check"),
+    (["audit", "verify", "--all", "--json"], "sscard audit verify"),
+    (["breaks", "list", "--bureau", "B001", "--json"], "sscard breaks list"),
+    (["breaks", "show", "0", "--json"], "sscard breaks show"),
+    (["breaks", "resolve", "7", "--json"], "sscard breaks resolve"),
+    (["outbox", "resend", "--json"], "sscard outbox resend"),
+    (["validate", "a.txt", "b.txt", "--json"], "sscard validate"),
+    (["config", "check", "--config", "--json"], "sscard config"),
+    (["config", "verify", "--json"], "sscard config"),
+    (["db", "upgrade", "now"], "sscard db"),
+    (["demo", "--size", "many"], "sscard demo"),
+    (["ledger"], "sscard ledger"),
+    ([], "sscard"),
+]
+
+
+@pytest.mark.parametrize(("argv", "command"), WRONG_USES)
+def test_a_wrong_use_is_one_line_with_the_commands_usage_and_exit_2(
+    argv: list[str], command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(argv)
+
+    out, err = capsys.readouterr()
+    assert caught.value.code == 2
+    [line] = err.splitlines()
+    assert line.startswith(f"{command}: ")
+    assert f"; usage: {command} [-h]" in line
+    assert PAN not in out + err
+    if "--json" in argv:
+        report = json.loads(out)
+        assert report == {"error": report["error"], "exit": 2}
+        assert line.startswith(f"{command}: {report['error']}; usage: ")
+    else:
+        assert out == ""
+
+
+def test_a_value_typed_by_mistake_is_shown_masked_and_escaped(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["card", "show", "A00000001", PAN, "\x1b[2J", "--json"])
+
+    out, err = capsys.readouterr()
+    assert json.loads(out)["error"] == "unrecognized arguments: 622202****0019 \\x1b[2J"
+    assert "\x1b" not in err and PAN not in err
+
+
+@pytest.mark.parametrize("command", ["status", "refused-returns"])
+def test_a_wrong_use_of_a_monitored_command_is_critical_in_its_json(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main([command, "--business-date", "2026-11-22", "--json"])
+
+    assert caught.value.code == 2
+    assert json.loads(capsys.readouterr().out) == {
+        "level": 2,
+        "status": "critical",
+        "error": "argument --business-date: business date must be YYYYMMDD",
+        "exit": 2,
+    }
+
+
+@pytest.mark.parametrize("size", ["0", "-3", "1.5", "123456789"])
+def test_a_demo_of_no_lines_or_a_size_no_file_can_hold_is_wrong_use(
+    size: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["demo", "--size", size])
+
+    assert caught.value.code == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("sscard demo: argument --size: a size is a number of lines from 1 to")
+
+
+def test_a_demo_on_a_missing_database_exits_2_with_one_line_and_creates_no_file(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SSCARD_DATABASE_URL", f"sqlite:///{tmp_path / 'sscard.db'}")
+
+    code = main(["demo", "--business-date", "20261122"])
+
+    out, err = capsys.readouterr()
+    assert (code, out) == (2, "")
+    [line] = err.splitlines()
+    assert line.startswith(f"sscard demo: no database at {tmp_path / 'sscard.db'}: ")
+    assert "`sscard db upgrade`" in line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_demo_with_an_unusable_counterparty_configuration_exits_2_with_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SSCARD_COUNTERPARTIES", str(tmp_path / "missing.yaml"))
+
+    code = main(["demo"])
+
+    out, err = capsys.readouterr()
+    assert (code, out) == (2, "")
+    [line] = err.splitlines()
+    assert line.startswith("sscard demo: counterparty configuration unusable:")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["status", "--json"],
+        ["refused-returns", "--json"],
+        ["validate", str(GOOD_FILE), "--json"],
+        ["demo"],
+        ["account", "credit", PAN, "1.00", "--ref", "x", "--json"],
+    ],
+)
+@pytest.mark.parametrize("day", ["99991231", "00010101", "19991231", "21000101"])
+def test_a_business_date_outside_the_hubs_years_is_wrong_use_not_a_traceback(
+    argv: list[str], day: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main([*argv, "--business-date", day])
+
+    out, err = capsys.readouterr()
+    assert caught.value.code == 2
+    [line] = err.splitlines()
+    assert "argument --business-date: business date must be from 20000101 to 20991231" in line
+    if "--json" in argv:
+        assert json.loads(out)["exit"] == 2
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "not a url",
+        "postgresql+psycopg://ops:s3cret@127.0.0.1:5432x/hub",
+        "postgresql+psycopg//ops:s3cret@127.0.0.1/hub",
+    ],
+)
+@pytest.mark.parametrize(
+    "argv", [["db", "upgrade"], ["status", "--json"], ["ledger", "check", "--json"]]
+)
+def test_a_database_url_that_does_not_parse_is_one_line_and_exit_2_never_showing_it(
+    url: str, argv: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SSCARD_DATABASE_URL", url)
+
+    code = main(argv)
+
+    out, err = capsys.readouterr()
+    assert code == 2
+    [line] = err.splitlines()
+    command = " ".join(a for a in argv if a != "--json")
+    assert line.startswith(f"sscard {command}: SSCARD_DATABASE_URL is not a database URL (")
+    assert "s3cret" not in out + err and url not in out + err
+    if "--json" in argv:
+        assert json.loads(out)["exit"] == 2
+
+
+def test_a_database_upgrade_from_a_revision_this_hub_does_not_know_exits_2_with_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    newer = tmp_path / "sscard.db"
+    with sqlite3.connect(newer) as conn:
+        conn.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) PRIMARY KEY)")
+        conn.execute("INSERT INTO alembic_version VALUES ('9999')")
+    conn.close()
+    monkeypatch.setenv("SSCARD_DATABASE_URL", f"sqlite:///{newer}")
+
+    code = main(["db", "upgrade"])
+
+    out, err = capsys.readouterr()
+    assert (code, out) == (2, "")
+    [line] = err.splitlines()
+    assert line.startswith("sscard db upgrade: cannot migrate the database at ")
+    assert "'9999'" in line

@@ -506,6 +506,21 @@ def test_config_check_of_a_missing_file_exits_2(
     assert str(missing) in err
 
 
+@pytest.mark.parametrize("name", ["nowhere.yaml", "a" * 300, "directory"])
+def test_config_check_json_of_a_file_it_cannot_read_is_one_object_saying_why(
+    name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / name
+    if name == "directory":
+        path.mkdir()
+
+    code, out, err = run(capsys, "--config", str(path), "--json")
+
+    assert code == 2
+    assert err.splitlines() == [f"sscard config check: no such file: {path}"]
+    assert json.loads(out) == {"error": f"no such file: {path}", "exit": 2}
+
+
 @pytest.mark.parametrize(
     "argv", [["config"], ["config", "verify"], ["config", "check", "--config"]]
 )
