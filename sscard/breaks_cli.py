@@ -351,7 +351,8 @@ def _resolve(args: argparse.Namespace) -> int:
         report,
         [
             f"break {done.id} ({done.reason} {done.bureau or '-'} {done.batch_no or '-'}) "
-            f"resolved by {done.resolved_by} at {report['resolved_at']}: {done.resolution}"
+            f"resolved by {_printable(done.resolved_by)} at {report['resolved_at']}: "
+            f"{_printable(done.resolution)}"
         ],
     )
     return 0

@@ -433,6 +433,11 @@ def main(argv: list[str] | None = None) -> int:
         # left for Python to flush at exit, and 141 like a program that SIGPIPE ended
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except KeyboardInterrupt:
+        # Ctrl-C: one line, no traceback, and 130 like a program SIGINT ended; a command
+        # writes in one transaction, which its connection's close rolls back unless done
+        print(f"sscard {args.command}: interrupted", file=sys.stderr)
+        return 130
     return code
 
 

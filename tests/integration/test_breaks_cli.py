@@ -141,6 +141,22 @@ def test_a_statement_memo_cannot_send_control_sequences_to_the_operator_s_termin
     assert json.loads(capsys.readouterr().out)["statement_lines"][0]["memo"] == memo
 
 
+def test_a_reason_typed_with_control_characters_is_not_echoed_raw_to_the_terminal(
+    hub: Engine, capsys: pytest.CaptureFixture[str]
+) -> None:
+    reason = "paid\x1b[2J by phone"
+    assert main(["breaks", "resolve", str(break_ids(hub)["R07"]), "--reason", reason]) == 0
+    out = capsys.readouterr().out
+    assert ": paid\ufffd[2J by phone" in out
+    assert not any((ord(c) < 32 and c != "\n") or 127 <= ord(c) < 160 for c in out)
+    with hub.connect() as conn:
+        # what was typed is kept as it was
+        assert (
+            conn.scalar(text("SELECT resolution FROM recon_break WHERE resolution LIKE 'paid%'"))
+            == reason
+        )
+
+
 def test_a_resolution_keeps_who_when_and_why_with_its_audit_record(
     hub: Engine, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -13,6 +13,7 @@ import pytest
 
 from issuance.status import THRESHOLDS, Level
 from schemas.codes import message
+from sscard import cli
 from sscard.cli import main
 from tests.unit.test_fixtures import BAD_LINES, FIXTURES
 
@@ -222,6 +223,20 @@ def test_the_module_runs_as_a_program_and_exits_with_the_precheck_result() -> No
     )
     assert truncated.returncode == 1
     assert "F08" in truncated.stdout
+
+
+def test_a_command_interrupted_with_ctrl_c_says_so_in_one_line_and_exits_130(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def interrupted(args: object) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_validate", interrupted)
+
+    assert cli.main(["validate", str(BAD_LINES_FILE), *DATE]) == 130
+    captured = capsys.readouterr()
+    assert captured.err == "sscard validate: interrupted\n"
+    assert captured.out == ""
 
 
 def test_output_its_reader_stopped_reading_ends_without_a_traceback() -> None:
