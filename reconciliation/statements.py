@@ -34,6 +34,7 @@ from banking import ledger
 from persistence.db import keyed
 from reconciliation.daily import add_business_days, was_unfunded
 from schemas.codec import Chunk, fen_column
+from servicing.partner import report_problems
 
 log = logging.getLogger("sscard.reconciliation")
 
@@ -92,13 +93,21 @@ def _batches_named(conn: Connection, batch_nos: set[str]) -> dict[str, tuple[int
     return found
 
 
-def _recorded(conn: Connection, sender: str, txn_refs: Sequence[str]) -> set[str]:
+def _recorded(
+    conn: Connection, sender: str, txn_refs: Sequence[str]
+) -> dict[str, tuple[str, str, int, str]]:
+    """The lines of ``sender`` recorded before under these txn_refs: what each said
+    (value_date, dc, amount_fen, memo)."""
     query = keyed(
-        conn, "SELECT txn_ref FROM statement_line WHERE sender = :s AND txn_ref IN :refs", "refs"
+        conn,
+        "SELECT txn_ref, value_date, dc, amount_fen, memo FROM statement_line "
+        "WHERE sender = :s AND txn_ref IN :refs",
+        "refs",
     )
-    seen: set[str] = set()
+    seen: dict[str, tuple[str, str, int, str]] = {}
     for part in _chunks(txn_refs):
-        seen.update(conn.scalars(query, {"s": sender, "refs": part}))
+        for row in conn.execute(query, {"s": sender, "refs": part}):
+            seen[row.txn_ref] = (row.value_date, row.dc, int(row.amount_fen), row.memo or "")
     return seen
 
 
@@ -147,6 +156,7 @@ def apply_statement(
         amounts = fen_column(good.column("amount").combine_chunks()).tolist()
         refs = good.column("txn_ref").to_pylist()
         good_lines = line_nos[ok].tolist()
+        good_seqs = chunk.seqs[ok].tolist()
         for i, (ref, value_date, dc, memo) in enumerate(
             zip(
                 refs,
@@ -167,6 +177,7 @@ def apply_statement(
             in_file.add(ref)
             lines.append(
                 {
+                    "seq": int(good_seqs[i]),
                     "txn_ref": ref,
                     "value_date": value_date,
                     "dc": dc,
@@ -178,6 +189,33 @@ def apply_statement(
     seen = _recorded(conn, sender, [line["txn_ref"] for line in lines])
     fresh = [line for line in lines if line["txn_ref"] not in seen]
     counts["repeated"] = len(lines) - len(fresh)
+    # a line seen before is posted once; one that says something else under the same
+    # txn_ref is not posted either, but a person must know the payment system sent it
+    conflicts = []
+    for line in lines:
+        before = seen.get(line["txn_ref"])
+        now_ = (line["value_date"], line["dc"], int(line["amount"]), line["memo"] or "")
+        if before is None or before == now_:
+            continue
+        differ = ", ".join(
+            name
+            for name, was, is_ in zip(
+                ("value_date", "dc", "amount", "memo"), before, now_, strict=True
+            )
+            if was != is_
+        )
+        log.warning(
+            "STMT from %s SEQ %d: txn_ref %s recorded before with another %s; the first stands",
+            sender,
+            line["seq"],
+            line["txn_ref"],
+            differ,
+        )
+        conflicts.append((line["seq"] - 1, line["txn_ref"], "txn_ref seen before, other content"))
+    if conflicts:
+        name = conn.scalar(text("SELECT name FROM received_file WHERE id = :f"), {"f": file_id})
+        report_problems(conn, str(name), conflicts, business_date)
+        counts["conflicting"] = len(conflicts)
 
     classified = [classify(line["memo"], line["dc"]) for line in fresh]
     batches = _batches_named(

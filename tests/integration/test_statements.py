@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from sqlalchemy import Engine, text
 
 from banking import ledger
@@ -68,6 +69,29 @@ def test_a_statement_line_seen_twice_is_posted_once(engine: Engine) -> None:
         assert conn.scalar(text("SELECT COUNT(*) FROM statement_line")) == 2
         assert len(ledger.posted_keys(conn)) == 2
     assert _funded(engine, "B001") == 10000
+
+
+def test_a_txn_ref_seen_before_with_other_content_is_not_posted_and_is_reported(
+    engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    with engine.begin() as conn:
+        seed_batch(conn, "B001", [{"amount": 10000, "result": OK}])
+        stmt(conn, [("T1", "C", 6000, "DISB/B001")], day=MON)
+        # the same line again: posted once, nothing to report
+        assert stmt(conn, [("T1", "C", 6000, "DISB/B001")], day=MON)["repeated"] == 1
+        assert conn.scalar(text("SELECT COUNT(*) FROM return_problem")) == 0
+        # the same txn_ref saying another amount
+        again = stmt(conn, [("T1", "C", 9000, "DISB/B001")], day=MON)
+        assert (again["repeated"], again["conflicting"]) == (1, 1)
+        assert "txn_ref T1 recorded before with another amount; the first stands" in caplog.text
+        problem = conn.execute(text("SELECT line_no, key, problem FROM return_problem")).one()
+        assert tuple(problem) == (
+            1,
+            "T1",
+            "txn_ref seen before, other content",
+        )
+        assert ledger.balance(conn, ledger.clearing(BUREAU)) == 6000
+    assert _funded(engine, "B001") == 6000
 
 
 def test_a_funding_line_for_an_answered_batch_is_still_recorded_and_posted(engine: Engine) -> None:
