@@ -28,12 +28,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+import pyarrow as pa
 from sqlalchemy import Connection, text
 
 from banking import ledger
 from persistence.db import keyed
 from reconciliation.daily import add_business_days, was_unfunded
 from schemas.codec import Chunk, fen_column
+from schemas.layouts import STMT
 from servicing.partner import report_problems
 
 log = logging.getLogger("sscard.reconciliation")
@@ -111,6 +113,10 @@ def _recorded(
     return seen
 
 
+#: the position of a STMT line's key in its layout
+_TXN_REF_AT = STMT.names.index("txn_ref")
+
+
 def stmt_key(sender: str, txn_ref: str) -> str:
     """A statement line's idempotency key and its R09 item's ``ref``."""
     return f"stmt:{sender}:{txn_ref}"
@@ -150,7 +156,18 @@ def apply_statement(
                 chunk.fail_code[pos],
             )
         counts["problems"] += int((~ok).sum())
+        # a refused line whose txn_ref is good still uses it: a later line repeating it in
+        # this file is E107 (ICD §4.2: every occurrence after the first)
+        keyed_refused = (~ok) & (chunk.fail_index > _TXN_REF_AT)
+        refused_refs = dict(
+            zip(
+                line_nos[keyed_refused].tolist(),
+                chunk.table.filter(pa.array(keyed_refused)).column("txn_ref").to_pylist(),
+                strict=True,
+            )
+        )
         if not ok.any():
+            in_file.update(refused_refs.values())
             continue
         good = chunk.table.filter(ok)
         amounts = fen_column(good.column("amount").combine_chunks()).tolist()
@@ -166,6 +183,8 @@ def apply_statement(
                 strict=True,
             )
         ):
+            while refused_refs and next(iter(refused_refs)) < good_lines[i]:
+                in_file.add(refused_refs.pop(next(iter(refused_refs))))
             if ref in in_file:
                 log.warning(
                     "STMT from %s line %d: field txn_ref repeated in the file (E107); not recorded",
@@ -185,6 +204,7 @@ def apply_statement(
                     "memo": memo,
                 }
             )
+        in_file.update(refused_refs.values())
     counts["applied"] = len(lines)
     seen = _recorded(conn, sender, [line["txn_ref"] for line in lines])
     fresh = [line for line in lines if line["txn_ref"] not in seen]

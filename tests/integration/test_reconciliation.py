@@ -111,9 +111,15 @@ _stmt_seq = {"n": 0}
 
 
 def stmt(
-    conn: Connection, lines: list[tuple[str, str, int, str]], *, day: str, sender: str = PSYS
+    conn: Connection,
+    lines: list[tuple[str, str, int, str]],
+    *,
+    day: str,
+    sender: str = PSYS,
+    chunk_lines: int = 50_000,
 ) -> dict[str, int]:
-    """A STMT file of ``(txn_ref, dc, fen, memo)`` lines applied as of ``day``."""
+    """A STMT file of ``(txn_ref, dc, fen, memo)`` lines applied as of ``day``, read
+    ``chunk_lines`` at a time."""
     _stmt_seq["n"] += 1
     rows = [
         (ref, day, dc, f"{fen // 100}.{fen % 100:02d}", "", "", memo)
@@ -140,7 +146,7 @@ def stmt(
         first_seen_at=NOW,
         processed_at=NOW,
     )
-    reader = DelimitedReader(buf.getvalue(), STMT, "GB18030", 50_000, len(rows))
+    reader = DelimitedReader(buf.getvalue(), STMT, "GB18030", chunk_lines, len(rows))
     return apply_statement(conn, reader, sender=sender, file_id=file_id, business_date=day, now=NOW)
 
 

@@ -162,6 +162,28 @@ def test_a_line_failing_the_layout_is_recorded_nowhere(engine: Engine) -> None:
         assert conn.scalar(text("SELECT COUNT(*) FROM statement_line")) == 1
 
 
+@pytest.mark.parametrize("chunk_lines", [50_000, 1])
+def test_a_txn_ref_repeated_after_a_refused_line_that_carried_it_is_e107(
+    engine: Engine, caplog: pytest.LogCaptureFixture, chunk_lines: int
+) -> None:
+    with engine.begin() as conn:
+        seed_batch(conn, "B001", [{"amount": 100, "result": OK}])
+        counts = stmt(
+            conn,
+            [
+                ("T1", "X", 100, "DISB/B001"),
+                ("T1", "C", 100, "DISB/B001"),
+                ("T2", "C", 100, "DISB/B001"),
+            ],
+            day=MON,
+            chunk_lines=chunk_lines,
+        )
+        # the first T1 used its key though its dc failed: the second is a repeat (ICD §4.2)
+        assert (counts["problems"], counts["applied"], counts["DISB"]) == (2, 1, 1)
+        assert conn.scalars(text("SELECT txn_ref FROM statement_line")).all() == ["T2"]
+    assert "line 3: field txn_ref repeated in the file (E107)" in caplog.text
+
+
 def test_finance_is_told_what_to_return_and_settle_and_by_when(
     engine: Engine, tmp_path: Path
 ) -> None:
