@@ -995,12 +995,12 @@ def test_lines_of_two_benefit_types_reach_a_partner_in_one_disb_per_benefit_type
     ]
 
 
-def test_a_partner_answer_committed_while_partner_wait_runs_out_is_not_overwritten_by_140(
-    engine: Engine, store: Storage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The partner's credit, applied while the line's partner_wait ran out in another
-    run, stands: the bureau is not told 140 for a payment the customer got, and the
-    clearing account is not debited a second time to send the amount back."""
+def _waiting_at_b002(
+    engine: Engine, store: Storage, tmp_path: Path
+) -> tuple[int, Callable[[], None], Callable[[], None]]:
+    """One 300.00 line forwarded to B002 and waiting: its batch, B002's DISBRSP crediting
+    it (``answer``) and its partner_wait running out (``expire``), each in its own
+    transaction, for the races of the two."""
     with engine.begin() as conn:
         at_partner = seed_card(conn, 5, bank_code="B002", pan="6220020000000000003")
     batch_id = forwarded_to_b002(engine, store, tmp_path, [line("PAY1", at_partner, "300.00")])
@@ -1027,6 +1027,17 @@ def test_a_partner_answer_committed_while_partner_wait_runs_out_is_not_overwritt
         expire_partner_lines(
             engine, bank_code="B002", wait_days=1, business_date="20261208", now=NOW
         )
+
+    return batch_id, answer, expire
+
+
+def test_a_partner_answer_committed_while_partner_wait_runs_out_is_not_overwritten_by_140(
+    engine: Engine, store: Storage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The partner's credit, applied while the line's partner_wait ran out in another
+    run, stands: the bureau is not told 140 for a payment the customer got, and the
+    clearing account is not debited a second time to send the amount back."""
+    batch_id, answer, expire = _waiting_at_b002(engine, store, tmp_path)
 
     # the answer is applied, not yet committed, when the wait runs out
     answered = held_open(monkeypatch, settle, "report_problems")
@@ -1044,32 +1055,7 @@ def test_a_partner_answer_arriving_while_partner_wait_runs_out_finds_the_line_an
     """A partner's credit read while another run answers the line 140 (not yet
     committed) is not applied over that answer: the line stays 140, its amount goes back
     once, and nothing is owed to the partner for it (the answer is a return problem)."""
-    with engine.begin() as conn:
-        at_partner = seed_card(conn, 5, bank_code="B002", pan="6220020000000000003")
-    batch_id = forwarded_to_b002(engine, store, tmp_path, [line("PAY1", at_partner, "300.00")])
-    with engine.connect() as conn:
-        key = conn.scalar(
-            text("SELECT partner_key FROM disb_line WHERE batch_id = :b"), {"b": batch_id}
-        )
-
-    def expire() -> None:
-        expire_partner_lines(
-            engine, bank_code="B002", wait_days=1, business_date="20261208", now=NOW
-        )
-
-    def answer() -> None:
-        with engine.begin() as conn:
-            _, reader, _ = disb_file(
-                conn,
-                [(key, "0000", "300.00", "20261208103000", "B002REF1", "", "")],
-                sender="B002",
-                receiver=HUB,
-                type_="DISBRSP",
-                seq=2,
-            )
-            apply_partner_disbrsp(
-                conn, reader, bank_code="B002", business_date="20261208", now=NOW, file_name="X"
-            )
+    batch_id, answer, expire = _waiting_at_b002(engine, store, tmp_path)
 
     # the line is answered 140 and its amount posted to returns, not yet committed
     expiring = held_open(monkeypatch, ledger, "post_transfers")
